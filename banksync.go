@@ -1,0 +1,60 @@
+// Package banksync holds the domain types shared by the core ledger and the
+// channel tier: accounts, ledger entries, transfers, deposits, the ledger
+// event published on Kafka, and coded errors. It depends on nothing else in
+// the module.
+package banksync
+
+import (
+	"math"
+	"regexp"
+	"time"
+)
+
+// Limits on identifiers. Ids are opaque to the ledger but bounded and plain so
+// they are safe in URLs, Kafka keys and logs.
+const (
+	idLengthMax   = 64
+	memoLengthMax = 140
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+
+// ValidID reports whether s is an acceptable account, customer, transfer or
+// external reference id.
+func ValidID(s string) bool {
+	return len(s) > 0 && len(s) <= idLengthMax && idPattern.MatchString(s)
+}
+
+// ValidateMemo refuses memos that are too long or carry control characters.
+func ValidateMemo(memo string) error {
+	if len(memo) > memoLengthMax {
+		return Errorf(EINVALID, "memo is longer than %d bytes", memoLengthMax)
+	}
+	for _, r := range memo {
+		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
+			return Errorf(EINVALID, "memo contains a control or invalid character")
+		}
+	}
+	return nil
+}
+
+// ValidateAmount checks that an amount of whole won is positive and at most
+// amountMax.
+func ValidateAmount(amount, amountMax int64) error {
+	if amount <= 0 || amount > amountMax {
+		return Errorf(EINVALIDAMOUNT, "amount must be a whole number between 1 and %d", amountMax)
+	}
+	return nil
+}
+
+// AddAmount returns a+b and false if the sum overflows int64.
+func AddAmount(a, b int64) (int64, bool) {
+	if (b > 0 && a > math.MaxInt64-b) || (b < 0 && a < math.MinInt64-b) {
+		return 0, false
+	}
+	return a + b, true
+}
+
+// Timestamps are kept at microsecond precision so every store round-trips
+// them exactly.
+func Timestamp(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }

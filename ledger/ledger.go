@@ -1,0 +1,376 @@
+// Package ledger is core banking: the source of truth the channel tier syncs
+// from. One writer goroutine takes every write request from a bounded queue
+// and commits them in batches (group commit), so the commit order is one
+// global position and throughput comes from batching, not from locks.
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strconv"
+	"sync"
+	"time"
+
+	"banksync"
+)
+
+// Defaults for Config.
+const (
+	AmountMaxDefault          = 1_000_000_000 // ₩1,000,000,000 per transfer or deposit
+	batchSizeMaxDefault       = 2048
+	queueSizeMaxDefault       = 65536
+	deadlineHorizonMaxDefault = time.Hour
+	accountsCachedMaxDefault  = 1 << 20
+	entriesPageMax            = 1000
+	accountIDAttemptsMax      = 4
+)
+
+// Config tunes a Ledger. Zero values take the defaults.
+type Config struct {
+	AmountMax          int64         // largest amount of one transfer or deposit
+	BatchSizeMax       int           // requests committed in one transaction at most
+	QueueSizeMax       int           // requests waiting for the writer at most
+	DeadlineHorizonMax time.Duration // how far in the future a deadline may lie
+	AccountsCachedMax  int           // accounts the writer keeps in memory at most
+	Now                func() time.Time
+	Logger             *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.AmountMax <= 0 {
+		c.AmountMax = AmountMaxDefault
+	}
+	if c.BatchSizeMax <= 0 {
+		c.BatchSizeMax = batchSizeMaxDefault
+	}
+	if c.QueueSizeMax <= 0 {
+		c.QueueSizeMax = queueSizeMaxDefault
+	}
+	if c.DeadlineHorizonMax <= 0 {
+		c.DeadlineHorizonMax = deadlineHorizonMaxDefault
+	}
+	if c.AccountsCachedMax <= 0 {
+		c.AccountsCachedMax = accountsCachedMaxDefault
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Ledger executes deposits and transfers. Reads go straight to the store;
+// writes go through the single writer.
+type Ledger struct {
+	store Store
+	cfg   Config
+
+	queue     chan *request
+	committed chan struct{} // a token after each commit that wrote entries
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+
+	// Owned by the writer goroutine only.
+	accounts     map[string]banksync.Account
+	lastPosition int64
+}
+
+// Open starts a ledger on store. The caller must ensure no other Ledger
+// writes to the same store (the stores take a lock for that).
+func Open(ctx context.Context, store Store, cfg Config) (*Ledger, error) {
+	cfg.setDefaults()
+	last, err := store.LastPosition(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger: %w", err)
+	}
+	l := &Ledger{
+		store:        store,
+		cfg:          cfg,
+		queue:        make(chan *request, cfg.QueueSizeMax),
+		committed:    make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
+		accounts:     make(map[string]banksync.Account),
+		lastPosition: last,
+	}
+	go l.run()
+	return l, nil
+}
+
+// Close stops the writer after the batch in progress. Requests still queued
+// are answered with EUNAVAILABLE. It does not close the store.
+func (l *Ledger) Close() error {
+	l.closeOnce.Do(func() { close(l.stop) })
+	<-l.done
+	return nil
+}
+
+// Committed returns a channel that receives a token whenever new entries
+// have been committed: the relay's cue to publish.
+func (l *Ledger) Committed() <-chan struct{} { return l.committed }
+
+// AmountMax is the largest amount the ledger accepts.
+func (l *Ledger) AmountMax() int64 { return l.cfg.AmountMax }
+
+// Store returns the ledger's store, for the relay and for checks.
+func (l *Ledger) Store() Store { return l.store }
+
+type requestKind int
+
+const (
+	kindCreateAccount requestKind = iota
+	kindDeposit
+	kindTransfer
+	kindFence
+)
+
+type request struct {
+	kind     requestKind
+	account  banksync.Account // kindCreateAccount
+	deposit  banksync.DepositRequest
+	transfer banksync.TransferRequest
+	fenceID  string
+	bodyHash string
+
+	result chan result // buffered: the writer never blocks on a caller
+}
+
+type result struct {
+	account  banksync.Account
+	created  bool
+	transfer TransferRecord
+	deposit  DepositRecord
+	entries  []banksync.Entry // entries this request wrote, if any
+	err      error
+}
+
+// submit queues r for the writer and waits for its outcome. A caller that
+// gives up (ctx done) may leave r executed; the transfer id tells.
+func (l *Ledger) submit(ctx context.Context, r *request) result {
+	r.result = make(chan result, 1)
+	select {
+	case l.queue <- r:
+	case <-l.stop:
+		return result{err: banksync.Errorf(banksync.EUNAVAILABLE, "ledger is shutting down")}
+	case <-ctx.Done():
+		return result{err: ctx.Err()}
+	default:
+		return result{err: banksync.Errorf(banksync.EUNAVAILABLE, "ledger queue is full")}
+	}
+	select {
+	case res := <-r.result:
+		return res
+	case <-ctx.Done():
+		return result{err: ctx.Err()}
+	}
+}
+
+// CreateAccount opens an account for owner. With an empty id, one is
+// generated. Creating an id that exists with the same owner returns the
+// existing account and created=false; with another owner, EACCOUNTEXISTS.
+func (l *Ledger) CreateAccount(ctx context.Context, id, owner string) (acct banksync.Account, created bool, err error) {
+	if !banksync.ValidID(owner) {
+		return acct, false, banksync.Errorf(banksync.EINVALID, "owner must be 1-64 letters, digits or ._:-")
+	}
+	generated := id == ""
+	if !generated && !banksync.ValidID(id) {
+		return acct, false, banksync.Errorf(banksync.EINVALID, "account_id must be 1-64 letters, digits or ._:-")
+	}
+	for attempt := 0; attempt < accountIDAttemptsMax; attempt++ {
+		if generated {
+			id = newAccountID()
+		}
+		res := l.submit(ctx, &request{kind: kindCreateAccount, account: banksync.Account{ID: id, Owner: owner}})
+		collided := (res.err == nil && !res.created) || banksync.ErrorCode(res.err) == banksync.EACCOUNTEXISTS
+		if generated && collided {
+			continue // a generated id hit an existing account: draw again
+		}
+		return res.account, res.created, res.err
+	}
+	return acct, false, banksync.Errorf(banksync.EINTERNAL, "could not draw a free account id")
+}
+
+// newAccountID draws a 14-digit account number.
+func newAccountID() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(1e13))
+	if err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return "1" + fmt.Sprintf("%013d", n.Int64())
+}
+
+// Account returns an account's balance and last seq as committed.
+func (l *Ledger) Account(ctx context.Context, id string) (banksync.Account, error) {
+	if !banksync.ValidID(id) {
+		return banksync.Account{}, banksync.Errorf(banksync.ENOTFOUND, "account not found")
+	}
+	accts, err := l.store.Accounts(ctx, []string{id})
+	if err != nil {
+		return banksync.Account{}, fmt.Errorf("read account: %w", err)
+	}
+	if len(accts) == 0 {
+		return banksync.Account{}, banksync.Errorf(banksync.ENOTFOUND, "account not found")
+	}
+	return accts[0], nil
+}
+
+// Entries returns up to limit entries of an account after afterSeq, ascending.
+func (l *Ledger) Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error) {
+	if afterSeq < 0 {
+		return nil, banksync.Errorf(banksync.EINVALID, "after_seq must not be negative")
+	}
+	if limit < 1 || limit > entriesPageMax {
+		return nil, banksync.Errorf(banksync.EINVALID, "limit must be between 1 and %d", entriesPageMax)
+	}
+	if _, err := l.Account(ctx, account); err != nil {
+		return nil, err
+	}
+	entries, err := l.store.Entries(ctx, account, afterSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read entries: %w", err)
+	}
+	return entries, nil
+}
+
+// Deposit books money arriving from another bank. The same ExternalRef with
+// the same body returns the recorded outcome; with another body,
+// EIDEMPOTENCY.
+func (l *Ledger) Deposit(ctx context.Context, d banksync.DepositRequest) (banksync.DepositOutcome, error) {
+	switch {
+	case !banksync.ValidID(d.ExternalRef):
+		return banksync.DepositOutcome{}, banksync.Errorf(banksync.EINVALID, "external_ref must be 1-64 letters, digits or ._:-")
+	case !banksync.ValidID(d.AccountID):
+		return banksync.DepositOutcome{}, banksync.Errorf(banksync.EINVALID, "account_id must be 1-64 letters, digits or ._:-")
+	case !banksync.ValidID(d.Sender):
+		return banksync.DepositOutcome{}, banksync.Errorf(banksync.EINVALID, "sender must be 1-64 letters, digits or ._:-")
+	}
+	if err := banksync.ValidateAmount(d.Amount, l.cfg.AmountMax); err != nil {
+		return banksync.DepositOutcome{}, err
+	}
+	res := l.submit(ctx, &request{kind: kindDeposit, deposit: d, bodyHash: hashOf(d.AccountID, d.Amount, d.Sender)})
+	if res.err != nil {
+		return banksync.DepositOutcome{}, res.err
+	}
+	out := banksync.DepositOutcome{ExternalRef: d.ExternalRef, Status: banksync.StatusCompleted}
+	if len(res.entries) == 1 {
+		out.Entry = res.entries[0]
+		return out, nil
+	}
+	e, ok, err := l.store.Entry(ctx, res.deposit.AccountID, res.deposit.Seq)
+	if err != nil || !ok {
+		return out, fmt.Errorf("read recorded deposit entry %s/%d: found=%v: %w", res.deposit.AccountID, res.deposit.Seq, ok, err)
+	}
+	out.Entry = e
+	return out, nil
+}
+
+// Transfer executes a transfer at most once per TransferID.
+func (l *Ledger) Transfer(ctx context.Context, t banksync.TransferRequest) (banksync.TransferOutcome, error) {
+	if err := l.validateTransfer(t); err != nil {
+		return banksync.TransferOutcome{}, err
+	}
+	t.Deadline = banksync.Timestamp(t.Deadline)
+	hash := hashOf(t.FromAccount, t.ToAccount, t.Amount, t.Deadline.UnixMicro(), t.Memo)
+	res := l.submit(ctx, &request{kind: kindTransfer, transfer: t, bodyHash: hash})
+	if res.err != nil {
+		return banksync.TransferOutcome{}, res.err
+	}
+	return l.outcome(ctx, res.transfer, res.entries)
+}
+
+func (l *Ledger) validateTransfer(t banksync.TransferRequest) error {
+	now := l.cfg.Now()
+	switch {
+	case !banksync.ValidID(t.TransferID):
+		return banksync.Errorf(banksync.EINVALID, "transfer_id must be 1-64 letters, digits or ._:-")
+	case !banksync.ValidID(t.FromAccount) || !banksync.ValidID(t.ToAccount):
+		return banksync.Errorf(banksync.EINVALID, "from_account and to_account must be 1-64 letters, digits or ._:-")
+	case t.FromAccount == t.ToAccount:
+		return banksync.Errorf(banksync.ESAMEACCOUNT, "from_account and to_account are the same")
+	case t.Deadline.IsZero():
+		return banksync.Errorf(banksync.EINVALID, "deadline is required")
+	case t.Deadline.After(now.Add(l.cfg.DeadlineHorizonMax)):
+		return banksync.Errorf(banksync.EINVALID, "deadline is more than %s ahead", l.cfg.DeadlineHorizonMax)
+	}
+	if err := banksync.ValidateAmount(t.Amount, l.cfg.AmountMax); err != nil {
+		return err
+	}
+	return banksync.ValidateMemo(t.Memo)
+}
+
+// TransferStatus answers core's decision on id without changing anything:
+// StatusUnknown if core has never seen it.
+func (l *Ledger) TransferStatus(ctx context.Context, id string) (banksync.TransferOutcome, error) {
+	if !banksync.ValidID(id) {
+		return banksync.TransferOutcome{}, banksync.Errorf(banksync.EINVALID, "transfer id must be 1-64 letters, digits or ._:-")
+	}
+	recs, err := l.store.Transfers(ctx, []string{id})
+	if err != nil {
+		return banksync.TransferOutcome{}, fmt.Errorf("read transfer: %w", err)
+	}
+	if len(recs) == 0 {
+		return banksync.TransferOutcome{TransferID: id, Status: banksync.StatusUnknown}, nil
+	}
+	return l.outcome(ctx, recs[0], nil)
+}
+
+// Fence settles id for good: an id core has never seen is recorded as
+// rejected/fenced, so a request with that id arriving later is refused
+// whatever the clocks say. A known id answers its recorded outcome.
+func (l *Ledger) Fence(ctx context.Context, id string) (banksync.TransferOutcome, error) {
+	if !banksync.ValidID(id) {
+		return banksync.TransferOutcome{}, banksync.Errorf(banksync.EINVALID, "transfer id must be 1-64 letters, digits or ._:-")
+	}
+	res := l.submit(ctx, &request{kind: kindFence, fenceID: id})
+	if res.err != nil {
+		return banksync.TransferOutcome{}, res.err
+	}
+	return l.outcome(ctx, res.transfer, nil)
+}
+
+// outcome turns a record into the API outcome, reading the entries of a
+// completed transfer unless the writer handed them over.
+func (l *Ledger) outcome(ctx context.Context, rec TransferRecord, entries []banksync.Entry) (banksync.TransferOutcome, error) {
+	out := banksync.TransferOutcome{TransferID: rec.ID, Status: rec.Status, Reason: rec.Reason}
+	if rec.Status != banksync.StatusCompleted {
+		return out, nil
+	}
+	if len(entries) == 2 {
+		out.Entries = entries
+		return out, nil
+	}
+	debit, ok1, err1 := l.store.Entry(ctx, rec.FromAccount, rec.FromSeq)
+	credit, ok2, err2 := l.store.Entry(ctx, rec.ToAccount, rec.ToSeq)
+	if err := errors.Join(err1, err2); err != nil || !ok1 || !ok2 {
+		return out, fmt.Errorf("read entries of transfer %s: found=%v,%v: %w", rec.ID, ok1, ok2, err)
+	}
+	out.Entries = []banksync.Entry{debit, credit}
+	return out, nil
+}
+
+// hashOf fingerprints a request body for idempotency checks.
+func hashOf(fields ...any) string {
+	h := sha256.New()
+	for _, f := range fields {
+		var s string
+		switch v := f.(type) {
+		case string:
+			s = v
+		case int64:
+			s = strconv.FormatInt(v, 10)
+		default:
+			panic(fmt.Sprintf("hashOf: unsupported field type %T", f))
+		}
+		// Length-prefixed so ("ab","c") and ("a","bc") differ.
+		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

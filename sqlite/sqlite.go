@@ -1,0 +1,157 @@
+// Package sqlite holds the embedded stores of banksync on SQLite, through
+// the pure-Go modernc.org/sqlite driver. Each database is opened with two
+// pools: one connection for the single writer and several for readers, which
+// WAL mode lets run beside the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+const readersMax = 8
+
+// db is a SQLite database opened for one writer and many readers.
+type db struct {
+	write *sql.DB
+	read  *sql.DB
+}
+
+func openDB(ctx context.Context, path string) (*db, error) {
+	// FULL sync: a committed batch survives power loss, which a ledger owes.
+	pragmas := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(on)"} {
+		pragmas.Add("_pragma", p)
+	}
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&mode=ro")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(readersMax)
+	r.SetMaxIdleConns(readersMax)
+	return &db{write: w, read: r}, nil
+}
+
+func (d *db) close() error {
+	return errors.Join(d.read.Close(), d.write.Close())
+}
+
+// migrate applies the embedded migrations under migrations/<set> that the
+// database has not seen, each in its own transaction, in version order.
+func (d *db) migrate(ctx context.Context, set string) error {
+	if _, err := d.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	dir := "migrations/" + set
+	files, err := fs.Glob(migrations, dir+"/*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		name := set + "/" + strings.TrimPrefix(f, dir+"/")
+		if err := d.applyMigration(ctx, f, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *db) applyMigration(ctx context.Context, file, name string) error {
+	body, err := migrations.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", name, err)
+	}
+	tx, err := d.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", name, err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = ?`, name).Scan(&n); err != nil {
+		return fmt.Errorf("migrate %s: %w", name, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		return fmt.Errorf("migrate %s: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`,
+		name, time.Now().UnixMicro()); err != nil {
+		return fmt.Errorf("migrate %s: %w", name, err)
+	}
+	return tx.Commit()
+}
+
+// placeholders returns "(?,?,?)" for n columns.
+func placeholders(n int) string {
+	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
+}
+
+// inList returns "?,?,…" for n values and the values as []any.
+func inList(ids []string) (string, []any) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return strings.TrimSuffix(strings.Repeat("?,", len(ids)), ","), args
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// rowsPerInsertMax keeps a multi-row INSERT well under SQLite's limit of
+// 32766 bound variables.
+const rowsPerInsertMax = 256
+
+// insertRows inserts n rows of ncols values with multi-row INSERTs, which
+// cost one statement per chunk instead of one per row.
+func insertRows(ctx context.Context, tx *sql.Tx, prefix string, ncols, n int, row func(i int) []any) error {
+	one := placeholders(ncols)
+	for start := 0; start < n; start += rowsPerInsertMax {
+		end := min(start+rowsPerInsertMax, n)
+		var q strings.Builder
+		q.WriteString(prefix)
+		q.WriteString(" VALUES ")
+		args := make([]any, 0, (end-start)*ncols)
+		for i := start; i < end; i++ {
+			if i > start {
+				q.WriteByte(',')
+			}
+			q.WriteString(one)
+			args = append(args, row(i)...)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
