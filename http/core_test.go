@@ -1,0 +1,216 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"banksync"
+	bhttp "banksync/http"
+	"banksync/ledger"
+	"banksync/sqlite"
+)
+
+const token = "test-service-token"
+
+type coreFixture struct {
+	srv   *httptest.Server
+	store ledger.Store
+}
+
+func newCore(t *testing.T) *coreFixture {
+	t.Helper()
+	store, err := sqlite.OpenLedger(context.Background(), filepath.Join(t.TempDir(), "core.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(context.Background(), store, ledger.Config{AmountMax: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(bhttp.NewCoreServer(l, token, nil))
+	t.Cleanup(func() { srv.Close(); l.Close(); store.Close() })
+	return &coreFixture{srv: srv, store: store}
+}
+
+// call sends body (a string, or anything JSON-encodable) and decodes the
+// answer into a generic map.
+func (f *coreFixture) call(t *testing.T, method, path string, body any, hdr ...string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		buf, _ := json.Marshal(b)
+		rd = bytes.NewReader(buf)
+	}
+	req, _ := http.NewRequest(method, f.srv.URL+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: answer is not JSON: %q", method, path, raw)
+	}
+	return resp.StatusCode, out
+}
+
+func errCode(m map[string]any) string {
+	e, _ := m["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func deadline() string { return time.Now().Add(10 * time.Second).Format(time.RFC3339Nano) }
+
+func TestCoreHappyPath(t *testing.T) {
+	f := newCore(t)
+	if st, m := f.call(t, "POST", "/core/v1/accounts", `{"owner":"c1","account_id":"a"}`); st != 201 || m["account_id"] != "a" {
+		t.Fatalf("create account = %d %v", st, m)
+	}
+	if st, _ := f.call(t, "POST", "/core/v1/accounts", `{"owner":"c1","account_id":"a"}`); st != 200 {
+		t.Fatalf("create account again = %d, want 200", st)
+	}
+	if st, m := f.call(t, "POST", "/core/v1/accounts", `{"owner":"c2"}`); st != 201 || m["account_id"] == "" {
+		t.Fatalf("create account with generated id = %d %v", st, m)
+	}
+	f.call(t, "POST", "/core/v1/accounts", `{"owner":"c2","account_id":"b"}`)
+	dep := `{"external_ref":"kb-1","account_id":"a","amount":500,"sender":"kb-bank"}`
+	st, m := f.call(t, "POST", "/core/v1/deposits", dep)
+	if st != 200 || m["status"] != "completed" {
+		t.Fatalf("deposit = %d %v", st, m)
+	}
+	if st, m2 := f.call(t, "POST", "/core/v1/deposits", dep); st != 200 || !cmp.Equal(m2, m) {
+		t.Fatalf("deposit replay = %d %v, want %v", st, m2, m)
+	}
+	tr := map[string]any{"transfer_id": "t1", "from_account": "a", "to_account": "b", "amount": 200, "deadline": deadline(), "memo": "lunch"}
+	st, m = f.call(t, "POST", "/core/v1/transfers", tr)
+	if st != 200 || m["status"] != "completed" || len(m["entries"].([]any)) != 2 {
+		t.Fatalf("transfer = %d %v", st, m)
+	}
+	if st, m2 := f.call(t, "POST", "/core/v1/transfers", tr); st != 200 || !cmp.Equal(m2, m) {
+		t.Fatalf("transfer replay = %d %v, want %v", st, m2, m)
+	}
+	if st, m2 := f.call(t, "GET", "/core/v1/transfers/t1", nil); st != 200 || !cmp.Equal(m2, m) {
+		t.Fatalf("transfer status = %d %v, want %v", st, m2, m)
+	}
+	tr["amount"] = 201
+	if st, m := f.call(t, "POST", "/core/v1/transfers", tr); st != 422 || errCode(m) != banksync.EIDEMPOTENCY {
+		t.Fatalf("reused id = %d %v", st, m)
+	}
+	if st, m := f.call(t, "GET", "/core/v1/transfers/nope", nil); st != 200 || m["status"] != "unknown" {
+		t.Fatalf("unknown status = %d %v", st, m)
+	}
+	if st, m := f.call(t, "POST", "/core/v1/transfers/nope/fence", nil); st != 200 || m["reason"] != "fenced" {
+		t.Fatalf("fence = %d %v", st, m)
+	}
+	late := map[string]any{"transfer_id": "nope", "from_account": "a", "to_account": "b", "amount": 1, "deadline": deadline()}
+	if st, m := f.call(t, "POST", "/core/v1/transfers", late); st != 200 || m["status"] != "rejected" || m["reason"] != "fenced" {
+		t.Fatalf("late arrival after fence = %d %v", st, m)
+	}
+	poor := map[string]any{"transfer_id": "t9", "from_account": "b", "to_account": "a", "amount": 999, "deadline": deadline()}
+	if st, m := f.call(t, "POST", "/core/v1/transfers", poor); st != 200 || m["reason"] != "insufficient_funds" {
+		t.Fatalf("insufficient = %d %v", st, m)
+	}
+	st, m = f.call(t, "GET", "/core/v1/accounts/a", nil)
+	if st != 200 || m["balance"] != 300.0 || m["last_seq"] != 2.0 {
+		t.Fatalf("account a = %d %v", st, m)
+	}
+	st, m = f.call(t, "GET", "/core/v1/accounts/a/entries?after_seq=1&limit=10", nil)
+	if es := m["entries"].([]any); st != 200 || len(es) != 1 || es[0].(map[string]any)["seq"] != 2.0 {
+		t.Fatalf("entries = %d %v", st, m)
+	}
+}
+
+func TestCoreRefusesBadInput(t *testing.T) {
+	f := newCore(t)
+	f.call(t, "POST", "/core/v1/accounts", `{"owner":"c1","account_id":"a"}`)
+	f.call(t, "POST", "/core/v1/accounts", `{"owner":"c1","account_id":"b"}`)
+	f.call(t, "POST", "/core/v1/deposits", `{"external_ref":"kb-1","account_id":"a","amount":500,"sender":"kb"}`)
+	before := dump(t, f.store)
+	dl := deadline()
+	tr := func(fields string) string {
+		return `{"transfer_id":"t1","from_account":"a","to_account":"b","deadline":"` + dl + `"` + fields + `}`
+	}
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+		hdr                      []string
+	}{
+		{"no token", "POST", "/core/v1/transfers", tr(`,"amount":1`), 401, banksync.EUNAUTHORIZED, []string{"Authorization", ""}},
+		{"wrong token", "POST", "/core/v1/transfers", tr(`,"amount":1`), 401, banksync.EUNAUTHORIZED, []string{"Authorization", "Bearer nope"}},
+		{"malformed json", "POST", "/core/v1/transfers", `{"transfer_id":`, 400, banksync.EINVALID, nil},
+		{"not an object", "POST", "/core/v1/transfers", `[1,2]`, 400, banksync.EINVALID, nil},
+		{"empty body", "POST", "/core/v1/transfers", ``, 400, banksync.EINVALID, nil},
+		{"trailing data", "POST", "/core/v1/transfers", tr(`,"amount":1`) + `{}`, 400, banksync.EINVALID, nil},
+		{"unknown field", "POST", "/core/v1/transfers", tr(`,"amount":1,"fee":0`), 400, banksync.EINVALID, nil},
+		{"missing amount", "POST", "/core/v1/transfers", tr(``), 400, banksync.EINVALID, nil},
+		{"missing deadline", "POST", "/core/v1/transfers", `{"transfer_id":"t1","from_account":"a","to_account":"b","amount":1}`, 400, banksync.EINVALID, nil},
+		{"bad deadline", "POST", "/core/v1/transfers", `{"transfer_id":"t1","from_account":"a","to_account":"b","amount":1,"deadline":"tomorrow"}`, 400, banksync.EINVALID, nil},
+		{"zero amount", "POST", "/core/v1/transfers", tr(`,"amount":0`), 422, banksync.EINVALIDAMOUNT, nil},
+		{"negative amount", "POST", "/core/v1/transfers", tr(`,"amount":-1`), 422, banksync.EINVALIDAMOUNT, nil},
+		{"negative zero", "POST", "/core/v1/transfers", tr(`,"amount":-0`), 422, banksync.EINVALIDAMOUNT, nil},
+		{"fraction", "POST", "/core/v1/transfers", tr(`,"amount":1.5`), 422, banksync.EINVALIDAMOUNT, nil},
+		{"exponent", "POST", "/core/v1/transfers", tr(`,"amount":1e3`), 422, banksync.EINVALIDAMOUNT, nil},
+		{"string amount", "POST", "/core/v1/transfers", tr(`,"amount":"100"`), 422, banksync.EINVALIDAMOUNT, nil},
+		{"beyond int64", "POST", "/core/v1/transfers", tr(`,"amount":9223372036854775808`), 422, banksync.EINVALIDAMOUNT, nil},
+		{"over the limit", "POST", "/core/v1/transfers", tr(`,"amount":1000001`), 422, banksync.EINVALIDAMOUNT, nil},
+		{"same account", "POST", "/core/v1/transfers", `{"transfer_id":"t1","from_account":"a","to_account":"a","amount":1,"deadline":"` + dl + `"}`, 422, banksync.ESAMEACCOUNT, nil},
+		{"bad transfer id", "POST", "/core/v1/transfers", `{"transfer_id":"../x","from_account":"a","to_account":"b","amount":1,"deadline":"` + dl + `"}`, 400, banksync.EINVALID, nil},
+		{"wrong content type", "POST", "/core/v1/transfers", tr(`,"amount":1`), 415, "unsupported_media_type", []string{"Content-Type", "text/plain"}},
+		{"huge body", "POST", "/core/v1/transfers", `{"memo":"` + strings.Repeat("x", 70<<10) + `"}`, 413, banksync.ETOOLARGE, nil},
+		{"deposit missing sender", "POST", "/core/v1/deposits", `{"external_ref":"kb-2","account_id":"a","amount":5}`, 400, banksync.EINVALID, nil},
+		{"deposit to missing account", "POST", "/core/v1/deposits", `{"external_ref":"kb-2","account_id":"zz","amount":5,"sender":"kb"}`, 404, banksync.EACCOUNTMISSING, nil},
+		{"deposit ref reused", "POST", "/core/v1/deposits", `{"external_ref":"kb-1","account_id":"a","amount":501,"sender":"kb"}`, 422, banksync.EIDEMPOTENCY, nil},
+		{"account owner taken", "POST", "/core/v1/accounts", `{"owner":"c2","account_id":"a"}`, 409, banksync.EACCOUNTEXISTS, nil},
+		{"account without owner", "POST", "/core/v1/accounts", `{"account_id":"x"}`, 400, banksync.EINVALID, nil},
+		{"missing account", "GET", "/core/v1/accounts/zz", ``, 404, banksync.ENOTFOUND, nil},
+		{"entries bad after_seq", "GET", "/core/v1/accounts/a/entries?after_seq=x", ``, 400, banksync.EINVALID, nil},
+		{"entries limit too big", "GET", "/core/v1/accounts/a/entries?limit=100000", ``, 400, banksync.EINVALID, nil},
+		{"fence bad id", "POST", "/core/v1/transfers/%20x/fence", ``, 400, banksync.EINVALID, nil},
+		{"unknown route", "GET", "/core/v1/nothing", ``, 404, banksync.ENOTFOUND, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, m := f.call(t, tc.method, tc.path, tc.body, tc.hdr...)
+			if st != tc.status || errCode(m) != tc.code {
+				t.Fatalf("got %d %q (%v), want %d %q", st, errCode(m), m, tc.status, tc.code)
+			}
+		})
+	}
+	if d := cmp.Diff(before, dump(t, f.store)); d != "" {
+		t.Fatalf("bad input changed the ledger (-before +after):\n%s", d)
+	}
+}
+
+// dump is everything the ledger holds that a request could change.
+func dump(t *testing.T, s ledger.Store) any {
+	ctx := context.Background()
+	accts, err := s.Accounts(ctx, []string{"a", "b", "x", "zz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := s.EntriesAfter(ctx, 0, 1000)
+	transfers, _ := s.Transfers(ctx, []string{"t1", "../x", " x"})
+	deposits, _ := s.Deposits(ctx, []string{"kb-1", "kb-2"})
+	totals, _ := s.Totals(ctx)
+	return []any{accts, entries, transfers, deposits, totals}
+}

@@ -1,0 +1,77 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"banksync"
+)
+
+// bodySizeMax caps every request body; the largest legitimate one is a
+// transfer of a few hundred bytes.
+const bodySizeMax = 64 << 10
+
+// decode reads exactly one JSON object into v: unknown fields, trailing data,
+// a wrong content type and bodies over bodySizeMax are refused with a coded
+// error. A number that does not fit an integer field is invalid_amount when
+// the field is an amount.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return banksync.Errorf(eUnsupportedMediaType, "Content-Type must be application/json")
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, bodySizeMax))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if maxErr := (*http.MaxBytesError)(nil); errors.As(err, &maxErr) {
+			return decodeError(err)
+		}
+		return banksync.Errorf(banksync.EINVALID, "request body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		maxErr    *http.MaxBytesError
+		typeErr   *json.UnmarshalTypeError
+		syntaxErr *json.SyntaxError
+	)
+	switch {
+	case errors.As(err, &maxErr):
+		return banksync.Errorf(banksync.ETOOLARGE, "request body is larger than %d bytes", bodySizeMax)
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "amount" {
+			return banksync.Errorf(banksync.EINVALIDAMOUNT, "amount must be a whole number of won")
+		}
+		return banksync.Errorf(banksync.EINVALID, "field %s has the wrong type", typeErr.Field)
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return banksync.Errorf(banksync.EINVALID, "request body is not valid JSON")
+	case errors.Is(err, io.EOF):
+		return banksync.Errorf(banksync.EINVALID, "request body is empty")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return banksync.Errorf(banksync.EINVALID, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		return banksync.Errorf(banksync.EINVALID, "request body is not valid: %v", err)
+	}
+}
+
+// required returns an EINVALID error naming the first missing field, given
+// pairs of (name, present).
+func required(fields ...any) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if present, _ := fields[i+1].(bool); !present {
+			return banksync.Errorf(banksync.EINVALID, "field %s is required", fields[i])
+		}
+	}
+	return nil
+}
