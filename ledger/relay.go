@@ -1,0 +1,134 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"banksync"
+)
+
+// Publisher delivers ledger entries to the event stream in the order given,
+// returning only once every one is durably acknowledged.
+type Publisher interface {
+	Publish(ctx context.Context, entries []banksync.Entry) error
+}
+
+// Relay defaults.
+const (
+	relayBatchMaxDefault    = 5000
+	relayPollDefault        = 500 * time.Millisecond
+	relayBackoffMaxDefault  = 5 * time.Second
+	relayBackoffInitDefault = 50 * time.Millisecond
+)
+
+// RelayConfig tunes a Relay. Zero values take the defaults.
+type RelayConfig struct {
+	BatchMax int           // entries published per round at most
+	Poll     time.Duration // how often to look for entries without a wake-up
+	// Wake, when set, signals that new entries were committed (see
+	// Ledger.Committed), so the relay need not wait for the poll.
+	Wake   <-chan struct{}
+	Logger *slog.Logger
+}
+
+// Relay is the outbox relay: it publishes committed entries in commit order
+// and records how far it got, so after a crash it resumes from the stored
+// position. An entry published just before a crash may be published again,
+// with the same event id and seq; the channel skips what it has.
+type Relay struct {
+	store Store
+	pub   Publisher
+	cfg   RelayConfig
+}
+
+// NewRelay returns a relay from store to pub.
+func NewRelay(store Store, pub Publisher, cfg RelayConfig) *Relay {
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = relayBatchMaxDefault
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = relayPollDefault
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{store: store, pub: pub, cfg: cfg}
+}
+
+// Run publishes until ctx is done. Failures are retried with capped
+// exponential backoff from the last stored position; Run returns only
+// ctx's error.
+func (r *Relay) Run(ctx context.Context) error {
+	backoff := relayBackoffInitDefault
+	for {
+		n, err := r.Once(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			r.cfg.Logger.Warn("outbox relay failed; retrying", "err", err, "backoff", backoff)
+			if !sleep(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(2*backoff, relayBackoffMaxDefault)
+			continue
+		}
+		backoff = relayBackoffInitDefault
+		if n == r.cfg.BatchMax {
+			continue // more is waiting
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.cfg.Wake:
+		case <-time.After(r.cfg.Poll):
+		}
+	}
+}
+
+// Once publishes one round of at most BatchMax entries after the stored
+// position and stores the new position; it returns how many it published.
+func (r *Relay) Once(ctx context.Context) (int, error) {
+	pos, err := r.store.RelayPosition(ctx)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := r.store.EntriesAfter(ctx, pos, r.cfg.BatchMax)
+	if err != nil || len(entries) == 0 {
+		return 0, err
+	}
+	if err := r.pub.Publish(ctx, entries); err != nil {
+		return 0, fmt.Errorf("publish %d entries after position %d: %w", len(entries), pos, err)
+	}
+	last := entries[len(entries)-1].Position
+	if err := r.store.SetRelayPosition(ctx, last); err != nil {
+		return 0, err
+	}
+	return len(entries), nil
+}
+
+// Backlog returns how many committed entries are not yet published.
+func (r *Relay) Backlog(ctx context.Context) (int64, error) {
+	pos, err := r.store.RelayPosition(ctx)
+	if err != nil {
+		return 0, err
+	}
+	last, err := r.store.LastPosition(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return last - pos, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
