@@ -16,6 +16,9 @@ import (
 type LedgerStore struct {
 	db   *db
 	lock *flock.Flock
+
+	insertAccounts, insertEntries, insertTransfers, insertDeposits *inserter
+	updateAccount                                                  *sql.Stmt
 }
 
 var _ ledger.Store = (*LedgerStore)(nil)
@@ -42,11 +45,45 @@ func OpenLedger(ctx context.Context, path string) (*LedgerStore, error) {
 		lock.Unlock()
 		return nil, err
 	}
-	return &LedgerStore{db: d, lock: lock}, nil
+	s := &LedgerStore{db: d, lock: lock}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *LedgerStore) prepare(ctx context.Context) (err error) {
+	w := s.db.write
+	if s.insertAccounts, err = newInserter(ctx, w, `INSERT INTO ledger_accounts (id, owner, balance, last_seq, created_at)`, 5); err != nil {
+		return err
+	}
+	if s.insertEntries, err = newInserter(ctx, w, `INSERT INTO ledger_entries (position, account_id, seq, kind,
+		amount, balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, 11); err != nil {
+		return err
+	}
+	if s.insertTransfers, err = newInserter(ctx, w, `INSERT INTO ledger_transfers (id, body_hash, status, reason,
+		from_account, to_account, amount, from_seq, to_seq, decided_at)`, 10); err != nil {
+		return err
+	}
+	if s.insertDeposits, err = newInserter(ctx, w, `INSERT INTO ledger_deposits (external_ref, body_hash,
+		account_id, amount, seq, booked_at)`, 6); err != nil {
+		return err
+	}
+	s.updateAccount, err = w.PrepareContext(ctx, `UPDATE ledger_accounts SET balance = ?, last_seq = ? WHERE id = ?`)
+	return err
 }
 
 // Close closes the database and releases the writer lock.
 func (s *LedgerStore) Close() error {
+	for _, in := range []*inserter{s.insertAccounts, s.insertEntries, s.insertTransfers, s.insertDeposits} {
+		if in != nil {
+			in.close()
+		}
+	}
+	if s.updateAccount != nil {
+		s.updateAccount.Close()
+	}
 	return errors.Join(s.db.close(), s.lock.Unlock())
 }
 
@@ -142,19 +179,14 @@ func (s *LedgerStore) Commit(ctx context.Context, b *ledger.Batch) (err error) {
 			tx.Rollback()
 		}
 	}()
-	if err := insertRows(ctx, tx, `INSERT INTO ledger_accounts (id, owner, balance, last_seq, created_at)`, 5,
-		len(b.NewAccounts), func(i int) []any {
-			a := b.NewAccounts[i]
-			return []any{a.ID, a.Owner, a.Balance, a.LastSeq, micros(a.CreatedAt)}
-		}); err != nil {
+	if err := s.insertAccounts.insert(ctx, tx, len(b.NewAccounts), func(i int) []any {
+		a := b.NewAccounts[i]
+		return []any{a.ID, a.Owner, a.Balance, a.LastSeq, micros(a.CreatedAt)}
+	}); err != nil {
 		return fmt.Errorf("commit batch: insert accounts: %w", err)
 	}
 	if len(b.Accounts) > 0 {
-		upd, err := tx.PrepareContext(ctx, `UPDATE ledger_accounts SET balance = ?, last_seq = ? WHERE id = ?`)
-		if err != nil {
-			return fmt.Errorf("commit batch: %w", err)
-		}
-		defer upd.Close()
+		upd := tx.StmtContext(ctx, s.updateAccount)
 		for _, a := range b.Accounts {
 			res, err := upd.ExecContext(ctx, a.Balance, a.LastSeq, a.ID)
 			if err != nil {
@@ -165,25 +197,21 @@ func (s *LedgerStore) Commit(ctx context.Context, b *ledger.Batch) (err error) {
 			}
 		}
 	}
-	if err := insertRows(ctx, tx, `INSERT INTO ledger_entries (position, account_id, seq, kind, amount,
-		balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, 11, len(b.Entries),
-		func(i int) []any {
-			e := b.Entries[i]
-			return []any{e.Position, e.AccountID, e.Seq, string(e.Kind), e.Amount, e.BalanceAfter,
-				e.Counterparty, e.TransferID, e.ExternalRef, e.Memo, micros(e.BookedAt)}
-		}); err != nil {
+	if err := s.insertEntries.insert(ctx, tx, len(b.Entries), func(i int) []any {
+		e := b.Entries[i]
+		return []any{e.Position, e.AccountID, e.Seq, string(e.Kind), e.Amount, e.BalanceAfter,
+			e.Counterparty, e.TransferID, e.ExternalRef, e.Memo, micros(e.BookedAt)}
+	}); err != nil {
 		return fmt.Errorf("commit batch: insert entries: %w", err)
 	}
-	if err := insertRows(ctx, tx, `INSERT INTO ledger_transfers (id, body_hash, status, reason, from_account,
-		to_account, amount, from_seq, to_seq, decided_at)`, 10, len(b.Transfers), func(i int) []any {
+	if err := s.insertTransfers.insert(ctx, tx, len(b.Transfers), func(i int) []any {
 		r := b.Transfers[i]
 		return []any{r.ID, r.BodyHash, r.Status, r.Reason, r.FromAccount, r.ToAccount, r.Amount,
 			r.FromSeq, r.ToSeq, micros(r.DecidedAt)}
 	}); err != nil {
 		return fmt.Errorf("commit batch: insert transfers: %w", err)
 	}
-	if err := insertRows(ctx, tx, `INSERT INTO ledger_deposits (external_ref, body_hash, account_id, amount,
-		seq, booked_at)`, 6, len(b.Deposits), func(i int) []any {
+	if err := s.insertDeposits.insert(ctx, tx, len(b.Deposits), func(i int) []any {
 		r := b.Deposits[i]
 		return []any{r.ExternalRef, r.BodyHash, r.AccountID, r.Amount, r.Seq, micros(r.BookedAt)}
 	}); err != nil {

@@ -33,7 +33,8 @@ type db struct {
 func openDB(ctx context.Context, path string) (*db, error) {
 	// FULL sync: a committed batch survives power loss, which a ledger owes.
 	pragmas := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(on)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(on)",
+		"cache_size(-131072)", "wal_autocheckpoint(20000)", "temp_store(MEMORY)"} {
 		pragmas.Add("_pragma", p)
 	}
 	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&_txlock=immediate")
@@ -132,26 +133,51 @@ func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 // 32766 bound variables.
 const rowsPerInsertMax = 256
 
-// insertRows inserts n rows of ncols values with multi-row INSERTs, which
-// cost one statement per chunk instead of one per row.
-func insertRows(ctx context.Context, tx *sql.Tx, prefix string, ncols, n int, row func(i int) []any) error {
+// inserter runs multi-row INSERTs into one table, which cost one statement
+// per chunk instead of one per row. Chunks have power-of-two sizes, so a few
+// statements prepared once at open serve every batch without parsing SQL.
+type inserter struct {
+	ncols int
+	stmts map[int]*sql.Stmt // rows per statement -> statement
+}
+
+func newInserter(ctx context.Context, db *sql.DB, prefix string, ncols int) (*inserter, error) {
+	in := &inserter{ncols: ncols, stmts: map[int]*sql.Stmt{}}
 	one := placeholders(ncols)
-	for start := 0; start < n; start += rowsPerInsertMax {
-		end := min(start+rowsPerInsertMax, n)
-		var q strings.Builder
-		q.WriteString(prefix)
-		q.WriteString(" VALUES ")
-		args := make([]any, 0, (end-start)*ncols)
-		for i := start; i < end; i++ {
-			if i > start {
-				q.WriteByte(',')
-			}
-			q.WriteString(one)
+	for size := rowsPerInsertMax; size >= 1; size /= 2 {
+		q := prefix + " VALUES " + strings.TrimSuffix(strings.Repeat(one+",", size), ",")
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			in.close()
+			return nil, fmt.Errorf("prepare %s: %w", prefix, err)
+		}
+		in.stmts[size] = st
+	}
+	return in, nil
+}
+
+func (in *inserter) close() {
+	for _, st := range in.stmts {
+		st.Close()
+	}
+}
+
+// insert adds n rows, row(i) giving the values of row i.
+func (in *inserter) insert(ctx context.Context, tx *sql.Tx, n int, row func(i int) []any) error {
+	args := make([]any, 0, min(n, rowsPerInsertMax)*in.ncols)
+	for start := 0; start < n; {
+		size := rowsPerInsertMax
+		for size > n-start {
+			size /= 2
+		}
+		args = args[:0]
+		for i := start; i < start+size; i++ {
 			args = append(args, row(i)...)
 		}
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		if _, err := tx.StmtContext(ctx, in.stmts[size]).ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		start += size
 	}
 	return nil
 }

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bhttp "banksync/http"
+	"banksync/kafka"
+	"banksync/ledger"
+	"banksync/postgres"
+	"banksync/sqlite"
+)
+
+// Server timeouts: slow clients cannot hold connections open.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+	headerBytesMax    = 16 << 10
+	shutdownTimeout   = 15 * time.Second
+)
+
+type coreCommand struct {
+	cfg coreConfig
+}
+
+// coreConfig is what a core process needs; the demo and benchmarks build
+// one too.
+type coreConfig struct {
+	Listen       string
+	DB           string
+	Kafka        string // "embedded", "none" or host:port,…
+	KafkaData    string // data directory of the embedded cluster
+	Partitions   int
+	ServiceToken string
+	AmountMax    int64
+	BatchSizeMax int
+	Logger       *slog.Logger
+}
+
+func (c *coreCommand) Run(ctx context.Context, args []string) error {
+	var logFormat string
+	f := newFlags("core", "Runs the core ledger API and its outbox relay to Kafka.")
+	f.String(&c.cfg.Listen, "listen", "BANKSYNC_CORE_LISTEN", "127.0.0.1:8081", "address to serve the core API on")
+	f.String(&c.cfg.DB, "db", "BANKSYNC_CORE_DB", "sqlite:data/core.db", "ledger database: sqlite:PATH or postgres://…")
+	f.String(&c.cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `Kafka brokers host:port,…; "embedded" runs an in-process cluster`)
+	f.String(&c.cfg.KafkaData, "kafka-data", "BANKSYNC_KAFKA_DATA", "data/kafka", "data directory of the embedded Kafka cluster")
+	f.Int(&c.cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries when core creates it")
+	f.String(&c.cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token the channel must present (required)")
+	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", ledger.AmountMaxDefault, "largest amount of one transfer or deposit, in won")
+	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "json", "log format: json or text")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if c.cfg.ServiceToken == "" {
+		return errors.New("a service token is required (--service-token or BANKSYNC_SERVICE_TOKEN)")
+	}
+	log, err := newLogger(logFormat)
+	if err != nil {
+		return err
+	}
+	c.cfg.Logger = log
+	node, err := startCore(ctx, c.cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("core listening", "addr", node.Addr(), "kafka", node.Brokers())
+	<-ctx.Done()
+	return node.Close()
+}
+
+// coreNode is a running core: store, ledger, relay and HTTP server.
+type coreNode struct {
+	store   ledger.Store
+	ledger  *ledger.Ledger
+	cluster *kafka.Cluster // nil unless embedded
+	pub     *kafka.Publisher
+	brokers []string
+	ln      net.Listener
+	srv     *http.Server
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	log     *slog.Logger
+}
+
+func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	n = &coreNode{log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.store, err = openLedgerStore(ctx, cfg.DB); err != nil {
+		return n, err
+	}
+	n.ledger, err = ledger.Open(ctx, n.store, ledger.Config{AmountMax: cfg.AmountMax, BatchSizeMax: cfg.BatchSizeMax, Logger: cfg.Logger})
+	if err != nil {
+		return n, err
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	n.stop = stop
+	switch cfg.Kafka {
+	case "none":
+	case "embedded":
+		if cfg.KafkaData != "" {
+			if err := os.MkdirAll(cfg.KafkaData, 0o755); err != nil {
+				return n, err
+			}
+		}
+		n.cluster, err = kafka.StartCluster(kafka.ClusterConfig{Addr: "127.0.0.1:0", DataDir: cfg.KafkaData, Partitions: cfg.Partitions, Logger: cfg.Logger})
+		if err != nil {
+			return n, fmt.Errorf("start embedded kafka: %w", err)
+		}
+		n.brokers = n.cluster.Addrs()
+	default:
+		n.brokers = parseBrokers(cfg.Kafka)
+	}
+	if len(n.brokers) > 0 {
+		n.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: n.brokers, Partitions: cfg.Partitions, Logger: cfg.Logger})
+		if err != nil {
+			return n, fmt.Errorf("connect to kafka %v: %w", n.brokers, err)
+		}
+		relay := ledger.NewRelay(n.store, n.pub, ledger.RelayConfig{Wake: n.ledger.Committed(), Logger: cfg.Logger})
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			relay.Run(runCtx)
+		}()
+	}
+	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return n, err
+	}
+	n.srv = newServer(bhttp.NewCoreServer(n.ledger, cfg.ServiceToken, cfg.Logger), cfg.Logger)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error("core server stopped", "err", err)
+		}
+	}()
+	return n, nil
+}
+
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    headerBytesMax,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func (n *coreNode) Addr() string { return n.ln.Addr().String() }
+
+func (n *coreNode) Brokers() []string { return n.brokers }
+
+// Close stops taking requests, finishes those in flight, stops the writer and
+// the relay, and closes Kafka and the store.
+func (n *coreNode) Close() error {
+	var errs []error
+	if n.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		errs = append(errs, n.srv.Shutdown(ctx))
+		cancel()
+	}
+	if n.ledger != nil {
+		errs = append(errs, n.ledger.Close())
+	}
+	if n.stop != nil {
+		n.stop()
+	}
+	n.wg.Wait()
+	if n.pub != nil {
+		n.pub.Close()
+	}
+	if n.cluster != nil {
+		n.cluster.Close()
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// openLedgerStore opens the ledger database named by dsn: sqlite:PATH or a
+// postgres:// URL.
+func openLedgerStore(ctx context.Context, dsn string) (ledger.Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, errors.New("sqlite DSN needs a path: sqlite:PATH")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		return sqlite.OpenLedger(ctx, path)
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return postgres.OpenLedger(ctx, dsn)
+	}
+	return nil, fmt.Errorf("database must be sqlite:PATH or postgres://…, not %q", dsn)
+}

@@ -1,0 +1,60 @@
+// Command banksync runs the parts of banksync: core, the embedded Kafka
+// cluster, the demo and the benchmarks. Every flag can also be set by a
+// BANKSYNC_* environment variable, named in -h.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one subcommand.
+type command interface {
+	Run(ctx context.Context, args []string) error
+}
+
+var commands = map[string]func() command{
+	"core":  func() command { return &coreCommand{} },
+	"kafka": func() command { return &kafkaCommand{} },
+	"demo":  func() command { return &demoCommand{} },
+	"bench": func() command { return &benchCommand{} },
+}
+
+const usage = `banksync keeps a bank app's transaction history in step with the core ledger.
+
+Usage:
+  banksync demo      run core with embedded SQLite and Kafka, in one process
+  banksync core      run the core ledger (계정계) API and its outbox relay
+  banksync kafka     run the embedded Kafka-protocol cluster as its own process
+  banksync bench     run a benchmark (banksync bench core -h)
+
+Run "banksync COMMAND -h" for a command's flags and environment variables.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	newCmd, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "banksync: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	err := newCmd().Run(ctx, os.Args[2:])
+	switch {
+	case err == nil, errors.Is(err, context.Canceled):
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "banksync %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

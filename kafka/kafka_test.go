@@ -1,0 +1,402 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"banksync"
+	"banksync/kafka"
+)
+
+// consumeTimeout bounds how long a test waits for records it published.
+const consumeTimeout = 30 * time.Second
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return nil
+}
+
+func mustStartCluster(tb testing.TB, cfg kafka.ClusterConfig) *kafka.Cluster {
+	tb.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	cfg.Logger = testLogger()
+	c, err := kafka.StartCluster(cfg)
+	if err != nil {
+		tb.Fatalf("StartCluster: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+func mustNewPublisher(tb testing.TB, brokers []string) *kafka.Publisher {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
+	defer cancel()
+	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: brokers, Logger: testLogger()})
+	if err != nil {
+		tb.Fatalf("NewPublisher: %v", err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// bookedAt is shared by all test entries so that two makeEntries calls agree
+// on the entries they have in common.
+var bookedAt = banksync.Timestamp(time.Now())
+
+// makeEntries spreads n entries over accounts accounts the way a ledger
+// would: positions 1..n in commit order, each account's seqs 1, 2, 3 …
+func makeEntries(n, accounts int) []banksync.Entry {
+	seqs := make([]int64, accounts)
+	entries := make([]banksync.Entry, n)
+	for p := range n {
+		// A multiplicative stride so an account's entries are not evenly spaced.
+		i := (p * 7919) % accounts
+		seqs[i]++
+		entries[p] = banksync.Entry{
+			AccountID:    fmt.Sprintf("acc-%d", i),
+			Seq:          seqs[i],
+			Position:     int64(p + 1),
+			Kind:         banksync.KindDeposit,
+			Amount:       100,
+			BalanceAfter: 100 * seqs[i],
+			Counterparty: "other-bank",
+			ExternalRef:  fmt.Sprintf("ext-%d", p+1),
+			BookedAt:     bookedAt,
+		}
+	}
+	return entries
+}
+
+// consumeAll reads topic from the start until it has want records.
+func consumeAll(tb testing.TB, brokers []string, topic string, want int) []*kgo.Record {
+	tb.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		tb.Fatalf("new consumer: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
+	defer cancel()
+	var got []*kgo.Record
+	for len(got) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			tb.Fatalf("consumed %d records, want %d: %v", len(got), want, ctx.Err())
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			tb.Fatalf("fetch %s/%d: %v", t, p, err)
+		})
+		got = append(got, fs.Records()...)
+	}
+	return got
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// checkLedgerRecords checks the promises consumers rely on: every record
+// decodes, is keyed by its account, carries its headers, each account lives
+// in one partition and its seqs arrive 1, 2, 3 … exactly once.
+func checkLedgerRecords(t *testing.T, records []*kgo.Record, published []banksync.Entry) {
+	t.Helper()
+	if got, want := len(records), len(published); got != want {
+		t.Errorf("consumed %d records, want %d", got, want)
+	}
+	lastSeq := make(map[string]int64)
+	partition := make(map[string]int32)
+	for _, r := range records {
+		ev, err := banksync.DecodeLedgerEvent(r.Value)
+		if err != nil {
+			t.Fatalf("partition %d offset %d: %v", r.Partition, r.Offset, err)
+		}
+		if got, want := string(r.Key), ev.AccountID; got != want {
+			t.Errorf("record key %q, want account id %q", got, want)
+		}
+		if got, want := header(r, kafka.HeaderSchema), kafka.SchemaLedgerEntryV1; got != want {
+			t.Errorf("header %s = %q, want %q", kafka.HeaderSchema, got, want)
+		}
+		if got, want := header(r, kafka.HeaderEventID), strconv.FormatInt(ev.EventID, 10); got != want {
+			t.Errorf("header %s = %q, want %q", kafka.HeaderEventID, got, want)
+		}
+		if p, ok := partition[ev.AccountID]; ok && p != r.Partition {
+			t.Errorf("account %s in partitions %d and %d, want one", ev.AccountID, p, r.Partition)
+		}
+		partition[ev.AccountID] = r.Partition
+		if got, want := ev.Seq, lastSeq[ev.AccountID]+1; got != want {
+			t.Errorf("account %s: seq %d after %d, want %d", ev.AccountID, got, lastSeq[ev.AccountID], want)
+		}
+		lastSeq[ev.AccountID] = ev.Seq
+		if want := published[ev.EventID-1]; ev.Entry() != want {
+			t.Errorf("event %d decodes to %+v, want %+v", ev.EventID, ev.Entry(), want)
+		}
+	}
+	wantSeq := make(map[string]int64)
+	for _, e := range published {
+		wantSeq[e.AccountID] = e.Seq
+	}
+	for acc, want := range wantSeq {
+		if got := lastSeq[acc]; got != want {
+			t.Errorf("account %s: last seq %d, want %d", acc, got, want)
+		}
+	}
+}
+
+func TestPublishOrderAndKeys(t *testing.T) {
+	const (
+		entriesCount  = 10_000
+		accountsCount = 500
+		batchSize     = 1000
+	)
+	c := mustStartCluster(t, kafka.ClusterConfig{})
+	p := mustNewPublisher(t, c.Addrs())
+	entries := makeEntries(entriesCount, accountsCount)
+	ctx := context.Background()
+	for i := 0; i < len(entries); i += batchSize {
+		if err := p.Publish(ctx, entries[i:min(i+batchSize, len(entries))]); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	records := consumeAll(t, c.Addrs(), banksync.TopicLedgerEntries, entriesCount)
+	checkLedgerRecords(t, records, entries)
+
+	// Other clients (Java, kcat, Kafka Streams) must agree on an account's
+	// partition, so check against Kafka's own murmur2 formula.
+	const partitions = 10
+	for _, r := range records {
+		if got, want := r.Partition, kafkaPartition(r.Key, partitions); got != want {
+			t.Fatalf("key %q in partition %d, want %d (Java default partitioner)", r.Key, got, want)
+		}
+	}
+}
+
+func TestPublishRefusesBrokenInvariants(t *testing.T) {
+	c := mustStartCluster(t, kafka.ClusterConfig{})
+	p := mustNewPublisher(t, c.Addrs())
+	good := makeEntries(3, 2)
+	tests := []struct {
+		name    string
+		entries func() []banksync.Entry
+	}{
+		{"empty account", func() []banksync.Entry { e := append([]banksync.Entry(nil), good...); e[1].AccountID = ""; return e }},
+		{"seq zero", func() []banksync.Entry { e := append([]banksync.Entry(nil), good...); e[1].Seq = 0; return e }},
+		{"positions out of order", func() []banksync.Entry {
+			e := append([]banksync.Entry(nil), good...)
+			e[0], e[1] = e[1], e[0]
+			return e
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := p.Publish(context.Background(), tt.entries()); err == nil {
+				t.Fatalf("Publish = nil, want an error")
+			}
+		})
+	}
+	// Nothing of the refused batches may have reached the topic.
+	if err := p.Publish(context.Background(), good); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	checkLedgerRecords(t, consumeAll(t, c.Addrs(), banksync.TopicLedgerEntries, len(good)), good)
+}
+
+func TestClusterRestartKeepsRecords(t *testing.T) {
+	const (
+		entriesCount  = 2000
+		accountsCount = 50
+		partitions    = 4
+	)
+	dir := t.TempDir()
+	entries := makeEntries(entriesCount, accountsCount)
+
+	first, err := kafka.StartCluster(kafka.ClusterConfig{Addr: "127.0.0.1:0", DataDir: dir, Partitions: partitions})
+	if err != nil {
+		t.Fatalf("StartCluster: %v", err)
+	}
+	p, err := kafka.NewPublisher(context.Background(), kafka.PublisherConfig{Brokers: first.Addrs()})
+	if err != nil {
+		first.Close()
+		t.Fatalf("NewPublisher: %v", err)
+	}
+	err = p.Publish(context.Background(), entries)
+	p.Close()
+	first.Close()
+	if err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+
+	// A different partition count must not re-create the existing topics.
+	second := mustStartCluster(t, kafka.ClusterConfig{DataDir: dir, Partitions: partitions * 2})
+	records := consumeAll(t, second.Addrs(), banksync.TopicLedgerEntries, entriesCount)
+	checkLedgerRecords(t, records, entries)
+	for _, r := range records {
+		if r.Partition >= partitions {
+			t.Fatalf("record in partition %d after restart, want < %d", r.Partition, partitions)
+		}
+	}
+
+	// And the restarted cluster takes new records after the old ones.
+	more := makeEntries(entriesCount+10, accountsCount)
+	p2 := mustNewPublisher(t, second.Addrs())
+	if err := p2.Publish(context.Background(), more[entriesCount:]); err != nil {
+		t.Fatalf("Publish after restart: %v", err)
+	}
+	checkLedgerRecords(t, consumeAll(t, second.Addrs(), banksync.TopicLedgerEntries, len(more)), more)
+}
+
+func TestPublishFailsWhenBrokerGone(t *testing.T) {
+	c := mustStartCluster(t, kafka.ClusterConfig{})
+	p := mustNewPublisher(t, c.Addrs())
+	c.Close()
+
+	// The relay must get an error back to retry on, not a Publish that hangs.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := p.Publish(ctx, makeEntries(100, 10))
+	if err == nil {
+		t.Fatalf("Publish to a closed cluster = nil error, want one")
+	}
+	if took := time.Since(start); took > consumeTimeout {
+		t.Errorf("Publish took %v to fail, want about the context's 2s", took)
+	}
+}
+
+func TestStartClusterListensOnAddr(t *testing.T) {
+	// Borrow a free port from the kernel, then ask the cluster for exactly it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	c := mustStartCluster(t, kafka.ClusterConfig{Addr: addr})
+	if got, want := c.Addrs(), []string{addr}; !slices.Equal(got, want) {
+		t.Fatalf("Addrs() = %v, want %v", got, want)
+	}
+	// The port is taken now, so a second cluster on it must fail, not move.
+	if c2, err := kafka.StartCluster(kafka.ClusterConfig{Addr: addr}); err == nil {
+		c2.Close()
+		t.Fatalf("StartCluster on a busy %s = nil error, want one", addr)
+	}
+}
+
+// TestClusterCrashKeepsAcknowledgedRecords copies the DataDir of a running
+// cluster, which is what a kill -9 leaves behind (written, not fsynced, data
+// is in the page cache and reaches the files), and starts a cluster on the
+// copy: every acknowledged record must be there.
+func TestClusterCrashKeepsAcknowledgedRecords(t *testing.T) {
+	const (
+		entriesCount  = 2000
+		accountsCount = 50
+	)
+	dir := t.TempDir()
+	entries := makeEntries(entriesCount, accountsCount)
+	running := mustStartCluster(t, kafka.ClusterConfig{DataDir: dir})
+	p := mustNewPublisher(t, running.Addrs())
+	if err := p.Publish(context.Background(), entries); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+
+	crashed := t.TempDir()
+	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
+		t.Fatalf("copy data dir: %v", err)
+	}
+	restarted := mustStartCluster(t, kafka.ClusterConfig{DataDir: crashed})
+	checkLedgerRecords(t, consumeAll(t, restarted.Addrs(), banksync.TopicLedgerEntries, entriesCount), entries)
+}
+
+// BenchmarkPublish measures the producer's ceiling: entries/s through
+// Publish in relay-sized batches, against the embedded cluster in memory and
+// persisted with and without fsync per batch.
+func BenchmarkPublish(b *testing.B) {
+	const (
+		batchSize     = 1000
+		accountsCount = 500
+	)
+	clusters := []struct {
+		name string
+		cfg  func(b *testing.B) kafka.ClusterConfig
+	}{
+		{"memory", func(*testing.B) kafka.ClusterConfig { return kafka.ClusterConfig{} }},
+		{"datadir", func(b *testing.B) kafka.ClusterConfig { return kafka.ClusterConfig{DataDir: b.TempDir()} }},
+		{"datadir-sync", func(b *testing.B) kafka.ClusterConfig {
+			return kafka.ClusterConfig{DataDir: b.TempDir(), SyncWrites: true}
+		}},
+	}
+	for _, cc := range clusters {
+		b.Run(cc.name, func(b *testing.B) {
+			c := mustStartCluster(b, cc.cfg(b))
+			p := mustNewPublisher(b, c.Addrs())
+			batch := makeEntries(batchSize, accountsCount)
+			ctx := context.Background()
+			for b.Loop() {
+				if err := p.Publish(ctx, batch); err != nil {
+					b.Fatalf("Publish: %v", err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
+
+// kafkaPartition is the Java client's default partition for a keyed record:
+// murmur2 of the key, made positive, modulo the partition count
+// (org.apache.kafka.common.utils.Utils.murmur2 and toPositive).
+func kafkaPartition(key []byte, partitions int32) int32 {
+	const (
+		seed = 0x9747b28c
+		m    = 0x5bd1e995
+		r    = 24
+	)
+	n := len(key)
+	h := uint32(seed) ^ uint32(n)
+	for i := 0; i+4 <= n; i += 4 {
+		k := uint32(key[i]) | uint32(key[i+1])<<8 | uint32(key[i+2])<<16 | uint32(key[i+3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	tail := key[n&^3:]
+	switch len(tail) {
+	case 3:
+		h ^= uint32(tail[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(tail[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(tail[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return int32(h&0x7fffffff) % partitions
+}

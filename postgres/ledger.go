@@ -1,0 +1,437 @@
+// Package postgres stores banksync's ledger (and later the channel) in
+// PostgreSQL through pgx v5. Schemas are embedded and migrated on open.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"banksync"
+	"banksync/ledger"
+)
+
+var _ ledger.Store = (*LedgerStore)(nil)
+
+// ErrLedgerLocked is returned by OpenLedger when another process holds the
+// ledger's writer lock on the database.
+var ErrLedgerLocked = errors.New("ledger database is locked by another ledger process")
+
+const (
+	// writerLockKey is the session-level advisory lock only the one ledger
+	// process may hold: two writers would hand out the same positions and
+	// sequence numbers.
+	writerLockKey int64 = 0x62616e6b6c656467 // "bankledg"
+
+	// writerLockWait bounds how long OpenLedger waits for the writer lock, so
+	// a rolling restart gets through while the old process exits, yet a
+	// second ledger started by mistake fails fast.
+	writerLockWait     = 3 * time.Second
+	writerLockInterval = 100 * time.Millisecond
+)
+
+// LedgerStore is the ledger.Store on PostgreSQL. Reads go through a pool;
+// every write goes through the one session that holds the writer lock, so
+// if that session dies the lock and the right to write die with it, and a
+// process that lost the lock can never write after another took it over.
+type LedgerStore struct {
+	pool *pgxpool.Pool
+
+	mu     sync.Mutex // serialises use of writer, which is not concurrency-safe
+	writer *pgx.Conn  // nil once closed
+}
+
+// OpenLedger connects to dsn, migrates the ledger schema and takes the
+// writer lock, failing with ErrLedgerLocked if another ledger holds it.
+func OpenLedger(ctx context.Context, dsn string) (*LedgerStore, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger store: parse dsn: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger store: %w", err)
+	}
+	if err := migrate(ctx, pool, "migrations/ledger"); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open ledger store: %w", err)
+	}
+	// A connection of its own rather than one borrowed from the pool, so the
+	// pool's idle and lifetime limits never end the session holding the lock.
+	writer, err := pgx.ConnectConfig(ctx, cfg.ConnConfig.Copy())
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open ledger store: connect writer: %w", err)
+	}
+	if err := lockWriter(ctx, writer); err != nil {
+		writer.Close(context.WithoutCancel(ctx))
+		pool.Close()
+		return nil, fmt.Errorf("open ledger store: %w", err)
+	}
+	return &LedgerStore{pool: pool, writer: writer}, nil
+}
+
+func lockWriter(ctx context.Context, conn *pgx.Conn) error {
+	deadline := time.Now().Add(writerLockWait)
+	for {
+		var ok bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", writerLockKey).Scan(&ok); err != nil {
+			return fmt.Errorf("take writer lock: %w", err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("take writer lock (waited %s): %w", writerLockWait, ErrLedgerLocked)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("take writer lock: %w", ctx.Err())
+		case <-time.After(writerLockInterval):
+		}
+	}
+}
+
+// Close releases the writer lock, by ending its session, and the pool.
+func (s *LedgerStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writer == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.writer.Close(ctx)
+	s.writer = nil
+	s.pool.Close()
+	if err != nil {
+		return fmt.Errorf("close ledger store: %w", err)
+	}
+	return nil
+}
+
+// withWriter runs fn on the session holding the writer lock. A closed
+// session is not reopened: between losing the lock and retaking it another
+// ledger may have written, so the ledger's view of balances could be stale.
+func (s *LedgerStore) withWriter(fn func(conn *pgx.Conn) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writer == nil {
+		return errors.New("ledger store is closed")
+	}
+	if s.writer.IsClosed() {
+		return errors.New("ledger writer session is gone and its lock with it: reopen the store")
+	}
+	return fn(s.writer)
+}
+
+// Commit writes b in one transaction on the writer session.
+//
+// All statements go out in one pipeline ending in a single Sync, which
+// PostgreSQL runs as one implicit transaction: all or nothing, in one round
+// trip. Measured on batches of 1 to 2000 transfers this matched COPY at the
+// large end and was about twice as fast for small batches, where the extra
+// round trips of BEGIN, one COPY per table and COMMIT dominate.
+//
+// Cancelling ctx mid-commit closes the writer session, and with it this
+// store's right to write: the ledger should not cancel a commit it started.
+func (s *LedgerStore) Commit(ctx context.Context, b *ledger.Batch) error {
+	var q pgx.Batch
+	var parts []string // what each queued statement writes, for errors
+	if len(b.NewAccounts) > 0 {
+		queueNewAccounts(&q, b.NewAccounts)
+		parts = append(parts, fmt.Sprintf("insert %d new accounts", len(b.NewAccounts)))
+	}
+	if len(b.Accounts) > 0 {
+		queueAccountUpdates(&q, b.Accounts)
+		parts = append(parts, fmt.Sprintf("update %d accounts", len(b.Accounts)))
+	}
+	if len(b.Entries) > 0 {
+		queueEntries(&q, b.Entries)
+		parts = append(parts, fmt.Sprintf("insert %d entries", len(b.Entries)))
+	}
+	if len(b.Transfers) > 0 {
+		queueTransfers(&q, b.Transfers)
+		parts = append(parts, fmt.Sprintf("insert %d transfers", len(b.Transfers)))
+	}
+	if len(b.Deposits) > 0 {
+		queueDeposits(&q, b.Deposits)
+		parts = append(parts, fmt.Sprintf("insert %d deposits", len(b.Deposits)))
+	}
+	if q.Len() == 0 {
+		return nil
+	}
+
+	err := s.withWriter(func(conn *pgx.Conn) error {
+		br := conn.SendBatch(ctx, &q)
+		for _, part := range parts {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("%s: %w", part, err)
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("commit ledger batch: %w", err)
+	}
+	return nil
+}
+
+func queueNewAccounts(q *pgx.Batch, as []banksync.Account) {
+	n := len(as)
+	ids, owners, balances, seqs, created := make([]string, n), make([]string, n), make([]int64, n), make([]int64, n), make([]time.Time, n)
+	for i, a := range as {
+		ids[i], owners[i], balances[i], seqs[i], created[i] = a.ID, a.Owner, a.Balance, a.LastSeq, a.CreatedAt
+	}
+	q.Queue(`INSERT INTO ledger_accounts (id, owner, balance, last_seq, created_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[])`,
+		ids, owners, balances, seqs, created)
+}
+
+// queueAccountUpdates sets final balances in one statement. Each listed
+// account must be updated exactly once, else the whole batch fails: a missing
+// or doubled account, or a last_seq going back (a writer with a stale view),
+// is a bug in the writer, never data to store. The check runs in SQL because
+// the pipeline's transaction commits before the client sees any row count.
+func queueAccountUpdates(q *pgx.Batch, as []banksync.Account) {
+	n := len(as)
+	ids, balances, seqs := make([]string, n), make([]int64, n), make([]int64, n)
+	for i, a := range as {
+		ids[i], balances[i], seqs[i] = a.ID, a.Balance, a.LastSeq
+	}
+	q.Queue(`WITH updated AS (
+			UPDATE ledger_accounts a
+			SET balance = u.balance, last_seq = u.last_seq
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(id, balance, last_seq)
+			WHERE a.id = u.id AND u.last_seq >= a.last_seq
+			RETURNING 1
+		), counted AS (SELECT count(*) AS n FROM updated)
+		SELECT ledger_assert(n = cardinality($1::text[]), format(
+			'invariant broken: updated %s of %s accounts (one is missing, listed twice or its last_seq went back)',
+			n, cardinality($1::text[])))
+		FROM counted`, ids, balances, seqs)
+}
+
+func queueEntries(q *pgx.Batch, es []banksync.Entry) {
+	n := len(es)
+	var (
+		positions, seqs, amounts, balances = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		accounts, kinds, counterparties    = make([]string, n), make([]string, n), make([]string, n)
+		transferIDs, externalRefs, memos   = make([]string, n), make([]string, n), make([]string, n)
+		booked                             = make([]time.Time, n)
+	)
+	for i, e := range es {
+		positions[i], accounts[i], seqs[i], kinds[i] = e.Position, e.AccountID, e.Seq, string(e.Kind)
+		amounts[i], balances[i], counterparties[i] = e.Amount, e.BalanceAfter, e.Counterparty
+		transferIDs[i], externalRefs[i], memos[i], booked[i] = e.TransferID, e.ExternalRef, e.Memo, e.BookedAt
+	}
+	q.Queue(`INSERT INTO ledger_entries (position, account_id, seq, kind, amount, balance_after,
+			counterparty, transfer_id, external_ref, memo, booked_at)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[],
+			$7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])`,
+		positions, accounts, seqs, kinds, amounts, balances,
+		counterparties, transferIDs, externalRefs, memos, booked)
+}
+
+func queueTransfers(q *pgx.Batch, ts []ledger.TransferRecord) {
+	n := len(ts)
+	var (
+		ids, hashes, statuses, reasons = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		froms, tos                     = make([]string, n), make([]string, n)
+		amounts, fromSeqs, toSeqs      = make([]int64, n), make([]int64, n), make([]int64, n)
+		decided                        = make([]time.Time, n)
+	)
+	for i, t := range ts {
+		ids[i], hashes[i], statuses[i], reasons[i] = t.ID, t.BodyHash, t.Status, t.Reason
+		froms[i], tos[i], amounts[i], fromSeqs[i], toSeqs[i], decided[i] = t.FromAccount, t.ToAccount, t.Amount, t.FromSeq, t.ToSeq, t.DecidedAt
+	}
+	q.Queue(`INSERT INTO ledger_transfers (id, body_hash, status, reason, from_account, to_account,
+			amount, from_seq, to_seq, decided_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+			$7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[])`,
+		ids, hashes, statuses, reasons, froms, tos, amounts, fromSeqs, toSeqs, decided)
+}
+
+func queueDeposits(q *pgx.Batch, ds []ledger.DepositRecord) {
+	n := len(ds)
+	refs, hashes, accounts, amounts, seqs, booked := make([]string, n), make([]string, n), make([]string, n), make([]int64, n), make([]int64, n), make([]time.Time, n)
+	for i, d := range ds {
+		refs[i], hashes[i], accounts[i], amounts[i], seqs[i], booked[i] = d.ExternalRef, d.BodyHash, d.AccountID, d.Amount, d.Seq, d.BookedAt
+	}
+	q.Queue(`INSERT INTO ledger_deposits (external_ref, body_hash, account_id, amount, seq, booked_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[])`,
+		refs, hashes, accounts, amounts, seqs, booked)
+}
+
+// LastPosition returns the highest committed entry position, 0 if none.
+func (s *LedgerStore) LastPosition(ctx context.Context) (int64, error) {
+	var p int64
+	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(position), 0) FROM ledger_entries").Scan(&p); err != nil {
+		return 0, fmt.Errorf("read last position: %w", err)
+	}
+	return p, nil
+}
+
+// Accounts returns those of ids that exist.
+func (s *LedgerStore) Accounts(ctx context.Context, ids []string) ([]banksync.Account, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT id, owner, balance, last_seq, created_at
+		FROM ledger_accounts WHERE id = ANY($1)`, ids)
+	as, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (banksync.Account, error) {
+		var a banksync.Account
+		err := row.Scan(&a.ID, &a.Owner, &a.Balance, &a.LastSeq, &a.CreatedAt)
+		a.CreatedAt = a.CreatedAt.UTC()
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %d accounts: %w", len(ids), err)
+	}
+	return as, nil
+}
+
+// Transfers returns the recorded decisions for those of ids that exist.
+func (s *LedgerStore) Transfers(ctx context.Context, ids []string) ([]ledger.TransferRecord, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT id, body_hash, status, reason, from_account, to_account,
+			amount, from_seq, to_seq, decided_at
+		FROM ledger_transfers WHERE id = ANY($1)`, ids)
+	ts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ledger.TransferRecord, error) {
+		var t ledger.TransferRecord
+		err := row.Scan(&t.ID, &t.BodyHash, &t.Status, &t.Reason, &t.FromAccount, &t.ToAccount,
+			&t.Amount, &t.FromSeq, &t.ToSeq, &t.DecidedAt)
+		t.DecidedAt = t.DecidedAt.UTC()
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %d transfers: %w", len(ids), err)
+	}
+	return ts, nil
+}
+
+// Deposits returns the recorded deposits for those of refs that exist.
+func (s *LedgerStore) Deposits(ctx context.Context, refs []string) ([]ledger.DepositRecord, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT external_ref, body_hash, account_id, amount, seq, booked_at
+		FROM ledger_deposits WHERE external_ref = ANY($1)`, refs)
+	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ledger.DepositRecord, error) {
+		var d ledger.DepositRecord
+		err := row.Scan(&d.ExternalRef, &d.BodyHash, &d.AccountID, &d.Amount, &d.Seq, &d.BookedAt)
+		d.BookedAt = d.BookedAt.UTC()
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %d deposits: %w", len(refs), err)
+	}
+	return ds, nil
+}
+
+const entryColumns = `account_id, seq, position, kind, amount, balance_after,
+	counterparty, transfer_id, external_ref, memo, booked_at`
+
+func scanEntry(row pgx.CollectableRow) (banksync.Entry, error) {
+	var e banksync.Entry
+	err := row.Scan(&e.AccountID, &e.Seq, &e.Position, &e.Kind, &e.Amount, &e.BalanceAfter,
+		&e.Counterparty, &e.TransferID, &e.ExternalRef, &e.Memo, &e.BookedAt)
+	e.BookedAt = e.BookedAt.UTC()
+	return e, err
+}
+
+// Entries returns up to limit entries of account with seq > afterSeq,
+// ascending by seq.
+func (s *LedgerStore) Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries
+		WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, account, afterSeq, limit)
+	es, err := pgx.CollectRows(rows, scanEntry)
+	if err != nil {
+		return nil, fmt.Errorf("read entries of %s after seq %d: %w", account, afterSeq, err)
+	}
+	return es, nil
+}
+
+// Entry returns the entry of account with the given seq.
+func (s *LedgerStore) Entry(ctx context.Context, account string, seq int64) (banksync.Entry, bool, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries
+		WHERE account_id = $1 AND seq = $2`, account, seq)
+	e, err := pgx.CollectExactlyOneRow(rows, scanEntry)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return banksync.Entry{}, false, nil
+	case err != nil:
+		return banksync.Entry{}, false, fmt.Errorf("read entry %s/%d: %w", account, seq, err)
+	}
+	return e, true, nil
+}
+
+// EntriesAfter returns up to limit entries with position > after, ascending
+// by position.
+func (s *LedgerStore) EntriesAfter(ctx context.Context, after int64, limit int) ([]banksync.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries
+		WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
+	es, err := pgx.CollectRows(rows, scanEntry)
+	if err != nil {
+		return nil, fmt.Errorf("read entries after position %d: %w", after, err)
+	}
+	return es, nil
+}
+
+// RelayPosition returns the position of the last published entry.
+func (s *LedgerStore) RelayPosition(ctx context.Context) (int64, error) {
+	var p int64
+	if err := s.pool.QueryRow(ctx, "SELECT position FROM ledger_relay WHERE id = 1").Scan(&p); err != nil {
+		return 0, fmt.Errorf("read relay position: %w", err)
+	}
+	return p, nil
+}
+
+// SetRelayPosition records that every entry up to position is published. It
+// writes through the writer session so only the lock holder's relay moves it.
+func (s *LedgerStore) SetRelayPosition(ctx context.Context, position int64) error {
+	err := s.withWriter(func(conn *pgx.Conn) error {
+		tag, err := conn.Exec(ctx, "UPDATE ledger_relay SET position = $1 WHERE id = 1", position)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return errors.New("ledger_relay has no row: the schema is damaged")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set relay position %d: %w", position, err)
+	}
+	return nil
+}
+
+// Totals returns the sums of promise P6. It scans every account and deposit:
+// a check, not a hot path.
+func (s *LedgerStore) Totals(ctx context.Context) (ledger.Totals, error) {
+	var t ledger.Totals
+	err := s.pool.QueryRow(ctx, `SELECT a.balances, d.deposits, a.negative
+		FROM (SELECT coalesce(sum(balance), 0)::bigint AS balances,
+				count(*) FILTER (WHERE balance < 0) AS negative
+			FROM ledger_accounts) a,
+			(SELECT coalesce(sum(amount), 0)::bigint AS deposits FROM ledger_deposits) d`,
+	).Scan(&t.Balances, &t.Deposits, &t.NegativeAccounts)
+	if err != nil {
+		return ledger.Totals{}, fmt.Errorf("read totals: %w", err)
+	}
+	return t, nil
+}
