@@ -40,6 +40,7 @@ type coreConfig struct {
 	Listen       string
 	DB           string
 	Kafka        string // "embedded", "none" or host:port,…
+	KafkaListen  string // address of the embedded cluster
 	KafkaData    string // data directory of the embedded cluster
 	Partitions   int
 	ServiceToken string
@@ -54,6 +55,7 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.String(&c.cfg.Listen, "listen", "BANKSYNC_CORE_LISTEN", "127.0.0.1:8081", "address to serve the core API on")
 	f.String(&c.cfg.DB, "db", "BANKSYNC_CORE_DB", "sqlite:data/core.db", "ledger database: sqlite:PATH or postgres://…")
 	f.String(&c.cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `Kafka brokers host:port,…; "embedded" runs an in-process cluster`)
+	f.String(&c.cfg.KafkaListen, "kafka-listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address of the embedded Kafka cluster")
 	f.String(&c.cfg.KafkaData, "kafka-data", "BANKSYNC_KAFKA_DATA", "data/kafka", "data directory of the embedded Kafka cluster")
 	f.Int(&c.cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries when core creates it")
 	f.String(&c.cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token the channel must present (required)")
@@ -120,7 +122,7 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 				return n, err
 			}
 		}
-		n.cluster, err = kafka.StartCluster(kafka.ClusterConfig{Addr: "127.0.0.1:0", DataDir: cfg.KafkaData, Partitions: cfg.Partitions, Logger: cfg.Logger})
+		n.cluster, err = kafka.StartCluster(kafka.ClusterConfig{Addr: cfg.KafkaListen, DataDir: cfg.KafkaData, Partitions: cfg.Partitions, Logger: cfg.Logger})
 		if err != nil {
 			return n, fmt.Errorf("start embedded kafka: %w", err)
 		}

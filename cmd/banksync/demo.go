@@ -15,10 +15,11 @@ import (
 type demoCommand struct{}
 
 func (demoCommand) Run(ctx context.Context, args []string) error {
-	var data, listen, token string
+	var data, listen, kafkaListen, token string
 	f := newFlags("demo", "Runs core with SQLite files and an embedded Kafka-protocol cluster under --data,\nin one process, with two demo accounts.")
 	f.String(&data, "data", "BANKSYNC_DATA", "data", "directory for the databases and Kafka's log")
 	f.String(&listen, "listen", "BANKSYNC_CORE_LISTEN", "127.0.0.1:8081", "address to serve the core API on")
+	f.String(&kafkaListen, "kafka-listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address of the embedded Kafka cluster")
 	f.String(&token, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "service token (default: a fresh random one)")
 	if err := f.parse(args); err != nil {
 		return err
@@ -30,7 +31,7 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 	}
 	log, _ := newLogger("text")
 	node, err := startCore(ctx, coreConfig{
-		Listen: listen, DB: "sqlite:" + filepath.Join(data, "core.db"), Kafka: "embedded",
+		Listen: listen, DB: "sqlite:" + filepath.Join(data, "core.db"), Kafka: "embedded", KafkaListen: kafkaListen,
 		KafkaData: filepath.Join(data, "kafka"), Partitions: 10, ServiceToken: token,
 		AmountMax: ledger.AmountMaxDefault, Logger: log,
 	})

@@ -1,0 +1,190 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"banksync"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "banksync-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "banksync")
+	if out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build banksync: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// demo is a running `banksync demo` process.
+type demo struct {
+	cmd     *exec.Cmd
+	coreURL string
+	brokers string
+	token   string
+}
+
+var (
+	coreLine  = regexp.MustCompile(`core API\s+(http://\S+)/core/v1\s+\(service token: (\S+)\)`)
+	kafkaLine = regexp.MustCompile(`kafka\s+\[(\S+)\]`)
+)
+
+func startDemo(t *testing.T, data string) *demo {
+	t.Helper()
+	cmd := exec.Command(binary, "demo", "--data", data, "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--service-token", "e2e-token")
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	d := &demo{cmd: cmd}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	timeout := time.After(60 * time.Second)
+	for d.coreURL == "" || d.brokers == "" {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("demo exited before it was ready; stderr:\n%s", stderr.String())
+			}
+			if m := coreLine.FindStringSubmatch(line); m != nil {
+				d.coreURL, d.token = m[1], m[2]
+			}
+			if m := kafkaLine.FindStringSubmatch(line); m != nil {
+				d.brokers = m[1]
+			}
+		case <-timeout:
+			t.Fatalf("demo did not print its addresses in time; stderr:\n%s", stderr.String())
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	return d
+}
+
+func (d *demo) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo exited with %v after SIGINT", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop within 30s of SIGINT")
+	}
+}
+
+func (d *demo) call(t *testing.T, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, d.coreURL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestDemoEndToEnd runs the real binary: a transfer through the core API
+// reaches Kafka as events, and a restart after SIGINT keeps every balance and
+// entry.
+func TestDemoEndToEnd(t *testing.T) {
+	data := t.TempDir()
+	d := startDemo(t, data)
+	deadline := time.Now().Add(10 * time.Second).UTC().Format(time.RFC3339Nano)
+	st, body := d.call(t, "POST", "/core/v1/transfers",
+		`{"transfer_id":"e2e-1","from_account":"demo-alice","to_account":"demo-bob","amount":1000,"deadline":"`+deadline+`","memo":"e2e"}`)
+	if st != 200 || !strings.Contains(string(body), `"completed"`) {
+		t.Fatalf("transfer = %d %s", st, body)
+	}
+
+	// Every entry core booked is announced on Kafka, keyed by account.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(d.brokers), kgo.ConsumeTopics(banksync.TopicLedgerEntries),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	seen := map[string]banksync.LedgerEvent{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(seen) < 3 && ctx.Err() == nil { // salary deposit + two legs of the transfer
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			ev, err := banksync.DecodeLedgerEvent(r.Value)
+			if err != nil || string(r.Key) != ev.AccountID {
+				t.Errorf("record %q: %v (key %q)", r.Value, err, r.Key)
+				return
+			}
+			seen[fmt.Sprintf("%s/%d", ev.AccountID, ev.Seq)] = ev
+		})
+	}
+	if ev := seen["demo-bob/1"]; ev.TransferID != "e2e-1" || ev.Amount != 1000 || ev.BalanceAfter != 1000 {
+		t.Fatalf("event for demo-bob seq 1 = %+v; all: %v", ev, seen)
+	}
+	if ev := seen["demo-alice/2"]; ev.Amount != -1000 || ev.BalanceAfter != 2_999_000 {
+		t.Fatalf("event for demo-alice seq 2 = %+v", ev)
+	}
+
+	_, before := d.call(t, "GET", "/core/v1/accounts/demo-alice/entries?after_seq=0", "")
+	d.stop(t)
+	d2 := startDemo(t, data)
+	_, after := d2.call(t, "GET", "/core/v1/accounts/demo-alice/entries?after_seq=0", "")
+	if !bytes.Equal(before, after) {
+		t.Fatalf("entries changed across restart:\nbefore %s\nafter  %s", before, after)
+	}
+	var acct banksync.Account
+	_, body = d2.call(t, "GET", "/core/v1/accounts/demo-bob", "")
+	if err := json.Unmarshal(body, &acct); err != nil || acct.Balance != 1000 || acct.LastSeq != 1 {
+		t.Fatalf("demo-bob after restart = %s", body)
+	}
+	// The replayed transfer is answered from the record, not executed again.
+	st, body = d2.call(t, "POST", "/core/v1/transfers",
+		`{"transfer_id":"e2e-1","from_account":"demo-alice","to_account":"demo-bob","amount":1000,"deadline":"`+deadline+`","memo":"e2e"}`)
+	if st != 200 || !strings.Contains(string(body), `"completed"`) {
+		t.Fatalf("replay after restart = %d %s", st, body)
+	}
+	_, body = d2.call(t, "GET", "/core/v1/accounts/demo-bob", "")
+	if json.Unmarshal(body, &acct); acct.Balance != 1000 {
+		t.Fatalf("demo-bob after replay = %s; the transfer ran twice", body)
+	}
+	d2.stop(t)
+}
