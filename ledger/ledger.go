@@ -81,6 +81,7 @@ type Ledger struct {
 	// Owned by the writer goroutine only.
 	accounts     map[string]banksync.Account
 	lastPosition int64
+	recent       recentKeys
 }
 
 // Open starts a ledger on store. The caller must ensure no other Ledger

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"banksync"
@@ -25,6 +26,8 @@ type Store interface {
 	Deposits(ctx context.Context, refs []string) ([]DepositRecord, error)
 
 	// Commit writes a batch in one transaction: all of it or none of it.
+	// When a transfer id or deposit ref of the batch is already recorded it
+	// writes nothing and returns an error wrapping ErrDuplicate.
 	Commit(ctx context.Context, b *Batch) error
 
 	// Entries returns up to limit entries of account with seq > afterSeq,
@@ -48,6 +51,12 @@ type Store interface {
 
 	Close() error
 }
+
+// ErrDuplicate reports that a batch recorded a transfer id or deposit ref a
+// second time. The writer decides batches without reading those records
+// first and lets the store's keys catch the rare repeat; it then reloads
+// them and decides the batch again.
+var ErrDuplicate = errors.New("transfer id or deposit ref already recorded")
 
 // Totals is the money check of promise P6.
 type Totals struct {

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"banksync"
@@ -75,35 +76,101 @@ func (l *Ledger) commitBatch(batch []*request) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 
-	s, err := l.load(ctx, batch)
-	if err != nil {
-		l.fail(batch, err)
-		return
-	}
-	results := make([]result, len(batch))
-	for i, r := range batch {
-		results[i] = s.decide(r)
-	}
-	if s.writes() {
-		s.finish()
-		if err := l.store.Commit(ctx, &s.out); err != nil {
+	// Most transfer ids and deposit refs are new, so the batch is decided
+	// without reading their records unless one was seen recently; the
+	// store's keys catch the rest (ErrDuplicate), and then it is decided
+	// again with the records read.
+	lookup := l.recent.containsAny(batch)
+	for {
+		s, err := l.load(ctx, batch, lookup)
+		if err != nil {
 			l.fail(batch, err)
 			return
 		}
-		for id, a := range s.accounts {
-			l.accounts[id] = a
+		results := make([]result, len(batch))
+		for i, r := range batch {
+			results[i] = s.decide(r)
 		}
-		if s.position != l.lastPosition {
-			l.lastPosition = s.position
-			select {
-			case l.committed <- struct{}{}:
-			default:
+		if s.writes() {
+			s.finish()
+			err := l.store.Commit(ctx, &s.out)
+			if errors.Is(err, ErrDuplicate) && !lookup {
+				lookup = true
+				continue
+			}
+			if err != nil {
+				l.fail(batch, err)
+				return
+			}
+			for id, a := range s.accounts {
+				l.accounts[id] = a
+			}
+			if s.position != l.lastPosition {
+				l.lastPosition = s.position
+				select {
+				case l.committed <- struct{}{}:
+				default:
+				}
 			}
 		}
+		for _, r := range batch {
+			l.recent.add(r.key())
+		}
+		for i, r := range batch {
+			r.result <- results[i]
+		}
+		return
 	}
-	for i, r := range batch {
-		r.result <- results[i]
+}
+
+// key is the idempotency key a request records under, or "" if none.
+func (r *request) key() string {
+	switch r.kind {
+	case kindDeposit:
+		return "d:" + r.deposit.ExternalRef
+	case kindTransfer:
+		return "t:" + r.transfer.TransferID
+	case kindFence:
+		return "t:" + r.fenceID
 	}
+	return ""
+}
+
+// recentKeys remembers the last recentKeysMax idempotency keys committed, so
+// a batch holding a retry reads the recorded decision up front instead of
+// failing its first commit.
+type recentKeys struct {
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+const recentKeysMax = 1 << 16
+
+func (k *recentKeys) add(key string) {
+	if key == "" {
+		return
+	}
+	if k.set == nil {
+		k.set = make(map[string]struct{}, recentKeysMax)
+		k.ring = make([]string, recentKeysMax)
+	}
+	if _, ok := k.set[key]; ok {
+		return
+	}
+	delete(k.set, k.ring[k.next])
+	k.ring[k.next] = key
+	k.set[key] = struct{}{}
+	k.next = (k.next + 1) % recentKeysMax
+}
+
+func (k *recentKeys) containsAny(batch []*request) bool {
+	for _, r := range batch {
+		if _, ok := k.set[r.key()]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // fail answers a batch that could not be committed. Whether a failed commit
@@ -119,8 +186,9 @@ func (l *Ledger) fail(batch []*request, err error) {
 }
 
 // load reads what the batch needs that the writer does not hold: accounts
-// missing from the cache and any recorded transfers and deposits.
-func (l *Ledger) load(ctx context.Context, batch []*request) (*batchState, error) {
+// missing from the cache and, with lookup, the recorded transfers and
+// deposits of the batch's keys.
+func (l *Ledger) load(ctx context.Context, batch []*request, lookup bool) (*batchState, error) {
 	if l.lastPosition < 0 {
 		last, err := l.store.LastPosition(ctx)
 		if err != nil {
@@ -186,6 +254,9 @@ func (l *Ledger) load(ctx context.Context, batch []*request) (*batchState, error
 		for _, a := range accts {
 			l.accounts[a.ID] = a
 		}
+	}
+	if !lookup {
+		return s, nil
 	}
 	if len(transferIDs) > 0 {
 		recs, err := l.store.Transfers(ctx, transferIDs)

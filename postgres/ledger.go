@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"banksync"
@@ -177,10 +178,21 @@ func (s *LedgerStore) Commit(ctx context.Context, b *ledger.Batch) error {
 		}
 		return br.Close()
 	})
+	if isDuplicateKey(err) {
+		return fmt.Errorf("commit ledger batch: %w: %w", ledger.ErrDuplicate, err)
+	}
 	if err != nil {
 		return fmt.Errorf("commit ledger batch: %w", err)
 	}
 	return nil
+}
+
+// isDuplicateKey reports whether err is a unique violation on a transfer id
+// or a deposit ref: the ledger's optimistic idempotency check.
+func isDuplicateKey(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" &&
+		(pgErr.TableName == "ledger_transfers" || pgErr.TableName == "ledger_deposits")
 }
 
 func queueNewAccounts(q *pgx.Batch, as []banksync.Account) {

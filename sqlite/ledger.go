@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/gofrs/flock"
 
@@ -209,13 +210,13 @@ func (s *LedgerStore) Commit(ctx context.Context, b *ledger.Batch) (err error) {
 		return []any{r.ID, r.BodyHash, r.Status, r.Reason, r.FromAccount, r.ToAccount, r.Amount,
 			r.FromSeq, r.ToSeq, micros(r.DecidedAt)}
 	}); err != nil {
-		return fmt.Errorf("commit batch: insert transfers: %w", err)
+		return fmt.Errorf("commit batch: insert transfers: %w", duplicateKey(err))
 	}
 	if err := s.insertDeposits.insert(ctx, tx, len(b.Deposits), func(i int) []any {
 		r := b.Deposits[i]
 		return []any{r.ExternalRef, r.BodyHash, r.AccountID, r.Amount, r.Seq, micros(r.BookedAt)}
 	}); err != nil {
-		return fmt.Errorf("commit batch: insert deposits: %w", err)
+		return fmt.Errorf("commit batch: insert deposits: %w", duplicateKey(err))
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit batch: %w", err)
@@ -310,4 +311,15 @@ func (s *LedgerStore) Totals(ctx context.Context) (ledger.Totals, error) {
 		return t, fmt.Errorf("read totals: %w", err)
 	}
 	return t, nil
+}
+
+// duplicateKey marks a primary key violation of a transfer id or deposit ref
+// as ledger.ErrDuplicate: the ledger's optimistic idempotency check.
+func duplicateKey(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "UNIQUE constraint failed: ledger_transfers.id") ||
+		strings.Contains(msg, "UNIQUE constraint failed: ledger_deposits.external_ref") {
+		return fmt.Errorf("%w: %w", ledger.ErrDuplicate, err)
+	}
+	return err
 }
