@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"banksync"
 	"banksync/ledger"
 	"banksync/postgres"
@@ -187,7 +189,9 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 			for i := 0; runCtx.Err() == nil; i++ {
 				from := rng.IntN(len(ids))
 				to := (from + 1 + rng.IntN(len(ids)-1)) % len(ids)
-				req := banksync.TransferRequest{TransferID: fmt.Sprintf("b-%d-%d", c, i), FromAccount: ids[from], ToAccount: ids[to],
+				// Time-ordered ids, as the channel assigns them: new keys land
+				// at the right edge of the transfers index.
+				req := banksync.TransferRequest{TransferID: uuid.Must(uuid.NewV7()).String(), FromAccount: ids[from], ToAccount: ids[to],
 					Amount: rng.Int64N(100) + 1, Deadline: time.Now().Add(30 * time.Second), Memo: "bench"}
 				t0 := time.Now()
 				var status string
