@@ -28,6 +28,7 @@ const (
 	idleTimeout       = 120 * time.Second
 	headerBytesMax    = 16 << 10
 	shutdownTimeout   = 15 * time.Second
+	relayFlushTimeout = 5 * time.Second
 )
 
 type coreCommand struct {
@@ -87,6 +88,7 @@ type coreNode struct {
 	ledger  *ledger.Ledger
 	cluster *kafka.Cluster // nil unless embedded
 	pub     *kafka.Publisher
+	relay   *ledger.Relay
 	brokers []string
 	ln      net.Listener
 	srv     *http.Server
@@ -135,11 +137,11 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 		if err != nil {
 			return n, fmt.Errorf("connect to kafka %v: %w", n.brokers, err)
 		}
-		relay := ledger.NewRelay(n.store, n.pub, ledger.RelayConfig{Wake: n.ledger.Committed(), Logger: cfg.Logger})
+		n.relay = ledger.NewRelay(n.store, n.pub, ledger.RelayConfig{Wake: n.ledger.Committed(), Logger: cfg.Logger})
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			relay.Run(runCtx)
+			n.relay.Run(runCtx)
 		}()
 	}
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -188,6 +190,19 @@ func (n *coreNode) Close() error {
 		n.stop()
 	}
 	n.wg.Wait()
+	if n.relay != nil {
+		// The loop has stopped, so this is the only publisher: flush what
+		// the last batches committed, within a bound. Anything left is
+		// published at the next start.
+		ctx, cancel := context.WithTimeout(context.Background(), relayFlushTimeout)
+		for {
+			published, err := n.relay.Once(ctx)
+			if err != nil || published == 0 {
+				break
+			}
+		}
+		cancel()
+	}
 	if n.pub != nil {
 		n.pub.Close()
 	}
