@@ -2,9 +2,7 @@ package kafka_test
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"banksync/kafka"
 	"banksync/ledger"
 	"banksync/sqlite"
+	"banksync/storetest"
 )
 
 // TestRelayToKafkaSurvivesCrash runs core's outbox relay into a real
@@ -36,35 +35,7 @@ func TestRelayToKafkaSurvivesCrash(t *testing.T) {
 	}
 	defer l.Close()
 
-	const accounts, ops = 40, 4000
-	for i := 0; i < accounts; i++ {
-		if _, _, err := l.CreateAccount(ctx, fmt.Sprintf("acc-%d", i), "c"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < ops; i += 8 {
-				a := fmt.Sprintf("acc-%d", i%accounts)
-				if i%4 == 0 {
-					l.Transfer(ctx, banksync.TransferRequest{TransferID: fmt.Sprint("t-", i), FromAccount: a,
-						ToAccount: fmt.Sprintf("acc-%d", (i+1)%accounts), Amount: 5, Deadline: time.Now().Add(time.Minute)})
-					continue
-				}
-				if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: fmt.Sprint("d-", i), AccountID: a, Amount: 100, Sender: "kb"}); err != nil {
-					t.Error(err)
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
-	all, err := store.EntriesAfter(ctx, 0, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
+	all := storetest.Book(t, l, 40, 4000)
 	last := all[len(all)-1].Position
 
 	// First life: killed after Kafka acknowledged its fifth batch but before

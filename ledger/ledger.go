@@ -290,8 +290,8 @@ func (l *Ledger) Transfer(ctx context.Context, t banksync.TransferRequest) (bank
 func (l *Ledger) validateTransfer(t banksync.TransferRequest) error {
 	now := l.cfg.Now()
 	switch {
-	case !banksync.ValidID(t.TransferID):
-		return banksync.Errorf(banksync.EINVALID, "transfer_id must be 1-64 letters, digits or ._:-")
+	case validTransferID(t.TransferID) != nil:
+		return validTransferID(t.TransferID)
 	case !banksync.ValidID(t.FromAccount) || !banksync.ValidID(t.ToAccount):
 		return banksync.Errorf(banksync.EINVALID, "from_account and to_account must be 1-64 letters, digits or ._:-")
 	case t.FromAccount == t.ToAccount:
@@ -310,8 +310,8 @@ func (l *Ledger) validateTransfer(t banksync.TransferRequest) error {
 // TransferStatus answers core's decision on id without changing anything:
 // StatusUnknown if core has never seen it.
 func (l *Ledger) TransferStatus(ctx context.Context, id string) (banksync.TransferOutcome, error) {
-	if !banksync.ValidID(id) {
-		return banksync.TransferOutcome{}, banksync.Errorf(banksync.EINVALID, "transfer id must be 1-64 letters, digits or ._:-")
+	if err := validTransferID(id); err != nil {
+		return banksync.TransferOutcome{}, err
 	}
 	recs, err := l.store.Transfers(ctx, []string{id})
 	if err != nil {
@@ -327,14 +327,21 @@ func (l *Ledger) TransferStatus(ctx context.Context, id string) (banksync.Transf
 // rejected/fenced, so a request with that id arriving later is refused
 // whatever the clocks say. A known id answers its recorded outcome.
 func (l *Ledger) Fence(ctx context.Context, id string) (banksync.TransferOutcome, error) {
-	if !banksync.ValidID(id) {
-		return banksync.TransferOutcome{}, banksync.Errorf(banksync.EINVALID, "transfer id must be 1-64 letters, digits or ._:-")
+	if err := validTransferID(id); err != nil {
+		return banksync.TransferOutcome{}, err
 	}
 	res := l.submit(ctx, &request{kind: kindFence, fenceID: id})
 	if res.err != nil {
 		return banksync.TransferOutcome{}, res.err
 	}
 	return l.outcome(ctx, res.transfer, nil)
+}
+
+func validTransferID(id string) error {
+	if !banksync.ValidID(id) {
+		return banksync.Errorf(banksync.EINVALID, "transfer id must be 1-64 letters, digits or ._:-")
+	}
+	return nil
 }
 
 // outcome turns a record into the API outcome, reading the entries of a

@@ -3,7 +3,6 @@ package ledger_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"banksync"
 	"banksync/ledger"
 	"banksync/sqlite"
+	"banksync/storetest"
 )
 
 // recorder is a Publisher that keeps what it was given. While failEvery > 0,
@@ -59,44 +59,6 @@ func openLedger(t *testing.T) (*ledger.Ledger, ledger.Store) {
 	return l, store
 }
 
-// book makes n random deposits and transfers over accounts accounts and
-// returns every committed entry in position order.
-func book(t *testing.T, l *ledger.Ledger, store ledger.Store, accounts, n int) []banksync.Entry {
-	t.Helper()
-	ctx := context.Background()
-	for i := 0; i < accounts; i++ {
-		if _, _, err := l.CreateAccount(ctx, fmt.Sprintf("a%d", i), "c"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < n; i += 8 {
-				a := fmt.Sprintf("a%d", (i*7)%accounts)
-				if i%3 == 0 {
-					b := fmt.Sprintf("a%d", (i*7+1+i%(accounts-1))%accounts)
-					if a != b {
-						l.Transfer(ctx, banksync.TransferRequest{TransferID: fmt.Sprint("t", i), FromAccount: a, ToAccount: b, Amount: 10, Deadline: time.Now().Add(time.Minute)})
-					}
-					continue
-				}
-				if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: fmt.Sprint("d", i), AccountID: a, Amount: 100, Sender: "kb"}); err != nil {
-					t.Error(err)
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
-	all, err := store.EntriesAfter(ctx, 0, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return all
-}
-
 func runRelayUntil(t *testing.T, r *ledger.Relay, store ledger.Store, want int64) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -124,7 +86,7 @@ func runRelayUntil(t *testing.T, r *ledger.Relay, store ledger.Store, want int64
 
 func TestRelayPublishesEachEntryOnceInOrder(t *testing.T) {
 	l, store := openLedger(t)
-	all := book(t, l, store, 50, 3000)
+	all := storetest.Book(t, l, 50, 3000)
 	pub := &recorder{}
 	runRelayUntil(t, ledger.NewRelay(store, pub, ledger.RelayConfig{BatchMax: 700, Wake: l.Committed()}), store, all[len(all)-1].Position)
 	if d := cmp.Diff(all, pub.entries()); d != "" {
@@ -134,7 +96,7 @@ func TestRelayPublishesEachEntryOnceInOrder(t *testing.T) {
 
 func TestRelayResumesAfterCrashLosingNothing(t *testing.T) {
 	l, store := openLedger(t)
-	all := book(t, l, store, 50, 3000)
+	all := storetest.Book(t, l, 50, 3000)
 	last := all[len(all)-1].Position
 	pub := &recorder{failEvery: 2}
 

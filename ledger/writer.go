@@ -196,27 +196,18 @@ func (l *Ledger) load(ctx context.Context, batch []*request, lookup bool) (*batc
 		}
 		l.lastPosition = last
 	}
-	var accountIDs, transferIDs, refs []string
-	seen := make(map[string]bool)
-	want := func(id string) {
-		if _, ok := l.accounts[id]; !ok && !seen[id] {
-			seen[id] = true
-			accountIDs = append(accountIDs, id)
-		}
+	missing := l.uncachedAccounts(batch)
+	if len(l.accounts)+len(missing) > l.cfg.AccountsCachedMax {
+		clear(l.accounts) // a cache, so forgetting is always safe
+		missing = l.uncachedAccounts(batch)
 	}
-	for _, r := range batch {
-		switch r.kind {
-		case kindCreateAccount:
-			want(r.account.ID)
-		case kindDeposit:
-			want(r.deposit.AccountID)
-			refs = append(refs, r.deposit.ExternalRef)
-		case kindTransfer:
-			want(r.transfer.FromAccount)
-			want(r.transfer.ToAccount)
-			transferIDs = append(transferIDs, r.transfer.TransferID)
-		case kindFence:
-			transferIDs = append(transferIDs, r.fenceID)
+	if len(missing) > 0 {
+		accts, err := l.store.Accounts(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range accts {
+			l.accounts[a.ID] = a
 		}
 	}
 	s := &batchState{
@@ -228,35 +219,19 @@ func (l *Ledger) load(ctx context.Context, batch []*request, lookup bool) (*batc
 		now:       banksync.Timestamp(l.cfg.Now()),
 		cache:     l.accounts,
 	}
-	if len(accountIDs) > 0 {
-		if len(l.accounts)+len(accountIDs) > l.cfg.AccountsCachedMax {
-			// A cache, so forgetting is always safe; the batch's own
-			// accounts are then all read below.
-			clear(l.accounts)
-			accountIDs = accountIDs[:0]
-			clear(seen)
-			for _, r := range batch {
-				switch r.kind {
-				case kindCreateAccount:
-					want(r.account.ID)
-				case kindDeposit:
-					want(r.deposit.AccountID)
-				case kindTransfer:
-					want(r.transfer.FromAccount)
-					want(r.transfer.ToAccount)
-				}
-			}
-		}
-		accts, err := l.store.Accounts(ctx, accountIDs)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range accts {
-			l.accounts[a.ID] = a
-		}
-	}
 	if !lookup {
 		return s, nil
+	}
+	var transferIDs, refs []string
+	for _, r := range batch {
+		switch r.kind {
+		case kindDeposit:
+			refs = append(refs, r.deposit.ExternalRef)
+		case kindTransfer:
+			transferIDs = append(transferIDs, r.transfer.TransferID)
+		case kindFence:
+			transferIDs = append(transferIDs, r.fenceID)
+		}
 	}
 	if len(transferIDs) > 0 {
 		recs, err := l.store.Transfers(ctx, transferIDs)
@@ -277,6 +252,31 @@ func (l *Ledger) load(ctx context.Context, batch []*request, lookup bool) (*batc
 		}
 	}
 	return s, nil
+}
+
+// uncachedAccounts lists, once each, the accounts the batch names that the
+// writer does not hold.
+func (l *Ledger) uncachedAccounts(batch []*request) []string {
+	var ids []string
+	seen := make(map[string]bool)
+	want := func(id string) {
+		if _, ok := l.accounts[id]; !ok && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, r := range batch {
+		switch r.kind {
+		case kindCreateAccount:
+			want(r.account.ID)
+		case kindDeposit:
+			want(r.deposit.AccountID)
+		case kindTransfer:
+			want(r.transfer.FromAccount)
+			want(r.transfer.ToAccount)
+		}
+	}
+	return ids
 }
 
 // finish lists the accounts the batch created or changed.

@@ -478,7 +478,9 @@ func testBadInputWritesNothing(t *testing.T, h LedgerHarness) {
 
 func testSeqContiguous(t *testing.T, h LedgerHarness) {
 	ctx := context.Background()
-	f := openFixture(t, h, ledger.Config{})
+	// A cache smaller than one transfer's accounts: every batch evicts and
+	// reloads, so the reload path must keep the chain intact too.
+	f := openFixture(t, h, ledger.Config{AccountsCachedMax: 1})
 	ids := []string{"a", "b", "c"}
 	for _, id := range ids {
 		f.mustAccount(t, id, 1000)
