@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 var _ ledger.Store = (*LedgerStore)(nil)
 
 // ErrLedgerLocked is returned by OpenLedger when another process holds the
-// ledger's writer lock on the database.
+// ledger's writer lock on the database, and by writes of a store that lost
+// its writer session while another process took the lock.
 var ErrLedgerLocked = errors.New("ledger database is locked by another ledger process")
 
 const (
@@ -34,22 +36,54 @@ const (
 	// second ledger started by mistake fails fast.
 	writerLockWait     = 3 * time.Second
 	writerLockInterval = 100 * time.Millisecond
+
+	// writerConnectTimeout bounds connecting the writer session and taking
+	// its lock, so a write after a lost session fails in bounded time while
+	// the server is unreachable rather than holding the writer up.
+	writerConnectTimeout = 5 * time.Second
+	// writerCloseTimeout bounds saying goodbye to the server on a session
+	// being given up.
+	writerCloseTimeout = 5 * time.Second
+
+	// writerApplicationName is the application_name of the writer session,
+	// so operators (and tests) can find it in pg_stat_activity.
+	writerApplicationName = "banksync-ledger-writer"
 )
 
 // LedgerStore is the ledger.Store on PostgreSQL. Reads go through a pool;
 // every write goes through the one session that holds the writer lock, so
 // if that session dies the lock and the right to write die with it, and a
 // process that lost the lock can never write after another took it over.
+//
+// A lost session (server restart, network failure, a commit cancelled mid
+// flight) is re-established on the next write: a new session takes the lock
+// again, with one try, and only then writes; while another process holds
+// the lock every write fails with ErrLedgerLocked. That is safe because the
+// ledger treats a failed Commit as "state unknown" and reloads what it
+// cached before its next batch; so that it always sees one, the first Commit
+// after a loss found by another call fails without writing.
 type LedgerStore struct {
-	pool *pgxpool.Pool
+	pool      *pgxpool.Pool
+	writerCfg *pgx.ConnConfig
+	log       *slog.Logger
 
 	mu     sync.Mutex // serialises use of writer, which is not concurrency-safe
-	writer *pgx.Conn  // nil once closed
+	writer *pgx.Conn  // holds the lock; nil once lost or closed
+	// lost is the last writer session lost, until it is known closed: on a
+	// cancelled context pgx cancels its statement and ends it in the
+	// background, and the lock is free only once it has.
+	lost   *pgx.Conn
+	closed bool
+	// lossUnseen is set when the writer session was found lost by a call
+	// other than Commit: the ledger has not seen a commit fail since, so its
+	// cached balances and positions may be stale.
+	lossUnseen bool
 }
 
 // OpenLedger connects to dsn, migrates the ledger schema and takes the
 // writer lock, failing with ErrLedgerLocked if another ledger holds it.
-func OpenLedger(ctx context.Context, dsn string) (*LedgerStore, error) {
+func OpenLedger(ctx context.Context, dsn string, opts ...Option) (*LedgerStore, error) {
+	o := newOptions(opts)
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open ledger store: parse dsn: %w", err)
@@ -58,31 +92,58 @@ func OpenLedger(ctx context.Context, dsn string) (*LedgerStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger store: %w", err)
 	}
-	if err := migrate(ctx, pool, "migrations/ledger"); err != nil {
+	if err := migrate(ctx, pool, "ledger"); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open ledger store: %w", err)
 	}
 	// A connection of its own rather than one borrowed from the pool, so the
 	// pool's idle and lifetime limits never end the session holding the lock.
-	writer, err := pgx.ConnectConfig(ctx, cfg.ConnConfig.Copy())
+	writerCfg := cfg.ConnConfig.Copy()
+	writerCfg.RuntimeParams["application_name"] = writerApplicationName
+	writer, err := connectWriter(ctx, writerCfg)
 	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("open ledger store: connect writer: %w", err)
-	}
-	if err := lockWriter(ctx, writer); err != nil {
-		writer.Close(context.WithoutCancel(ctx))
 		pool.Close()
 		return nil, fmt.Errorf("open ledger store: %w", err)
 	}
-	return &LedgerStore{pool: pool, writer: writer}, nil
+	if err := lockWriter(ctx, writer); err != nil {
+		closeWriter(writer)
+		pool.Close()
+		return nil, fmt.Errorf("open ledger store: %w", err)
+	}
+	return &LedgerStore{pool: pool, writerCfg: writerCfg, log: o.logger, writer: writer}, nil
+}
+
+func connectWriter(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, writerConnectTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect writer session: %w", err)
+	}
+	return conn, nil
+}
+
+func closeWriter(conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), writerCloseTimeout)
+	defer cancel()
+	return conn.Close(ctx)
+}
+
+// tryLockWriter takes the writer lock on conn if it is free, at once.
+func tryLockWriter(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", writerLockKey).Scan(&ok); err != nil {
+		return false, fmt.Errorf("take writer lock: %w", err)
+	}
+	return ok, nil
 }
 
 func lockWriter(ctx context.Context, conn *pgx.Conn) error {
 	deadline := time.Now().Add(writerLockWait)
 	for {
-		var ok bool
-		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", writerLockKey).Scan(&ok); err != nil {
-			return fmt.Errorf("take writer lock: %w", err)
+		ok, err := tryLockWriter(ctx, conn)
+		if err != nil {
+			return err
 		}
 		if ok {
 			return nil
@@ -102,13 +163,15 @@ func lockWriter(ctx context.Context, conn *pgx.Conn) error {
 func (s *LedgerStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.writer == nil {
+	if s.closed {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.writer.Close(ctx)
-	s.writer = nil
+	s.closed = true
+	var err error
+	if s.writer != nil {
+		err = closeWriter(s.writer)
+		s.writer = nil
+	}
 	s.pool.Close()
 	if err != nil {
 		return fmt.Errorf("close ledger store: %w", err)
@@ -116,19 +179,87 @@ func (s *LedgerStore) Close() error {
 	return nil
 }
 
-// withWriter runs fn on the session holding the writer lock. A closed
-// session is not reopened: between losing the lock and retaking it another
-// ledger may have written, so the ledger's view of balances could be stale.
-func (s *LedgerStore) withWriter(fn func(conn *pgx.Conn) error) error {
+// withWriter runs fn on the session holding the writer lock, first
+// re-establishing it if it was lost. fn is run once: whatever it did, a
+// failed write is for the caller to judge, never retried here.
+func (s *LedgerStore) withWriter(ctx context.Context, commit bool, fn func(conn *pgx.Conn) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.writer == nil {
+	if s.closed {
 		return errors.New("ledger store is closed")
 	}
-	if s.writer.IsClosed() {
-		return errors.New("ledger writer session is gone and its lock with it: reopen the store")
+	if commit && s.lossUnseen {
+		s.lossUnseen = false
+		return errors.New("ledger writer session was lost since the last commit: reload state and retry")
 	}
-	return fn(s.writer)
+	if s.writer == nil {
+		if err := s.reestablish(ctx); err != nil {
+			return err
+		}
+	}
+	err := fn(s.writer)
+	// pgx closes a connection on any failure that leaves its state unknown
+	// (network error, fatal server error, cancelled context): then the
+	// session, and the lock, may be gone.
+	if s.writer.IsClosed() {
+		s.log.Warn("ledger writer session lost; it will be re-established on the next write",
+			"pid", s.writer.PgConn().PID(), "err", err)
+		s.lost, s.writer = s.writer, nil
+		s.lossUnseen = !commit
+	}
+	return err
+}
+
+// reestablish opens a new writer session and takes the lock with one try.
+// Retrying is left to the next write, so a store that lost the lock to
+// another process keeps failing until that one lets go.
+func (s *LedgerStore) reestablish(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, writerConnectTimeout)
+	defer cancel()
+	var conn *pgx.Conn
+	err := s.awaitLost(ctx)
+	if err == nil {
+		conn, err = s.connectAndLock(ctx)
+	}
+	if err != nil {
+		err = fmt.Errorf("re-establish ledger writer session: %w", err)
+		s.log.Warn("ledger writer session not re-established; will try again on the next write", "err", err)
+		return err
+	}
+	s.writer = conn
+	s.log.Info("ledger writer session re-established", "pid", conn.PgConn().PID())
+	return nil
+}
+
+// awaitLost waits until the lost session has closed, so that trying the lock
+// right after a cancelled commit does not find it still held by that session.
+func (s *LedgerStore) awaitLost(ctx context.Context) error {
+	if s.lost == nil {
+		return nil
+	}
+	select {
+	case <-s.lost.PgConn().CleanupDone():
+		s.lost = nil
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the lost session to close: %w", ctx.Err())
+	}
+}
+
+func (s *LedgerStore) connectAndLock(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := connectWriter(ctx, s.writerCfg)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := tryLockWriter(ctx, conn)
+	if err == nil && !ok {
+		err = fmt.Errorf("take writer lock: %w", ErrLedgerLocked)
+	}
+	if err != nil {
+		closeWriter(conn)
+		return nil, err
+	}
+	return conn, nil
 }
 
 // Commit writes b in one transaction on the writer session.
@@ -139,8 +270,9 @@ func (s *LedgerStore) withWriter(fn func(conn *pgx.Conn) error) error {
 // large end and was about twice as fast for small batches, where the extra
 // round trips of BEGIN, one COPY per table and COMMIT dominate.
 //
-// Cancelling ctx mid-commit closes the writer session, and with it this
-// store's right to write: the ledger should not cancel a commit it started.
+// A commit that fails may or may not have reached the disk; it is not
+// retried. Cancelling ctx mid-commit closes the writer session, which the
+// next write re-establishes.
 func (s *LedgerStore) Commit(ctx context.Context, b *ledger.Batch) error {
 	var q pgx.Batch
 	var parts []string // what each queued statement writes, for errors
@@ -168,7 +300,7 @@ func (s *LedgerStore) Commit(ctx context.Context, b *ledger.Batch) error {
 		return nil
 	}
 
-	err := s.withWriter(func(conn *pgx.Conn) error {
+	err := s.withWriter(ctx, true, func(conn *pgx.Conn) error {
 		br := conn.SendBatch(ctx, &q)
 		for _, part := range parts {
 			if _, err := br.Exec(); err != nil {
@@ -416,7 +548,7 @@ func (s *LedgerStore) RelayPosition(ctx context.Context) (int64, error) {
 // SetRelayPosition records that every entry up to position is published. It
 // writes through the writer session so only the lock holder's relay moves it.
 func (s *LedgerStore) SetRelayPosition(ctx context.Context, position int64) error {
-	err := s.withWriter(func(conn *pgx.Conn) error {
+	err := s.withWriter(ctx, false, func(conn *pgx.Conn) error {
 		tag, err := conn.Exec(ctx, "UPDATE ledger_relay SET position = $1 WHERE id = 1", position)
 		if err != nil {
 			return err

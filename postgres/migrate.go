@@ -24,14 +24,16 @@ const migrateLockKey int64 = 0x62616e6b6d696772 // "bankmigr"
 
 type migration struct {
 	version int
-	name    string
+	name    string // set/file, e.g. ledger/001_init.sql: its key in schema_migrations
 	sql     string
 }
 
-// loadMigrations reads dir of migrationsFS: files named NNN_what.sql, applied
-// in version order. Versions must be unique and positive so a typo in a file
-// name cannot silently skip or reorder a migration.
-func loadMigrations(dir string) ([]migration, error) {
+// loadMigrations reads migrations/<set> of migrationsFS: files named
+// NNN_what.sql, applied in version order. Versions must be unique and
+// positive so a typo in a file name cannot silently skip or reorder a
+// migration.
+func loadMigrations(set string) ([]migration, error) {
+	dir := path.Join("migrations", set)
 	files, err := fs.ReadDir(migrationsFS, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations %s: %w", dir, err)
@@ -55,7 +57,7 @@ func loadMigrations(dir string) ([]migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s/%s: %w", dir, f.Name(), err)
 		}
-		ms = append(ms, migration{version: v, name: f.Name(), sql: string(b)})
+		ms = append(ms, migration{version: v, name: path.Join(set, f.Name()), sql: string(b)})
 	}
 	if len(ms) == 0 {
 		return nil, fmt.Errorf("no migrations in %s", dir)
@@ -64,17 +66,19 @@ func loadMigrations(dir string) ([]migration, error) {
 	return ms, nil
 }
 
-// migrate applies the migrations of dir not yet recorded in schema_migrations,
-// each in its own transaction so a failed migration leaves the schema at the
-// previous version rather than half-applied.
-func migrate(ctx context.Context, pool *pgxpool.Pool, dir string) error {
-	ms, err := loadMigrations(dir)
+// migrate applies the migrations of set (a directory under migrations) not
+// yet recorded in schema_migrations, each in its own transaction so a failed
+// migration leaves the schema at the previous version rather than
+// half-applied. Rows are keyed by set and file name, so the sets of several
+// stores sharing a database never mistake each other's versions for theirs.
+func migrate(ctx context.Context, pool *pgxpool.Pool, set string) error {
+	ms, err := loadMigrations(set)
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
 		if err := applyMigration(ctx, pool, m); err != nil {
-			return fmt.Errorf("migration %s/%s: %w", dir, m.name, err)
+			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
 	}
 	return nil
@@ -88,13 +92,13 @@ func applyMigration(ctx context.Context, pool *pgxpool.Pool, m migration) error 
 		// Created under the lock: CREATE TABLE IF NOT EXISTS is not safe
 		// against a concurrent twin.
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-			version    int PRIMARY KEY,
+			name       text PRIMARY KEY,
 			applied_at timestamptz NOT NULL DEFAULT now()
 		)`); err != nil {
 			return fmt.Errorf("create schema_migrations: %w", err)
 		}
 		var applied bool
-		err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", m.version).Scan(&applied)
+		err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE name = $1)", m.name).Scan(&applied)
 		if err != nil {
 			return fmt.Errorf("read schema_migrations: %w", err)
 		}
@@ -106,8 +110,8 @@ func applyMigration(ctx context.Context, pool *pgxpool.Pool, m migration) error 
 		if _, err := tx.Exec(ctx, m.sql); err != nil {
 			return fmt.Errorf("apply: %w", err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())", m.version); err != nil {
-			return fmt.Errorf("record version %d: %w", m.version, err)
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (name, applied_at) VALUES ($1, now())", m.name); err != nil {
+			return fmt.Errorf("record in schema_migrations: %w", err)
 		}
 		return nil
 	})
