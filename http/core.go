@@ -31,6 +31,7 @@ func NewCoreServer(l *ledger.Ledger, serviceToken string, log *slog.Logger) *Cor
 	}
 	s := &CoreServer{ledger: l, token: []byte(serviceToken), log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /core/v1/accounts", s.createAccount)
+	s.mux.HandleFunc("GET /core/v1/accounts", s.accountsOf)
 	s.mux.HandleFunc("GET /core/v1/accounts/{id}", s.account)
 	s.mux.HandleFunc("GET /core/v1/accounts/{id}/entries", s.entries)
 	s.mux.HandleFunc("POST /core/v1/deposits", s.deposit)
@@ -88,6 +89,20 @@ func (s *CoreServer) createAccount(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, acct)
+}
+
+func (s *CoreServer) accountsOf(w http.ResponseWriter, r *http.Request) {
+	accts, err := s.ledger.AccountsOf(r.Context(), r.URL.Query().Get("owner"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if accts == nil {
+		accts = []banksync.Account{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Accounts []banksync.Account `json:"accounts"`
+	}{accts})
 }
 
 func (s *CoreServer) account(w http.ResponseWriter, r *http.Request) {

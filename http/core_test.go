@@ -134,6 +134,10 @@ func TestCoreHappyPath(t *testing.T) {
 	if st != 200 || m["balance"] != 300.0 || m["last_seq"] != 2.0 {
 		t.Fatalf("account a = %d %v", st, m)
 	}
+	st, m = f.call(t, "GET", "/core/v1/accounts?owner=c2", nil)
+	if as := m["accounts"].([]any); st != 200 || len(as) != 2 {
+		t.Fatalf("accounts of c2 = %d %v, want 2 accounts", st, m)
+	}
 	st, m = f.call(t, "GET", "/core/v1/accounts/a/entries?after_seq=1&limit=10", nil)
 	if es := m["entries"].([]any); st != 200 || len(es) != 1 || es[0].(map[string]any)["seq"] != 2.0 {
 		t.Fatalf("entries = %d %v", st, m)
@@ -184,6 +188,7 @@ func TestCoreRefusesBadInput(t *testing.T) {
 		{"account owner taken", "POST", "/core/v1/accounts", `{"owner":"c2","account_id":"a"}`, 409, banksync.EACCOUNTEXISTS, nil},
 		{"account without owner", "POST", "/core/v1/accounts", `{"account_id":"x"}`, 400, banksync.EINVALID, nil},
 		{"missing account", "GET", "/core/v1/accounts/zz", ``, 404, banksync.ENOTFOUND, nil},
+		{"accounts without owner", "GET", "/core/v1/accounts", ``, 400, banksync.EINVALID, nil},
 		{"entries bad after_seq", "GET", "/core/v1/accounts/a/entries?after_seq=x", ``, 400, banksync.EINVALID, nil},
 		{"entries limit too big", "GET", "/core/v1/accounts/a/entries?limit=100000", ``, 400, banksync.EINVALID, nil},
 		{"fence bad id", "POST", "/core/v1/transfers/%20x/fence", ``, 400, banksync.EINVALID, nil},

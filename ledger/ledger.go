@@ -29,6 +29,9 @@ const (
 	accountsCachedMaxDefault  = 1 << 20
 	entriesPageMax            = 1000
 	accountIDAttemptsMax      = 4
+
+	// AccountsPerOwnerMax bounds the accounts listed for one owner.
+	AccountsPerOwnerMax = 100
 )
 
 // Config tunes a Ledger. Zero values take the defaults.
@@ -221,6 +224,18 @@ func (l *Ledger) Account(ctx context.Context, id string) (banksync.Account, erro
 		return banksync.Account{}, banksync.Errorf(banksync.ENOTFOUND, "account not found")
 	}
 	return accts[0], nil
+}
+
+// AccountsOf returns the accounts of owner, at most AccountsPerOwnerMax.
+func (l *Ledger) AccountsOf(ctx context.Context, owner string) ([]banksync.Account, error) {
+	if !banksync.ValidID(owner) {
+		return nil, banksync.Errorf(banksync.EINVALID, "owner must be 1-64 letters, digits or ._:-")
+	}
+	accts, err := l.store.AccountsOf(ctx, owner, AccountsPerOwnerMax)
+	if err != nil {
+		return nil, fmt.Errorf("read accounts of owner: %w", err)
+	}
+	return accts, nil
 }
 
 // Entries returns up to limit entries of an account after afterSeq, ascending.

@@ -20,6 +20,8 @@ type Store interface {
 
 	// Accounts returns those of ids that exist, in any order.
 	Accounts(ctx context.Context, ids []string) ([]banksync.Account, error)
+	// AccountsOf returns up to limit accounts of owner, ordered by id.
+	AccountsOf(ctx context.Context, owner string, limit int) ([]banksync.Account, error)
 	// Transfers returns the recorded decisions for those of ids that exist.
 	Transfers(ctx context.Context, ids []string) ([]TransferRecord, error)
 	// Deposits returns the recorded deposits for those of refs that exist.

@@ -429,16 +429,31 @@ func (s *LedgerStore) Accounts(ctx context.Context, ids []string) ([]banksync.Ac
 	}
 	rows, _ := s.pool.Query(ctx, `SELECT id, owner, balance, last_seq, created_at
 		FROM ledger_accounts WHERE id = ANY($1)`, ids)
-	as, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (banksync.Account, error) {
+	as, err := collectAccounts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read %d accounts: %w", len(ids), err)
+	}
+	return as, nil
+}
+
+// AccountsOf returns up to limit accounts of owner, by id.
+func (s *LedgerStore) AccountsOf(ctx context.Context, owner string, limit int) ([]banksync.Account, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id, owner, balance, last_seq, created_at
+		FROM ledger_accounts WHERE owner = $1 ORDER BY id LIMIT $2`, owner, limit)
+	as, err := collectAccounts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read accounts of %s: %w", owner, err)
+	}
+	return as, nil
+}
+
+func collectAccounts(rows pgx.Rows) ([]banksync.Account, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (banksync.Account, error) {
 		var a banksync.Account
 		err := row.Scan(&a.ID, &a.Owner, &a.Balance, &a.LastSeq, &a.CreatedAt)
 		a.CreatedAt = a.CreatedAt.UTC()
 		return a, err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("read %d accounts: %w", len(ids), err)
-	}
-	return as, nil
 }
 
 // Transfers returns the recorded decisions for those of ids that exist.

@@ -107,13 +107,35 @@ func (s *LedgerStore) Accounts(ctx context.Context, ids []string) ([]banksync.Ac
 	if err != nil {
 		return nil, fmt.Errorf("read accounts: %w", err)
 	}
+	accts, err := scanAccounts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read accounts: %w", err)
+	}
+	return accts, nil
+}
+
+// AccountsOf returns up to limit accounts of owner, by id.
+func (s *LedgerStore) AccountsOf(ctx context.Context, owner string, limit int) ([]banksync.Account, error) {
+	rows, err := s.db.read.QueryContext(ctx, `SELECT id, owner, balance, last_seq, created_at
+		FROM ledger_accounts WHERE owner = ? ORDER BY id LIMIT ?`, owner, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read accounts of %s: %w", owner, err)
+	}
+	accts, err := scanAccounts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read accounts of %s: %w", owner, err)
+	}
+	return accts, nil
+}
+
+func scanAccounts(rows *sql.Rows) ([]banksync.Account, error) {
 	defer rows.Close()
 	var out []banksync.Account
 	for rows.Next() {
 		var a banksync.Account
 		var created int64
 		if err := rows.Scan(&a.ID, &a.Owner, &a.Balance, &a.LastSeq, &created); err != nil {
-			return nil, fmt.Errorf("read accounts: %w", err)
+			return nil, err
 		}
 		a.CreatedAt = fromMicros(created)
 		out = append(out, a)

@@ -189,6 +189,23 @@ func testAccounts(t *testing.T, h LedgerHarness) {
 	diff(t, "read account", got, banksync.Account{ID: gen.ID, Owner: "c1", CreatedAt: f.clock.now})
 	_, err = f.Account(ctx, "nope")
 	wantCode(t, err, banksync.ENOTFOUND)
+
+	mine, err := f.AccountsOf(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range mine {
+		ids = append(ids, a.ID)
+	}
+	want := []string{gen.ID, "acc-1"}
+	if gen.ID > "acc-1" {
+		want = []string{"acc-1", gen.ID}
+	}
+	diff(t, "accounts of c1", ids, want)
+	if none, err := f.AccountsOf(ctx, "c9"); err != nil || len(none) != 0 {
+		t.Fatalf("AccountsOf(c9) = %v, %v; want none", none, err)
+	}
 }
 
 func testDeposits(t *testing.T, h LedgerHarness) {

@@ -1,0 +1,111 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"banksync"
+)
+
+// Transfer states on the channel. A transfer is pending from the moment it
+// is stored (before core is called) until core's decision is known.
+const (
+	StatePending   = "pending"
+	StateCompleted = "completed"
+	StateFailed    = "failed"
+)
+
+// Transfer is a customer's transfer as the channel tracks it. ID is the
+// transfer id sent to core (time-ordered); IdempotencyKey is the customer's.
+type Transfer struct {
+	ID             string    `json:"transfer_id"`
+	Customer       string    `json:"-"`
+	IdempotencyKey string    `json:"-"`
+	BodyHash       string    `json:"-"`
+	FromAccount    string    `json:"from_account"`
+	ToAccount      string    `json:"to_account"`
+	Amount         int64     `json:"amount"`
+	Memo           string    `json:"memo"`
+	State          string    `json:"state"`
+	Reason         string    `json:"reason,omitempty"`
+	Deadline       time.Time `json:"deadline"`
+	CreatedAt      time.Time `json:"created_at"`
+	SettledAt      time.Time `json:"settled_at,omitzero"`
+}
+
+// AccountState is what the channel holds about an account: its owner and
+// how far its history is synced with core. Balance is the balance_after of
+// the last applied entry: always a balance core really had (P5).
+type AccountState struct {
+	ID         string    `json:"account_id"`
+	Owner      string    `json:"-"`
+	SyncedSeq  int64     `json:"synced_through_seq"`
+	Balance    int64     `json:"balance"`
+	Stale      bool      `json:"stale"`
+	SyncedAt   time.Time `json:"synced_at,omitzero"`
+	StaleSince time.Time `json:"-"`
+}
+
+// Store errors.
+var (
+	// ErrInProgress: the source account already has a pending transfer.
+	ErrInProgress = errors.New("source account has a pending transfer")
+	// ErrSeqConflict: the account's synced seq moved under an Apply (another
+	// applier got there first); re-read and try again.
+	ErrSeqConflict = errors.New("account synced seq moved")
+)
+
+// Store is the channel's database: transfers, per-account sync state, and
+// history rows keyed by (account, seq). Several channel processes may share
+// one store, so every write that depends on what it read is conditional.
+type Store interface {
+	// Account returns the sync state of an account the channel knows.
+	Account(ctx context.Context, id string) (AccountState, bool, error)
+	// AccountsOf returns the accounts of an owner, by id.
+	AccountsOf(ctx context.Context, owner string) ([]AccountState, error)
+	// AddAccount records an account (owner as core says) if it is not known
+	// yet; an existing row is left as it is.
+	AddAccount(ctx context.Context, id, owner string) error
+
+	// CreateTransfer stores t as pending. If the customer already used
+	// t.IdempotencyKey it stores nothing and returns the existing transfer
+	// with created=false; if t.FromAccount has a pending transfer it returns
+	// ErrInProgress.
+	CreateTransfer(ctx context.Context, t Transfer) (existing Transfer, created bool, err error)
+	// Transfer returns a transfer by id.
+	Transfer(ctx context.Context, id string) (Transfer, bool, error)
+	// Settle moves a pending transfer to completed or failed; settling one
+	// that is no longer pending changes nothing and returns its current row.
+	Settle(ctx context.Context, id, state, reason string, at time.Time) (Transfer, error)
+	// PendingBefore returns up to limit pending transfers whose deadline is
+	// before t, oldest deadline first.
+	PendingBefore(ctx context.Context, t time.Time, limit int) ([]Transfer, error)
+	// PendingOf returns the pending transfers from an account.
+	PendingOf(ctx context.Context, account string) ([]Transfer, error)
+
+	// Apply appends entries to an account's history in one transaction:
+	// entries must be the account's, contiguous, and start at the stored
+	// synced seq + 1, else it writes nothing and returns ErrSeqConflict.
+	// It clears the stale flag and returns the new state.
+	Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (AccountState, error)
+	// MarkStale flags an account whose history may be behind core's.
+	MarkStale(ctx context.Context, account string, at time.Time) error
+	// History returns up to limit entries with seq < beforeSeq, newest
+	// first (keyset, never OFFSET).
+	History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error)
+
+	Close() error
+}
+
+// Core is what the channel asks of core banking. Implementations return
+// banksync errors with EUNAVAILABLE for anything that may have gone either
+// way (timeouts, lost responses): the caller then treats the transfer as
+// pending, never as failed.
+type Core interface {
+	Transfer(ctx context.Context, req banksync.TransferRequest) (banksync.TransferOutcome, error)
+	Fence(ctx context.Context, id string) (banksync.TransferOutcome, error)
+	Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error)
+	Account(ctx context.Context, id string) (banksync.Account, error)
+	AccountsOf(ctx context.Context, owner string) ([]banksync.Account, error)
+}
