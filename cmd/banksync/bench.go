@@ -40,6 +40,7 @@ type benchCoreConfig struct {
 	Duration time.Duration
 	Accounts int
 	Baseline bool
+	Relay    bool
 	JSON     bool
 }
 
@@ -65,12 +66,13 @@ func benchCore(ctx context.Context, args []string) error {
 	f.Duration(&cfg.Duration, "duration", "BANKSYNC_BENCH_DURATION", 10*time.Second, "how long each measurement runs")
 	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 10000, "accounts transfers move between")
 	f.Bool(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", true, "also measure one transaction per request")
+	f.Bool(&cfg.Relay, "relay", "BANKSYNC_BENCH_RELAY", false, "also run the outbox relay into an in-process Kafka cluster")
 	f.Bool(&cfg.JSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	fmt.Printf("banksync bench core: %d clients, %s each, %d accounts, db %s, %d CPUs, %s\n",
-		cfg.Clients, cfg.Duration, cfg.Accounts, dbKind(cfg.DB), runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("banksync bench core: %d clients, %s each, %d accounts, db %s, relay %v, %d CPUs, %s\n",
+		cfg.Clients, cfg.Duration, cfg.Accounts, dbKind(cfg.DB), cfg.Relay, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
 	var results []benchResult
 	runs := []struct {
 		name  string
@@ -134,7 +136,11 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 		dsn = fresh
 	}
 	const token = "bench-token"
-	node, err := startCore(ctx, coreConfig{Listen: "127.0.0.1:0", DB: dsn, Kafka: "none", ServiceToken: token,
+	kafkaMode := "none"
+	if cfg.Relay {
+		kafkaMode = "embedded" // in memory: no KafkaData
+	}
+	node, err := startCore(ctx, coreConfig{Listen: "127.0.0.1:0", DB: dsn, Kafka: kafkaMode, KafkaListen: "127.0.0.1:0", ServiceToken: token,
 		AmountMax: ledger.AmountMaxDefault, BatchSizeMax: batchSizeMax})
 	if err != nil {
 		return res, err
@@ -241,6 +247,17 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 		return res, err
 	}
 	res.Verified = endPos-startPos == 2*res.Transfers && tot.Balances == tot.Deposits && tot.NegativeAccounts == 0
+	if node.relay != nil {
+		// The relay keeps up: its backlog drains within seconds.
+		drained := false
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if backlog, err := node.relay.Backlog(ctx); err == nil && backlog == 0 {
+				drained = true
+				break
+			}
+		}
+		res.Verified = res.Verified && drained
+	}
 	if !res.Verified {
 		fmt.Printf("  verification: %d entries for %d transfers; totals %+v\n", endPos-startPos, res.Transfers, tot)
 	}
