@@ -1,0 +1,130 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"banksync"
+	"banksync/channel"
+)
+
+// responseSizeMax caps what the client reads from core: a page of entries
+// is well under it.
+const responseSizeMax = 4 << 20
+
+// CoreClient is the channel's client for the core API.
+type CoreClient struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+var _ channel.Core = (*CoreClient)(nil)
+
+// NewCoreClient returns a client for the core API at baseURL. rt may be nil
+// for the default transport; tests put a fault-injecting one there.
+func NewCoreClient(baseURL, serviceToken string, rt http.RoundTripper) *CoreClient {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	return &CoreClient{base: baseURL, token: serviceToken, hc: &http.Client{Transport: rt}}
+}
+
+// do sends one call. Anything that leaves the outcome unknown — a transport
+// error, a timeout, a 5xx, an unreadable answer — is EUNAVAILABLE; core's
+// 4xx answers keep their code.
+func (c *CoreClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode %s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return unavailable(method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, responseSizeMax))
+	if err != nil {
+		return unavailable(method, path, err)
+	}
+	switch {
+	case resp.StatusCode >= 500:
+		return unavailable(method, path, fmt.Errorf("status %d", resp.StatusCode))
+	case resp.StatusCode >= 400:
+		var eb errorBody
+		if json.Unmarshal(raw, &eb) != nil || eb.Error.Code == "" {
+			return unavailable(method, path, fmt.Errorf("status %d without an error code", resp.StatusCode))
+		}
+		return &banksync.Error{Code: eb.Error.Code, Message: "core: " + eb.Error.Message}
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return unavailable(method, path, fmt.Errorf("decode answer: %w", err))
+	}
+	return nil
+}
+
+func unavailable(method, path string, cause error) error {
+	if errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return fmt.Errorf("core %s %s: %w", method, path,
+		errors.Join(banksync.Errorf(banksync.EUNAVAILABLE, "core did not answer"), cause))
+}
+
+func (c *CoreClient) Transfer(ctx context.Context, t banksync.TransferRequest) (banksync.TransferOutcome, error) {
+	var out banksync.TransferOutcome
+	err := c.do(ctx, "POST", "/core/v1/transfers", map[string]any{
+		"transfer_id": t.TransferID, "from_account": t.FromAccount, "to_account": t.ToAccount,
+		"amount": t.Amount, "deadline": t.Deadline.UTC().Format(time.RFC3339Nano), "memo": t.Memo,
+	}, &out)
+	return out, err
+}
+
+func (c *CoreClient) Fence(ctx context.Context, id string) (banksync.TransferOutcome, error) {
+	var out banksync.TransferOutcome
+	err := c.do(ctx, "POST", "/core/v1/transfers/"+url.PathEscape(id)+"/fence", nil, &out)
+	return out, err
+}
+
+func (c *CoreClient) Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error) {
+	var out struct {
+		Entries []banksync.Entry `json:"entries"`
+	}
+	q := url.Values{"after_seq": {strconv.FormatInt(afterSeq, 10)}, "limit": {strconv.Itoa(limit)}}
+	err := c.do(ctx, "GET", "/core/v1/accounts/"+url.PathEscape(account)+"/entries?"+q.Encode(), nil, &out)
+	return out.Entries, err
+}
+
+func (c *CoreClient) Account(ctx context.Context, id string) (banksync.Account, error) {
+	var out banksync.Account
+	err := c.do(ctx, "GET", "/core/v1/accounts/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+func (c *CoreClient) AccountsOf(ctx context.Context, owner string) ([]banksync.Account, error) {
+	var out struct {
+		Accounts []banksync.Account `json:"accounts"`
+	}
+	err := c.do(ctx, "GET", "/core/v1/accounts?"+url.Values{"owner": {owner}}.Encode(), nil, &out)
+	return out.Accounts, err
+}
