@@ -19,6 +19,8 @@ const (
 	EUNAUTHORIZED   = "unauthorized"           // missing or bad credentials
 	ETOOLARGE       = "request_too_large"      // body over its limit
 	EOVERFLOW       = "balance_overflow"       // the credit would overflow int64
+	EINPROGRESS     = "transfer_in_progress"   // the account already has a pending transfer
+	EFAILED         = "transfer_failed"        // core refused the transfer; the reason says why
 
 	// Server side (5xx).
 	EUNAVAILABLE = "unavailable" // a dependency failed; safe to retry with the same key

@@ -64,8 +64,8 @@ type Store interface {
 	Account(ctx context.Context, id string) (AccountState, bool, error)
 	// AccountsOf returns the accounts of an owner, by id.
 	AccountsOf(ctx context.Context, owner string) ([]AccountState, error)
-	// AddAccount records an account (owner as core says) if it is not known
-	// yet; an existing row is left as it is.
+	// AddAccount records an account's owner as core says: it adds the row if
+	// missing and fills the owner of a row Apply created without one.
 	AddAccount(ctx context.Context, id, owner string) error
 
 	// CreateTransfer stores t as pending. If the customer already used
@@ -86,7 +86,8 @@ type Store interface {
 
 	// Apply appends entries to an account's history in one transaction:
 	// entries must be the account's, contiguous, and start at the stored
-	// synced seq + 1, else it writes nothing and returns ErrSeqConflict.
+	// synced seq + 1 (an account not yet known starts at 0 and is added
+	// without an owner), else it writes nothing and returns ErrSeqConflict.
 	// It clears the stale flag and returns the new state.
 	Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (AccountState, error)
 	// MarkStale flags an account whose history may be behind core's.

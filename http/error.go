@@ -22,6 +22,8 @@ var statusOf = map[string]int{
 	banksync.ESAMEACCOUNT:    http.StatusUnprocessableEntity,
 	banksync.EIDEMPOTENCY:    http.StatusUnprocessableEntity,
 	banksync.EOVERFLOW:       http.StatusUnprocessableEntity,
+	banksync.EINPROGRESS:     http.StatusConflict,
+	banksync.EFAILED:         http.StatusUnprocessableEntity,
 	banksync.ENOTFOUND:       http.StatusNotFound,
 	banksync.EACCOUNTMISSING: http.StatusNotFound,
 	banksync.EACCOUNTEXISTS:  http.StatusConflict,

@@ -1,0 +1,170 @@
+package channel
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"banksync"
+)
+
+// Defaults and limits.
+const (
+	DeadlineDefault          = 10 * time.Second
+	coreTimeoutDefault       = 3 * time.Second
+	reconcileIntervalDefault = 2 * time.Second
+	reconcileGraceDefault    = time.Second
+	readSyncTimeoutDefault   = 500 * time.Millisecond
+	reconcileBatchMax        = 500
+	entriesPageMax           = 1000 // entries asked of core per call
+	applyAttemptsMax         = 8
+	syncPagesMax             = 1000 // pages one Sync reads at most (a million entries)
+	lockStripes              = 1024
+	idempotencyKeyLengthMax  = 128
+)
+
+// Config tunes a Channel. Zero values take the defaults.
+type Config struct {
+	AmountMax         int64         // largest transfer, as core's
+	Deadline          time.Duration // how long core may take to execute a transfer
+	CoreTimeout       time.Duration // how long a submit waits for core before answering pending
+	ReconcileInterval time.Duration // how often pending transfers past their deadline are settled
+	ReconcileGrace    time.Duration // extra wait after a deadline before fencing
+	ReadSyncTimeout   time.Duration // how long a history read may spend syncing first
+	Now               func() time.Time
+	Logger            *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.AmountMax <= 0 {
+		c.AmountMax = 1_000_000_000
+	}
+	if c.Deadline <= 0 {
+		c.Deadline = DeadlineDefault
+	}
+	if c.CoreTimeout <= 0 {
+		c.CoreTimeout = coreTimeoutDefault
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = reconcileIntervalDefault
+	}
+	if c.ReconcileGrace <= 0 {
+		c.ReconcileGrace = reconcileGraceDefault
+	}
+	if c.ReadSyncTimeout <= 0 {
+		c.ReadSyncTimeout = readSyncTimeoutDefault
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Channel is the transfer server's domain: transfers, the reconciler, the
+// one sync engine and history reads. It is safe for concurrent use, and
+// several Channels (processes) may share one Store.
+type Channel struct {
+	store Store
+	core  Core
+	cfg   Config
+
+	seed  maphash.Seed
+	locks [lockStripes]sync.Mutex // serialise syncs of one account in this process
+}
+
+// New returns a Channel over store and core.
+func New(store Store, core Core, cfg Config) *Channel {
+	cfg.setDefaults()
+	return &Channel{store: store, core: core, cfg: cfg, seed: maphash.MakeSeed()}
+}
+
+func (c *Channel) lock(account string) func() {
+	m := &c.locks[maphash.String(c.seed, account)%lockStripes]
+	m.Lock()
+	return m.Unlock
+}
+
+func (c *Channel) now() time.Time { return banksync.Timestamp(c.cfg.Now()) }
+
+// authorize returns the account's state if customer owns it. Another
+// customer's account is answered exactly like a missing one.
+func (c *Channel) authorize(ctx context.Context, customer, account string) (AccountState, error) {
+	notFound := banksync.Errorf(banksync.ENOTFOUND, "account not found")
+	if !banksync.ValidID(account) {
+		return AccountState{}, notFound
+	}
+	st, ok, err := c.store.Account(ctx, account)
+	if err != nil {
+		return st, fmt.Errorf("read account: %w", err)
+	}
+	if !ok || st.Owner == "" {
+		// Core is the source of truth for ownership; learn it once.
+		a, err := c.core.Account(ctx, account)
+		switch {
+		case banksync.ErrorCode(err) == banksync.ENOTFOUND:
+			return st, notFound
+		case err != nil:
+			return st, err
+		}
+		if err := c.store.AddAccount(ctx, account, a.Owner); err != nil {
+			return st, fmt.Errorf("add account: %w", err)
+		}
+		if st, _, err = c.store.Account(ctx, account); err != nil {
+			return st, fmt.Errorf("read account: %w", err)
+		}
+	}
+	if st.Owner != customer {
+		return AccountState{}, notFound
+	}
+	return st, nil
+}
+
+// Accounts returns the customer's accounts. Core is asked for the list (so
+// new accounts appear); if it cannot answer in time, the known ones are
+// listed.
+func (c *Channel) Accounts(ctx context.Context, customer string) ([]AccountState, error) {
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.ReadSyncTimeout)
+	accts, err := c.core.AccountsOf(cctx, customer)
+	cancel()
+	if err == nil {
+		for _, a := range accts {
+			if err := c.store.AddAccount(ctx, a.ID, a.Owner); err != nil {
+				return nil, fmt.Errorf("add account: %w", err)
+			}
+		}
+	} else {
+		c.cfg.Logger.Warn("listing accounts from core failed; answering with known accounts", "customer", customer, "err", err)
+	}
+	return c.store.AccountsOf(ctx, customer)
+}
+
+// hashOf fingerprints a transfer body for the idempotency check.
+func hashOf(from, to string, amount int64, memo string) string {
+	h := sha256.New()
+	for _, f := range []string{from, to, strconv.FormatInt(amount, 10), memo} {
+		h.Write([]byte(strconv.Itoa(len(f))))
+		h.Write([]byte{':'})
+		h.Write([]byte(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// newTransferID returns a time-ordered id (UUIDv7), so core's transfers
+// index grows at its right edge.
+func newTransferID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// errIsUnavailable reports whether err means "may have happened, unknown".
+func errIsUnavailable(err error) bool {
+	return banksync.ErrorCode(err) == banksync.EUNAVAILABLE || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}

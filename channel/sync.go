@@ -1,0 +1,117 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"banksync"
+)
+
+// Apply is the one sync engine: the only code that writes history. It
+// brings entries of one account (from an event, a transfer's answer or a
+// read of core) into the history strictly in sequence: an entry at synced+1
+// is applied, one at or below synced is a repeat and skipped, and a hole
+// before the first entry is filled from core first. The history therefore
+// is always a prefix of core's ledger (P5). Safe for concurrent callers.
+func (c *Channel) Apply(ctx context.Context, account string, entries []banksync.Entry) (AccountState, error) {
+	for i, e := range entries {
+		if e.AccountID != account || (i > 0 && e.Seq <= entries[i-1].Seq) {
+			return AccountState{}, fmt.Errorf("apply to %s: entry %d is %s/%d, not the account's in ascending order", account, i, e.AccountID, e.Seq)
+		}
+	}
+	unlock := c.lock(account)
+	defer unlock()
+	st, err := c.apply(ctx, account, entries)
+	if err != nil {
+		c.markStale(ctx, account, err)
+	}
+	return st, err
+}
+
+// Sync reads the account's entries after its synced seq from core and
+// applies them until caught up: the trigger of manual sync and of reads.
+func (c *Channel) Sync(ctx context.Context, account string) (AccountState, error) {
+	unlock := c.lock(account)
+	defer unlock()
+	st, err := c.apply(ctx, account, nil)
+	if err != nil {
+		c.markStale(ctx, account, err)
+	}
+	return st, err
+}
+
+// apply runs under the account's lock. With no entries it syncs to core's
+// head. Other processes may apply the same account at the same time; the
+// store's conditional Apply (ErrSeqConflict) keeps them from interleaving.
+func (c *Channel) apply(ctx context.Context, account string, entries []banksync.Entry) (AccountState, error) {
+	toHead := len(entries) == 0
+	var st AccountState
+	for attempt, pages := 0, 0; ; {
+		var err error
+		if st, _, err = c.store.Account(ctx, account); err != nil {
+			return st, fmt.Errorf("read sync state of %s: %w", account, err)
+		}
+		entries = after(entries, st.SyncedSeq)
+		if len(entries) == 0 && !toHead {
+			return st, nil
+		}
+		batch := contiguousFrom(entries, st.SyncedSeq+1)
+		if len(batch) == 0 {
+			// A hole (or a sync to head): read what follows synced from core.
+			if pages++; pages > syncPagesMax {
+				return st, fmt.Errorf("sync %s: more than %d pages behind", account, syncPagesMax)
+			}
+			fetched, err := c.core.Entries(ctx, account, st.SyncedSeq, entriesPageMax)
+			if err != nil {
+				return st, fmt.Errorf("fill %s after seq %d from core: %w", account, st.SyncedSeq, err)
+			}
+			batch = contiguousFrom(fetched, st.SyncedSeq+1)
+			if len(batch) != len(fetched) {
+				return st, fmt.Errorf("core answered entries of %s after %d that are not %d, %d, …", account, st.SyncedSeq, st.SyncedSeq+1, st.SyncedSeq+2)
+			}
+			if len(batch) == 0 {
+				if len(entries) > 0 {
+					return st, fmt.Errorf("core has no entry %s/%d that an event announced", account, st.SyncedSeq+1)
+				}
+				return st, nil // at core's head
+			}
+		}
+		st, err = c.store.Apply(ctx, account, batch, c.now())
+		switch {
+		case errors.Is(err, ErrSeqConflict):
+			if attempt++; attempt >= applyAttemptsMax {
+				return st, fmt.Errorf("apply %s: synced seq keeps moving: %w", account, err)
+			}
+		case err != nil:
+			return st, fmt.Errorf("apply %d entries to %s: %w", len(batch), account, err)
+		}
+	}
+}
+
+// after drops entries at or below seq.
+func after(entries []banksync.Entry, seq int64) []banksync.Entry {
+	for len(entries) > 0 && entries[0].Seq <= seq {
+		entries = entries[1:]
+	}
+	return entries
+}
+
+// contiguousFrom returns the longest prefix of entries numbered next,
+// next+1, …
+func contiguousFrom(entries []banksync.Entry, next int64) []banksync.Entry {
+	n := 0
+	for n < len(entries) && entries[n].Seq == next+int64(n) {
+		n++
+	}
+	return entries[:n]
+}
+
+// markStale flags an account whose sync failed, so the next read or manual
+// sync repairs it.
+func (c *Channel) markStale(ctx context.Context, account string, cause error) {
+	c.cfg.Logger.Warn("account history behind core; marked stale", "account", account, "err", cause)
+	if err := c.store.MarkStale(context.WithoutCancel(ctx), account, c.now()); err != nil {
+		c.cfg.Logger.Error("mark account stale", "account", account, "err", err)
+	}
+}

@@ -1,0 +1,193 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"banksync"
+)
+
+// SubmitRequest is a customer's transfer request.
+type SubmitRequest struct {
+	Customer       string
+	IdempotencyKey string
+	FromAccount    string
+	ToAccount      string
+	Amount         int64
+	Memo           string
+}
+
+// ValidIdempotencyKey reports whether key is an acceptable Idempotency-Key.
+func ValidIdempotencyKey(key string) bool {
+	if len(key) == 0 || len(key) > idempotencyKeyLengthMax {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		b := key[i]
+		if b <= 0x20 || b >= 0x7f || b == '"' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// Submit takes a transfer: it is stored as pending before core is called,
+// so a retry can never make a second one; then core is asked within the
+// deadline. It returns the transfer in its state now: completed, failed (a
+// coded EFAILED error carries core's reason) or, when core did not answer
+// in time, pending — the reconciler settles it later.
+func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, error) {
+	if err := c.validate(req); err != nil {
+		return Transfer{}, err
+	}
+	if _, err := c.authorize(ctx, req.Customer, req.FromAccount); err != nil {
+		return Transfer{}, err
+	}
+	now := c.now()
+	t := Transfer{
+		ID: newTransferID(), Customer: req.Customer, IdempotencyKey: req.IdempotencyKey,
+		BodyHash: hashOf(req.FromAccount, req.ToAccount, req.Amount, req.Memo), FromAccount: req.FromAccount,
+		ToAccount: req.ToAccount, Amount: req.Amount, Memo: req.Memo, State: StatePending,
+		Deadline: now.Add(c.cfg.Deadline), CreatedAt: now,
+	}
+	existing, created, err := c.store.CreateTransfer(ctx, t)
+	switch {
+	case errors.Is(err, ErrInProgress):
+		return Transfer{}, banksync.Errorf(banksync.EINPROGRESS, "account %s has a transfer in progress; wait for it to finish", req.FromAccount)
+	case err != nil:
+		return Transfer{}, fmt.Errorf("store transfer: %w", err)
+	case !created && existing.BodyHash != t.BodyHash:
+		return Transfer{}, banksync.Errorf(banksync.EIDEMPOTENCY, "Idempotency-Key was used for another transfer")
+	case !created:
+		return existing, failedError(existing)
+	}
+	c.cfg.Logger.Info("transfer pending", "transfer_id", t.ID, "customer", t.Customer, "from", t.FromAccount, "to", t.ToAccount, "amount", t.Amount)
+
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.CoreTimeout)
+	out, err := c.core.Transfer(cctx, banksync.TransferRequest{TransferID: t.ID, FromAccount: t.FromAccount,
+		ToAccount: t.ToAccount, Amount: t.Amount, Deadline: t.Deadline, Memo: t.Memo})
+	cancel()
+	if err != nil {
+		// Lost request, lost answer or a slow core: the outcome is unknown
+		// until the deadline passes and the reconciler fences it.
+		c.cfg.Logger.Warn("core did not answer; transfer stays pending", "transfer_id", t.ID, "err", err)
+		return t, nil
+	}
+	settled, err := c.settle(context.WithoutCancel(ctx), t, out)
+	if err != nil {
+		return t, nil // still pending in the store; the reconciler will settle it
+	}
+	return settled, failedError(settled)
+}
+
+func (c *Channel) validate(req SubmitRequest) error {
+	switch {
+	case !ValidIdempotencyKey(req.IdempotencyKey):
+		return banksync.Errorf(banksync.EINVALID, "Idempotency-Key must be 1-%d visible ASCII characters", idempotencyKeyLengthMax)
+	case !banksync.ValidID(req.FromAccount) || !banksync.ValidID(req.ToAccount):
+		return banksync.Errorf(banksync.EINVALID, "from_account and to_account must be 1-64 letters, digits or ._:-")
+	case req.FromAccount == req.ToAccount:
+		return banksync.Errorf(banksync.ESAMEACCOUNT, "from_account and to_account are the same")
+	}
+	if err := banksync.ValidateAmount(req.Amount, c.cfg.AmountMax); err != nil {
+		return err
+	}
+	return banksync.ValidateMemo(req.Memo)
+}
+
+// failedError is the coded error a failed transfer answers with.
+func failedError(t Transfer) error {
+	if t.State != StateFailed {
+		return nil
+	}
+	return banksync.Errorf(banksync.EFAILED, "transfer failed: %s", t.Reason)
+}
+
+// settle records core's decision on t. A completed transfer's entries go
+// through the sync engine first, so by the time the customer sees
+// "completed" the history shows it (if the history store fails, the account
+// is marked stale and repaired on the next read).
+func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferOutcome) (Transfer, error) {
+	var state, reason string
+	switch out.Status {
+	case banksync.StatusCompleted:
+		state = StateCompleted
+		for _, e := range out.Entries {
+			if _, err := c.Apply(ctx, e.AccountID, []banksync.Entry{e}); err != nil {
+				c.cfg.Logger.Warn("applying a completed transfer's entry failed", "transfer_id", t.ID, "account", e.AccountID, "err", err)
+			}
+		}
+	case banksync.StatusRejected:
+		state, reason = StateFailed, out.Reason
+	default:
+		// "unknown" is only ever a read-only answer; a fence never gives it.
+		return t, fmt.Errorf("settle %s: core answered status %q", t.ID, out.Status)
+	}
+	settled, err := c.store.Settle(ctx, t.ID, state, reason, c.now())
+	if err != nil {
+		c.cfg.Logger.Error("settling transfer failed", "transfer_id", t.ID, "state", state, "err", err)
+		return t, fmt.Errorf("settle %s: %w", t.ID, err)
+	}
+	c.cfg.Logger.Info("transfer settled", "transfer_id", t.ID, "state", settled.State, "reason", settled.Reason)
+	return settled, nil
+}
+
+// Transfer returns a customer's transfer; another customer's is not found.
+func (c *Channel) Transfer(ctx context.Context, customer, id string) (Transfer, error) {
+	t, ok, err := c.store.Transfer(ctx, id)
+	if err != nil {
+		return t, fmt.Errorf("read transfer: %w", err)
+	}
+	if !ok || t.Customer != customer {
+		return Transfer{}, banksync.Errorf(banksync.ENOTFOUND, "transfer not found")
+	}
+	return t, nil
+}
+
+// Reconcile settles pending transfers whose deadline (plus the grace) has
+// passed: each is fenced at core, which answers its final decision — an id
+// core never saw is recorded there as rejected/fenced, so it can never run
+// later (P3). It returns how many it settled; transfers core cannot be
+// reached for stay pending for the next round.
+func (c *Channel) Reconcile(ctx context.Context) (int, error) {
+	due, err := c.store.PendingBefore(ctx, c.now().Add(-c.cfg.ReconcileGrace), reconcileBatchMax)
+	if err != nil {
+		return 0, fmt.Errorf("list pending transfers: %w", err)
+	}
+	settled := 0
+	var errs []error
+	for _, t := range due {
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.CoreTimeout)
+		out, err := c.core.Fence(cctx, t.ID)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("fence %s: %w", t.ID, err))
+			continue
+		}
+		c.cfg.Logger.Info("reconciler fenced transfer", "transfer_id", t.ID, "core_status", out.Status, "reason", out.Reason)
+		if _, err := c.settle(ctx, t, out); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		settled++
+	}
+	return settled, errors.Join(errs...)
+}
+
+// RunReconciler reconciles every ReconcileInterval until ctx is done.
+func (c *Channel) RunReconciler(ctx context.Context) error {
+	tick := time.NewTicker(c.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if _, err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			c.cfg.Logger.Warn("reconcile round incomplete", "err", err)
+		}
+	}
+}

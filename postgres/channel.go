@@ -1,0 +1,372 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"banksync"
+	"banksync/channel"
+)
+
+var _ channel.Store = (*ChannelStore)(nil)
+
+// ChannelStore is the channel tier's store on PostgreSQL. Several channel
+// processes share one database, each with its own pool and no lock: every
+// write that depends on what is stored is a single conditional statement or
+// is guarded by a unique index, so the database, not the process, keeps the
+// promises.
+type ChannelStore struct {
+	pool *pgxpool.Pool
+}
+
+// Constraint names the store recognises in unique violations.
+const (
+	idempotencyConstraint = "channel_transfers_idempotency"
+	onePendingConstraint  = "channel_transfers_one_pending"
+	uniqueViolation       = "23505"
+)
+
+// OpenChannel connects to dsn and migrates the channel schema. No option
+// changes the channel store yet; they are accepted as OpenLedger's are.
+func OpenChannel(ctx context.Context, dsn string, opts ...Option) (*ChannelStore, error) {
+	newOptions(opts)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open channel store: %w", err)
+	}
+	if err := migrate(ctx, pool, "channel"); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open channel store: %w", err)
+	}
+	return &ChannelStore{pool: pool}, nil
+}
+
+// Close closes the pool.
+func (s *ChannelStore) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Accounts.
+
+const accountColumns = `id, owner, synced_seq, balance, stale, synced_at, stale_since`
+
+func scanAccount(row pgx.CollectableRow) (channel.AccountState, error) {
+	var a channel.AccountState
+	var synced, staleSince *time.Time
+	if err := row.Scan(&a.ID, &a.Owner, &a.SyncedSeq, &a.Balance, &a.Stale, &synced, &staleSince); err != nil {
+		return a, err
+	}
+	a.SyncedAt, a.StaleSince = utcOrZero(synced), utcOrZero(staleSince)
+	return a, nil
+}
+
+func utcOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// Account returns the sync state of an account the channel knows.
+func (s *ChannelStore) Account(ctx context.Context, id string) (channel.AccountState, bool, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+accountColumns+` FROM channel_accounts WHERE id = $1`, id)
+	a, err := pgx.CollectExactlyOneRow(rows, scanAccount)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return channel.AccountState{}, false, nil
+	case err != nil:
+		return channel.AccountState{}, false, fmt.Errorf("read channel account %s: %w", id, err)
+	}
+	return a, true, nil
+}
+
+// AccountsOf returns the accounts of owner, by id.
+func (s *ChannelStore) AccountsOf(ctx context.Context, owner string) ([]channel.AccountState, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+accountColumns+` FROM channel_accounts WHERE owner = $1 ORDER BY id`, owner)
+	as, err := pgx.CollectRows(rows, scanAccount)
+	if err != nil {
+		return nil, fmt.Errorf("read channel accounts of %s: %w", owner, err)
+	}
+	return as, nil
+}
+
+// AddAccount inserts the account, or fills in the owner of a row that has
+// none; an owner once set is never changed here.
+func (s *ChannelStore) AddAccount(ctx context.Context, id, owner string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO channel_accounts AS a (id, owner, synced_seq, balance, stale)
+		VALUES ($1, $2, 0, 0, false)
+		ON CONFLICT (id) DO UPDATE SET owner = excluded.owner WHERE a.owner = ''`, id, owner)
+	if err != nil {
+		return fmt.Errorf("add channel account %s: %w", id, err)
+	}
+	return nil
+}
+
+// Transfers.
+
+const transferColumns = `id, customer, idempotency_key, body_hash, from_account, to_account, amount, memo,
+	state, reason, deadline, created_at, settled_at`
+
+func scanTransfer(row pgx.CollectableRow) (channel.Transfer, error) {
+	var t channel.Transfer
+	var settled *time.Time
+	if err := row.Scan(&t.ID, &t.Customer, &t.IdempotencyKey, &t.BodyHash, &t.FromAccount, &t.ToAccount,
+		&t.Amount, &t.Memo, &t.State, &t.Reason, &t.Deadline, &t.CreatedAt, &settled); err != nil {
+		return t, err
+	}
+	t.Deadline, t.CreatedAt, t.SettledAt = t.Deadline.UTC(), t.CreatedAt.UTC(), utcOrZero(settled)
+	return t, nil
+}
+
+func (s *ChannelStore) transfer(ctx context.Context, where string, args ...any) (channel.Transfer, bool, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+transferColumns+` FROM channel_transfers WHERE `+where, args...)
+	t, err := pgx.CollectExactlyOneRow(rows, scanTransfer)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return channel.Transfer{}, false, nil
+	case err != nil:
+		return channel.Transfer{}, false, err
+	}
+	return t, true, nil
+}
+
+// CreateTransfer looks the idempotency key up first, so a retry while the
+// first attempt is pending gets that transfer back rather than
+// ErrInProgress. The insert that follows is guarded by two unique indexes:
+// on the key (a twin request racing this one) and on the source account's
+// one pending transfer. A racing twin may trip either, so after any unique
+// violation the key is looked up again before ErrInProgress is answered.
+func (s *ChannelStore) CreateTransfer(ctx context.Context, t channel.Transfer) (channel.Transfer, bool, error) {
+	t = newPending(t)
+	byKey := func() (channel.Transfer, bool, error) {
+		return s.transfer(ctx, `customer = $1 AND idempotency_key = $2`, t.Customer, t.IdempotencyKey)
+	}
+	existing, found, err := byKey()
+	if err != nil || found {
+		if err != nil {
+			err = fmt.Errorf("create transfer %s: read idempotency key: %w", t.ID, err)
+		}
+		return existing, false, err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO channel_transfers (id, customer, idempotency_key, body_hash,
+			from_account, to_account, amount, memo, state, reason, deadline, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		t.ID, t.Customer, t.IdempotencyKey, t.BodyHash, t.FromAccount, t.ToAccount, t.Amount, t.Memo,
+		t.State, t.Reason, t.Deadline, t.CreatedAt)
+	if err == nil {
+		return t, true, nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation {
+		return channel.Transfer{}, false, fmt.Errorf("create transfer %s: %w", t.ID, err)
+	}
+	existing, found, rerr := byKey()
+	switch {
+	case rerr != nil:
+		return channel.Transfer{}, false, fmt.Errorf("create transfer %s: read idempotency key: %w", t.ID, rerr)
+	case found:
+		return existing, false, nil
+	case pgErr.ConstraintName == onePendingConstraint:
+		return channel.Transfer{}, false, channel.ErrInProgress
+	}
+	return channel.Transfer{}, false, fmt.Errorf("create transfer %s: %w", t.ID, err)
+}
+
+// newPending is t as CreateTransfer stores it and reads it back.
+func newPending(t channel.Transfer) channel.Transfer {
+	t.State, t.Reason, t.SettledAt = channel.StatePending, "", time.Time{}
+	t.Deadline, t.CreatedAt = banksync.Timestamp(t.Deadline), banksync.Timestamp(t.CreatedAt)
+	return t
+}
+
+// Transfer returns a transfer by id.
+func (s *ChannelStore) Transfer(ctx context.Context, id string) (channel.Transfer, bool, error) {
+	t, ok, err := s.transfer(ctx, `id = $1`, id)
+	if err != nil {
+		return t, false, fmt.Errorf("read transfer %s: %w", id, err)
+	}
+	return t, ok, nil
+}
+
+// Settle moves a pending transfer to state; one settled already is read
+// back as it is.
+func (s *ChannelStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, error) {
+	if state != channel.StateCompleted && state != channel.StateFailed {
+		return channel.Transfer{}, fmt.Errorf("settle transfer %s: state %q is not a settled state", id, state)
+	}
+	rows, _ := s.pool.Query(ctx, `UPDATE channel_transfers SET state = $2, reason = $3, settled_at = $4
+		WHERE id = $1 AND state = 'pending' RETURNING `+transferColumns, id, state, reason, banksync.Timestamp(at))
+	t, err := pgx.CollectExactlyOneRow(rows, scanTransfer)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var ok bool
+		if t, ok, err = s.transfer(ctx, `id = $1`, id); err == nil && !ok {
+			err = banksync.Errorf(banksync.ENOTFOUND, "no transfer %s", id)
+		}
+	}
+	if err != nil {
+		return channel.Transfer{}, fmt.Errorf("settle transfer %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// PendingBefore returns up to limit pending transfers whose deadline is
+// before t, oldest deadline first.
+func (s *ChannelStore) PendingBefore(ctx context.Context, t time.Time, limit int) ([]channel.Transfer, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT `+transferColumns+` FROM channel_transfers
+		WHERE state = 'pending' AND deadline < $1 ORDER BY deadline, id LIMIT $2`, t, limit)
+	ts, err := pgx.CollectRows(rows, scanTransfer)
+	if err != nil {
+		return nil, fmt.Errorf("read transfers pending before %s: %w", t, err)
+	}
+	return ts, nil
+}
+
+// PendingOf returns the pending transfers from account.
+func (s *ChannelStore) PendingOf(ctx context.Context, account string) ([]channel.Transfer, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+transferColumns+` FROM channel_transfers
+		WHERE from_account = $1 AND state = 'pending' ORDER BY id`, account)
+	ts, err := pgx.CollectRows(rows, scanTransfer)
+	if err != nil {
+		return nil, fmt.Errorf("read pending transfers of %s: %w", account, err)
+	}
+	return ts, nil
+}
+
+// History.
+
+// applyHistory appends $6… to the history only if the account statement
+// named acct moved synced_seq (from $5 to $2): one statement, so one round
+// trip and all or nothing, without an explicit transaction. A concurrent
+// applier from the same seq waits on the account's row lock and then finds
+// synced_seq moved: its statement returns no row and writes nothing.
+const applyHistory = `, hist AS (
+		INSERT INTO channel_history (account_id, seq, entry_id, kind, amount, balance_after,
+			counterparty, transfer_id, external_ref, memo, booked_at)
+		SELECT $1::text, h.* FROM unnest($6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[],
+			$11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[]) AS h
+		WHERE EXISTS (SELECT 1 FROM acct)
+	)
+	SELECT ` + accountColumns + ` FROM acct`
+
+const (
+	// applyFromZero also creates an account not yet known.
+	applyFromZero = `WITH acct AS (
+		INSERT INTO channel_accounts AS a (id, synced_seq, balance, stale, synced_at)
+		VALUES ($1, $2, $3, false, $4)
+		ON CONFLICT (id) DO UPDATE SET synced_seq = excluded.synced_seq, balance = excluded.balance,
+			stale = false, stale_since = NULL, synced_at = excluded.synced_at
+		WHERE a.synced_seq = $5
+		RETURNING ` + accountColumns + `
+	)` + applyHistory
+	applyFromSeq = `WITH acct AS (
+		UPDATE channel_accounts SET synced_seq = $2, balance = $3, stale = false, stale_since = NULL, synced_at = $4
+		WHERE id = $1 AND synced_seq = $5
+		RETURNING ` + accountColumns + `
+	)` + applyHistory
+)
+
+// Apply appends entries to the account's history and moves its synced seq,
+// only from the seq the entries follow; see applyHistory.
+func (s *ChannelStore) Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (channel.AccountState, error) {
+	if err := checkApply(account, entries); err != nil {
+		return channel.AccountState{}, fmt.Errorf("apply to %s: %w", account, err)
+	}
+	if len(entries) == 0 {
+		return s.ensureAccount(ctx, account)
+	}
+	n := len(entries)
+	var (
+		seqs, positions, amounts, balances = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		kinds, counterparties, transferIDs = make([]string, n), make([]string, n), make([]string, n)
+		externalRefs, memos                = make([]string, n), make([]string, n)
+		booked                             = make([]time.Time, n)
+	)
+	for i, e := range entries {
+		seqs[i], positions[i], kinds[i], amounts[i], balances[i] = e.Seq, e.Position, string(e.Kind), e.Amount, e.BalanceAfter
+		counterparties[i], transferIDs[i], externalRefs[i], memos[i], booked[i] = e.Counterparty, e.TransferID, e.ExternalRef, e.Memo, e.BookedAt
+	}
+	first, last := entries[0], entries[n-1]
+	q := applyFromSeq
+	if first.Seq == 1 {
+		q = applyFromZero
+	}
+	rows, _ := s.pool.Query(ctx, q, account, last.Seq, last.BalanceAfter, banksync.Timestamp(at), first.Seq-1,
+		seqs, positions, kinds, amounts, balances, counterparties, transferIDs, externalRefs, memos, booked)
+	st, err := pgx.CollectExactlyOneRow(rows, scanAccount)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		err = channel.ErrSeqConflict
+	case errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.TableName == "channel_history":
+		// History above synced_seq written by another process: not
+		// something this store does, but never to be overwritten.
+		err = fmt.Errorf("%w: %w", channel.ErrSeqConflict, err)
+	}
+	if err != nil {
+		return channel.AccountState{}, fmt.Errorf("apply %d entries to %s: %w", n, account, err)
+	}
+	return st, nil
+}
+
+// ensureAccount returns the account's state, adding it without an owner if
+// it is not known.
+func (s *ChannelStore) ensureAccount(ctx context.Context, account string) (channel.AccountState, error) {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO channel_accounts (id, synced_seq, balance, stale)
+		VALUES ($1, 0, 0, false) ON CONFLICT (id) DO NOTHING`, account); err != nil {
+		return channel.AccountState{}, fmt.Errorf("add channel account %s: %w", account, err)
+	}
+	st, _, err := s.Account(ctx, account)
+	return st, err
+}
+
+// checkApply refuses entries that are not account's, in a run of
+// consecutive seqs from 1 up, before anything is written.
+func checkApply(account string, entries []banksync.Entry) error {
+	for i, e := range entries {
+		if e.AccountID != account || e.Seq < 1 || (i > 0 && e.Seq != entries[i-1].Seq+1) {
+			return fmt.Errorf("%w: entry %d is %s/%d, not the next of a run of %s", channel.ErrSeqConflict, i, e.AccountID, e.Seq, account)
+		}
+	}
+	return nil
+}
+
+// MarkStale flags the account, adding it without an owner if it is not
+// known. It keeps stale_since of an account already stale: it says since
+// when the history may have been behind.
+func (s *ChannelStore) MarkStale(ctx context.Context, account string, at time.Time) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO channel_accounts AS a (id, synced_seq, balance, stale, stale_since)
+		VALUES ($1, 0, 0, true, $2)
+		ON CONFLICT (id) DO UPDATE SET stale = true,
+			stale_since = CASE WHEN a.stale THEN a.stale_since ELSE excluded.stale_since END`,
+		account, banksync.Timestamp(at))
+	if err != nil {
+		return fmt.Errorf("mark %s stale: %w", account, err)
+	}
+	return nil
+}
+
+// History returns up to limit entries of account with seq < beforeSeq,
+// newest first.
+func (s *ChannelStore) History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT account_id, seq, entry_id, kind, amount, balance_after,
+			counterparty, transfer_id, external_ref, memo, booked_at
+		FROM channel_history WHERE account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`, account, beforeSeq, limit)
+	es, err := pgx.CollectRows(rows, scanEntry)
+	if err != nil {
+		return nil, fmt.Errorf("read history of %s before seq %d: %w", account, beforeSeq, err)
+	}
+	return es, nil
+}

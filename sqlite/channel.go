@@ -1,0 +1,409 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"banksync"
+	"banksync/channel"
+)
+
+// ChannelStore is the channel tier's store on SQLite.
+//
+// Unlike the ledger it takes no lock file: several channel processes may
+// share one database. Every write runs in a BEGIN IMMEDIATE transaction
+// (the writer pool's _txlock), which takes SQLite's one write lock up front,
+// so a transaction's reads and writes are never interleaved with another
+// process's; busy_timeout makes the others wait their turn. The statements
+// are still conditional, as on PostgreSQL, so the promises live in the
+// schema and the SQL rather than in that lock.
+type ChannelStore struct {
+	db *db
+
+	insertHistory *inserter
+	advance       *sql.Stmt // moves synced_seq from an expected value
+}
+
+var _ channel.Store = (*ChannelStore)(nil)
+
+// OpenChannel opens (creating if needed) the channel database at path and
+// applies its migrations.
+func OpenChannel(ctx context.Context, path string) (*ChannelStore, error) {
+	d, err := openDB(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.migrate(ctx, "channel"); err != nil {
+		d.close()
+		return nil, err
+	}
+	s := &ChannelStore{db: d}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *ChannelStore) prepare(ctx context.Context) (err error) {
+	w := s.db.write
+	if s.insertHistory, err = newInserter(ctx, w, `INSERT INTO channel_history (account_id, seq, entry_id, kind,
+		amount, balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, 11); err != nil {
+		return err
+	}
+	s.advance, err = w.PrepareContext(ctx, `UPDATE channel_accounts
+		SET synced_seq = ?, balance = ?, stale = 0, stale_since = NULL, synced_at = ?
+		WHERE id = ? AND synced_seq = ?
+		RETURNING `+accountColumns)
+	if err != nil {
+		return fmt.Errorf("prepare channel statements: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *ChannelStore) Close() error {
+	if s.insertHistory != nil {
+		s.insertHistory.close()
+	}
+	if s.advance != nil {
+		s.advance.Close()
+	}
+	return s.db.close()
+}
+
+// inWriteTx runs fn in a write transaction and commits it if fn succeeds.
+func (s *ChannelStore) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// queryer is what reads need of a *sql.DB or *sql.Tx.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Accounts.
+
+const accountColumns = `id, owner, synced_seq, balance, stale, synced_at, stale_since`
+
+func scanAccount(sc interface{ Scan(...any) error }) (channel.AccountState, error) {
+	var a channel.AccountState
+	var synced, staleSince sql.NullInt64
+	if err := sc.Scan(&a.ID, &a.Owner, &a.SyncedSeq, &a.Balance, &a.Stale, &synced, &staleSince); err != nil {
+		return a, err
+	}
+	a.SyncedAt = fromNullMicros(synced)
+	a.StaleSince = fromNullMicros(staleSince)
+	return a, nil
+}
+
+func readAccounts(ctx context.Context, q queryer, where string, args ...any) ([]channel.AccountState, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+accountColumns+` FROM channel_accounts WHERE `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []channel.AccountState
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func readAccount(ctx context.Context, q queryer, id string) (channel.AccountState, bool, error) {
+	as, err := readAccounts(ctx, q, `id = ?`, id)
+	if err != nil || len(as) == 0 {
+		return channel.AccountState{}, false, err
+	}
+	return as[0], true, nil
+}
+
+func (s *ChannelStore) Account(ctx context.Context, id string) (channel.AccountState, bool, error) {
+	a, ok, err := readAccount(ctx, s.db.read, id)
+	if err != nil {
+		return a, false, fmt.Errorf("read channel account %s: %w", id, err)
+	}
+	return a, ok, nil
+}
+
+func (s *ChannelStore) AccountsOf(ctx context.Context, owner string) ([]channel.AccountState, error) {
+	as, err := readAccounts(ctx, s.db.read, `owner = ? ORDER BY id`, owner)
+	if err != nil {
+		return nil, fmt.Errorf("read channel accounts of %s: %w", owner, err)
+	}
+	return as, nil
+}
+
+// AddAccount inserts the account, or fills in the owner of a row that has
+// none; an owner once set is never changed here.
+func (s *ChannelStore) AddAccount(ctx context.Context, id, owner string) error {
+	_, err := s.db.write.ExecContext(ctx, `INSERT INTO channel_accounts (id, owner, synced_seq, balance, stale)
+		VALUES (?, ?, 0, 0, 0)
+		ON CONFLICT (id) DO UPDATE SET owner = excluded.owner WHERE channel_accounts.owner = ''`, id, owner)
+	if err != nil {
+		return fmt.Errorf("add channel account %s: %w", id, err)
+	}
+	return nil
+}
+
+// Transfers.
+
+const transferColumns = `id, customer, idempotency_key, body_hash, from_account, to_account, amount, memo,
+	state, reason, deadline, created_at, settled_at`
+
+func readTransfers(ctx context.Context, q queryer, where string, args ...any) ([]channel.Transfer, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+transferColumns+` FROM channel_transfers WHERE `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []channel.Transfer
+	for rows.Next() {
+		var t channel.Transfer
+		var deadline, created int64
+		var settled sql.NullInt64
+		if err := rows.Scan(&t.ID, &t.Customer, &t.IdempotencyKey, &t.BodyHash, &t.FromAccount, &t.ToAccount,
+			&t.Amount, &t.Memo, &t.State, &t.Reason, &deadline, &created, &settled); err != nil {
+			return nil, err
+		}
+		t.Deadline, t.CreatedAt, t.SettledAt = fromMicros(deadline), fromMicros(created), fromNullMicros(settled)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func readTransfer(ctx context.Context, q queryer, where string, args ...any) (channel.Transfer, bool, error) {
+	ts, err := readTransfers(ctx, q, where, args...)
+	if err != nil || len(ts) == 0 {
+		return channel.Transfer{}, false, err
+	}
+	return ts[0], true, nil
+}
+
+// CreateTransfer looks the idempotency key up first, so a retry while the
+// first attempt is pending gets that transfer back rather than
+// ErrInProgress; the partial unique index on pending transfers decides
+// whether the source account is free.
+func (s *ChannelStore) CreateTransfer(ctx context.Context, t channel.Transfer) (channel.Transfer, bool, error) {
+	t = newPending(t)
+	var existing channel.Transfer
+	var found bool
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		byKey := func() (err error) {
+			existing, found, err = readTransfer(ctx, tx, `customer = ? AND idempotency_key = ?`, t.Customer, t.IdempotencyKey)
+			return err
+		}
+		if err := byKey(); err != nil || found {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO channel_transfers (`+transferColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+			t.ID, t.Customer, t.IdempotencyKey, t.BodyHash, t.FromAccount, t.ToAccount, t.Amount, t.Memo,
+			t.State, t.Reason, micros(t.Deadline), micros(t.CreatedAt))
+		switch {
+		case err == nil:
+			return nil
+		case uniqueFailed(err, "channel_transfers.customer"):
+			return byKey()
+		case uniqueFailed(err, "channel_transfers.from_account"):
+			return channel.ErrInProgress
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, channel.ErrInProgress):
+		return channel.Transfer{}, false, err
+	case err != nil:
+		return channel.Transfer{}, false, fmt.Errorf("create transfer %s: %w", t.ID, err)
+	case found:
+		return existing, false, nil
+	}
+	return t, true, nil
+}
+
+// newPending is t as CreateTransfer stores it and reads it back.
+func newPending(t channel.Transfer) channel.Transfer {
+	t.State, t.Reason, t.SettledAt = channel.StatePending, "", time.Time{}
+	t.Deadline, t.CreatedAt = banksync.Timestamp(t.Deadline), banksync.Timestamp(t.CreatedAt)
+	return t
+}
+
+// uniqueFailed reports whether err is SQLite's unique constraint failure on
+// an index whose first column is column (table.column).
+func uniqueFailed(err error, column string) bool {
+	return strings.Contains(err.Error(), "UNIQUE constraint failed: "+column)
+}
+
+func (s *ChannelStore) Transfer(ctx context.Context, id string) (channel.Transfer, bool, error) {
+	t, ok, err := readTransfer(ctx, s.db.read, `id = ?`, id)
+	if err != nil {
+		return t, false, fmt.Errorf("read transfer %s: %w", id, err)
+	}
+	return t, ok, nil
+}
+
+func (s *ChannelStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, error) {
+	if err := checkSettleState(state); err != nil {
+		return channel.Transfer{}, fmt.Errorf("settle transfer %s: %w", id, err)
+	}
+	var t channel.Transfer
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE channel_transfers SET state = ?, reason = ?, settled_at = ?
+			WHERE id = ? AND state = 'pending'`, state, reason, micros(at), id); err != nil {
+			return err
+		}
+		var ok bool
+		var err error
+		if t, ok, err = readTransfer(ctx, tx, `id = ?`, id); err == nil && !ok {
+			err = banksync.Errorf(banksync.ENOTFOUND, "no transfer %s", id)
+		}
+		return err
+	})
+	if err != nil {
+		return channel.Transfer{}, fmt.Errorf("settle transfer %s: %w", id, err)
+	}
+	return t, nil
+}
+
+func checkSettleState(state string) error {
+	if state != channel.StateCompleted && state != channel.StateFailed {
+		return fmt.Errorf("state %q is not a settled state", state)
+	}
+	return nil
+}
+
+func (s *ChannelStore) PendingBefore(ctx context.Context, t time.Time, limit int) ([]channel.Transfer, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	ts, err := readTransfers(ctx, s.db.read, `state = 'pending' AND deadline < ? ORDER BY deadline, id LIMIT ?`,
+		micros(t), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read transfers pending before %s: %w", t, err)
+	}
+	return ts, nil
+}
+
+func (s *ChannelStore) PendingOf(ctx context.Context, account string) ([]channel.Transfer, error) {
+	ts, err := readTransfers(ctx, s.db.read, `from_account = ? AND state = 'pending' ORDER BY id`, account)
+	if err != nil {
+		return nil, fmt.Errorf("read pending transfers of %s: %w", account, err)
+	}
+	return ts, nil
+}
+
+// History.
+
+// Apply checks the entries' shape before it writes anything, then moves
+// synced_seq only from the value the entries follow: if another applier got
+// there first the UPDATE matches no row (or, had it written history above
+// synced_seq, the insert hits the primary key) and the transaction is
+// rolled back whole.
+func (s *ChannelStore) Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (channel.AccountState, error) {
+	if err := checkApply(account, entries); err != nil {
+		return channel.AccountState{}, fmt.Errorf("apply to %s: %w", account, err)
+	}
+	var st channel.AccountState
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		if len(entries) == 0 || entries[0].Seq == 1 {
+			// An account not yet known starts at seq 0, without an owner.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO channel_accounts (id, synced_seq, balance, stale)
+				VALUES (?, 0, 0, 0) ON CONFLICT (id) DO NOTHING`, account); err != nil {
+				return err
+			}
+		}
+		if len(entries) == 0 {
+			var err error
+			st, _, err = readAccount(ctx, tx, account)
+			return err
+		}
+		last := entries[len(entries)-1]
+		var err error
+		st, err = scanAccount(tx.StmtContext(ctx, s.advance).QueryRowContext(ctx,
+			last.Seq, last.BalanceAfter, micros(at), account, entries[0].Seq-1))
+		if errors.Is(err, sql.ErrNoRows) {
+			return channel.ErrSeqConflict
+		}
+		if err != nil {
+			return err
+		}
+		err = s.insertHistory.insert(ctx, tx, len(entries), func(i int) []any {
+			e := entries[i]
+			return []any{e.AccountID, e.Seq, e.Position, string(e.Kind), e.Amount, e.BalanceAfter,
+				e.Counterparty, e.TransferID, e.ExternalRef, e.Memo, micros(e.BookedAt)}
+		})
+		if err != nil && uniqueFailed(err, "channel_history.account_id") {
+			return channel.ErrSeqConflict
+		}
+		return err
+	})
+	if err != nil {
+		return channel.AccountState{}, fmt.Errorf("apply %d entries to %s: %w", len(entries), account, err)
+	}
+	return st, nil
+}
+
+// checkApply refuses entries that are not account's, in a run of
+// consecutive seqs from 1 up, before anything is written.
+func checkApply(account string, entries []banksync.Entry) error {
+	for i, e := range entries {
+		if e.AccountID != account || e.Seq < 1 || (i > 0 && e.Seq != entries[i-1].Seq+1) {
+			return fmt.Errorf("%w: entry %d is %s/%d, not the next of a run of %s", channel.ErrSeqConflict, i, e.AccountID, e.Seq, account)
+		}
+	}
+	return nil
+}
+
+// MarkStale keeps stale_since of an account already stale: it says since
+// when the history may have been behind.
+func (s *ChannelStore) MarkStale(ctx context.Context, account string, at time.Time) error {
+	_, err := s.db.write.ExecContext(ctx, `INSERT INTO channel_accounts (id, synced_seq, balance, stale, stale_since)
+		VALUES (?, 0, 0, 1, ?)
+		ON CONFLICT (id) DO UPDATE SET stale = 1,
+			stale_since = CASE WHEN channel_accounts.stale = 1 THEN channel_accounts.stale_since ELSE excluded.stale_since END`,
+		account, micros(at))
+	if err != nil {
+		return fmt.Errorf("mark %s stale: %w", account, err)
+	}
+	return nil
+}
+
+func (s *ChannelStore) History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.db.read.QueryContext(ctx, `SELECT account_id, seq, entry_id, kind, amount, balance_after,
+			counterparty, transfer_id, external_ref, memo, booked_at
+		FROM channel_history WHERE account_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`, account, beforeSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read history of %s before seq %d: %w", account, beforeSeq, err)
+	}
+	es, err := scanEntries(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read history of %s before seq %d: %w", account, beforeSeq, err)
+	}
+	return es, nil
+}
+
+func fromNullMicros(us sql.NullInt64) time.Time {
+	if !us.Valid {
+		return time.Time{}
+	}
+	return fromMicros(us.Int64)
+}

@@ -1,0 +1,576 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"banksync"
+	"banksync/channel"
+)
+
+// ChannelHarness tells the suite how to make channel stores.
+type ChannelHarness struct {
+	// Fresh returns the location of a new, empty channel database.
+	Fresh func(tb testing.TB) string
+	// Open opens the channel database at where. The suite may open one
+	// location several times at once, as several channel processes do, and
+	// closes every store it opens.
+	Open func(tb testing.TB, where string) channel.Store
+}
+
+// Channel runs the channel store conformance suite.
+func Channel(t *testing.T, h ChannelHarness) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, ChannelHarness)
+	}{
+		{"Accounts", testChannelAccounts},
+		{"MarkStale", testChannelMarkStale},
+		{"CreateTransferIdempotent", testChannelIdempotent},
+		{"OnePendingPerAccount", testChannelOnePending},
+		{"Settle", testChannelSettle},
+		{"PendingBefore", testChannelPendingBefore},
+		{"ApplyAndHistory", testChannelApplyHistory},
+		{"ApplyRejectsWritesNothing", testChannelApplyRejects},
+		{"HistoryPagesWhileApplying", testChannelHistoryPages},
+		{"Restart", testChannelRestart},
+		{"ConcurrentApply", testChannelConcurrentApply},
+		{"ConcurrentOnePending", testChannelConcurrentOnePending},
+		{"ConcurrentSameKey", testChannelConcurrentSameKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, h)
+		})
+	}
+}
+
+// channelT0 has a microsecond fraction, so a store that drops precision
+// fails the comparisons.
+var channelT0 = time.Date(2026, 11, 24, 9, 0, 0, 123456000, time.UTC)
+
+// openChannel opens a store on a fresh database; see openChannelAt.
+func openChannel(tb testing.TB, h ChannelHarness) (channel.Store, string) {
+	tb.Helper()
+	where := h.Fresh(tb)
+	return openChannelAt(tb, h, where), where
+}
+
+// openChannelAt opens a store at where and closes it when tb ends, unless
+// the test closed it already through the returned store.
+func openChannelAt(tb testing.TB, h ChannelHarness, where string) channel.Store {
+	tb.Helper()
+	s := &closeOnce{Store: h.Open(tb, where)}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("close channel store: %v", err)
+		}
+	})
+	return s
+}
+
+type closeOnce struct {
+	channel.Store
+	once sync.Once
+	err  error
+}
+
+func (c *closeOnce) Close() error {
+	c.once.Do(func() { c.err = c.Store.Close() })
+	return c.err
+}
+
+// ledgerEntries returns entries from..to of account as core would book
+// them: a deposit of seq won each, so balance_after is 1+2+…+seq, and every
+// third one a transfer leg, to fill every column.
+func ledgerEntries(account string, from, to int64) []banksync.Entry {
+	var es []banksync.Entry
+	for seq := from; seq <= to; seq++ {
+		e := banksync.Entry{AccountID: account, Seq: seq, Position: 1000 + 7*seq, Kind: banksync.KindDeposit,
+			Amount: seq, BalanceAfter: seq * (seq + 1) / 2, Counterparty: "kb-bank",
+			ExternalRef: fmt.Sprintf("kb-%d", seq), Memo: fmt.Sprintf("memo %d", seq),
+			BookedAt: channelT0.Add(time.Duration(seq) * time.Second)}
+		if seq%3 == 0 {
+			e.Kind, e.Counterparty, e.ExternalRef, e.TransferID = banksync.KindTransferIn, "acc-other", "", fmt.Sprintf("t-%d", seq)
+		}
+		es = append(es, e)
+	}
+	return es
+}
+
+// reversed returns es newest first, as History answers.
+func reversed(es []banksync.Entry) []banksync.Entry {
+	out := make([]banksync.Entry, len(es))
+	for i, e := range es {
+		out[len(es)-1-i] = e
+	}
+	return out
+}
+
+func mustApply(tb testing.TB, s channel.Store, account string, es []banksync.Entry, at time.Time) channel.AccountState {
+	tb.Helper()
+	st, err := s.Apply(context.Background(), account, es, at)
+	if err != nil {
+		tb.Fatalf("Apply(%s, %d entries): %v", account, len(es), err)
+	}
+	return st
+}
+
+func mustAccountState(tb testing.TB, s channel.Store, id string) channel.AccountState {
+	tb.Helper()
+	st, ok, err := s.Account(context.Background(), id)
+	if err != nil || !ok {
+		tb.Fatalf("Account(%s) = %v, %v; want it known", id, ok, err)
+	}
+	return st
+}
+
+func mustHistory(tb testing.TB, s channel.Store, account string, beforeSeq int64, limit int) []banksync.Entry {
+	tb.Helper()
+	es, err := s.History(context.Background(), account, beforeSeq, limit)
+	if err != nil {
+		tb.Fatalf("History(%s, %d, %d): %v", account, beforeSeq, limit, err)
+	}
+	return es
+}
+
+func wantUnknown(tb testing.TB, s channel.Store, id string) {
+	tb.Helper()
+	if st, ok, err := s.Account(context.Background(), id); err != nil || ok {
+		tb.Fatalf("Account(%s) = %+v, %v, %v; want unknown", id, st, ok, err)
+	}
+}
+
+func newTransfer(id, customer, key, from string) channel.Transfer {
+	return channel.Transfer{ID: id, Customer: customer, IdempotencyKey: key, BodyHash: "hash-" + key,
+		FromAccount: from, ToAccount: "acc-to", Amount: 300, Memo: "rent", State: channel.StatePending,
+		Deadline: channelT0.Add(10 * time.Second), CreatedAt: channelT0}
+}
+
+func mustCreate(tb testing.TB, s channel.Store, t channel.Transfer) channel.Transfer {
+	tb.Helper()
+	got, created, err := s.CreateTransfer(context.Background(), t)
+	if err != nil || !created {
+		tb.Fatalf("CreateTransfer(%s) = %v, %v; want created", t.ID, created, err)
+	}
+	diff(tb, "created transfer", got, t)
+	return got
+}
+
+func mustTransfer(tb testing.TB, s channel.Store, id string) channel.Transfer {
+	tb.Helper()
+	t, ok, err := s.Transfer(context.Background(), id)
+	if err != nil || !ok {
+		tb.Fatalf("Transfer(%s) = %v, %v; want it stored", id, ok, err)
+	}
+	return t
+}
+
+func wantNoTransfer(tb testing.TB, s channel.Store, id string) {
+	tb.Helper()
+	if t, ok, err := s.Transfer(context.Background(), id); err != nil || ok {
+		tb.Fatalf("Transfer(%s) = %+v, %v, %v; want none stored", id, t, ok, err)
+	}
+}
+
+func transferIDs(ts []channel.Transfer) []string {
+	out := []string{}
+	for _, t := range ts {
+		out = append(out, t.ID)
+	}
+	return out
+}
+
+func testChannelAccounts(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	wantUnknown(t, s, "acc-1")
+	for _, a := range [][2]string{{"acc-2", "alice"}, {"acc-1", "alice"}, {"acc-3", "bob"}} {
+		if err := s.AddAccount(ctx, a[0], a[1]); err != nil {
+			t.Fatalf("AddAccount(%s, %s): %v", a[0], a[1], err)
+		}
+	}
+	diff(t, "new account", mustAccountState(t, s, "acc-1"), channel.AccountState{ID: "acc-1", Owner: "alice"})
+
+	// Core's word on an owner is kept: a second AddAccount changes nothing.
+	if err := s.AddAccount(ctx, "acc-1", "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, "acc-1", ledgerEntries("acc-1", 1, 2), channelT0)
+	if err := s.AddAccount(ctx, "acc-1", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "account after AddAccount again", mustAccountState(t, s, "acc-1"),
+		channel.AccountState{ID: "acc-1", Owner: "alice", SyncedSeq: 2, Balance: 3, SyncedAt: channelT0})
+
+	// Apply meets an account before anyone asked core whose it is; the
+	// owner is filled in later, and the sync state kept.
+	st := mustApply(t, s, "acc-0", ledgerEntries("acc-0", 1, 3), channelT0)
+	want := channel.AccountState{ID: "acc-0", SyncedSeq: 3, Balance: 6, SyncedAt: channelT0}
+	diff(t, "Apply's state of an unknown account", st, want)
+	diff(t, "account added by Apply", mustAccountState(t, s, "acc-0"), want)
+	if err := s.AddAccount(ctx, "acc-0", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	want.Owner = "alice"
+	diff(t, "account with owner filled in", mustAccountState(t, s, "acc-0"), want)
+
+	mine, err := s.AccountsOf(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range mine {
+		got = append(got, a.ID)
+		if a.Owner != "alice" {
+			t.Errorf("AccountsOf(alice) lists %s of %q", a.ID, a.Owner)
+		}
+	}
+	diff(t, "accounts of alice, by id", got, []string{"acc-0", "acc-1", "acc-2"})
+	if none, err := s.AccountsOf(ctx, "nobody"); err != nil || len(none) != 0 {
+		t.Fatalf("AccountsOf(nobody) = %v, %v; want none", none, err)
+	}
+
+	// Apply with no entries adds an unknown account and answers its state.
+	st, err = s.Apply(ctx, "acc-9", nil, channelT0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "empty Apply on an unknown account", st, channel.AccountState{ID: "acc-9"})
+	diff(t, "account added by an empty Apply", mustAccountState(t, s, "acc-9"), channel.AccountState{ID: "acc-9"})
+	st, err = s.Apply(ctx, "acc-0", nil, channelT0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "empty Apply on a known account", st, want)
+}
+
+func testChannelMarkStale(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	t1, t2, t3 := channelT0, channelT0.Add(time.Minute), channelT0.Add(time.Hour)
+
+	if err := s.MarkStale(ctx, "acc-1", t1); err != nil {
+		t.Fatal(err)
+	}
+	want := channel.AccountState{ID: "acc-1", Stale: true, StaleSince: t1}
+	diff(t, "account marked stale before it was known", mustAccountState(t, s, "acc-1"), want)
+	if err := s.MarkStale(ctx, "acc-1", t2); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "account marked stale twice (stale_since kept)", mustAccountState(t, s, "acc-1"), want)
+
+	st := mustApply(t, s, "acc-1", ledgerEntries("acc-1", 1, 4), t2)
+	want = channel.AccountState{ID: "acc-1", SyncedSeq: 4, Balance: 10, SyncedAt: t2}
+	diff(t, "Apply clears stale", st, want)
+	diff(t, "account after Apply", mustAccountState(t, s, "acc-1"), want)
+
+	if err := s.MarkStale(ctx, "acc-1", t3); err != nil {
+		t.Fatal(err)
+	}
+	want.Stale, want.StaleSince = true, t3
+	diff(t, "account stale again (sync state kept)", mustAccountState(t, s, "acc-1"), want)
+	if err := s.AddAccount(ctx, "acc-1", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	want.Owner = "alice"
+	diff(t, "stale account with owner filled in", mustAccountState(t, s, "acc-1"), want)
+}
+
+func testChannelIdempotent(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	first := mustCreate(t, s, newTransfer("t-1", "alice", "key-1", "acc-a"))
+	diff(t, "stored transfer", mustTransfer(t, s, "t-1"), first)
+
+	// A retry with the same key while the first is pending, even with
+	// another body: the first comes back and nothing is stored.
+	retry := newTransfer("t-2", "alice", "key-1", "acc-a")
+	retry.Amount, retry.BodyHash = 999, "other-body"
+	got, created, err := s.CreateTransfer(ctx, retry)
+	if err != nil || created {
+		t.Fatalf("CreateTransfer with a used key = %v, %v; want the existing transfer", created, err)
+	}
+	diff(t, "transfer returned for a used key", got, first)
+	wantNoTransfer(t, s, "t-2")
+
+	// Keys are per customer.
+	mustCreate(t, s, newTransfer("t-3", "bob", "key-1", "acc-b"))
+
+	settled, err := s.Settle(ctx, "t-1", channel.StateFailed, "insufficient_funds", channelT0.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, created, err = s.CreateTransfer(ctx, newTransfer("t-4", "alice", "key-1", "acc-a"))
+	if err != nil || created {
+		t.Fatalf("CreateTransfer with a used key after settling = %v, %v; want the existing transfer", created, err)
+	}
+	diff(t, "settled transfer returned for a used key", got, settled)
+	wantNoTransfer(t, s, "t-4")
+	pending, err := s.PendingOf(ctx, "acc-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "pending of acc-a", transferIDs(pending), []string{})
+
+	// Times come back in UTC at microsecond precision, whatever was given.
+	loc := time.FixedZone("KST", 9*60*60)
+	odd := newTransfer("t-5", "alice", "key-5", "acc-a")
+	odd.Deadline, odd.CreatedAt = channelT0.In(loc).Add(789*time.Nanosecond), channelT0.In(loc)
+	odd.State, odd.Reason = "", "ignored"
+	got, created, err = s.CreateTransfer(ctx, odd)
+	if err != nil || !created {
+		t.Fatalf("CreateTransfer(t-5) = %v, %v", created, err)
+	}
+	want := newTransfer("t-5", "alice", "key-5", "acc-a")
+	want.Deadline = channelT0
+	diff(t, "created transfer as stored", got, want)
+	stored := mustTransfer(t, s, "t-5")
+	diff(t, "stored transfer", stored, want)
+	if stored.Deadline.Location() != time.UTC || stored.CreatedAt.Location() != time.UTC {
+		t.Errorf("times read back in %v and %v, want UTC", stored.Deadline.Location(), stored.CreatedAt.Location())
+	}
+}
+
+func testChannelOnePending(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	first := mustCreate(t, s, newTransfer("t-1", "alice", "key-1", "acc-a"))
+	_, created, err := s.CreateTransfer(ctx, newTransfer("t-2", "alice", "key-2", "acc-a"))
+	if !errors.Is(err, channel.ErrInProgress) || created {
+		t.Fatalf("second pending transfer from acc-a: created=%v, err=%v; want ErrInProgress", created, err)
+	}
+	wantNoTransfer(t, s, "t-2")
+	// Another customer, same source account: still one at a time.
+	if _, _, err := s.CreateTransfer(ctx, newTransfer("t-3", "bob", "key-3", "acc-a")); !errors.Is(err, channel.ErrInProgress) {
+		t.Fatalf("pending transfer from acc-a by another customer: err=%v; want ErrInProgress", err)
+	}
+	// Another source account is free.
+	mustCreate(t, s, newTransfer("t-4", "alice", "key-4", "acc-b"))
+
+	pending, err := s.PendingOf(ctx, "acc-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "pending of acc-a", pending, []channel.Transfer{first})
+
+	if _, err := s.Settle(ctx, "t-1", channel.StateCompleted, "", channelT0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	next := mustCreate(t, s, newTransfer("t-2", "alice", "key-2", "acc-a"))
+	pending, err = s.PendingOf(ctx, "acc-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "pending of acc-a after settling", pending, []channel.Transfer{next})
+	if none, err := s.PendingOf(ctx, "acc-z"); err != nil || len(none) != 0 {
+		t.Fatalf("PendingOf(acc-z) = %v, %v; want none", none, err)
+	}
+}
+
+func testChannelSettle(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	tr := mustCreate(t, s, newTransfer("t-1", "alice", "key-1", "acc-a"))
+	at := channelT0.Add(1500 * time.Millisecond)
+
+	if _, err := s.Settle(ctx, "t-1", channel.StatePending, "", at); err == nil {
+		t.Fatal("Settle to pending succeeded; want an error")
+	}
+	if _, err := s.Settle(ctx, "t-1", "lost", "", at); err == nil {
+		t.Fatal("Settle to an unknown state succeeded; want an error")
+	}
+	diff(t, "transfer after refused settles", mustTransfer(t, s, "t-1"), tr)
+
+	got, err := s.Settle(ctx, "t-1", channel.StateCompleted, "", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tr
+	want.State, want.SettledAt = channel.StateCompleted, at
+	diff(t, "settled transfer", got, want)
+	diff(t, "stored settled transfer", mustTransfer(t, s, "t-1"), want)
+
+	// Only pending moves: a late "failed" changes nothing.
+	got, err = s.Settle(ctx, "t-1", channel.StateFailed, "expired", at.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "settling a settled transfer", got, want)
+	diff(t, "stored transfer after a second settle", mustTransfer(t, s, "t-1"), want)
+
+	tr2 := mustCreate(t, s, newTransfer("t-2", "alice", "key-2", "acc-b"))
+	got, err = s.Settle(ctx, "t-2", channel.StateFailed, "insufficient_funds", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2.State, tr2.Reason, tr2.SettledAt = channel.StateFailed, "insufficient_funds", at
+	diff(t, "failed transfer", got, tr2)
+
+	if _, err := s.Settle(ctx, "t-nope", channel.StateCompleted, "", at); err == nil {
+		t.Fatal("Settle of an unknown transfer succeeded; want an error")
+	}
+	wantNoTransfer(t, s, "t-nope")
+}
+
+func testChannelPendingBefore(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	// Deadlines out of id order, one shared, one settled.
+	for i, d := range []int{30, 10, 20, 10, 40, 5} {
+		tr := newTransfer(fmt.Sprintf("t-%d", i), "alice", fmt.Sprintf("key-%d", i), fmt.Sprintf("acc-%d", i))
+		tr.Deadline = channelT0.Add(time.Duration(d) * time.Second)
+		mustCreate(t, s, tr)
+	}
+	if _, err := s.Settle(ctx, "t-5", channel.StateCompleted, "", channelT0); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		before time.Duration
+		limit  int
+		want   []string
+	}{
+		{30 * time.Second, 100, []string{"t-1", "t-3", "t-2"}}, // deadline 30 s is not before 30 s
+		{time.Hour, 100, []string{"t-1", "t-3", "t-2", "t-0", "t-4"}},
+		{time.Hour, 2, []string{"t-1", "t-3"}},
+		{10 * time.Second, 100, []string{}},
+		{time.Hour, 0, []string{}},
+	} {
+		got, err := s.PendingBefore(ctx, channelT0.Add(tc.before), tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		diff(t, fmt.Sprintf("PendingBefore(+%s, %d)", tc.before, tc.limit), transferIDs(got), tc.want)
+	}
+}
+
+func testChannelApplyHistory(t *testing.T, h ChannelHarness) {
+	s, _ := openChannel(t, h)
+	all := ledgerEntries("acc-1", 1, 10)
+	if got := mustHistory(t, s, "acc-1", math.MaxInt64, 10); len(got) != 0 {
+		t.Fatalf("history of an unknown account = %v, want none", got)
+	}
+	mustApply(t, s, "acc-1", all[:1], channelT0)
+	mustApply(t, s, "acc-1", all[1:4], channelT0.Add(time.Second))
+	st := mustApply(t, s, "acc-1", all[4:], channelT0.Add(2*time.Second))
+	diff(t, "state after Apply", st, channel.AccountState{ID: "acc-1", SyncedSeq: 10, Balance: 55, SyncedAt: channelT0.Add(2 * time.Second)})
+	diff(t, "stored state", mustAccountState(t, s, "acc-1"), st)
+
+	// Another account's history interleaved in the table stays apart.
+	mustApply(t, s, "acc-0", ledgerEntries("acc-0", 1, 3), channelT0)
+	mustApply(t, s, "acc-2", ledgerEntries("acc-2", 1, 3), channelT0)
+
+	diff(t, "whole history", mustHistory(t, s, "acc-1", math.MaxInt64, 100), reversed(all))
+	diff(t, "first page", mustHistory(t, s, "acc-1", math.MaxInt64, 3), reversed(all[7:]))
+	diff(t, "page before seq 5", mustHistory(t, s, "acc-1", 5, 2), reversed(all[2:4]))
+	diff(t, "last page", mustHistory(t, s, "acc-1", 3, 10), reversed(all[:2]))
+	if got := mustHistory(t, s, "acc-1", 1, 10); len(got) != 0 {
+		t.Fatalf("history before seq 1 = %v, want none", got)
+	}
+	if got := mustHistory(t, s, "acc-1", math.MaxInt64, 0); len(got) != 0 {
+		t.Fatalf("history with limit 0 = %v, want none", got)
+	}
+}
+
+func testChannelApplyRejects(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	all := ledgerEntries("acc-1", 1, 10)
+	mustApply(t, s, "acc-1", all[:3], channelT0)
+	if err := s.MarkStale(ctx, "acc-1", channelT0); err != nil {
+		t.Fatal(err)
+	}
+	before := mustAccountState(t, s, "acc-1")
+	foreign := ledgerEntries("acc-2", 4, 4)[0]
+	bad := func(es ...banksync.Entry) []banksync.Entry { return es }
+	for _, tc := range []struct {
+		name    string
+		entries []banksync.Entry
+	}{
+		{"hole before", all[4:6]},
+		{"hole inside", bad(all[3], all[5])},
+		{"repeat of the last", all[2:5]},
+		{"repeat of all", all[:3]},
+		{"out of order", bad(all[4], all[3])},
+		{"foreign entry", bad(all[3], all[4], foreign)},
+		{"foreign first", bad(foreign, all[4])},
+		{"seq 0", bad(banksync.Entry{AccountID: "acc-1", Seq: 0})},
+	} {
+		_, err := s.Apply(ctx, "acc-1", tc.entries, channelT0.Add(time.Hour))
+		if !errors.Is(err, channel.ErrSeqConflict) {
+			t.Errorf("Apply %s: err = %v, want ErrSeqConflict", tc.name, err)
+		}
+		diff(t, "state after Apply "+tc.name, mustAccountState(t, s, "acc-1"), before)
+		diff(t, "history after Apply "+tc.name, mustHistory(t, s, "acc-1", math.MaxInt64, 100), reversed(all[:3]))
+	}
+	if got := mustHistory(t, s, "acc-2", math.MaxInt64, 100); len(got) != 0 {
+		t.Fatalf("a refused foreign entry was stored: %v", got)
+	}
+
+	// An account not yet known starts at 0: a first batch that does not
+	// start at seq 1 adds nothing, not even the account.
+	for _, es := range [][]banksync.Entry{ledgerEntries("acc-3", 2, 4), bad(ledgerEntries("acc-3", 1, 1)[0], foreign)} {
+		if _, err := s.Apply(ctx, "acc-3", es, channelT0); !errors.Is(err, channel.ErrSeqConflict) {
+			t.Errorf("Apply to an unknown account from seq %d: err = %v, want ErrSeqConflict", es[0].Seq, err)
+		}
+		wantUnknown(t, s, "acc-3")
+	}
+
+	// And the account still takes the right next batch.
+	st := mustApply(t, s, "acc-1", all[3:], channelT0.Add(time.Hour))
+	diff(t, "state after the right batch", st, channel.AccountState{ID: "acc-1", SyncedSeq: 10, Balance: 55, SyncedAt: channelT0.Add(time.Hour)})
+}
+
+// testChannelHistoryPages reads an account's history page by page, newest
+// first, while entries keep arriving between the reads: keyset pages never
+// repeat or skip a row, which OFFSET pages would.
+func testChannelHistoryPages(t *testing.T, h ChannelHarness) {
+	const pageSize = 7
+	s, _ := openChannel(t, h)
+	all := ledgerEntries("acc-1", 1, 200)
+	mustApply(t, s, "acc-1", all[:50], channelT0)
+	var got []banksync.Entry
+	applied := int64(50)
+	for before := int64(math.MaxInt64); ; {
+		page := mustHistory(t, s, "acc-1", before, pageSize)
+		got = append(got, page...)
+		if len(page) < pageSize {
+			break
+		}
+		before = page[len(page)-1].Seq
+		next := min(applied+5, int64(len(all)))
+		mustApply(t, s, "acc-1", all[applied:next], channelT0)
+		applied = next
+	}
+	diff(t, "history read in pages while applying", got, reversed(all[:50]))
+	diff(t, "newest page afterwards", mustHistory(t, s, "acc-1", math.MaxInt64, 2), reversed(all[applied-2:applied]))
+}
+
+func testChannelRestart(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, where := openChannel(t, h)
+	all := ledgerEntries("acc-1", 1, 5)
+	st := mustApply(t, s, "acc-1", all, channelT0)
+	if err := s.AddAccount(ctx, "acc-1", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	st.Owner = "alice"
+	tr := mustCreate(t, s, newTransfer("t-1", "alice", "key-1", "acc-1"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openChannelAt(t, h, where)
+	diff(t, "state after reopening", mustAccountState(t, s, "acc-1"), st)
+	diff(t, "history after reopening", mustHistory(t, s, "acc-1", math.MaxInt64, 10), reversed(all))
+	diff(t, "transfer after reopening", mustTransfer(t, s, "t-1"), tr)
+	if _, _, err := s.CreateTransfer(ctx, newTransfer("t-2", "alice", "key-2", "acc-1")); !errors.Is(err, channel.ErrInProgress) {
+		t.Fatalf("second pending transfer after reopening: err = %v, want ErrInProgress", err)
+	}
+	mustApply(t, s, "acc-1", ledgerEntries("acc-1", 6, 6), channelT0)
+}

@@ -1,0 +1,230 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"banksync/channel"
+)
+
+// The concurrency tests open one database twice, as two channel processes
+// sharing it would, and spread their goroutines over both stores: the
+// promises must hold across processes, not only inside one.
+const channelProcesses = 2
+
+func openChannelProcesses(tb testing.TB, h ChannelHarness) []channel.Store {
+	tb.Helper()
+	s, where := openChannel(tb, h)
+	stores := []channel.Store{s}
+	for len(stores) < channelProcesses {
+		stores = append(stores, openChannelAt(tb, h, where))
+	}
+	return stores
+}
+
+// race runs fn(g) on n goroutines released together and waits for them.
+func race(n int, fn func(g int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			fn(g)
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+// testChannelConcurrentApply has appliers bring the same entries of one
+// account in overlapping windows, each in its own shuffled order; on
+// ErrSeqConflict an applier re-reads the synced seq and applies from there
+// to the end of its window, as the sync engine does. Whatever interleaves,
+// the history must end as 1..n, each entry once.
+func testChannelConcurrentApply(t *testing.T, h ChannelHarness) {
+	const (
+		entriesCount   = 500
+		appliersCount  = 8
+		windowSizeMax  = 20
+		attemptsMax    = 10000 // per window: a bound for a store that never lets an applier through
+		accountID      = "acc-1"
+		appliedAtDelta = time.Millisecond
+	)
+	ctx := context.Background()
+	stores := openChannelProcesses(t, h)
+	all := ledgerEntries(accountID, 1, entriesCount)
+	var applies, conflicts atomic.Int64
+
+	race(appliersCount, func(g int) {
+		s := stores[g%len(stores)]
+		rng := rand.New(rand.NewPCG(uint64(g), 7))
+		var windows [][2]int64 // [lo, hi] seqs
+		for lo := int64(1); lo <= entriesCount; {
+			hi := min(lo+rng.Int64N(windowSizeMax), entriesCount)
+			windows = append(windows, [2]int64{lo, hi})
+			lo = hi + 1
+		}
+		rng.Shuffle(len(windows), func(i, j int) { windows[i], windows[j] = windows[j], windows[i] })
+		at := channelT0.Add(time.Duration(g) * appliedAtDelta)
+
+		for _, w := range windows {
+			batch := all[w[0]-1 : w[1]]
+			for attempt := 0; ; attempt++ {
+				if attempt == attemptsMax {
+					t.Errorf("applier %d: window %v not applied after %d attempts", g, w, attempt)
+					return
+				}
+				last := batch[len(batch)-1]
+				st, err := s.Apply(ctx, accountID, batch, at)
+				switch {
+				case err == nil:
+					applies.Add(1)
+					if st.SyncedSeq != last.Seq || st.Balance != last.BalanceAfter {
+						t.Errorf("applier %d: Apply up to %d answered synced seq %d, balance %d", g, last.Seq, st.SyncedSeq, st.Balance)
+						return
+					}
+				case errors.Is(err, channel.ErrSeqConflict):
+					conflicts.Add(1)
+					if st, _, err = s.Account(ctx, accountID); err != nil {
+						t.Errorf("applier %d: Account: %v", g, err)
+						return
+					}
+				default:
+					t.Errorf("applier %d: Apply(%d..%d): %v", g, batch[0].Seq, last.Seq, err)
+					return
+				}
+				if st.SyncedSeq >= w[1] {
+					break
+				}
+				// Go on from the synced seq, filling any hole before the
+				// window a chunk of random size at a time.
+				batch = all[st.SyncedSeq:min(w[1], st.SyncedSeq+1+rng.Int64N(windowSizeMax))]
+			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d applies, %d conflicts", applies.Load(), conflicts.Load())
+	if conflicts.Load() == 0 {
+		t.Errorf("no Apply conflicted: the appliers did not overlap, so the test proved nothing")
+	}
+	for i, s := range stores {
+		st := mustAccountState(t, s, accountID)
+		if st.SyncedSeq != entriesCount || st.Balance != all[entriesCount-1].BalanceAfter || st.Stale {
+			t.Errorf("process %d: state = %+v, want synced through %d, balance %d, not stale", i, st, entriesCount, all[entriesCount-1].BalanceAfter)
+		}
+		diff(t, fmt.Sprintf("history in process %d", i), mustHistory(t, s, accountID, math.MaxInt64, 2*entriesCount), reversed(all))
+	}
+}
+
+// testChannelConcurrentOnePending races transfers from one source account,
+// each with its own key: exactly one becomes pending, the rest are refused
+// with ErrInProgress and leave nothing behind. Settling the winner frees the
+// account for the next round.
+func testChannelConcurrentOnePending(t *testing.T, h ChannelHarness) {
+	const (
+		roundsCount     = 3
+		submittersCount = 16
+	)
+	ctx := context.Background()
+	stores := openChannelProcesses(t, h)
+	for round := range roundsCount {
+		var (
+			mu      sync.Mutex
+			winners []channel.Transfer
+			refused []string
+		)
+		race(submittersCount, func(g int) {
+			tr := newTransfer(fmt.Sprintf("t-%d-%02d", round, g), "alice", fmt.Sprintf("key-%d-%02d", round, g), "acc-a")
+			got, created, err := stores[g%len(stores)].CreateTransfer(ctx, tr)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && created:
+				winners = append(winners, got)
+			case errors.Is(err, channel.ErrInProgress):
+				refused = append(refused, tr.ID)
+			default:
+				t.Errorf("CreateTransfer(%s) = created %v, %v; want created or ErrInProgress", tr.ID, created, err)
+			}
+		})
+		if t.Failed() {
+			return
+		}
+		if len(winners) != 1 || len(refused) != submittersCount-1 {
+			t.Fatalf("round %d: %d created, %d refused; want 1 and %d", round, len(winners), len(refused), submittersCount-1)
+		}
+		for _, s := range stores {
+			pending, err := s.PendingOf(ctx, "acc-a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			diff(t, fmt.Sprintf("round %d: pending of acc-a", round), pending, winners)
+			for _, id := range refused {
+				wantNoTransfer(t, s, id)
+			}
+		}
+		if _, err := stores[0].Settle(ctx, winners[0].ID, channel.StateCompleted, "", channelT0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// testChannelConcurrentSameKey races retries of one request (one key, one
+// body, a transfer id each): one is stored and every other caller gets that
+// same transfer back, never ErrInProgress.
+func testChannelConcurrentSameKey(t *testing.T, h ChannelHarness) {
+	const (
+		roundsCount     = 3
+		submittersCount = 16
+	)
+	ctx := context.Background()
+	stores := openChannelProcesses(t, h)
+	for round := range roundsCount {
+		key := fmt.Sprintf("key-%d", round)
+		got := make([]channel.Transfer, submittersCount)
+		created := make([]bool, submittersCount)
+		race(submittersCount, func(g int) {
+			var err error
+			tr := newTransfer(fmt.Sprintf("t-%d-%02d", round, g), "alice", key, "acc-a")
+			got[g], created[g], err = stores[g%len(stores)].CreateTransfer(ctx, tr)
+			if err != nil {
+				t.Errorf("CreateTransfer(%s) with key %s: %v", tr.ID, key, err)
+			}
+		})
+		if t.Failed() {
+			return
+		}
+		winner := -1
+		for g, c := range created {
+			if c {
+				if winner >= 0 {
+					t.Fatalf("round %d: both %s and %s created with key %s", round, got[winner].ID, got[g].ID, key)
+				}
+				winner = g
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no transfer created with key %s", round, key)
+		}
+		for g := range got {
+			diff(t, fmt.Sprintf("round %d: transfer returned to submitter %d", round, g), got[g], got[winner])
+			if g != winner {
+				wantNoTransfer(t, stores[0], fmt.Sprintf("t-%d-%02d", round, g))
+			}
+		}
+		if _, err := stores[1%len(stores)].Settle(ctx, got[winner].ID, channel.StateFailed, "insufficient_funds", channelT0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
