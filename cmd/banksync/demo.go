@@ -7,18 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"banksync"
+	"banksync/channel"
+	bhttp "banksync/http"
 	"banksync/ledger"
 )
 
 type demoCommand struct{}
 
 func (demoCommand) Run(ctx context.Context, args []string) error {
-	var data, listen, kafkaListen, token string
-	f := newFlags("demo", "Runs core with SQLite files and an embedded Kafka-protocol cluster under --data,\nin one process, with two demo accounts.")
+	var data, listen, coreListen, kafkaListen, token string
+	f := newFlags("demo", "Runs core and channel with SQLite files and an embedded Kafka-protocol cluster\nunder --data, in one process, with two demo customers.")
 	f.String(&data, "data", "BANKSYNC_DATA", "data", "directory for the databases and Kafka's log")
-	f.String(&listen, "listen", "BANKSYNC_CORE_LISTEN", "127.0.0.1:8081", "address to serve the core API on")
+	f.String(&listen, "listen", "BANKSYNC_CHANNEL_LISTEN", "127.0.0.1:8080", "address to serve the channel (customer) API on")
+	f.String(&coreListen, "core-listen", "BANKSYNC_CORE_LISTEN", "127.0.0.1:8081", "address to serve the core API on")
 	f.String(&kafkaListen, "kafka-listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address of the embedded Kafka cluster")
 	f.String(&token, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "service token (default: a fresh random one)")
 	if err := f.parse(args); err != nil {
@@ -31,7 +35,7 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 	}
 	log, _ := newLogger("text")
 	node, err := startCore(ctx, coreConfig{
-		Listen: listen, DB: "sqlite:" + filepath.Join(data, "core.db"), Kafka: "embedded", KafkaListen: kafkaListen,
+		Listen: coreListen, DB: "sqlite:" + filepath.Join(data, "core.db"), Kafka: "embedded", KafkaListen: kafkaListen,
 		KafkaData: filepath.Join(data, "kafka"), Partitions: 10, ServiceToken: token,
 		AmountMax: ledger.AmountMaxDefault, Logger: log,
 	})
@@ -42,26 +46,46 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 		node.Close()
 		return err
 	}
-	url := "http://" + node.Addr()
+	jwtSecret := make([]byte, 32)
+	rand.Read(jwtSecret)
+	chNode, err := startChannel(ctx, channelConfig{
+		Listen: listen, DB: "sqlite:" + filepath.Join(data, "channel.db"), CoreURL: "http://" + node.Addr(),
+		ServiceToken: token, JWTSecret: hex.EncodeToString(jwtSecret), Deadline: channel.DeadlineDefault,
+		AmountMax: ledger.AmountMaxDefault, Logger: log,
+	})
+	if err != nil {
+		node.Close()
+		return err
+	}
+	auth, err := bhttp.NewHS256Authenticator([]byte(hex.EncodeToString(jwtSecret)), bhttp.AuthOptions{})
+	if err != nil {
+		return err
+	}
+	alice, _ := auth.Issue("alice", 24*time.Hour)
+	bob, _ := auth.Issue("bob", 24*time.Hour)
+	coreURL, url := "http://"+node.Addr(), "http://"+chNode.Addr()
 	fmt.Printf(`
 banksync demo is running.
 
+  channel API   %s/v1        (customers alice and bob, tokens below)
   core API      %s/core/v1   (service token: %s)
   kafka         %v   topic %s
   data          %s
 
-Try it:
-  curl -s -H 'Authorization: Bearer %s' %s/core/v1/accounts/demo-alice
-  curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
-    -d '{"transfer_id":"t-'$RANDOM'","from_account":"demo-alice","to_account":"demo-bob","amount":1000,"deadline":"'$(date -u -d '+10 sec' +%%Y-%%m-%%dT%%H:%%M:%%SZ)'"}' \
-    %s/core/v1/transfers
-  curl -s -H 'Authorization: Bearer %s' '%s/core/v1/accounts/demo-bob/entries?after_seq=0'
+Try it as alice:
+  export TOKEN=%s
+  curl -s -H "Authorization: Bearer $TOKEN" %s/v1/accounts
+  curl -s -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: $RANDOM" -H 'Content-Type: application/json' \
+    -d '{"from_account":"demo-alice","to_account":"demo-bob","amount":1000,"memo":"lunch"}' %s/v1/transfers
+  curl -s -H "Authorization: Bearer $TOKEN" '%s/v1/accounts/demo-alice/transactions?limit=20'
+
+Bob's token: %s
 
 Press Ctrl-C to stop; starting again resumes from %s.
-`, url, token, node.Brokers(), banksync.TopicLedgerEntries, data, token, url, token, url, token, url, data)
+`, url, coreURL, token, node.Brokers(), banksync.TopicLedgerEntries, data, alice, url, url, url, bob, data)
 	<-ctx.Done()
 	fmt.Println("\nstopping…")
-	return node.Close()
+	return errors.Join(chNode.Close(), node.Close())
 }
 
 // seedDemo opens the demo accounts and gives Alice her salary, once.

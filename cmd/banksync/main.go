@@ -19,10 +19,12 @@ type command interface {
 }
 
 var commands = map[string]func() command{
-	"core":  func() command { return &coreCommand{} },
-	"kafka": func() command { return &kafkaCommand{} },
-	"demo":  func() command { return &demoCommand{} },
-	"bench": func() command { return &benchCommand{} },
+	"core":    func() command { return &coreCommand{} },
+	"channel": func() command { return channelCommand{} },
+	"token":   func() command { return tokenCommand{} },
+	"kafka":   func() command { return &kafkaCommand{} },
+	"demo":    func() command { return &demoCommand{} },
+	"bench":   func() command { return &benchCommand{} },
 }
 
 const usage = `banksync keeps a bank app's transaction history in step with the core ledger.
@@ -30,6 +32,8 @@ const usage = `banksync keeps a bank app's transaction history in step with the 
 Usage:
   banksync demo      run core with embedded SQLite and Kafka, in one process
   banksync core      run the core ledger (계정계) API and its outbox relay
+  banksync channel   run the channel tier's transfer server (채널계)
+  banksync token     print a customer's bearer token for the channel API
   banksync kafka     run the embedded Kafka-protocol cluster as its own process
   banksync bench     run a benchmark (banksync bench core -h)
 

@@ -41,20 +41,24 @@ func TestMain(m *testing.M) {
 
 // demo is a running `banksync demo` process.
 type demo struct {
-	cmd     *exec.Cmd
-	coreURL string
-	brokers string
-	token   string
+	cmd        *exec.Cmd
+	coreURL    string
+	channelURL string
+	alice      string // alice's bearer token
+	brokers    string
+	token      string
 }
 
 var (
-	coreLine  = regexp.MustCompile(`core API\s+(http://\S+)/core/v1\s+\(service token: (\S+)\)`)
-	kafkaLine = regexp.MustCompile(`kafka\s+\[(\S+)\]`)
+	coreLine    = regexp.MustCompile(`core API\s+(http://\S+)/core/v1\s+\(service token: (\S+)\)`)
+	kafkaLine   = regexp.MustCompile(`kafka\s+\[(\S+)\]`)
+	channelLine = regexp.MustCompile(`channel API\s+(http://\S+)/v1`)
+	aliceLine   = regexp.MustCompile(`export TOKEN=(\S+)`)
 )
 
 func startDemo(t *testing.T, data string) *demo {
 	t.Helper()
-	cmd := exec.Command(binary, "demo", "--data", data, "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--service-token", "e2e-token")
+	cmd := exec.Command(binary, "demo", "--data", data, "--listen", "127.0.0.1:0", "--core-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--service-token", "e2e-token")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -72,7 +76,7 @@ func startDemo(t *testing.T, data string) *demo {
 		close(lines)
 	}()
 	timeout := time.After(60 * time.Second)
-	for d.coreURL == "" || d.brokers == "" {
+	for d.coreURL == "" || d.brokers == "" || d.channelURL == "" || d.alice == "" {
 		select {
 		case line, ok := <-lines:
 			if !ok {
@@ -83,6 +87,12 @@ func startDemo(t *testing.T, data string) *demo {
 			}
 			if m := kafkaLine.FindStringSubmatch(line); m != nil {
 				d.brokers = m[1]
+			}
+			if m := channelLine.FindStringSubmatch(line); m != nil {
+				d.channelURL = m[1]
+			}
+			if m := aliceLine.FindStringSubmatch(line); m != nil {
+				d.alice = m[1]
 			}
 		case <-timeout:
 			t.Fatalf("demo did not print its addresses in time; stderr:\n%s", stderr.String())
@@ -112,9 +122,23 @@ func (d *demo) stop(t *testing.T) {
 
 func (d *demo) call(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, d.coreURL+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+d.token)
+	return send(t, method, d.coreURL+path, d.token, body)
+}
+
+// asAlice calls the channel API as the demo customer alice.
+func (d *demo) asAlice(t *testing.T, method, path, body string, hdr ...string) (int, []byte) {
+	t.Helper()
+	return send(t, method, d.channelURL+path, d.alice, body, hdr...)
+}
+
+func send(t *testing.T, method, url, token, body string, hdr ...string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +188,27 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("event for demo-alice seq 2 = %+v", ev)
 	}
 
+	// The same through the channel, as the app does: a transfer, then the
+	// history newest first.
+	st, body = d.asAlice(t, "POST", "/v1/transfers", `{"from_account":"demo-alice","to_account":"demo-bob","amount":500,"memo":"e2e channel"}`, "Idempotency-Key", "e2e-key-1")
+	if st != 200 || !strings.Contains(string(body), `"state":"completed"`) {
+		t.Fatalf("channel transfer = %d %s", st, body)
+	}
+	st, body = d.asAlice(t, "GET", "/v1/accounts/demo-alice/transactions?limit=2", "")
+	var page struct {
+		Account struct {
+			Balance int64 `json:"balance"`
+		} `json:"account"`
+		Transactions []banksync.Entry `json:"transactions"`
+	}
+	if err := json.Unmarshal(body, &page); st != 200 || err != nil || len(page.Transactions) != 2 ||
+		page.Transactions[0].Amount != -500 || page.Transactions[1].Amount != -1000 || page.Account.Balance != 2_998_500 {
+		t.Fatalf("channel history = %d %s", st, body)
+	}
+	if st, body = d.asAlice(t, "GET", "/v1/accounts/demo-bob/transactions", ""); st != 404 {
+		t.Fatalf("alice reading bob's account = %d %s, want 404", st, body)
+	}
+
 	_, before := d.call(t, "GET", "/core/v1/accounts/demo-alice/entries?after_seq=0", "")
 	d.stop(t)
 	d2 := startDemo(t, data)
@@ -173,7 +218,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	var acct banksync.Account
 	_, body = d2.call(t, "GET", "/core/v1/accounts/demo-bob", "")
-	if err := json.Unmarshal(body, &acct); err != nil || acct.Balance != 1000 || acct.LastSeq != 1 {
+	if err := json.Unmarshal(body, &acct); err != nil || acct.Balance != 1500 || acct.LastSeq != 2 {
 		t.Fatalf("demo-bob after restart = %s", body)
 	}
 	// The replayed transfer is answered from the record, not executed again.
@@ -183,7 +228,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("replay after restart = %d %s", st, body)
 	}
 	_, body = d2.call(t, "GET", "/core/v1/accounts/demo-bob", "")
-	if json.Unmarshal(body, &acct); acct.Balance != 1000 {
+	if json.Unmarshal(body, &acct); acct.Balance != 1500 {
 		t.Fatalf("demo-bob after replay = %s; the transfer ran twice", body)
 	}
 	d2.stop(t)

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"banksync/channel"
+	bhttp "banksync/http"
+	"banksync/ledger"
+	"banksync/postgres"
+	"banksync/sqlite"
+)
+
+type channelCommand struct{}
+
+// channelConfig is what a channel process needs; the demo builds one too.
+type channelConfig struct {
+	Listen       string
+	DB           string
+	CoreURL      string
+	ServiceToken string
+	JWTSecret    string
+	Deadline     time.Duration
+	AmountMax    int64
+	Logger       *slog.Logger
+}
+
+func (channelCommand) Run(ctx context.Context, args []string) error {
+	var cfg channelConfig
+	var logFormat string
+	f := newFlags("channel", "Runs the channel tier's transfer server: the customer API, the reconciler and the sync engine.")
+	f.String(&cfg.Listen, "listen", "BANKSYNC_CHANNEL_LISTEN", "127.0.0.1:8080", "address to serve the customer API on")
+	f.String(&cfg.DB, "db", "BANKSYNC_CHANNEL_DB", "sqlite:data/channel.db", "channel database: sqlite:PATH or postgres://…")
+	f.String(&cfg.CoreURL, "core-url", "BANKSYNC_CORE_URL", "http://127.0.0.1:8081", "base URL of the core API")
+	f.String(&cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token for core (required)")
+	f.String(&cfg.JWTSecret, "jwt-secret", "BANKSYNC_JWT_SECRET", "", "HS256 secret customers' tokens are signed with (required)")
+	f.Duration(&cfg.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
+	f.Int64(&cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", ledger.AmountMaxDefault, "largest transfer, in won (as core's)")
+	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "json", "log format: json or text")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if cfg.ServiceToken == "" || cfg.JWTSecret == "" {
+		return errors.New("--service-token and --jwt-secret are required (or BANKSYNC_SERVICE_TOKEN, BANKSYNC_JWT_SECRET)")
+	}
+	log, err := newLogger(logFormat)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	node, err := startChannel(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("channel listening", "addr", node.Addr(), "core", cfg.CoreURL)
+	<-ctx.Done()
+	return node.Close()
+}
+
+// channelNode is a running channel: store, domain, reconciler, HTTP server.
+type channelNode struct {
+	store channel.Store
+	ch    *channel.Channel
+	ln    net.Listener
+	srv   *http.Server
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+}
+
+func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	n = &channelNode{}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.store, err = openChannelStore(ctx, cfg.DB); err != nil {
+		return n, err
+	}
+	core := bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, nil)
+	n.ch = channel.New(n.store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, Logger: cfg.Logger})
+	runCtx, stop := context.WithCancel(context.Background())
+	n.stop = stop
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.ch.RunReconciler(runCtx)
+	}()
+	secret := []byte(cfg.JWTSecret)
+	auth, err := bhttp.NewHS256Authenticator(secret, bhttp.AuthOptions{})
+	if err != nil {
+		return n, err
+	}
+	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return n, err
+	}
+	n.srv = newServer(bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{Auth: auth, Cursors: channel.NewCursors(secret), Logger: cfg.Logger}), cfg.Logger)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error("channel server stopped", "err", err)
+		}
+	}()
+	return n, nil
+}
+
+func (n *channelNode) Addr() string { return n.ln.Addr().String() }
+
+// Close stops taking requests, finishes those in flight, stops the
+// reconciler and closes the store.
+func (n *channelNode) Close() error {
+	var errs []error
+	if n.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		errs = append(errs, n.srv.Shutdown(ctx))
+		cancel()
+	}
+	if n.stop != nil {
+		n.stop()
+	}
+	n.wg.Wait()
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// openChannelStore opens the channel database named by dsn.
+func openChannelStore(ctx context.Context, dsn string) (channel.Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, errors.New("sqlite DSN needs a path: sqlite:PATH")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		return sqlite.OpenChannel(ctx, path)
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return postgres.OpenChannel(ctx, dsn)
+	}
+	return nil, fmt.Errorf("database must be sqlite:PATH or postgres://…, not %q", dsn)
+}
+
+type tokenCommand struct{}
+
+func (tokenCommand) Run(ctx context.Context, args []string) error {
+	var customer, secret string
+	var ttl time.Duration
+	f := newFlags("token", "Prints a customer's bearer token (HS256 JWT) for the channel API.")
+	f.String(&customer, "customer", "BANKSYNC_CUSTOMER", "", "customer id (the token's sub)")
+	f.String(&secret, "secret", "BANKSYNC_JWT_SECRET", "", "the channel's --jwt-secret")
+	f.Duration(&ttl, "ttl", "BANKSYNC_TOKEN_TTL", time.Hour, "how long the token is valid")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if customer == "" || secret == "" {
+		return errors.New("--customer and --secret are required")
+	}
+	auth, err := bhttp.NewHS256Authenticator([]byte(secret), bhttp.AuthOptions{})
+	if err != nil {
+		return err
+	}
+	tok, err := auth.Issue(customer, ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
+	return nil
+}

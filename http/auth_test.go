@@ -1,0 +1,143 @@
+package http_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"banksync"
+	bhttp "banksync/http"
+)
+
+// mint signs claims as given, so a test can build any token a client might
+// send, good or bad.
+func mint(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// goodClaims are what a valid token carries; each case spoils one.
+func goodClaims(change func(jwt.MapClaims)) jwt.MapClaims {
+	now := time.Now()
+	c := jwt.MapClaims{
+		"sub": "cust-a", "iss": authOptions.Issuer, "aud": authOptions.Audience,
+		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
+	}
+	if change != nil {
+		change(c)
+	}
+	return c
+}
+
+func TestChannelAuthentication(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.setup(t, []string{"a1:cust-a"})
+	secret := []byte(customerSecret)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs256 := func(change func(jwt.MapClaims)) string {
+		return mint(t, jwt.SigningMethodHS256, secret, goodClaims(change))
+	}
+	past := func(d time.Duration) int64 { return time.Now().Add(-d).Unix() }
+
+	// The control: a well-formed token gets in, also within the leeway.
+	for name, tok := range map[string]string{
+		"issued":        func() string { tok, _ := s.auth.Issue("cust-a", time.Minute); return tok }(),
+		"minted":        hs256(nil),
+		"within leeway": hs256(func(c jwt.MapClaims) { c["exp"] = past(2 * time.Second) }),
+	} {
+		if st, m := s.call(t, "", "GET", "/v1/accounts", nil, "Authorization", "Bearer "+tok); st != 200 || len(m["accounts"].([]any)) != 1 {
+			t.Fatalf("%s token: GET /v1/accounts = %d %v, want 200 with a1", name, st, m)
+		}
+	}
+
+	st, refused, h := s.do(t, "", "GET", "/v1/accounts", nil)
+	if st != 401 || h.Get("WWW-Authenticate") != "Bearer" || !strings.Contains(string(refused), `"code":"`+banksync.EUNAUTHORIZED+`"`) {
+		t.Fatalf("no token = %d %s (WWW-Authenticate %q), want 401 %s with Bearer challenge", st, refused, h.Get("WWW-Authenticate"), banksync.EUNAUTHORIZED)
+	}
+	for _, tc := range []struct {
+		name string
+		hdr  []string
+	}{
+		{"empty header", []string{"Authorization", " "}},
+		{"bearer without token", []string{"Authorization", "Bearer "}},
+		{"basic", []string{"Authorization", "Basic Y3VzdC1hOnB3"}},
+		{"garbage", []string{"Authorization", "Bearer not.a.jwt"}},
+		{"wrong secret", []string{"Authorization", "Bearer " + mint(t, jwt.SigningMethodHS256, []byte("another-secret-of-at-least-32-bytes!!"), goodClaims(nil))}},
+		{"expired", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["exp"] = past(time.Hour) })}},
+		{"expired beyond leeway", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["exp"] = past(10 * time.Second) })}},
+		{"alg none", []string{"Authorization", "Bearer " + mint(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, goodClaims(nil))}},
+		{"RS256", []string{"Authorization", "Bearer " + mint(t, jwt.SigningMethodRS256, rsaKey, goodClaims(nil))}},
+		{"HS384 with the right secret", []string{"Authorization", "Bearer " + mint(t, jwt.SigningMethodHS384, secret, goodClaims(nil))}},
+		{"missing exp", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { delete(c, "exp") })}},
+		{"exp not a number", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["exp"] = "tomorrow" })}},
+		{"not yet valid", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() })}},
+		{"issued in the future", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["iat"] = time.Now().Add(time.Hour).Unix() })}},
+		{"missing sub", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { delete(c, "sub") })}},
+		{"empty sub", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["sub"] = "" })}},
+		{"bad sub", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["sub"] = "../cust-a" })}},
+		{"sub too long", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("c", 65) })}},
+		{"wrong issuer", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["iss"] = "someone-else" })}},
+		{"missing issuer", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { delete(c, "iss") })}},
+		{"wrong audience", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["aud"] = "banksync-core" })}},
+		{"missing audience", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { delete(c, "aud") })}},
+		{"signature stripped", []string{"Authorization", "Bearer " + hs256(nil)[:strings.LastIndexByte(hs256(nil), '.')+1]}},
+		{"oversized token", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("p", 5000) })}},
+		{"two tokens", []string{"Authorization", "Bearer " + hs256(nil), "Authorization", "Bearer " + hs256(nil)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/v1/accounts", "/v1/accounts/a1/transactions", "/v1/nothing"} {
+				st, raw, h := s.do(t, "", "GET", path, nil, tc.hdr...)
+				if st != 401 || h.Get("WWW-Authenticate") != "Bearer" || !bytes.Equal(raw, refused) {
+					t.Fatalf("GET %s = %d %s (WWW-Authenticate %q), want 401 %s", path, st, raw, h.Get("WWW-Authenticate"), refused)
+				}
+			}
+		})
+	}
+}
+
+func TestAuthenticatorConfig(t *testing.T) {
+	if _, err := bhttp.NewHS256Authenticator([]byte("short"), bhttp.AuthOptions{}); err == nil {
+		t.Errorf("a 5-byte secret was accepted")
+	}
+	a, err := bhttp.NewHS256Authenticator([]byte(customerSecret), bhttp.AuthOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		customer string
+		ttl      time.Duration
+	}{{"", time.Minute}, {"../x", time.Minute}, {"cust-a", 0}, {"cust-a", -time.Second}} {
+		if tok, err := a.Issue(tc.customer, tc.ttl); err == nil {
+			t.Errorf("Issue(%q, %v) = %q, want an error", tc.customer, tc.ttl, tok)
+		}
+	}
+	// Without issuer and audience configured, none are issued or required,
+	// but the secret, algorithm and expiry still are.
+	tok, err := a.Issue("cust-a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.NewParser().ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return []byte(customerSecret), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, iss := claims["iss"]; iss || claims["sub"] != "cust-a" || claims["exp"] == nil {
+		t.Errorf("issued claims = %v, want sub and exp, no iss", claims)
+	}
+	var nilAuth *bhttp.Authenticator
+	if _, err := nilAuth.Authenticate(nil); banksync.ErrorCode(err) != banksync.EUNAUTHORIZED {
+		t.Errorf("nil Authenticator: err %v, want %s", err, banksync.EUNAUTHORIZED)
+	}
+}

@@ -1,0 +1,169 @@
+package http
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"banksync"
+	"banksync/channel"
+)
+
+// ChannelServerConfig wires the customer API.
+type ChannelServerConfig struct {
+	Auth    *Authenticator  // required; nil refuses every request
+	Cursors channel.Cursors // history cursor key, the same on every replica
+	Logger  *slog.Logger
+}
+
+// ChannelServer serves the customer-facing API of the channel tier. Every
+// call needs a customer's bearer token; a customer sees only their own
+// accounts and transfers, and anyone else's is answered exactly like one
+// that does not exist.
+type ChannelServer struct {
+	ch      *channel.Channel
+	auth    *Authenticator
+	cursors channel.Cursors
+	log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// NewChannelServer returns the customer API over ch.
+func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServer {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &ChannelServer{ch: ch, auth: cfg.Auth, cursors: cfg.Cursors, log: cfg.Logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/transfers", s.submit)
+	s.mux.HandleFunc("GET /v1/transfers/{id}", s.transfer)
+	s.mux.HandleFunc("GET /v1/accounts", s.accounts)
+	s.mux.HandleFunc("GET /v1/accounts/{id}/transactions", s.history)
+	s.mux.HandleFunc("POST /v1/accounts/{id}/sync", s.sync)
+	s.mux.HandleFunc("/", s.notFound)
+	return s
+}
+
+// ServeHTTP authenticates the customer, then routes.
+func (s *ChannelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	customer, err := s.auth.Authenticate(r)
+	if err != nil {
+		s.log.Debug("customer not authenticated", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeError(w, r, s.log, err)
+		return
+	}
+	s.mux.ServeHTTP(w, r.WithContext(WithCustomer(r.Context(), customer)))
+}
+
+func customerOf(r *http.Request) string {
+	c, _ := CustomerFrom(r.Context())
+	return c // ServeHTTP put it there
+}
+
+func (s *ChannelServer) notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, s.log, banksync.Errorf(banksync.ENOTFOUND, "no such endpoint"))
+}
+
+// transferFailed is the answer to a transfer core refused: the error, and
+// the transfer with its reason so the app can show it.
+type transferFailed struct {
+	errorBody
+	Transfer channel.Transfer `json:"transfer"`
+}
+
+func (s *ChannelServer) submit(w http.ResponseWriter, r *http.Request) {
+	keys := r.Header.Values("Idempotency-Key")
+	if len(keys) != 1 {
+		writeError(w, r, s.log, banksync.Errorf(banksync.EINVALID, "exactly one Idempotency-Key header is required"))
+		return
+	}
+	var req struct {
+		FromAccount *string `json:"from_account"`
+		ToAccount   *string `json:"to_account"`
+		Amount      *int64  `json:"amount"`
+		Memo        string  `json:"memo"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if err := required("from_account", req.FromAccount != nil, "to_account", req.ToAccount != nil,
+		"amount", req.Amount != nil); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	t, err := s.ch.Submit(r.Context(), channel.SubmitRequest{
+		Customer: customerOf(r), IdempotencyKey: keys[0], FromAccount: *req.FromAccount,
+		ToAccount: *req.ToAccount, Amount: *req.Amount, Memo: req.Memo,
+	})
+	switch {
+	case banksync.ErrorCode(err) == banksync.EFAILED:
+		body := transferFailed{Transfer: t}
+		body.Error.Code = banksync.EFAILED
+		body.Error.Message = banksync.ErrorMessage(err)
+		writeJSON(w, statusOf[banksync.EFAILED], body)
+	case err != nil:
+		writeError(w, r, s.log, err)
+	case t.State == channel.StateCompleted:
+		writeJSON(w, http.StatusOK, t)
+	case t.State == channel.StatePending:
+		writeJSON(w, http.StatusAccepted, t)
+	default:
+		writeError(w, r, s.log, banksync.Errorf(banksync.EINTERNAL, "transfer %s answered in state %q", t.ID, t.State))
+	}
+}
+
+func (s *ChannelServer) transfer(w http.ResponseWriter, r *http.Request) {
+	t, err := s.ch.Transfer(r.Context(), customerOf(r), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *ChannelServer) accounts(w http.ResponseWriter, r *http.Request) {
+	accts, err := s.ch.Accounts(r.Context(), customerOf(r))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if accts == nil {
+		accts = []channel.AccountState{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Accounts []channel.AccountState `json:"accounts"`
+	}{accts})
+}
+
+func (s *ChannelServer) history(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if len(q["limit"]) > 1 || len(q["cursor"]) > 1 {
+		writeError(w, r, s.log, banksync.Errorf(banksync.EINVALID, "limit and cursor may be given once each"))
+		return
+	}
+	limit := channel.HistoryPageDefault
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > channel.HistoryPageMax {
+			writeError(w, r, s.log, banksync.Errorf(banksync.EINVALID, "limit must be a whole number between 1 and %d", channel.HistoryPageMax))
+			return
+		}
+		limit = n
+	}
+	page, err := s.ch.History(r.Context(), s.cursors, customerOf(r), r.PathValue("id"), q.Get("cursor"), limit)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *ChannelServer) sync(w http.ResponseWriter, r *http.Request) {
+	st, err := s.ch.ManualSync(r.Context(), customerOf(r), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
