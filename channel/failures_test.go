@@ -14,6 +14,7 @@ import (
 	"banksync/chaos"
 	bhttp "banksync/http"
 	"banksync/ledger"
+	"banksync/postgres"
 	"banksync/sqlite"
 )
 
@@ -49,7 +50,37 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newStack(t *testing.T) *stack {
+// channelStores are the channel stores every test here runs against.
+var channelStores = []struct {
+	name string
+	open func(t *testing.T) channel.Store
+}{
+	{"sqlite", func(t *testing.T) channel.Store {
+		s, err := sqlite.OpenChannel(context.Background(), filepath.Join(t.TempDir(), "channel.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+	{"postgres", func(t *testing.T) channel.Store {
+		s, err := postgres.OpenChannel(context.Background(), postgres.TestDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+}
+
+// eachStore runs fn once per channel store, as a subtest.
+func eachStore(t *testing.T, fn func(t *testing.T, s *stack)) {
+	for _, cs := range channelStores {
+		t.Run(cs.name, func(t *testing.T) {
+			fn(t, newStack(t, cs.open(t), channel.Config{}))
+		})
+	}
+}
+
+func newStack(t *testing.T, store channel.Store, cfg channel.Config) *stack {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -62,15 +93,12 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(bhttp.NewCoreServer(l, serviceToken, nil))
-	store, err := sqlite.OpenChannel(ctx, filepath.Join(dir, "channel.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	net := chaos.NewTransport(nil)
 	clk := &clock{now: time.Now()}
-	ch := channel.New(store, bhttp.NewCoreClient(srv.URL, serviceToken, net), channel.Config{
-		Deadline: 10 * time.Second, CoreTimeout: 200 * time.Millisecond, ReconcileGrace: time.Second, Now: clk.Now,
-	})
+	if cfg.Deadline == 0 {
+		cfg = channel.Config{Deadline: 10 * time.Second, CoreTimeout: 200 * time.Millisecond, ReconcileGrace: time.Second, Now: clk.Now}
+	}
+	ch := channel.New(store, bhttp.NewCoreClient(srv.URL, serviceToken, net), cfg)
 	t.Cleanup(func() { srv.Close(); l.Close(); core.Close(); store.Close() })
 	s := &stack{ledger: l, core: core, store: store, net: net, ch: ch, clock: clk}
 	for _, a := range []struct{ id, owner string }{{"alice-1", "alice"}, {"bob-1", "bob"}} {
@@ -143,180 +171,186 @@ func (s *stack) mustState(t *testing.T, id, state, reason string) channel.Transf
 }
 
 func TestCompleted(t *testing.T) {
-	s := newStack(t)
-	tr, err := s.submit(t, "k1", 300)
-	if err != nil || tr.State != channel.StateCompleted {
-		t.Fatalf("Submit = %+v, %v; want completed", tr, err)
-	}
-	page, err := s.ch.History(context.Background(), channel.NewCursors([]byte("x")), "alice", "alice-1", "", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(page.Entries) != 2 || page.Entries[0].Amount != -300 || page.Account.Balance != 9_700 {
-		t.Fatalf("history after transfer = %+v", page)
-	}
+	eachStore(t, func(t *testing.T, s *stack) {
+		tr, err := s.submit(t, "k1", 300)
+		if err != nil || tr.State != channel.StateCompleted {
+			t.Fatalf("Submit = %+v, %v; want completed", tr, err)
+		}
+		page, err := s.ch.History(context.Background(), channel.NewCursors([]byte("x")), "alice", "alice-1", "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Entries) != 2 || page.Entries[0].Amount != -300 || page.Account.Balance != 9_700 {
+			t.Fatalf("history after transfer = %+v", page)
+		}
+	})
 }
 
 // The request is lost before it reaches core: the transfer ends failed by
 // reconciliation and never executes.
 func TestRequestLost(t *testing.T) {
-	s := newStack(t)
-	s.net.Plan("POST", "/core/v1/transfers", chaos.DropRequest)
-	tr, err := s.submit(t, "k1", 300)
-	if err != nil || tr.State != channel.StatePending {
-		t.Fatalf("Submit = %+v, %v; want pending", tr, err)
-	}
-	// Before the deadline the reconciler leaves it alone.
-	if n, err := s.ch.Reconcile(context.Background()); err != nil || n != 0 {
-		t.Fatalf("Reconcile before the deadline settled %d (%v)", n, err)
-	}
-	s.settleAll(t)
-	s.mustState(t, tr.ID, channel.StateFailed, banksync.ReasonFenced)
-	if n := s.executions(t, tr.ID); n != 0 || s.coreBalance(t, "alice-1") != 10_000 {
-		t.Fatalf("lost transfer executed %d times", n)
-	}
-	// The customer is not blocked: the next transfer goes through.
-	if next, err := s.submit(t, "k2", 100); err != nil || next.State != channel.StateCompleted {
-		t.Fatalf("next transfer = %+v, %v", next, err)
-	}
+	eachStore(t, func(t *testing.T, s *stack) {
+		s.net.Plan("POST", "/core/v1/transfers", chaos.DropRequest)
+		tr, err := s.submit(t, "k1", 300)
+		if err != nil || tr.State != channel.StatePending {
+			t.Fatalf("Submit = %+v, %v; want pending", tr, err)
+		}
+		// Before the deadline the reconciler leaves it alone.
+		if n, err := s.ch.Reconcile(context.Background()); err != nil || n != 0 {
+			t.Fatalf("Reconcile before the deadline settled %d (%v)", n, err)
+		}
+		s.settleAll(t)
+		s.mustState(t, tr.ID, channel.StateFailed, banksync.ReasonFenced)
+		if n := s.executions(t, tr.ID); n != 0 || s.coreBalance(t, "alice-1") != 10_000 {
+			t.Fatalf("lost transfer executed %d times", n)
+		}
+		// The customer is not blocked: the next transfer goes through.
+		if next, err := s.submit(t, "k2", 100); err != nil || next.State != channel.StateCompleted {
+			t.Fatalf("next transfer = %+v, %v", next, err)
+		}
+	})
 }
 
 // Core executes, its answer is lost: the transfer ends completed, executed
 // once, and its history rows arrive.
 func TestResponseLost(t *testing.T) {
-	s := newStack(t)
-	s.net.Plan("POST", "/core/v1/transfers", chaos.DropResponse)
-	tr, err := s.submit(t, "k1", 300)
-	if err != nil || tr.State != channel.StatePending {
-		t.Fatalf("Submit = %+v, %v; want pending", tr, err)
-	}
-	// The customer retries with the same key: the same transfer, no second one.
-	again, err := s.submit(t, "k1", 300)
-	if err != nil || again.ID != tr.ID {
-		t.Fatalf("retry = %+v, %v; want the same transfer", again, err)
-	}
-	// A different transfer meanwhile is refused.
-	if _, err := s.submit(t, "k2", 50); banksync.ErrorCode(err) != banksync.EINPROGRESS {
-		t.Fatalf("second transfer while pending: %v, want %s", err, banksync.EINPROGRESS)
-	}
-	s.settleAll(t)
-	s.mustState(t, tr.ID, channel.StateCompleted, "")
-	if n := s.executions(t, tr.ID); n != 1 || s.coreBalance(t, "alice-1") != 9_700 {
-		t.Fatalf("executed %d times, balance %d", n, s.coreBalance(t, "alice-1"))
-	}
-	st, _, _ := s.store.Account(context.Background(), "alice-1")
-	if st.SyncedSeq != 2 || st.Balance != 9_700 {
-		t.Fatalf("channel's alice-1 = %+v, want synced through 2 at 9,700", st)
-	}
+	eachStore(t, func(t *testing.T, s *stack) {
+		s.net.Plan("POST", "/core/v1/transfers", chaos.DropResponse)
+		tr, err := s.submit(t, "k1", 300)
+		if err != nil || tr.State != channel.StatePending {
+			t.Fatalf("Submit = %+v, %v; want pending", tr, err)
+		}
+		// The customer retries with the same key: the same transfer, no second one.
+		again, err := s.submit(t, "k1", 300)
+		if err != nil || again.ID != tr.ID {
+			t.Fatalf("retry = %+v, %v; want the same transfer", again, err)
+		}
+		// A different transfer meanwhile is refused.
+		if _, err := s.submit(t, "k2", 50); banksync.ErrorCode(err) != banksync.EINPROGRESS {
+			t.Fatalf("second transfer while pending: %v, want %s", err, banksync.EINPROGRESS)
+		}
+		s.settleAll(t)
+		s.mustState(t, tr.ID, channel.StateCompleted, "")
+		if n := s.executions(t, tr.ID); n != 1 || s.coreBalance(t, "alice-1") != 9_700 {
+			t.Fatalf("executed %d times, balance %d", n, s.coreBalance(t, "alice-1"))
+		}
+		st, _, _ := s.store.Account(context.Background(), "alice-1")
+		if st.SyncedSeq != 2 || st.Balance != 9_700 {
+			t.Fatalf("channel's alice-1 = %+v, want synced through 2 at 9,700", st)
+		}
+	})
 }
 
 // The request is held in the network past the deadline, the reconciler
 // fences it, then it reaches core — whose clock says it is still within the
 // deadline. The fence refuses it (P3).
 func TestRequestDeliveredAfterFence(t *testing.T) {
-	s := newStack(t)
-	s.net.Plan("POST", "/core/v1/transfers", chaos.DelayRequest)
-	tr, err := s.submit(t, "k1", 300)
-	if err != nil || tr.State != channel.StatePending {
-		t.Fatalf("Submit = %+v, %v; want pending", tr, err)
-	}
-	s.settleAll(t)
-	s.mustState(t, tr.ID, channel.StateFailed, banksync.ReasonFenced)
-	answers := s.net.Release()
-	if len(answers) != 1 {
-		t.Fatalf("released %d requests, want 1", len(answers))
-	}
-	if n := s.executions(t, tr.ID); n != 0 || s.coreBalance(t, "alice-1") != 10_000 {
-		t.Fatalf("a transfer reported failed executed on core (%d times); core said %s", n, answers[0])
-	}
+	eachStore(t, func(t *testing.T, s *stack) {
+		s.net.Plan("POST", "/core/v1/transfers", chaos.DelayRequest)
+		tr, err := s.submit(t, "k1", 300)
+		if err != nil || tr.State != channel.StatePending {
+			t.Fatalf("Submit = %+v, %v; want pending", tr, err)
+		}
+		s.settleAll(t)
+		s.mustState(t, tr.ID, channel.StateFailed, banksync.ReasonFenced)
+		answers := s.net.Release()
+		if len(answers) != 1 {
+			t.Fatalf("released %d requests, want 1", len(answers))
+		}
+		if n := s.executions(t, tr.ID); n != 0 || s.coreBalance(t, "alice-1") != 10_000 {
+			t.Fatalf("a transfer reported failed executed on core (%d times); core said %s", n, answers[0])
+		}
+	})
 }
 
 // Double clicks and retry storms: one execution per idempotency key, one
 // pending transfer per account.
 func TestRetryStorm(t *testing.T) {
-	s := newStack(t)
-	var wg sync.WaitGroup
-	ids := make(chan string, 64)
-	codes := make(chan string, 64)
-	for i := 0; i < 32; i++ {
-		wg.Add(2)
-		go func() { // the same click, 32 times
-			defer wg.Done()
-			tr, err := s.submit(t, "same-key", 100)
-			if err == nil {
-				ids <- tr.ID
-			}
-			codes <- banksync.ErrorCode(err)
-		}()
-		go func(i int) { // other transfers from the same account at once
-			defer wg.Done()
-			_, err := s.submit(t, fmt.Sprintf("other-%d", i), 1)
-			codes <- banksync.ErrorCode(err)
-		}(i)
-	}
-	wg.Wait()
-	close(ids)
-	close(codes)
-	distinct := map[string]bool{}
-	for id := range ids {
-		distinct[id] = true
-	}
-	for code := range codes {
-		if code != "" && code != banksync.EINPROGRESS {
-			t.Errorf("unexpected error code %q", code)
+	eachStore(t, func(t *testing.T, s *stack) {
+		var wg sync.WaitGroup
+		ids := make(chan string, 64)
+		codes := make(chan string, 64)
+		for i := 0; i < 32; i++ {
+			wg.Add(2)
+			go func() { // the same click, 32 times
+				defer wg.Done()
+				tr, err := s.submit(t, "same-key", 100)
+				if err == nil {
+					ids <- tr.ID
+				}
+				codes <- banksync.ErrorCode(err)
+			}()
+			go func(i int) { // other transfers from the same account at once
+				defer wg.Done()
+				_, err := s.submit(t, fmt.Sprintf("other-%d", i), 1)
+				codes <- banksync.ErrorCode(err)
+			}(i)
 		}
-	}
-	s.settleAll(t)
-	executed := 0
-	for _, acct := range []string{"alice-1"} {
-		es, _ := s.core.Entries(context.Background(), acct, 0, 1000)
-		for _, e := range es {
-			if e.TransferID != "" {
-				executed++
+		wg.Wait()
+		close(ids)
+		close(codes)
+		distinct := map[string]bool{}
+		for id := range ids {
+			distinct[id] = true
+		}
+		for code := range codes {
+			if code != "" && code != banksync.EINPROGRESS {
+				t.Errorf("unexpected error code %q", code)
 			}
 		}
-	}
-	if len(distinct) > 1 {
-		t.Fatalf("the same key made %d transfers", len(distinct))
-	}
-	// All 64 requests overlapped one account: only transfers that found it
-	// free ran, each once; money is conserved.
-	tot, _ := s.core.Totals(context.Background())
-	if tot.Balances != tot.Deposits || executed == 0 {
-		t.Fatalf("totals %+v, %d executions", tot, executed)
-	}
+		s.settleAll(t)
+		executed := 0
+		for _, acct := range []string{"alice-1"} {
+			es, _ := s.core.Entries(context.Background(), acct, 0, 1000)
+			for _, e := range es {
+				if e.TransferID != "" {
+					executed++
+				}
+			}
+		}
+		if len(distinct) > 1 {
+			t.Fatalf("the same key made %d transfers", len(distinct))
+		}
+		// All 64 requests overlapped one account: only transfers that found it
+		// free ran, each once; money is conserved.
+		tot, _ := s.core.Totals(context.Background())
+		if tot.Balances != tot.Deposits || executed == 0 {
+			t.Fatalf("totals %+v, %d executions", tot, executed)
+		}
+	})
 }
 
 // The seed's "−100": the +500 deposit's row is missing when the −100
 // transfer completes. The channel fills the hole from core before showing
 // anything, and no read ever shows a balance core never had (P5).
 func TestMissingHistoryIsFilledInOrder(t *testing.T) {
-	s := newStack(t)
-	ctx := context.Background()
-	cs := channel.NewCursors([]byte("x"))
-	// The salary (seq 1) was never applied: its event is "lost". While the
-	// transfer completes, core's entries endpoint is down too.
-	s.net.Plan("GET", "/entries", chaos.DropRequest)
-	tr, err := s.submit(t, "k1", 100)
-	if err != nil || tr.State != channel.StateCompleted {
-		t.Fatalf("Submit = %+v, %v", tr, err)
-	}
-	// The debit (seq 2) could not be applied over the hole: history is still
-	// empty, balance 0 — a balance alice-1 really had before the salary.
-	st, _, _ := s.store.Account(ctx, "alice-1")
-	if st.SyncedSeq != 0 || !st.Stale {
-		t.Fatalf("after the failed fill: %+v, want nothing applied and stale", st)
-	}
-	checkPrefix(t, s, "alice-1")
-	// The next read syncs first (stale), in order: +10,000 then −100.
-	page, err := s.ch.History(ctx, cs, "alice", "alice-1", "", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if page.Account.Stale || page.Account.Balance != 9_900 || len(page.Entries) != 2 || page.Entries[1].Amount != 10_000 {
-		t.Fatalf("page after repair = %+v", page)
-	}
-	checkPrefix(t, s, "alice-1")
+	eachStore(t, func(t *testing.T, s *stack) {
+		ctx := context.Background()
+		cs := channel.NewCursors([]byte("x"))
+		// The salary (seq 1) was never applied: its event is "lost". While the
+		// transfer completes, core's entries endpoint is down too.
+		s.net.Plan("GET", "/entries", chaos.DropRequest)
+		tr, err := s.submit(t, "k1", 100)
+		if err != nil || tr.State != channel.StateCompleted {
+			t.Fatalf("Submit = %+v, %v", tr, err)
+		}
+		// The debit (seq 2) could not be applied over the hole: history is still
+		// empty, balance 0 — a balance alice-1 really had before the salary.
+		st, _, _ := s.store.Account(ctx, "alice-1")
+		if st.SyncedSeq != 0 || !st.Stale {
+			t.Fatalf("after the failed fill: %+v, want nothing applied and stale", st)
+		}
+		checkPrefix(t, s, "alice-1")
+		// The next read syncs first (stale), in order: +10,000 then −100.
+		page, err := s.ch.History(ctx, cs, "alice", "alice-1", "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Account.Stale || page.Account.Balance != 9_900 || len(page.Entries) != 2 || page.Entries[1].Amount != 10_000 {
+			t.Fatalf("page after repair = %+v", page)
+		}
+		checkPrefix(t, s, "alice-1")
+	})
 }
 
 // checkPrefix asserts the channel's history of account is a prefix of
@@ -345,19 +379,59 @@ func checkPrefix(t *testing.T, s *stack, account string) {
 
 // A read never fails because core is down: it answers what it has, stale.
 func TestReadWhileCoreDown(t *testing.T) {
-	s := newStack(t)
-	ctx := context.Background()
-	if _, err := s.submit(t, "k1", 100); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.store.MarkStale(ctx, "alice-1", s.clock.Now()); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		s.net.Plan("GET", "/entries", chaos.DropRequest)
-	}
-	page, err := s.ch.History(ctx, channel.NewCursors([]byte("x")), "alice", "alice-1", "", 10)
-	if err != nil || !page.Account.Stale {
-		t.Fatalf("read with core down = %+v, %v; want an answer flagged stale", page, err)
+	eachStore(t, func(t *testing.T, s *stack) {
+		ctx := context.Background()
+		if _, err := s.submit(t, "k1", 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.store.MarkStale(ctx, "alice-1", s.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			s.net.Plan("GET", "/entries", chaos.DropRequest)
+		}
+		page, err := s.ch.History(ctx, channel.NewCursors([]byte("x")), "alice", "alice-1", "", 10)
+		if err != nil || !page.Account.Stale {
+			t.Fatalf("read with core down = %+v, %v; want an answer flagged stale", page, err)
+		}
+	})
+}
+
+// The reconciler's own loop settles a lost transfer within deadline +
+// interval + grace (P2), on the real clock.
+func TestReconcilerLoopSettlesInTime(t *testing.T) {
+	for _, cs := range channelStores {
+		t.Run(cs.name, func(t *testing.T) {
+			const deadline, interval, grace = 300 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond
+			s := newStack(t, cs.open(t), channel.Config{Deadline: deadline, CoreTimeout: 100 * time.Millisecond,
+				ReconcileInterval: interval, ReconcileGrace: grace})
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			go s.ch.RunReconciler(ctx)
+			s.net.Plan("POST", "/core/v1/transfers", chaos.DropRequest)
+			start := time.Now()
+			tr, err := s.submit(t, "k1", 300)
+			if err != nil || tr.State != channel.StatePending {
+				t.Fatalf("Submit = %+v, %v; want pending", tr, err)
+			}
+			bound := deadline + interval + grace + 500*time.Millisecond // small grace for the test machine
+			for {
+				got, err := s.ch.Transfer(context.Background(), "alice", tr.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.State != channel.StatePending {
+					if got.State != channel.StateFailed || got.Reason != banksync.ReasonFenced {
+						t.Fatalf("settled as %s/%s, want failed/fenced", got.State, got.Reason)
+					}
+					t.Logf("settled after %s (bound %s)", time.Since(start).Round(time.Millisecond), bound)
+					return
+				}
+				if time.Since(start) > bound {
+					t.Fatalf("still pending after %s (P2)", time.Since(start))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
