@@ -3,6 +3,7 @@ package channel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"banksync"
@@ -109,4 +110,24 @@ type Core interface {
 	Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error)
 	Account(ctx context.Context, id string) (banksync.Account, error)
 	AccountsOf(ctx context.Context, owner string) ([]banksync.Account, error)
+}
+
+// NewPending is t as a store records a new transfer: pending, no reason,
+// times at the stores' microsecond precision.
+func NewPending(t Transfer) Transfer {
+	t.State, t.Reason, t.SettledAt = StatePending, "", time.Time{}
+	t.Deadline, t.CreatedAt = banksync.Timestamp(t.Deadline), banksync.Timestamp(t.CreatedAt)
+	return t
+}
+
+// CheckRun refuses, with ErrSeqConflict, entries that are not all the
+// account's in a run of consecutive seqs: the precondition of Store.Apply
+// that a store checks before writing anything.
+func CheckRun(account string, entries []banksync.Entry) error {
+	for i, e := range entries {
+		if e.AccountID != account || e.Seq < 1 || (i > 0 && e.Seq != entries[i-1].Seq+1) {
+			return fmt.Errorf("%w: entry %d is %s/%d, not the next of a run of %s", ErrSeqConflict, i, e.AccountID, e.Seq, account)
+		}
+	}
+	return nil
 }

@@ -144,7 +144,7 @@ func (s *ChannelStore) transfer(ctx context.Context, where string, args ...any) 
 // one pending transfer. A racing twin may trip either, so after any unique
 // violation the key is looked up again before ErrInProgress is answered.
 func (s *ChannelStore) CreateTransfer(ctx context.Context, t channel.Transfer) (channel.Transfer, bool, error) {
-	t = newPending(t)
+	t = channel.NewPending(t)
 	byKey := func() (channel.Transfer, bool, error) {
 		return s.transfer(ctx, `customer = $1 AND idempotency_key = $2`, t.Customer, t.IdempotencyKey)
 	}
@@ -177,13 +177,6 @@ func (s *ChannelStore) CreateTransfer(ctx context.Context, t channel.Transfer) (
 		return channel.Transfer{}, false, channel.ErrInProgress
 	}
 	return channel.Transfer{}, false, fmt.Errorf("create transfer %s: %w", t.ID, err)
-}
-
-// newPending is t as CreateTransfer stores it and reads it back.
-func newPending(t channel.Transfer) channel.Transfer {
-	t.State, t.Reason, t.SettledAt = channel.StatePending, "", time.Time{}
-	t.Deadline, t.CreatedAt = banksync.Timestamp(t.Deadline), banksync.Timestamp(t.CreatedAt)
-	return t
 }
 
 // Transfer returns a transfer by id.
@@ -278,7 +271,7 @@ const (
 // Apply appends entries to the account's history and moves its synced seq,
 // only from the seq the entries follow; see applyHistory.
 func (s *ChannelStore) Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (channel.AccountState, error) {
-	if err := checkApply(account, entries); err != nil {
+	if err := channel.CheckRun(account, entries); err != nil {
 		return channel.AccountState{}, fmt.Errorf("apply to %s: %w", account, err)
 	}
 	if len(entries) == 0 {
@@ -327,17 +320,6 @@ func (s *ChannelStore) ensureAccount(ctx context.Context, account string) (chann
 	}
 	st, _, err := s.Account(ctx, account)
 	return st, err
-}
-
-// checkApply refuses entries that are not account's, in a run of
-// consecutive seqs from 1 up, before anything is written.
-func checkApply(account string, entries []banksync.Entry) error {
-	for i, e := range entries {
-		if e.AccountID != account || e.Seq < 1 || (i > 0 && e.Seq != entries[i-1].Seq+1) {
-			return fmt.Errorf("%w: entry %d is %s/%d, not the next of a run of %s", channel.ErrSeqConflict, i, e.AccountID, e.Seq, account)
-		}
-	}
-	return nil
 }
 
 // MarkStale flags the account, adding it without an owner if it is not

@@ -13,6 +13,7 @@ import (
 	"banksync"
 	"banksync/ledger"
 	"banksync/postgres"
+	"banksync/storetest"
 )
 
 // recoveryWait bounds how long a test waits for the store to write again
@@ -338,34 +339,6 @@ func TestLedgerRecoversAfterWriterLost(t *testing.T) {
 		}
 	}
 	for _, id := range accounts {
-		checkChain(t, s, id)
-	}
-}
-
-// checkChain checks an account's entries are seq 1..n, each balance follows
-// from the one before, and the last is the account's balance.
-func checkChain(t *testing.T, s *postgres.LedgerStore, id string) {
-	t.Helper()
-	ctx := context.Background()
-	accts, err := s.Accounts(ctx, []string{id})
-	if err != nil || len(accts) != 1 {
-		t.Fatalf("Accounts(%s) = %v, %v", id, accts, err)
-	}
-	entries, err := s.Entries(ctx, id, 0, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var balance int64
-	for i, e := range entries {
-		if e.Seq != int64(i+1) {
-			t.Fatalf("account %s: entry %d has seq %d, want %d", id, i, e.Seq, i+1)
-		}
-		balance += e.Amount
-		if e.BalanceAfter != balance || balance < 0 {
-			t.Fatalf("account %s seq %d: balance_after %d, want %d (>= 0)", id, e.Seq, e.BalanceAfter, balance)
-		}
-	}
-	if a := accts[0]; a.Balance != balance || a.LastSeq != int64(len(entries)) {
-		t.Fatalf("account %s = balance %d last_seq %d; entries say %d and %d", id, a.Balance, a.LastSeq, balance, len(entries))
+		storetest.CheckAccountChain(t, s, id)
 	}
 }

@@ -201,7 +201,7 @@ func readTransfer(ctx context.Context, q queryer, where string, args ...any) (ch
 // ErrInProgress; the partial unique index on pending transfers decides
 // whether the source account is free.
 func (s *ChannelStore) CreateTransfer(ctx context.Context, t channel.Transfer) (channel.Transfer, bool, error) {
-	t = newPending(t)
+	t = channel.NewPending(t)
 	var existing channel.Transfer
 	var found bool
 	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
@@ -235,13 +235,6 @@ func (s *ChannelStore) CreateTransfer(ctx context.Context, t channel.Transfer) (
 		return existing, false, nil
 	}
 	return t, true, nil
-}
-
-// newPending is t as CreateTransfer stores it and reads it back.
-func newPending(t channel.Transfer) channel.Transfer {
-	t.State, t.Reason, t.SettledAt = channel.StatePending, "", time.Time{}
-	t.Deadline, t.CreatedAt = banksync.Timestamp(t.Deadline), banksync.Timestamp(t.CreatedAt)
-	return t
 }
 
 // uniqueFailed reports whether err is SQLite's unique constraint failure on
@@ -316,7 +309,7 @@ func (s *ChannelStore) PendingOf(ctx context.Context, account string) ([]channel
 // synced_seq, the insert hits the primary key) and the transaction is
 // rolled back whole.
 func (s *ChannelStore) Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (channel.AccountState, error) {
-	if err := checkApply(account, entries); err != nil {
+	if err := channel.CheckRun(account, entries); err != nil {
 		return channel.AccountState{}, fmt.Errorf("apply to %s: %w", account, err)
 	}
 	var st channel.AccountState
@@ -357,17 +350,6 @@ func (s *ChannelStore) Apply(ctx context.Context, account string, entries []bank
 		return channel.AccountState{}, fmt.Errorf("apply %d entries to %s: %w", len(entries), account, err)
 	}
 	return st, nil
-}
-
-// checkApply refuses entries that are not account's, in a run of
-// consecutive seqs from 1 up, before anything is written.
-func checkApply(account string, entries []banksync.Entry) error {
-	for i, e := range entries {
-		if e.AccountID != account || e.Seq < 1 || (i > 0 && e.Seq != entries[i-1].Seq+1) {
-			return fmt.Errorf("%w: entry %d is %s/%d, not the next of a run of %s", channel.ErrSeqConflict, i, e.AccountID, e.Seq, account)
-		}
-	}
-	return nil
 }
 
 // MarkStale keeps stale_since of an account already stale: it says since

@@ -99,7 +99,7 @@ func testConcurrent(t *testing.T, h LedgerHarness) {
 	}
 	legs := map[string]int{} // transfer id -> entries booked
 	for _, id := range ids {
-		for _, e := range checkAccountChain(t, f.store, id) {
+		for _, e := range CheckAccountChain(t, f.store, id) {
 			if e.TransferID != "" {
 				legs[e.TransferID]++
 			}

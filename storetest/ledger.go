@@ -509,14 +509,14 @@ func testSeqContiguous(t *testing.T, h LedgerHarness) {
 		}
 	}
 	for _, id := range ids {
-		checkAccountChain(t, f.store, id)
+		CheckAccountChain(t, f.store, id)
 	}
 }
 
-// checkAccountChain checks an account's entries are seq 1..n without holes,
+// CheckAccountChain checks an account's entries are seq 1..n without holes,
 // each balance_after follows from the one before, and the last equals the
 // account's balance.
-func checkAccountChain(tb testing.TB, store ledger.Store, id string) (entries []banksync.Entry) {
+func CheckAccountChain(tb testing.TB, store ledger.Store, id string) (entries []banksync.Entry) {
 	tb.Helper()
 	ctx := context.Background()
 	accts, err := store.Accounts(ctx, []string{id})
@@ -574,6 +574,6 @@ func testRestart(t *testing.T, h LedgerHarness) {
 	if got := next.Entries[0].Position; got != first.Entries[1].Position+1 {
 		t.Fatalf("position after restart = %d, want %d", got, first.Entries[1].Position+1)
 	}
-	checkAccountChain(t, g.store, "a")
-	checkAccountChain(t, g.store, "b")
+	CheckAccountChain(t, g.store, "a")
+	CheckAccountChain(t, g.store, "b")
 }

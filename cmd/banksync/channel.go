@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -140,20 +138,14 @@ func (n *channelNode) Close() error {
 
 // openChannelStore opens the channel database named by dsn.
 func openChannelStore(ctx context.Context, dsn string) (channel.Store, error) {
+	path, err := sqlitePath(dsn)
 	switch {
-	case strings.HasPrefix(dsn, "sqlite:"):
-		path := strings.TrimPrefix(dsn, "sqlite:")
-		if path == "" {
-			return nil, errors.New("sqlite DSN needs a path: sqlite:PATH")
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, err
-		}
+	case err != nil:
+		return nil, err
+	case path != "":
 		return sqlite.OpenChannel(ctx, path)
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return postgres.OpenChannel(ctx, dsn)
 	}
-	return nil, fmt.Errorf("database must be sqlite:PATH or postgres://…, not %q", dsn)
+	return postgres.OpenChannel(ctx, dsn)
 }
 
 type tokenCommand struct{}

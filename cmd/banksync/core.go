@@ -215,21 +215,30 @@ func (n *coreNode) Close() error {
 	return errors.Join(errs...)
 }
 
-// openLedgerStore opens the ledger database named by dsn: sqlite:PATH or a
-// postgres:// URL.
+// openLedgerStore opens the ledger database named by dsn.
 func openLedgerStore(ctx context.Context, dsn string) (ledger.Store, error) {
+	path, err := sqlitePath(dsn)
+	switch {
+	case err != nil:
+		return nil, err
+	case path != "":
+		return sqlite.OpenLedger(ctx, path)
+	}
+	return postgres.OpenLedger(ctx, dsn)
+}
+
+// sqlitePath checks a database DSN, sqlite:PATH or postgres://…, and for
+// SQLite returns the path, its directory made; for PostgreSQL it returns "".
+func sqlitePath(dsn string) (string, error) {
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
 		path := strings.TrimPrefix(dsn, "sqlite:")
 		if path == "" {
-			return nil, errors.New("sqlite DSN needs a path: sqlite:PATH")
+			return "", errors.New("sqlite DSN needs a path: sqlite:PATH")
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, err
-		}
-		return sqlite.OpenLedger(ctx, path)
+		return path, os.MkdirAll(filepath.Dir(path), 0o755)
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return postgres.OpenLedger(ctx, dsn)
+		return "", nil
 	}
-	return nil, fmt.Errorf("database must be sqlite:PATH or postgres://…, not %q", dsn)
+	return "", fmt.Errorf("database must be sqlite:PATH or postgres://…, not %q", dsn)
 }
