@@ -9,7 +9,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -80,19 +79,35 @@ type Channel struct {
 	cfg   Config
 
 	seed  maphash.Seed
-	locks [lockStripes]sync.Mutex // serialise syncs of one account in this process
+	locks [lockStripes]chan struct{} // serialise syncs of one account in this process
 }
 
 // New returns a Channel over store and core.
 func New(store Store, core Core, cfg Config) *Channel {
 	cfg.setDefaults()
-	return &Channel{store: store, core: core, cfg: cfg, seed: maphash.MakeSeed()}
+	c := &Channel{store: store, core: core, cfg: cfg, seed: maphash.MakeSeed()}
+	for i := range c.locks {
+		c.locks[i] = make(chan struct{}, 1)
+	}
+	return c
 }
 
-func (c *Channel) lock(account string) func() {
-	m := &c.locks[maphash.String(c.seed, account)%lockStripes]
-	m.Lock()
-	return m.Unlock
+// lock takes the account's lock, or gives up when ctx is done: a read that
+// may wait only so long must not queue behind a slow sync.
+func (c *Channel) lock(ctx context.Context, account string) (unlock func(), err error) {
+	m := c.locks[maphash.String(c.seed, account)%lockStripes]
+	select {
+	case m <- struct{}{}:
+		return func() { <-m }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for %s's sync lock: %w", account, ctx.Err())
+	}
+}
+
+// coreCall bounds one call to core by CoreTimeout, even on a context
+// without a deadline.
+func (c *Channel) coreCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.CoreTimeout)
 }
 
 func (c *Channel) now() time.Time { return banksync.Timestamp(c.cfg.Now()) }
@@ -110,7 +125,9 @@ func (c *Channel) authorize(ctx context.Context, customer, account string) (Acco
 	}
 	if !ok || st.Owner == "" {
 		// Core is the source of truth for ownership; learn it once.
-		a, err := c.core.Account(ctx, account)
+		cctx, cancel := c.coreCall(ctx)
+		a, err := c.core.Account(cctx, account)
+		cancel()
 		switch {
 		case banksync.ErrorCode(err) == banksync.ENOTFOUND:
 			return st, notFound

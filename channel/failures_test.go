@@ -435,3 +435,51 @@ func TestReconcilerLoopSettlesInTime(t *testing.T) {
 		})
 	}
 }
+
+// Core refuses the request outright (here: the channel allows larger
+// amounts than core): the channel fences it at once and reports failed,
+// instead of blocking the account until the deadline.
+func TestCoreRefusalFencesAtOnce(t *testing.T) {
+	for _, cs := range channelStores {
+		t.Run(cs.name, func(t *testing.T) {
+			clk := &clock{now: time.Now()}
+			s := newStack(t, cs.open(t), channel.Config{AmountMax: 2 * ledger.AmountMaxDefault,
+				Deadline: 10 * time.Second, CoreTimeout: time.Second, Now: clk.Now})
+			tr, err := s.submit(t, "k1", ledger.AmountMaxDefault+1)
+			if banksync.ErrorCode(err) != banksync.EFAILED || tr.State != channel.StateFailed || tr.Reason != banksync.ReasonFenced {
+				t.Fatalf("Submit = %+v, %v; want failed/fenced at once", tr, err)
+			}
+			if next, err := s.submit(t, "k2", 100); err != nil || next.State != channel.StateCompleted {
+				t.Fatalf("next transfer = %+v, %v; the account stayed blocked", next, err)
+			}
+		})
+	}
+}
+
+// Ids that are not ids are simply not found, on every store (PostgreSQL
+// refuses a NUL byte in text: that must not become a 500).
+func TestTransferLookupOfOddIDs(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *stack) {
+		for _, id := range []string{"\x00", "\xff", "a/b", ""} {
+			if _, err := s.ch.Transfer(context.Background(), "alice", id); banksync.ErrorCode(err) != banksync.ENOTFOUND {
+				t.Fatalf("Transfer(%q) = %v, want not_found", id, err)
+			}
+		}
+	})
+}
+
+// A read whose sync hangs on core answers within the read's bound, stale.
+func TestReadWhileCoreHangs(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *stack) {
+		ctx := context.Background()
+		if err := s.store.MarkStale(ctx, "alice-1", s.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		s.net.Plan("GET", "/entries", chaos.DelayRequest)
+		start := time.Now()
+		page, err := s.ch.History(ctx, channel.NewCursors([]byte("x")), "alice", "alice-1", "", 10)
+		if took := time.Since(start); err != nil || !page.Account.Stale || took > 2*time.Second {
+			t.Fatalf("read with core hanging = stale %v, %v after %s; want a stale answer within the read bound", page.Account.Stale, err, took)
+		}
+	})
+}

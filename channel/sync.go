@@ -20,7 +20,10 @@ func (c *Channel) Apply(ctx context.Context, account string, entries []banksync.
 			return AccountState{}, fmt.Errorf("apply to %s: entry %d is %s/%d, not the account's in ascending order", account, i, e.AccountID, e.Seq)
 		}
 	}
-	unlock := c.lock(account)
+	unlock, err := c.lock(ctx, account)
+	if err != nil {
+		return AccountState{}, err
+	}
 	defer unlock()
 	st, err := c.apply(ctx, account, entries)
 	if err != nil {
@@ -32,7 +35,10 @@ func (c *Channel) Apply(ctx context.Context, account string, entries []banksync.
 // Sync reads the account's entries after its synced seq from core and
 // applies them until caught up: the trigger of manual sync and of reads.
 func (c *Channel) Sync(ctx context.Context, account string) (AccountState, error) {
-	unlock := c.lock(account)
+	unlock, err := c.lock(ctx, account)
+	if err != nil {
+		return AccountState{}, err
+	}
 	defer unlock()
 	st, err := c.apply(ctx, account, nil)
 	if err != nil {
@@ -62,7 +68,9 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 			if pages++; pages > syncPagesMax {
 				return st, fmt.Errorf("sync %s: more than %d pages behind", account, syncPagesMax)
 			}
-			fetched, err := c.core.Entries(ctx, account, st.SyncedSeq, entriesPageMax)
+			cctx, cancel := c.coreCall(ctx)
+			fetched, err := c.core.Entries(cctx, account, st.SyncedSeq, entriesPageMax)
+			cancel()
 			if err != nil {
 				return st, fmt.Errorf("fill %s after seq %d from core: %w", account, st.SyncedSeq, err)
 			}

@@ -69,6 +69,16 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	out, err := c.core.Transfer(cctx, banksync.TransferRequest{TransferID: t.ID, FromAccount: t.FromAccount,
 		ToAccount: t.ToAccount, Amount: t.Amount, Deadline: t.Deadline, Memo: t.Memo})
 	cancel()
+	if err != nil && !errIsUnavailable(err) {
+		// Core refused the request outright (a 4xx): fence it now rather
+		// than leave the account blocked until the deadline. The fence
+		// answers whatever core decided, should a copy of the request have
+		// run after all.
+		c.cfg.Logger.Warn("core refused the transfer; fencing it", "transfer_id", t.ID, "err", err)
+		cctx, cancel := c.coreCall(context.WithoutCancel(ctx))
+		out, err = c.core.Fence(cctx, t.ID)
+		cancel()
+	}
 	if err != nil {
 		// Lost request, lost answer or a slow core: the outcome is unknown
 		// until the deadline passes and the reconciler fences it.
@@ -136,6 +146,9 @@ func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferO
 
 // Transfer returns a customer's transfer; another customer's is not found.
 func (c *Channel) Transfer(ctx context.Context, customer, id string) (Transfer, error) {
+	if !banksync.ValidID(id) {
+		return Transfer{}, banksync.Errorf(banksync.ENOTFOUND, "transfer not found")
+	}
 	t, ok, err := c.store.Transfer(ctx, id)
 	if err != nil {
 		return t, fmt.Errorf("read transfer: %w", err)
@@ -164,6 +177,9 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("fence %s: %w", t.ID, err))
+			if errIsUnavailable(err) {
+				break // core is down or slow: the next round tries again
+			}
 			continue
 		}
 		c.cfg.Logger.Info("reconciler fenced transfer", "transfer_id", t.ID, "core_status", out.Status, "reason", out.Reason)

@@ -17,8 +17,11 @@ import (
 )
 
 // responseSizeMax caps what the client reads from core: a page of entries
-// is well under it.
-const responseSizeMax = 4 << 20
+// is well under it. callTimeoutMax backstops callers that set no deadline.
+const (
+	responseSizeMax = 4 << 20
+	callTimeoutMax  = 30 * time.Second
+)
 
 // CoreClient is the channel's client for the core API.
 type CoreClient struct {
@@ -35,7 +38,7 @@ func NewCoreClient(baseURL, serviceToken string, rt http.RoundTripper) *CoreClie
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	return &CoreClient{base: baseURL, token: serviceToken, hc: &http.Client{Transport: rt}}
+	return &CoreClient{base: baseURL, token: serviceToken, hc: &http.Client{Transport: rt, Timeout: callTimeoutMax}}
 }
 
 // do sends one call. Anything that leaves the outcome unknown — a transport

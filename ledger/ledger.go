@@ -172,6 +172,15 @@ func (l *Ledger) submit(ctx context.Context, r *request) result {
 	select {
 	case res := <-r.result:
 		return res
+	case <-l.done:
+		// Queued as the writer stopped: it never ran, unless the writer
+		// answered it on its way out.
+		select {
+		case res := <-r.result:
+			return res
+		default:
+			return result{err: banksync.Errorf(banksync.EUNAVAILABLE, "ledger is shutting down")}
+		}
 	case <-ctx.Done():
 		return result{err: ctx.Err()}
 	}
