@@ -16,12 +16,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the "sqlite" driver, to read the stores' files whole
 
 	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/ledger"
+	"banksync/postgres"
 	"banksync/sqlite"
 )
 
@@ -32,17 +34,40 @@ const (
 
 var authOptions = bhttp.AuthOptions{Issuer: "banksync-test", Audience: "banksync-channel", Leeway: 5 * time.Second}
 
-// stack is a real channel (SQLite store, core client, customer API) over a
-// real core (ledger on SQLite behind the core API).
+// storeKind names the kind of store a stack keeps core's ledger and the
+// channel in; both are always of the same kind.
+type storeKind string
+
+const (
+	storeSQLite   storeKind = "sqlite"
+	storePostgres storeKind = "postgres"
+)
+
+// forEachStore runs test once per kind of store, as subtests named after
+// the kind. The PostgreSQL run skips without BANKSYNC_TEST_POSTGRES (and
+// fails under CI), as postgres.TestDatabase does.
+func forEachStore(t *testing.T, test func(t *testing.T, kind storeKind)) {
+	t.Helper()
+	for _, kind := range []storeKind{storeSQLite, storePostgres} {
+		t.Run(string(kind), func(t *testing.T) { test(t, kind) })
+	}
+}
+
+// stack is a real channel (store, core client, customer API) over a real
+// core (ledger behind the core API), both stores of one kind.
 type stack struct {
-	core     *coreFixture // core's API, for setting up accounts and deposits
-	corePath string
-	chPath   string
-	srv      *httptest.Server // the customer API
-	auth     *bhttp.Authenticator
+	core *coreFixture // core's API, for setting up accounts and deposits
+	// dumpCore and dumpChannel read every row of core's and the channel's
+	// stores.
+	dumpCore    func(t *testing.T) map[string][]string
+	dumpChannel func(t *testing.T) map[string][]string
+	srv         *httptest.Server // the customer API
+	auth        *bhttp.Authenticator
 }
 
 type stackOptions struct {
+	// store is the kind of both stores; SQLite if unset.
+	store storeKind
 	// coreFront, if set, stands between the channel and core's API.
 	coreFront func(t *testing.T, core http.Handler) http.Handler
 	channel   channel.Config
@@ -51,13 +76,59 @@ type stackOptions struct {
 func newStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := &stack{corePath: filepath.Join(dir, "core.db"), chPath: filepath.Join(dir, "channel.db")}
+	s := &stack{}
 
-	coreStore, err := sqlite.OpenLedger(ctx, s.corePath)
-	if err != nil {
-		t.Fatal(err)
+	var (
+		coreStore interface {
+			ledger.Store
+			Close() error
+		}
+		chStore interface {
+			channel.Store
+			Close() error
+		}
+		openChannel func() error
+	)
+	switch opts.store {
+	case storeSQLite, "":
+		dir := t.TempDir()
+		corePath, chPath := filepath.Join(dir, "core.db"), filepath.Join(dir, "channel.db")
+		s.dumpCore = func(t *testing.T) map[string][]string { return dumpDB(t, corePath) }
+		s.dumpChannel = func(t *testing.T) map[string][]string { return dumpDB(t, chPath) }
+		st, err := sqlite.OpenLedger(ctx, corePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		coreStore = st
+		openChannel = func() error {
+			st, err := sqlite.OpenChannel(ctx, chPath)
+			if err == nil {
+				chStore = st
+			}
+			return err
+		}
+	case storePostgres:
+		// Fresh databases, dropped when the test ends, after the stores
+		// (cleanups run last registered first) are closed.
+		coreDSN, chDSN := postgres.TestDatabase(t), postgres.TestDatabase(t)
+		s.dumpCore = func(t *testing.T) map[string][]string { return dumpPostgres(t, coreDSN) }
+		s.dumpChannel = func(t *testing.T) map[string][]string { return dumpPostgres(t, chDSN) }
+		st, err := postgres.OpenLedger(ctx, coreDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		coreStore = st
+		openChannel = func() error {
+			st, err := postgres.OpenChannel(ctx, chDSN)
+			if err == nil {
+				chStore = st
+			}
+			return err
+		}
+	default:
+		t.Fatalf("unknown store kind %q", opts.store)
 	}
+
 	l, err := ledger.Open(ctx, coreStore, ledger.Config{AmountMax: amountMax})
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +148,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		coreURL = front.URL
 	}
 
-	chStore, err := sqlite.OpenChannel(ctx, s.chPath)
-	if err != nil {
+	if err := openChannel(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chStore.Close() })
@@ -262,9 +332,54 @@ func dumpDB(t *testing.T, path string) map[string][]string {
 	return out
 }
 
+// dumpPostgres reads every row of every table in the public schema of the
+// PostgreSQL database at dsn, as dumpDB does a SQLite file's: tables by
+// name, each row as its text form, rows sorted, all in one snapshot.
+func dumpPostgres(t *testing.T, dsn string) map[string][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	rows, err := tx.Query(ctx, `SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public' ORDER BY tablename COLLATE "C"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, table := range tables {
+		rows, err := tx.Query(ctx, `SELECT t::text FROM `+pgx.Identifier{"public", table}.Sanitize()+` t ORDER BY t::text COLLATE "C"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vals) > 0 {
+			out[table] = vals
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s has no rows at all; the dump cannot show a change", dsn)
+	}
+	return out
+}
+
 // state is everything core and the channel hold.
 func (s *stack) state(t *testing.T) any {
-	return []any{dumpDB(t, s.corePath), dumpDB(t, s.chPath)}
+	return []any{s.dumpCore(t), s.dumpChannel(t)}
 }
 
 func transactions(t *testing.T, page map[string]any) []map[string]any {
@@ -289,288 +404,297 @@ func seqs(es []map[string]any) []float64 {
 }
 
 func TestChannelTransferEndToEnd(t *testing.T) {
-	s := newStack(t, stackOptions{})
-	s.setup(t, []string{"a1:cust-a", "a3:cust-a", "b1:cust-b"}, "a1=1000", "a3=50")
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		s := newStack(t, stackOptions{store: kind})
+		s.setup(t, []string{"a1:cust-a", "a3:cust-a", "b1:cust-b"}, "a1=1000", "a3=50")
 
-	tr := map[string]any{"from_account": "a1", "to_account": "b1", "amount": 300, "memo": "rent"}
-	st, done := s.submit(t, "cust-a", "k-1", tr)
-	if st != 200 || done["state"] != channel.StateCompleted || done["amount"] != 300.0 || done["transfer_id"] == "" {
-		t.Fatalf("transfer = %d %v, want 200 completed", st, done)
-	}
-	id := done["transfer_id"].(string)
+		tr := map[string]any{"from_account": "a1", "to_account": "b1", "amount": 300, "memo": "rent"}
+		st, done := s.submit(t, "cust-a", "k-1", tr)
+		if st != 200 || done["state"] != channel.StateCompleted || done["amount"] != 300.0 || done["transfer_id"] == "" {
+			t.Fatalf("transfer = %d %v, want 200 completed", st, done)
+		}
+		id := done["transfer_id"].(string)
 
-	t.Run("same key twice is the same transfer", func(t *testing.T) {
-		st, again := s.submit(t, "cust-a", "k-1", tr)
-		if st != 200 || !cmp.Equal(again, done) {
-			t.Fatalf("replay = %d %v, want 200 %v", st, again, done)
-		}
-		if st, m := s.core.call(t, "GET", "/core/v1/accounts/a1", nil); st != 200 || m["last_seq"] != 2.0 || m["balance"] != 700.0 {
-			t.Fatalf("core account a1 = %d %v, want one deposit and one transfer, balance 700", st, m)
-		}
-	})
-	t.Run("same key other body", func(t *testing.T) {
-		other := map[string]any{"from_account": "a1", "to_account": "b1", "amount": 301, "memo": "rent"}
-		if st, m := s.submit(t, "cust-a", "k-1", other); st != 422 || errCode(m) != banksync.EIDEMPOTENCY {
-			t.Fatalf("reused key = %d %v, want 422 %s", st, m, banksync.EIDEMPOTENCY)
-		}
-	})
-	t.Run("get transfer", func(t *testing.T) {
-		if st, m := s.call(t, "cust-a", "GET", "/v1/transfers/"+id, nil); st != 200 || !cmp.Equal(m, done) {
-			t.Fatalf("GET transfer = %d %v, want %v", st, m, done)
-		}
-	})
-	t.Run("history newest first", func(t *testing.T) {
-		st, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions", nil)
-		es := transactions(t, page)
-		if st != 200 || !cmp.Equal(seqs(es), []float64{2, 1}) {
-			t.Fatalf("history = %d %v, want seqs 2, 1", st, page)
-		}
-		want := map[string]any{"kind": "transfer_out", "amount": -300.0, "balance_after": 700.0, "counterparty": "b1", "transfer_id": id, "memo": "rent"}
-		for k, v := range want {
-			if es[0][k] != v {
-				t.Errorf("newest entry %s = %v, want %v", k, es[0][k], v)
+		t.Run("same key twice is the same transfer", func(t *testing.T) {
+			st, again := s.submit(t, "cust-a", "k-1", tr)
+			if st != 200 || !cmp.Equal(again, done) {
+				t.Fatalf("replay = %d %v, want 200 %v", st, again, done)
 			}
-		}
-		if es[1]["kind"] != "deposit" || es[1]["balance_after"] != 1000.0 {
-			t.Errorf("oldest entry = %v, want the 1000 deposit", es[1])
-		}
-		acct := page["account"].(map[string]any)
-		if acct["balance"] != 700.0 || acct["synced_through_seq"] != 2.0 || acct["stale"] != false {
-			t.Errorf("page account = %v, want balance 700 synced through 2", acct)
-		}
-		if _, ok := page["next_cursor"]; ok || len(page["pending_transfers"].([]any)) != 0 {
-			t.Errorf("page = %v, want no next cursor and no pending transfers", page)
-		}
-	})
-	t.Run("history pages", func(t *testing.T) {
-		st, p1 := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions?limit=1", nil)
-		cursor, _ := p1["next_cursor"].(string)
-		if st != 200 || !cmp.Equal(seqs(transactions(t, p1)), []float64{2}) || cursor == "" {
-			t.Fatalf("page 1 = %d %v, want seq 2 and a cursor", st, p1)
-		}
-		st, p2 := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions?limit=1&cursor="+cursor, nil)
-		if _, more := p2["next_cursor"]; st != 200 || !cmp.Equal(seqs(transactions(t, p2)), []float64{1}) || more {
-			t.Fatalf("page 2 = %d %v, want seq 1 and no cursor", st, p2)
-		}
-	})
-	t.Run("receiver sees the credit", func(t *testing.T) {
-		st, page := s.call(t, "cust-b", "GET", "/v1/accounts/b1/transactions", nil)
-		es := transactions(t, page)
-		if st != 200 || len(es) != 1 || es[0]["kind"] != "transfer_in" || es[0]["balance_after"] != 300.0 {
-			t.Fatalf("b1 history = %d %v, want one 300 credit", st, page)
-		}
-	})
-	t.Run("accounts", func(t *testing.T) {
-		st, m := s.call(t, "cust-a", "GET", "/v1/accounts", nil)
-		got := map[string]float64{}
-		for _, a := range m["accounts"].([]any) {
-			a := a.(map[string]any)
-			got[a["account_id"].(string)] = a["balance"].(float64)
-		}
-		// a3 was never synced: the channel shows only balances it has applied.
-		if want := map[string]float64{"a1": 700, "a3": 0}; st != 200 || !cmp.Equal(got, want) {
-			t.Fatalf("accounts = %d %v, want balances %v", st, m, want)
-		}
-		if _, leak := m["accounts"].([]any)[0].(map[string]any)["owner"]; leak {
-			t.Errorf("account state shows its owner: %v", m)
-		}
-	})
-	t.Run("failed transfer shows its reason", func(t *testing.T) {
-		st, m := s.submit(t, "cust-a", "k-2", map[string]any{"from_account": "a3", "to_account": "b1", "amount": 100})
-		ft, _ := m["transfer"].(map[string]any)
-		if st != 422 || errCode(m) != banksync.EFAILED || ft["state"] != channel.StateFailed || ft["reason"] != banksync.ReasonInsufficientFunds {
-			t.Fatalf("overdraft = %d %v, want 422 %s with the failed transfer", st, m, banksync.EFAILED)
-		}
-		if st, again := s.submit(t, "cust-a", "k-2", map[string]any{"from_account": "a3", "to_account": "b1", "amount": 100}); st != 422 || !cmp.Equal(again, m) {
-			t.Fatalf("overdraft replay = %d %v, want %v", st, again, m)
-		}
-		if st, got := s.call(t, "cust-a", "GET", "/v1/transfers/"+ft["transfer_id"].(string), nil); st != 200 || !cmp.Equal(got, ft) {
-			t.Fatalf("GET failed transfer = %d %v, want %v", st, got, ft)
-		}
-	})
-	t.Run("manual sync", func(t *testing.T) {
-		s.deposit(t, "a1=5", "kb-late")
-		st, m := s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil)
-		if st != 200 || m["balance"] != 705.0 || m["synced_through_seq"] != 3.0 || m["account_id"] != "a1" {
-			t.Fatalf("sync = %d %v, want balance 705 through seq 3", st, m)
-		}
-		_, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions", nil)
-		if got := seqs(transactions(t, page)); !cmp.Equal(got, []float64{3, 2, 1}) {
-			t.Fatalf("history after sync = %v, want seqs 3, 2, 1", got)
-		}
+			if st, m := s.core.call(t, "GET", "/core/v1/accounts/a1", nil); st != 200 || m["last_seq"] != 2.0 || m["balance"] != 700.0 {
+				t.Fatalf("core account a1 = %d %v, want one deposit and one transfer, balance 700", st, m)
+			}
+		})
+		t.Run("same key other body", func(t *testing.T) {
+			other := map[string]any{"from_account": "a1", "to_account": "b1", "amount": 301, "memo": "rent"}
+			if st, m := s.submit(t, "cust-a", "k-1", other); st != 422 || errCode(m) != banksync.EIDEMPOTENCY {
+				t.Fatalf("reused key = %d %v, want 422 %s", st, m, banksync.EIDEMPOTENCY)
+			}
+		})
+		t.Run("get transfer", func(t *testing.T) {
+			if st, m := s.call(t, "cust-a", "GET", "/v1/transfers/"+id, nil); st != 200 || !cmp.Equal(m, done) {
+				t.Fatalf("GET transfer = %d %v, want %v", st, m, done)
+			}
+		})
+		t.Run("history newest first", func(t *testing.T) {
+			st, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions", nil)
+			es := transactions(t, page)
+			if st != 200 || !cmp.Equal(seqs(es), []float64{2, 1}) {
+				t.Fatalf("history = %d %v, want seqs 2, 1", st, page)
+			}
+			want := map[string]any{"kind": "transfer_out", "amount": -300.0, "balance_after": 700.0, "counterparty": "b1", "transfer_id": id, "memo": "rent"}
+			for k, v := range want {
+				if es[0][k] != v {
+					t.Errorf("newest entry %s = %v, want %v", k, es[0][k], v)
+				}
+			}
+			if es[1]["kind"] != "deposit" || es[1]["balance_after"] != 1000.0 {
+				t.Errorf("oldest entry = %v, want the 1000 deposit", es[1])
+			}
+			acct := page["account"].(map[string]any)
+			if acct["balance"] != 700.0 || acct["synced_through_seq"] != 2.0 || acct["stale"] != false {
+				t.Errorf("page account = %v, want balance 700 synced through 2", acct)
+			}
+			if _, ok := page["next_cursor"]; ok || len(page["pending_transfers"].([]any)) != 0 {
+				t.Errorf("page = %v, want no next cursor and no pending transfers", page)
+			}
+		})
+		t.Run("history pages", func(t *testing.T) {
+			st, p1 := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions?limit=1", nil)
+			cursor, _ := p1["next_cursor"].(string)
+			if st != 200 || !cmp.Equal(seqs(transactions(t, p1)), []float64{2}) || cursor == "" {
+				t.Fatalf("page 1 = %d %v, want seq 2 and a cursor", st, p1)
+			}
+			st, p2 := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions?limit=1&cursor="+cursor, nil)
+			if _, more := p2["next_cursor"]; st != 200 || !cmp.Equal(seqs(transactions(t, p2)), []float64{1}) || more {
+				t.Fatalf("page 2 = %d %v, want seq 1 and no cursor", st, p2)
+			}
+		})
+		t.Run("receiver sees the credit", func(t *testing.T) {
+			st, page := s.call(t, "cust-b", "GET", "/v1/accounts/b1/transactions", nil)
+			es := transactions(t, page)
+			if st != 200 || len(es) != 1 || es[0]["kind"] != "transfer_in" || es[0]["balance_after"] != 300.0 {
+				t.Fatalf("b1 history = %d %v, want one 300 credit", st, page)
+			}
+		})
+		t.Run("accounts", func(t *testing.T) {
+			st, m := s.call(t, "cust-a", "GET", "/v1/accounts", nil)
+			got := map[string]float64{}
+			for _, a := range m["accounts"].([]any) {
+				a := a.(map[string]any)
+				got[a["account_id"].(string)] = a["balance"].(float64)
+			}
+			// a3 was never synced: the channel shows only balances it has applied.
+			if want := map[string]float64{"a1": 700, "a3": 0}; st != 200 || !cmp.Equal(got, want) {
+				t.Fatalf("accounts = %d %v, want balances %v", st, m, want)
+			}
+			if _, leak := m["accounts"].([]any)[0].(map[string]any)["owner"]; leak {
+				t.Errorf("account state shows its owner: %v", m)
+			}
+		})
+		t.Run("failed transfer shows its reason", func(t *testing.T) {
+			st, m := s.submit(t, "cust-a", "k-2", map[string]any{"from_account": "a3", "to_account": "b1", "amount": 100})
+			ft, _ := m["transfer"].(map[string]any)
+			if st != 422 || errCode(m) != banksync.EFAILED || ft["state"] != channel.StateFailed || ft["reason"] != banksync.ReasonInsufficientFunds {
+				t.Fatalf("overdraft = %d %v, want 422 %s with the failed transfer", st, m, banksync.EFAILED)
+			}
+			if st, again := s.submit(t, "cust-a", "k-2", map[string]any{"from_account": "a3", "to_account": "b1", "amount": 100}); st != 422 || !cmp.Equal(again, m) {
+				t.Fatalf("overdraft replay = %d %v, want %v", st, again, m)
+			}
+			if st, got := s.call(t, "cust-a", "GET", "/v1/transfers/"+ft["transfer_id"].(string), nil); st != 200 || !cmp.Equal(got, ft) {
+				t.Fatalf("GET failed transfer = %d %v, want %v", st, got, ft)
+			}
+		})
+		t.Run("manual sync", func(t *testing.T) {
+			s.deposit(t, "a1=5", "kb-late")
+			st, m := s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil)
+			if st != 200 || m["balance"] != 705.0 || m["synced_through_seq"] != 3.0 || m["account_id"] != "a1" {
+				t.Fatalf("sync = %d %v, want balance 705 through seq 3", st, m)
+			}
+			_, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions", nil)
+			if got := seqs(transactions(t, page)); !cmp.Equal(got, []float64{3, 2, 1}) {
+				t.Fatalf("history after sync = %v, want seqs 3, 2, 1", got)
+			}
+		})
 	})
 }
 
 func TestChannelTransferInProgress(t *testing.T) {
-	s := newStack(t, stackOptions{
-		coreFront: hangingTransfers,
-		channel:   channel.Config{CoreTimeout: 100 * time.Millisecond, ReadSyncTimeout: 100 * time.Millisecond},
-	})
-	s.setup(t, []string{"a1:cust-a", "b1:cust-b"}, "a1=1000")
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		s := newStack(t, stackOptions{
+			store:     kind,
+			coreFront: hangingTransfers,
+			channel:   channel.Config{CoreTimeout: 100 * time.Millisecond, ReadSyncTimeout: 100 * time.Millisecond},
+		})
+		s.setup(t, []string{"a1:cust-a", "b1:cust-b"}, "a1=1000")
 
-	tr := map[string]any{"from_account": "a1", "to_account": "b1", "amount": 100}
-	st, pending := s.submit(t, "cust-a", "k-1", tr)
-	if st != 202 || pending["state"] != channel.StatePending {
-		t.Fatalf("transfer to a hanging core = %d %v, want 202 pending", st, pending)
-	}
-	if st, again := s.submit(t, "cust-a", "k-1", tr); st != 202 || !cmp.Equal(again, pending) {
-		t.Fatalf("same key while pending = %d %v, want 202 %v", st, again, pending)
-	}
-	before := s.state(t)
-	if st, m := s.submit(t, "cust-a", "k-2", map[string]any{"from_account": "a1", "to_account": "b1", "amount": 5}); st != 409 || errCode(m) != banksync.EINPROGRESS {
-		t.Fatalf("second transfer while pending = %d %v, want 409 %s", st, m, banksync.EINPROGRESS)
-	}
-	if d := cmp.Diff(before, s.state(t)); d != "" {
-		t.Fatalf("refused transfer changed state (-before +after):\n%s", d)
-	}
-	st, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions", nil)
-	ps, _ := page["pending_transfers"].([]any)
-	if st != 200 || len(ps) != 1 || ps[0].(map[string]any)["transfer_id"] != pending["transfer_id"] {
-		t.Fatalf("history while pending = %d %v, want the pending transfer listed", st, page)
-	}
+		tr := map[string]any{"from_account": "a1", "to_account": "b1", "amount": 100}
+		st, pending := s.submit(t, "cust-a", "k-1", tr)
+		if st != 202 || pending["state"] != channel.StatePending {
+			t.Fatalf("transfer to a hanging core = %d %v, want 202 pending", st, pending)
+		}
+		if st, again := s.submit(t, "cust-a", "k-1", tr); st != 202 || !cmp.Equal(again, pending) {
+			t.Fatalf("same key while pending = %d %v, want 202 %v", st, again, pending)
+		}
+		before := s.state(t)
+		if st, m := s.submit(t, "cust-a", "k-2", map[string]any{"from_account": "a1", "to_account": "b1", "amount": 5}); st != 409 || errCode(m) != banksync.EINPROGRESS {
+			t.Fatalf("second transfer while pending = %d %v, want 409 %s", st, m, banksync.EINPROGRESS)
+		}
+		if d := cmp.Diff(before, s.state(t)); d != "" {
+			t.Fatalf("refused transfer changed state (-before +after):\n%s", d)
+		}
+		st, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions", nil)
+		ps, _ := page["pending_transfers"].([]any)
+		if st != 200 || len(ps) != 1 || ps[0].(map[string]any)["transfer_id"] != pending["transfer_id"] {
+			t.Fatalf("history while pending = %d %v, want the pending transfer listed", st, page)
+		}
+	})
 }
 
 // TestChannelBOLA: one customer can never reach another's account or
 // transfer, and cannot even tell it exists: the answer is byte for byte the
 // one for an account that does not exist.
 func TestChannelBOLA(t *testing.T) {
-	s := newStack(t, stackOptions{})
-	s.setup(t, []string{"a1:cust-a", "a2:cust-a", "a9:cust-a", "b1:cust-b"}, "a1=1000", "a1=7", "a9=10")
-	_, done := s.submit(t, "cust-a", "k-1", map[string]any{"from_account": "a1", "to_account": "a2", "amount": 10})
-	aTransfer, _ := done["transfer_id"].(string)
-	_, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions?limit=1", nil)
-	aCursor, _ := page["next_cursor"].(string)
-	if aTransfer == "" || aCursor == "" {
-		t.Fatalf("setup: transfer %v, page %v", done, page)
-	}
-
-	type probe struct {
-		name, method, path string
-		body               any
-	}
-	probes := func(acct string) []probe {
-		return []probe{
-			{"transactions", "GET", "/v1/accounts/" + acct + "/transactions", nil},
-			{"transactions with cursor", "GET", "/v1/accounts/" + acct + "/transactions?limit=1&cursor=" + aCursor, nil},
-			{"sync", "POST", "/v1/accounts/" + acct + "/sync", nil},
-			{"transfer from it", "POST", "/v1/transfers", map[string]any{"from_account": acct, "to_account": "b1", "amount": 1}},
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		s := newStack(t, stackOptions{store: kind})
+		s.setup(t, []string{"a1:cust-a", "a2:cust-a", "a9:cust-a", "b1:cust-b"}, "a1=1000", "a1=7", "a9=10")
+		_, done := s.submit(t, "cust-a", "k-1", map[string]any{"from_account": "a1", "to_account": "a2", "amount": 10})
+		aTransfer, _ := done["transfer_id"].(string)
+		_, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions?limit=1", nil)
+		aCursor, _ := page["next_cursor"].(string)
+		if aTransfer == "" || aCursor == "" {
+			t.Fatalf("setup: transfer %v, page %v", done, page)
 		}
-	}
-	check := func(t *testing.T, got, missing probe) {
-		t.Helper()
-		st, raw, _ := s.do(t, "cust-b", got.method, got.path, got.body, "Idempotency-Key", "b-key")
-		wantSt, wantRaw, _ := s.do(t, "cust-b", missing.method, missing.path, missing.body, "Idempotency-Key", "b-key")
-		if st != 404 || wantSt != 404 || !bytes.Equal(raw, wantRaw) {
-			t.Fatalf("%s %s = %d %s\nmissing one = %d %s\nwant both 404 and identical", got.method, got.path, st, raw, wantSt, wantRaw)
-		}
-	}
 
-	// a9 is unknown to the channel until now: it learns the owner from core
-	// and still answers not found.
-	check(t, probes("a9")[0], probes("nope")[0])
-
-	s.call(t, "cust-b", "GET", "/v1/accounts", nil) // the channel learns b1 before the snapshot
-	before := s.state(t)
-	for _, acct := range []string{"a1", "a9"} {
-		for i, p := range probes(acct) {
-			t.Run(acct+" "+p.name, func(t *testing.T) { check(t, p, probes("nope")[i]) })
+		type probe struct {
+			name, method, path string
+			body               any
 		}
-	}
-	t.Run("transfer by id", func(t *testing.T) {
-		check(t, probe{"", "GET", "/v1/transfers/" + aTransfer, nil}, probe{"", "GET", "/v1/transfers/01900000-0000-7000-8000-000000000000", nil})
+		probes := func(acct string) []probe {
+			return []probe{
+				{"transactions", "GET", "/v1/accounts/" + acct + "/transactions", nil},
+				{"transactions with cursor", "GET", "/v1/accounts/" + acct + "/transactions?limit=1&cursor=" + aCursor, nil},
+				{"sync", "POST", "/v1/accounts/" + acct + "/sync", nil},
+				{"transfer from it", "POST", "/v1/transfers", map[string]any{"from_account": acct, "to_account": "b1", "amount": 1}},
+			}
+		}
+		check := func(t *testing.T, got, missing probe) {
+			t.Helper()
+			st, raw, _ := s.do(t, "cust-b", got.method, got.path, got.body, "Idempotency-Key", "b-key")
+			wantSt, wantRaw, _ := s.do(t, "cust-b", missing.method, missing.path, missing.body, "Idempotency-Key", "b-key")
+			if st != 404 || wantSt != 404 || !bytes.Equal(raw, wantRaw) {
+				t.Fatalf("%s %s = %d %s\nmissing one = %d %s\nwant both 404 and identical", got.method, got.path, st, raw, wantSt, wantRaw)
+			}
+		}
+
+		// a9 is unknown to the channel until now: it learns the owner from core
+		// and still answers not found.
+		check(t, probes("a9")[0], probes("nope")[0])
+
+		s.call(t, "cust-b", "GET", "/v1/accounts", nil) // the channel learns b1 before the snapshot
+		before := s.state(t)
+		for _, acct := range []string{"a1", "a9"} {
+			for i, p := range probes(acct) {
+				t.Run(acct+" "+p.name, func(t *testing.T) { check(t, p, probes("nope")[i]) })
+			}
+		}
+		t.Run("transfer by id", func(t *testing.T) {
+			check(t, probe{"", "GET", "/v1/transfers/" + aTransfer, nil}, probe{"", "GET", "/v1/transfers/01900000-0000-7000-8000-000000000000", nil})
+		})
+		t.Run("accounts list", func(t *testing.T) {
+			st, m := s.call(t, "cust-b", "GET", "/v1/accounts", nil)
+			if as := m["accounts"].([]any); st != 200 || len(as) != 1 || as[0].(map[string]any)["account_id"] != "b1" {
+				t.Fatalf("cust-b accounts = %d %v, want b1 only", st, m)
+			}
+		})
+		if d := cmp.Diff(before, s.state(t)); d != "" {
+			t.Fatalf("another customer's requests changed state (-before +after):\n%s", d)
+		}
+		// The owner still gets through.
+		if st, _ := s.call(t, "cust-a", "GET", "/v1/transfers/"+aTransfer, nil); st != 200 {
+			t.Fatalf("owner GET transfer = %d, want 200", st)
+		}
 	})
-	t.Run("accounts list", func(t *testing.T) {
-		st, m := s.call(t, "cust-b", "GET", "/v1/accounts", nil)
-		if as := m["accounts"].([]any); st != 200 || len(as) != 1 || as[0].(map[string]any)["account_id"] != "b1" {
-			t.Fatalf("cust-b accounts = %d %v, want b1 only", st, m)
-		}
-	})
-	if d := cmp.Diff(before, s.state(t)); d != "" {
-		t.Fatalf("another customer's requests changed state (-before +after):\n%s", d)
-	}
-	// The owner still gets through.
-	if st, _ := s.call(t, "cust-a", "GET", "/v1/transfers/"+aTransfer, nil); st != 200 {
-		t.Fatalf("owner GET transfer = %d, want 200", st)
-	}
 }
 
 func TestChannelRefusesBadInput(t *testing.T) {
-	s := newStack(t, stackOptions{})
-	s.setup(t, []string{"a1:cust-a", "a3:cust-a", "b1:cust-b"}, "a1=1000", "a1=5", "a3=50", "a3=5")
-	for _, a := range []string{"a1", "a3"} {
-		if st, m := s.call(t, "cust-a", "POST", "/v1/accounts/"+a+"/sync", nil); st != 200 {
-			t.Fatalf("sync %s = %d %v", a, st, m)
-		}
-	}
-	_, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions?limit=1", nil)
-	cursor, _ := page["next_cursor"].(string)
-	if cursor == "" {
-		t.Fatalf("setup: page %v has no cursor", page)
-	}
-	tampered := []byte(cursor)
-	tampered[3] = 'A' // changes the seq the cursor carries
-	if cursor[3] == 'A' {
-		tampered[3] = 'B'
-	}
-	s.call(t, "cust-a", "GET", "/v1/accounts", nil) // the channel knows every account before the snapshot
-	before := s.state(t)
-
-	tr := func(fields string) string { return `{"from_account":"a1","to_account":"b1"` + fields + `}` }
-	key := []string{"Idempotency-Key", "bad-input"}
-	hist := "/v1/accounts/a1/transactions"
-	for _, tc := range []struct {
-		name, method, path, body string
-		status                   int
-		code                     string
-		hdr                      []string
-	}{
-		{"missing key", "POST", "/v1/transfers", tr(`,"amount":1`), 400, banksync.EINVALID, nil},
-		{"empty key", "POST", "/v1/transfers", tr(`,"amount":1`), 400, banksync.EINVALID, []string{"Idempotency-Key", " "}},
-		{"key too long", "POST", "/v1/transfers", tr(`,"amount":1`), 400, banksync.EINVALID, []string{"Idempotency-Key", strings.Repeat("k", 129)}},
-		{"malformed json", "POST", "/v1/transfers", `{"from_account":`, 400, banksync.EINVALID, key},
-		{"not an object", "POST", "/v1/transfers", `[1,2]`, 400, banksync.EINVALID, key},
-		{"empty body", "POST", "/v1/transfers", ``, 400, banksync.EINVALID, key},
-		{"trailing data", "POST", "/v1/transfers", tr(`,"amount":1`) + `{}`, 400, banksync.EINVALID, key},
-		{"unknown field", "POST", "/v1/transfers", tr(`,"amount":1,"fee":0`), 400, banksync.EINVALID, key},
-		{"missing amount", "POST", "/v1/transfers", tr(``), 400, banksync.EINVALID, key},
-		{"missing to_account", "POST", "/v1/transfers", `{"from_account":"a1","amount":1}`, 400, banksync.EINVALID, key},
-		{"zero amount", "POST", "/v1/transfers", tr(`,"amount":0`), 422, banksync.EINVALIDAMOUNT, key},
-		{"negative amount", "POST", "/v1/transfers", tr(`,"amount":-1`), 422, banksync.EINVALIDAMOUNT, key},
-		{"negative zero", "POST", "/v1/transfers", tr(`,"amount":-0`), 422, banksync.EINVALIDAMOUNT, key},
-		{"fraction", "POST", "/v1/transfers", tr(`,"amount":1.5`), 422, banksync.EINVALIDAMOUNT, key},
-		{"exponent", "POST", "/v1/transfers", tr(`,"amount":1e3`), 422, banksync.EINVALIDAMOUNT, key},
-		{"string amount", "POST", "/v1/transfers", tr(`,"amount":"100"`), 422, banksync.EINVALIDAMOUNT, key},
-		{"beyond int64", "POST", "/v1/transfers", tr(`,"amount":9223372036854775808`), 422, banksync.EINVALIDAMOUNT, key},
-		{"over the limit", "POST", "/v1/transfers", tr(fmt.Sprintf(`,"amount":%d`, amountMax+1)), 422, banksync.EINVALIDAMOUNT, key},
-		{"same account", "POST", "/v1/transfers", `{"from_account":"a1","to_account":"a1","amount":1}`, 422, banksync.ESAMEACCOUNT, key},
-		{"bad account id", "POST", "/v1/transfers", `{"from_account":"a1","to_account":"../b1","amount":1}`, 400, banksync.EINVALID, key},
-		{"memo too long", "POST", "/v1/transfers", tr(`,"amount":1,"memo":"` + strings.Repeat("m", 141) + `"`), 400, banksync.EINVALID, key},
-		{"memo control char", "POST", "/v1/transfers", tr(`,"amount":1,"memo":"a\u0007b"`), 400, banksync.EINVALID, key},
-		{"from a missing account", "POST", "/v1/transfers", `{"from_account":"zz","to_account":"b1","amount":1}`, 404, banksync.ENOTFOUND, key},
-		{"wrong content type", "POST", "/v1/transfers", tr(`,"amount":1`), 415, "unsupported_media_type", append([]string{"Content-Type", "text/plain"}, key...)},
-		{"huge body", "POST", "/v1/transfers", `{"memo":"` + strings.Repeat("x", 70<<10) + `"}`, 413, banksync.ETOOLARGE, key},
-		{"bad cursor", "GET", hist + "?cursor=not-a-cursor", ``, 400, banksync.EINVALID, nil},
-		{"tampered cursor", "GET", hist + "?cursor=" + string(tampered), ``, 400, banksync.EINVALID, nil},
-		{"cursor of another account", "GET", "/v1/accounts/a3/transactions?cursor=" + cursor, ``, 400, banksync.EINVALID, nil},
-		{"limit 0", "GET", hist + "?limit=0", ``, 400, banksync.EINVALID, nil},
-		{"limit 101", "GET", hist + "?limit=101", ``, 400, banksync.EINVALID, nil},
-		{"limit abc", "GET", hist + "?limit=abc", ``, 400, banksync.EINVALID, nil},
-		{"limit -1", "GET", hist + "?limit=-1", ``, 400, banksync.EINVALID, nil},
-		{"limit twice", "GET", hist + "?limit=1&limit=100000", ``, 400, banksync.EINVALID, nil},
-		{"history of a missing account", "GET", "/v1/accounts/zz/transactions", ``, 404, banksync.ENOTFOUND, nil},
-		{"sync of a missing account", "POST", "/v1/accounts/zz/sync", ``, 404, banksync.ENOTFOUND, nil},
-		{"missing transfer", "GET", "/v1/transfers/nope", ``, 404, banksync.ENOTFOUND, nil},
-		{"unknown route", "GET", "/v1/nothing", ``, 404, banksync.ENOTFOUND, nil},
-		{"wrong method", "DELETE", "/v1/accounts", ``, 404, banksync.ENOTFOUND, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			st, m := s.call(t, "cust-a", tc.method, tc.path, tc.body, tc.hdr...)
-			if st != tc.status || errCode(m) != tc.code {
-				t.Fatalf("got %d %q (%v), want %d %q", st, errCode(m), m, tc.status, tc.code)
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		s := newStack(t, stackOptions{store: kind})
+		s.setup(t, []string{"a1:cust-a", "a3:cust-a", "b1:cust-b"}, "a1=1000", "a1=5", "a3=50", "a3=5")
+		for _, a := range []string{"a1", "a3"} {
+			if st, m := s.call(t, "cust-a", "POST", "/v1/accounts/"+a+"/sync", nil); st != 200 {
+				t.Fatalf("sync %s = %d %v", a, st, m)
 			}
-		})
-	}
-	if d := cmp.Diff(before, s.state(t)); d != "" {
-		t.Fatalf("bad input changed state (-before +after):\n%s", d)
-	}
+		}
+		_, page := s.call(t, "cust-a", "GET", "/v1/accounts/a1/transactions?limit=1", nil)
+		cursor, _ := page["next_cursor"].(string)
+		if cursor == "" {
+			t.Fatalf("setup: page %v has no cursor", page)
+		}
+		tampered := []byte(cursor)
+		tampered[3] = 'A' // changes the seq the cursor carries
+		if cursor[3] == 'A' {
+			tampered[3] = 'B'
+		}
+		s.call(t, "cust-a", "GET", "/v1/accounts", nil) // the channel knows every account before the snapshot
+		before := s.state(t)
+
+		tr := func(fields string) string { return `{"from_account":"a1","to_account":"b1"` + fields + `}` }
+		key := []string{"Idempotency-Key", "bad-input"}
+		hist := "/v1/accounts/a1/transactions"
+		for _, tc := range []struct {
+			name, method, path, body string
+			status                   int
+			code                     string
+			hdr                      []string
+		}{
+			{"missing key", "POST", "/v1/transfers", tr(`,"amount":1`), 400, banksync.EINVALID, nil},
+			{"empty key", "POST", "/v1/transfers", tr(`,"amount":1`), 400, banksync.EINVALID, []string{"Idempotency-Key", " "}},
+			{"key too long", "POST", "/v1/transfers", tr(`,"amount":1`), 400, banksync.EINVALID, []string{"Idempotency-Key", strings.Repeat("k", 129)}},
+			{"malformed json", "POST", "/v1/transfers", `{"from_account":`, 400, banksync.EINVALID, key},
+			{"not an object", "POST", "/v1/transfers", `[1,2]`, 400, banksync.EINVALID, key},
+			{"empty body", "POST", "/v1/transfers", ``, 400, banksync.EINVALID, key},
+			{"trailing data", "POST", "/v1/transfers", tr(`,"amount":1`) + `{}`, 400, banksync.EINVALID, key},
+			{"unknown field", "POST", "/v1/transfers", tr(`,"amount":1,"fee":0`), 400, banksync.EINVALID, key},
+			{"missing amount", "POST", "/v1/transfers", tr(``), 400, banksync.EINVALID, key},
+			{"missing to_account", "POST", "/v1/transfers", `{"from_account":"a1","amount":1}`, 400, banksync.EINVALID, key},
+			{"zero amount", "POST", "/v1/transfers", tr(`,"amount":0`), 422, banksync.EINVALIDAMOUNT, key},
+			{"negative amount", "POST", "/v1/transfers", tr(`,"amount":-1`), 422, banksync.EINVALIDAMOUNT, key},
+			{"negative zero", "POST", "/v1/transfers", tr(`,"amount":-0`), 422, banksync.EINVALIDAMOUNT, key},
+			{"fraction", "POST", "/v1/transfers", tr(`,"amount":1.5`), 422, banksync.EINVALIDAMOUNT, key},
+			{"exponent", "POST", "/v1/transfers", tr(`,"amount":1e3`), 422, banksync.EINVALIDAMOUNT, key},
+			{"string amount", "POST", "/v1/transfers", tr(`,"amount":"100"`), 422, banksync.EINVALIDAMOUNT, key},
+			{"beyond int64", "POST", "/v1/transfers", tr(`,"amount":9223372036854775808`), 422, banksync.EINVALIDAMOUNT, key},
+			{"over the limit", "POST", "/v1/transfers", tr(fmt.Sprintf(`,"amount":%d`, amountMax+1)), 422, banksync.EINVALIDAMOUNT, key},
+			{"same account", "POST", "/v1/transfers", `{"from_account":"a1","to_account":"a1","amount":1}`, 422, banksync.ESAMEACCOUNT, key},
+			{"bad account id", "POST", "/v1/transfers", `{"from_account":"a1","to_account":"../b1","amount":1}`, 400, banksync.EINVALID, key},
+			{"memo too long", "POST", "/v1/transfers", tr(`,"amount":1,"memo":"` + strings.Repeat("m", 141) + `"`), 400, banksync.EINVALID, key},
+			{"memo control char", "POST", "/v1/transfers", tr(`,"amount":1,"memo":"a\u0007b"`), 400, banksync.EINVALID, key},
+			{"from a missing account", "POST", "/v1/transfers", `{"from_account":"zz","to_account":"b1","amount":1}`, 404, banksync.ENOTFOUND, key},
+			{"wrong content type", "POST", "/v1/transfers", tr(`,"amount":1`), 415, "unsupported_media_type", append([]string{"Content-Type", "text/plain"}, key...)},
+			{"huge body", "POST", "/v1/transfers", `{"memo":"` + strings.Repeat("x", 70<<10) + `"}`, 413, banksync.ETOOLARGE, key},
+			{"bad cursor", "GET", hist + "?cursor=not-a-cursor", ``, 400, banksync.EINVALID, nil},
+			{"tampered cursor", "GET", hist + "?cursor=" + string(tampered), ``, 400, banksync.EINVALID, nil},
+			{"cursor of another account", "GET", "/v1/accounts/a3/transactions?cursor=" + cursor, ``, 400, banksync.EINVALID, nil},
+			{"limit 0", "GET", hist + "?limit=0", ``, 400, banksync.EINVALID, nil},
+			{"limit 101", "GET", hist + "?limit=101", ``, 400, banksync.EINVALID, nil},
+			{"limit abc", "GET", hist + "?limit=abc", ``, 400, banksync.EINVALID, nil},
+			{"limit -1", "GET", hist + "?limit=-1", ``, 400, banksync.EINVALID, nil},
+			{"limit twice", "GET", hist + "?limit=1&limit=100000", ``, 400, banksync.EINVALID, nil},
+			{"history of a missing account", "GET", "/v1/accounts/zz/transactions", ``, 404, banksync.ENOTFOUND, nil},
+			{"sync of a missing account", "POST", "/v1/accounts/zz/sync", ``, 404, banksync.ENOTFOUND, nil},
+			{"missing transfer", "GET", "/v1/transfers/nope", ``, 404, banksync.ENOTFOUND, nil},
+			{"unknown route", "GET", "/v1/nothing", ``, 404, banksync.ENOTFOUND, nil},
+			{"wrong method", "DELETE", "/v1/accounts", ``, 404, banksync.ENOTFOUND, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				st, m := s.call(t, "cust-a", tc.method, tc.path, tc.body, tc.hdr...)
+				if st != tc.status || errCode(m) != tc.code {
+					t.Fatalf("got %d %q (%v), want %d %q", st, errCode(m), m, tc.status, tc.code)
+				}
+			})
+		}
+		if d := cmp.Diff(before, s.state(t)); d != "" {
+			t.Fatalf("bad input changed state (-before +after):\n%s", d)
+		}
+	})
 }
