@@ -148,20 +148,29 @@ func (c *Channel) authorize(ctx context.Context, customer, account string) (Acco
 }
 
 // Accounts returns the customer's accounts. Core is asked for the list (so
-// new accounts appear); if it cannot answer in time, the known ones are
-// listed.
+// new accounts appear), and accounts core has entries for that the channel
+// has not applied are synced first; if core cannot answer in time, the
+// known accounts are listed as they are.
 func (c *Channel) Accounts(ctx context.Context, customer string) ([]AccountState, error) {
-	cctx, cancel := context.WithTimeout(ctx, c.cfg.ReadSyncTimeout)
-	accts, err := c.core.AccountsOf(cctx, customer)
-	cancel()
-	if err == nil {
-		for _, a := range accts {
-			if err := c.store.AddAccount(ctx, a.ID, a.Owner); err != nil {
-				return nil, fmt.Errorf("add account: %w", err)
-			}
-		}
-	} else {
+	// One bound for the whole read: listing at core and syncing accounts
+	// core says are ahead of the channel.
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.ReadSyncTimeout)
+	defer cancel()
+	accts, err := c.core.AccountsOf(rctx, customer)
+	if err != nil {
 		c.cfg.Logger.Warn("listing accounts from core failed; answering with known accounts", "customer", customer, "err", err)
+	}
+	for _, a := range accts {
+		if err := c.store.AddAccount(ctx, a.ID, a.Owner); err != nil {
+			return nil, fmt.Errorf("add account: %w", err)
+		}
+		st, _, err := c.store.Account(ctx, a.ID)
+		if err != nil {
+			return nil, fmt.Errorf("read account: %w", err)
+		}
+		if st.SyncedSeq < a.LastSeq {
+			c.Sync(rctx, a.ID) // on failure the account is marked stale, and listed so
+		}
 	}
 	return c.store.AccountsOf(ctx, customer)
 }

@@ -483,3 +483,17 @@ func TestReadWhileCoreHangs(t *testing.T) {
 		}
 	})
 }
+
+// The accounts list brings accounts core is ahead on up to date first.
+func TestAccountsListSyncsAccountsBehind(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *stack) {
+		accts, err := s.ch.Accounts(context.Background(), "alice")
+		if err != nil || len(accts) != 1 {
+			t.Fatalf("Accounts = %+v, %v", accts, err)
+		}
+		if a := accts[0]; a.ID != "alice-1" || a.SyncedSeq != 1 || a.Balance != 10_000 || a.Stale {
+			t.Fatalf("alice-1 = %+v; want synced through the salary (seq 1, 10,000)", a)
+		}
+		checkPrefix(t, s, "alice-1")
+	})
+}
