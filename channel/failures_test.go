@@ -23,12 +23,13 @@ const serviceToken = "svc"
 // stack is core (ledger on SQLite behind its HTTP API) and a channel that
 // reaches it through a fault-injecting transport.
 type stack struct {
-	ledger *ledger.Ledger
-	core   ledger.Store
-	store  channel.Store
-	net    *chaos.Transport
-	ch     *channel.Channel
-	clock  *clock
+	coreAPI channel.Core // the channel's client for core, through net
+	ledger  *ledger.Ledger
+	core    ledger.Store
+	store   channel.Store
+	net     *chaos.Transport
+	ch      *channel.Channel
+	clock   *clock
 }
 
 // clock is the channel's clock; core keeps its own, which lags five minutes
@@ -98,9 +99,10 @@ func newStack(t *testing.T, store channel.Store, cfg channel.Config) *stack {
 	if cfg.Deadline == 0 {
 		cfg = channel.Config{Deadline: 10 * time.Second, CoreTimeout: 200 * time.Millisecond, ReconcileGrace: time.Second, Now: clk.Now}
 	}
-	ch := channel.New(store, bhttp.NewCoreClient(srv.URL, serviceToken, net), cfg)
+	coreAPI := bhttp.NewCoreClient(srv.URL, serviceToken, net)
+	ch := channel.New(store, coreAPI, cfg)
 	t.Cleanup(func() { srv.Close(); l.Close(); core.Close(); store.Close() })
-	s := &stack{ledger: l, core: core, store: store, net: net, ch: ch, clock: clk}
+	s := &stack{coreAPI: coreAPI, ledger: l, core: core, store: store, net: net, ch: ch, clock: clk}
 	for _, a := range []struct{ id, owner string }{{"alice-1", "alice"}, {"bob-1", "bob"}} {
 		if _, _, err := l.CreateAccount(ctx, a.id, a.owner); err != nil {
 			t.Fatal(err)
@@ -495,5 +497,41 @@ func TestAccountsListSyncsAccountsBehind(t *testing.T) {
 			t.Fatalf("alice-1 = %+v; want synced through the salary (seq 1, 10,000)", a)
 		}
 		checkPrefix(t, s, "alice-1")
+	})
+}
+
+// duringEntries is core as the channel sees it, running a hook when the
+// channel reads entries.
+type duringEntries struct {
+	channel.Core
+	hook func()
+}
+
+func (d duringEntries) Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error) {
+	d.hook()
+	return d.Core.Entries(ctx, account, afterSeq, limit)
+}
+
+// A failure elsewhere marks the account stale while a sync runs; the sync
+// reaches core's head but must not clear the newer mark (P4: the account
+// stays flagged until a sync that began after the failure succeeds).
+func TestSyncKeepsAMarkMadeWhileItRan(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *stack) {
+		ctx := context.Background()
+		if err := s.store.MarkStale(ctx, "alice-1", s.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		once := sync.Once{}
+		racing := channel.New(s.store, duringEntries{Core: s.coreAPI, hook: func() {
+			once.Do(func() { s.store.MarkStale(ctx, "alice-1", s.clock.Now()) })
+		}}, channel.Config{Now: s.clock.Now})
+		st, err := racing.Sync(ctx, "alice-1")
+		if err != nil || st.SyncedSeq != 1 || !st.Stale {
+			t.Fatalf("Sync = %+v, %v; want synced through 1 and still stale", st, err)
+		}
+		// A sync that begins after the failure clears it.
+		if st, err := s.ch.Sync(ctx, "alice-1"); err != nil || st.Stale {
+			t.Fatalf("second Sync = %+v, %v; want not stale", st, err)
+		}
 	})
 }

@@ -46,6 +46,7 @@ type AccountState struct {
 	Stale      bool      `json:"stale"`
 	SyncedAt   time.Time `json:"synced_at,omitzero"`
 	StaleSince time.Time `json:"-"`
+	StaleGen   int64     `json:"-"` // counts MarkStale calls
 }
 
 // Store errors.
@@ -89,10 +90,15 @@ type Store interface {
 	// entries must be the account's, contiguous, and start at the stored
 	// synced seq + 1 (an account not yet known starts at 0 and is added
 	// without an owner), else it writes nothing and returns ErrSeqConflict.
-	// It clears the stale flag and returns the new state.
+	// It leaves the stale flag alone (applying some entries does not prove
+	// the missing ones arrived) and returns the new state.
 	Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (AccountState, error)
-	// MarkStale flags an account whose history may be behind core's.
+	// MarkStale flags an account whose history may be behind core's and
+	// counts the mark in StaleGen.
 	MarkStale(ctx context.Context, account string, at time.Time) error
+	// ClearStale clears the flag if StaleGen still equals gen: a sync that
+	// read gen and then reached core's head, with no failure marked since.
+	ClearStale(ctx context.Context, account string, gen int64) error
 	// History returns up to limit entries with seq < beforeSeq, newest
 	// first (keyset, never OFFSET).
 	History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error)

@@ -52,11 +52,14 @@ func (c *Channel) Sync(ctx context.Context, account string) (AccountState, error
 // store's conditional Apply (ErrSeqConflict) keeps them from interleaving.
 func (c *Channel) apply(ctx context.Context, account string, entries []banksync.Entry) (AccountState, error) {
 	toHead := len(entries) == 0
-	var st AccountState
+	var st, first AccountState
 	for attempt, pages := 0, 0; ; {
 		var err error
 		if st, _, err = c.store.Account(ctx, account); err != nil {
 			return st, fmt.Errorf("read sync state of %s: %w", account, err)
+		}
+		if pages == 0 && attempt == 0 {
+			first = st
 		}
 		entries = after(entries, st.SyncedSeq)
 		if len(entries) == 0 && !toHead {
@@ -82,7 +85,7 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 				if len(entries) > 0 {
 					return st, fmt.Errorf("core has no entry %s/%d that an event announced", account, st.SyncedSeq+1)
 				}
-				return st, nil // at core's head
+				return c.reachedHead(ctx, account, first, st)
 			}
 		}
 		st, err = c.store.Apply(ctx, account, batch, c.now())
@@ -95,6 +98,22 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 			return st, fmt.Errorf("apply %d entries to %s: %w", len(batch), account, err)
 		}
 	}
+}
+
+// reachedHead ends a sync that caught up with core: the account is no
+// longer stale, unless a failure marked it again after the sync began.
+func (c *Channel) reachedHead(ctx context.Context, account string, first, st AccountState) (AccountState, error) {
+	if !first.Stale {
+		return st, nil
+	}
+	if err := c.store.ClearStale(ctx, account, first.StaleGen); err != nil {
+		return st, fmt.Errorf("clear stale %s: %w", account, err)
+	}
+	st, _, err := c.store.Account(ctx, account)
+	if err != nil {
+		return st, fmt.Errorf("read sync state of %s: %w", account, err)
+	}
+	return st, nil
 }
 
 // after drops entries at or below seq.

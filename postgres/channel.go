@@ -55,12 +55,12 @@ func (s *ChannelStore) Close() error {
 
 // Accounts.
 
-const accountColumns = `id, owner, synced_seq, balance, stale, synced_at, stale_since`
+const accountColumns = `id, owner, synced_seq, balance, stale, synced_at, stale_since, stale_gen`
 
 func scanAccount(row pgx.CollectableRow) (channel.AccountState, error) {
 	var a channel.AccountState
 	var synced, staleSince *time.Time
-	if err := row.Scan(&a.ID, &a.Owner, &a.SyncedSeq, &a.Balance, &a.Stale, &synced, &staleSince); err != nil {
+	if err := row.Scan(&a.ID, &a.Owner, &a.SyncedSeq, &a.Balance, &a.Stale, &synced, &staleSince, &a.StaleGen); err != nil {
 		return a, err
 	}
 	a.SyncedAt, a.StaleSince = utcOrZero(synced), utcOrZero(staleSince)
@@ -257,12 +257,12 @@ const (
 		INSERT INTO channel_accounts AS a (id, synced_seq, balance, stale, synced_at)
 		VALUES ($1, $2, $3, false, $4)
 		ON CONFLICT (id) DO UPDATE SET synced_seq = excluded.synced_seq, balance = excluded.balance,
-			stale = false, stale_since = NULL, synced_at = excluded.synced_at
+			synced_at = excluded.synced_at
 		WHERE a.synced_seq = $5
 		RETURNING ` + accountColumns + `
 	)` + applyHistory
 	applyFromSeq = `WITH acct AS (
-		UPDATE channel_accounts SET synced_seq = $2, balance = $3, stale = false, stale_since = NULL, synced_at = $4
+		UPDATE channel_accounts SET synced_seq = $2, balance = $3, synced_at = $4
 		WHERE id = $1 AND synced_seq = $5
 		RETURNING ` + accountColumns + `
 	)` + applyHistory
@@ -322,13 +322,23 @@ func (s *ChannelStore) ensureAccount(ctx context.Context, account string) (chann
 	return st, err
 }
 
+// ClearStale clears the stale flag if no MarkStale came after the one that
+// gave gen.
+func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE channel_accounts SET stale = false, stale_since = NULL
+		WHERE id = $1 AND stale AND stale_gen = $2`, account, gen); err != nil {
+		return fmt.Errorf("clear stale %s: %w", account, err)
+	}
+	return nil
+}
+
 // MarkStale flags the account, adding it without an owner if it is not
 // known. It keeps stale_since of an account already stale: it says since
 // when the history may have been behind.
 func (s *ChannelStore) MarkStale(ctx context.Context, account string, at time.Time) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO channel_accounts AS a (id, synced_seq, balance, stale, stale_since)
-		VALUES ($1, 0, 0, true, $2)
-		ON CONFLICT (id) DO UPDATE SET stale = true,
+	_, err := s.pool.Exec(ctx, `INSERT INTO channel_accounts AS a (id, synced_seq, balance, stale, stale_since, stale_gen)
+		VALUES ($1, 0, 0, true, $2, 1)
+		ON CONFLICT (id) DO UPDATE SET stale = true, stale_gen = a.stale_gen + 1,
 			stale_since = CASE WHEN a.stale THEN a.stale_since ELSE excluded.stale_since END`,
 		account, banksync.Timestamp(at))
 	if err != nil {

@@ -56,7 +56,7 @@ func (s *ChannelStore) prepare(ctx context.Context) (err error) {
 		return err
 	}
 	s.advance, err = w.PrepareContext(ctx, `UPDATE channel_accounts
-		SET synced_seq = ?, balance = ?, stale = 0, stale_since = NULL, synced_at = ?
+		SET synced_seq = ?, balance = ?, synced_at = ?
 		WHERE id = ? AND synced_seq = ?
 		RETURNING `+accountColumns)
 	if err != nil {
@@ -96,12 +96,12 @@ type queryer interface {
 
 // Accounts.
 
-const accountColumns = `id, owner, synced_seq, balance, stale, synced_at, stale_since`
+const accountColumns = `id, owner, synced_seq, balance, stale, synced_at, stale_since, stale_gen`
 
 func scanAccount(sc interface{ Scan(...any) error }) (channel.AccountState, error) {
 	var a channel.AccountState
 	var synced, staleSince sql.NullInt64
-	if err := sc.Scan(&a.ID, &a.Owner, &a.SyncedSeq, &a.Balance, &a.Stale, &synced, &staleSince); err != nil {
+	if err := sc.Scan(&a.ID, &a.Owner, &a.SyncedSeq, &a.Balance, &a.Stale, &synced, &staleSince, &a.StaleGen); err != nil {
 		return a, err
 	}
 	a.SyncedAt = fromNullMicros(synced)
@@ -352,12 +352,22 @@ func (s *ChannelStore) Apply(ctx context.Context, account string, entries []bank
 	return st, nil
 }
 
+// ClearStale clears the stale flag if no MarkStale came after the one that
+// gave gen.
+func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64) error {
+	if _, err := s.db.write.ExecContext(ctx, `UPDATE channel_accounts SET stale = 0, stale_since = NULL
+		WHERE id = ? AND stale = 1 AND stale_gen = ?`, account, gen); err != nil {
+		return fmt.Errorf("clear stale %s: %w", account, err)
+	}
+	return nil
+}
+
 // MarkStale keeps stale_since of an account already stale: it says since
 // when the history may have been behind.
 func (s *ChannelStore) MarkStale(ctx context.Context, account string, at time.Time) error {
-	_, err := s.db.write.ExecContext(ctx, `INSERT INTO channel_accounts (id, synced_seq, balance, stale, stale_since)
-		VALUES (?, 0, 0, 1, ?)
-		ON CONFLICT (id) DO UPDATE SET stale = 1,
+	_, err := s.db.write.ExecContext(ctx, `INSERT INTO channel_accounts (id, synced_seq, balance, stale, stale_since, stale_gen)
+		VALUES (?, 0, 0, 1, ?, 1)
+		ON CONFLICT (id) DO UPDATE SET stale = 1, stale_gen = channel_accounts.stale_gen + 1,
 			stale_since = CASE WHEN channel_accounts.stale = 1 THEN channel_accounts.stale_since ELSE excluded.stale_since END`,
 		account, micros(at))
 	if err != nil {

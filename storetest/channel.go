@@ -258,22 +258,40 @@ func testChannelMarkStale(t *testing.T, h ChannelHarness) {
 	if err := s.MarkStale(ctx, "acc-1", t1); err != nil {
 		t.Fatal(err)
 	}
-	want := channel.AccountState{ID: "acc-1", Stale: true, StaleSince: t1}
+	want := channel.AccountState{ID: "acc-1", Stale: true, StaleSince: t1, StaleGen: 1}
 	diff(t, "account marked stale before it was known", mustAccountState(t, s, "acc-1"), want)
 	if err := s.MarkStale(ctx, "acc-1", t2); err != nil {
 		t.Fatal(err)
 	}
-	diff(t, "account marked stale twice (stale_since kept)", mustAccountState(t, s, "acc-1"), want)
+	want.StaleGen = 2
+	diff(t, "account marked stale twice (stale_since kept, marks counted)", mustAccountState(t, s, "acc-1"), want)
 
+	// Applying some entries does not prove the missing ones arrived.
 	st := mustApply(t, s, "acc-1", ledgerEntries("acc-1", 1, 4), t2)
-	want = channel.AccountState{ID: "acc-1", SyncedSeq: 4, Balance: 10, SyncedAt: t2}
-	diff(t, "Apply clears stale", st, want)
+	want = channel.AccountState{ID: "acc-1", SyncedSeq: 4, Balance: 10, SyncedAt: t2, Stale: true, StaleSince: t1, StaleGen: 2}
+	diff(t, "Apply keeps stale", st, want)
 	diff(t, "account after Apply", mustAccountState(t, s, "acc-1"), want)
+
+	// A sync read generation 2; a failure marks the account again before the
+	// sync reaches core's head: its clear must not hide that failure.
+	if err := s.MarkStale(ctx, "acc-1", t3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClearStale(ctx, "acc-1", 2); err != nil {
+		t.Fatal(err)
+	}
+	want.StaleGen = 3
+	diff(t, "clear with an old generation", mustAccountState(t, s, "acc-1"), want)
+	if err := s.ClearStale(ctx, "acc-1", 3); err != nil {
+		t.Fatal(err)
+	}
+	want.Stale, want.StaleSince = false, time.Time{}
+	diff(t, "clear with the current generation", mustAccountState(t, s, "acc-1"), want)
 
 	if err := s.MarkStale(ctx, "acc-1", t3); err != nil {
 		t.Fatal(err)
 	}
-	want.Stale, want.StaleSince = true, t3
+	want.Stale, want.StaleSince, want.StaleGen = true, t3, 4
 	diff(t, "account stale again (sync state kept)", mustAccountState(t, s, "acc-1"), want)
 	if err := s.AddAccount(ctx, "acc-1", "alice"); err != nil {
 		t.Fatal(err)
@@ -521,9 +539,11 @@ func testChannelApplyRejects(t *testing.T, h ChannelHarness) {
 		wantUnknown(t, s, "acc-3")
 	}
 
-	// And the account still takes the right next batch.
+	// And the account still takes the right next batch; it stays marked
+	// stale (only a sync that reaches core's head clears that).
 	st := mustApply(t, s, "acc-1", all[3:], channelT0.Add(time.Hour))
-	diff(t, "state after the right batch", st, channel.AccountState{ID: "acc-1", SyncedSeq: 10, Balance: 55, SyncedAt: channelT0.Add(time.Hour)})
+	diff(t, "state after the right batch", st, channel.AccountState{ID: "acc-1", SyncedSeq: 10, Balance: 55,
+		SyncedAt: channelT0.Add(time.Hour), Stale: true, StaleSince: channelT0, StaleGen: 1})
 }
 
 // testChannelHistoryPages reads an account's history page by page, newest
