@@ -11,8 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
+	"banksync/kafka"
 	"banksync/ledger"
 	"banksync/postgres"
 	"banksync/sqlite"
@@ -27,6 +29,8 @@ type channelConfig struct {
 	CoreURL      string
 	ServiceToken string
 	JWTSecret    string
+	Kafka        string // brokers host:port,… of core's events; "" consumes nothing
+	Lanes        int
 	Deadline     time.Duration
 	AmountMax    int64
 	Logger       *slog.Logger
@@ -41,6 +45,8 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	f.String(&cfg.CoreURL, "core-url", "BANKSYNC_CORE_URL", "http://127.0.0.1:8081", "base URL of the core API")
 	f.String(&cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token for core (required)")
 	f.String(&cfg.JWTSecret, "jwt-secret", "BANKSYNC_JWT_SECRET", "", "HS256 secret customers' tokens are signed with (required)")
+	f.String(&cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "", "Kafka brokers host:port,… to consume core's ledger events from")
+	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
 	f.Duration(&cfg.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
 	f.Int64(&cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", ledger.AmountMaxDefault, "largest transfer, in won (as core's)")
 	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "json", "log format: json or text")
@@ -96,6 +102,21 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		defer n.wg.Done()
 		n.ch.RunReconciler(runCtx)
 	}()
+	if brokers := parseBrokers(cfg.Kafka); len(brokers) > 0 {
+		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger},
+			func(ctx context.Context, e banksync.Entry) error {
+				_, err := n.ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
+				return err
+			})
+		if err != nil {
+			return n, err
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			consumer.Run(runCtx)
+		}()
+	}
 	secret := []byte(cfg.JWTSecret)
 	auth, err := bhttp.NewHS256Authenticator(secret, bhttp.AuthOptions{})
 	if err != nil {

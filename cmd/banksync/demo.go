@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"banksync"
@@ -51,6 +52,7 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 	chNode, err := startChannel(ctx, channelConfig{
 		Listen: listen, DB: "sqlite:" + filepath.Join(data, "channel.db"), CoreURL: "http://" + node.Addr(),
 		ServiceToken: token, JWTSecret: hex.EncodeToString(jwtSecret), Deadline: channel.DeadlineDefault,
+		Kafka:     strings.Join(node.Brokers(), ","),
 		AmountMax: ledger.AmountMaxDefault, Logger: log,
 	})
 	if err != nil {

@@ -205,6 +205,20 @@ func TestDemoEndToEnd(t *testing.T) {
 		page.Transactions[0].Amount != -500 || page.Transactions[1].Amount != -1000 || page.Account.Balance != 2_998_500 {
 		t.Fatalf("channel history = %d %s", st, body)
 	}
+	// Money from another bank reaches the history through Kafka: no read
+	// or sync asks core for it (the account is neither stale nor pending).
+	if st, body := d.call(t, "POST", "/core/v1/deposits", `{"external_ref":"e2e-dep","account_id":"demo-alice","amount":777,"sender":"kb-bank"}`); st != 200 {
+		t.Fatalf("deposit = %d %s", st, body)
+	}
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		_, body = d.asAlice(t, "GET", "/v1/accounts/demo-alice/transactions?limit=1", "")
+		if err := json.Unmarshal(body, &page); err == nil && len(page.Transactions) == 1 && page.Transactions[0].ExternalRef == "e2e-dep" {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("the deposit never reached alice's history through Kafka: %s", body)
+		}
+	}
 	if st, body = d.asAlice(t, "GET", "/v1/accounts/demo-bob/transactions", ""); st != 404 {
 		t.Fatalf("alice reading bob's account = %d %s, want 404", st, body)
 	}

@@ -1,0 +1,216 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"banksync"
+)
+
+// Consumer defaults.
+const (
+	consumerGroupDefault = "banksync-channel"
+	pollRecordsMax       = 10_000
+	commitInterval       = 200 * time.Millisecond
+	applyAttemptsDefault = 5
+	applyBackoffInit     = 20 * time.Millisecond
+	applyBackoffMax      = 2 * time.Second
+)
+
+// ApplyFunc brings one ledger entry into the channel's history (the sync
+// engine). An error means the entry is not applied yet.
+type ApplyFunc func(ctx context.Context, e banksync.Entry) error
+
+// ConsumerConfig configures a Consumer. Zero values take the defaults.
+type ConsumerConfig struct {
+	Brokers     []string
+	Group       string // consumer group, shared by every channel replica
+	Topic       string
+	Lanes       int // worker lanes; one account is always on one lane
+	AttemptsMax int // tries of one record before it is given up (its account is then stale)
+	Logger      *slog.Logger
+}
+
+// Consumer reads ledger events as one member of a consumer group and applies
+// them through worker lanes keyed by account, so each account's entries are
+// applied in order. A partition's offset is committed only up to its lowest
+// record not yet applied, so a crash re-delivers, harmlessly: the sync
+// engine skips what it has.
+type Consumer struct {
+	cfg     ConsumerConfig
+	apply   ApplyFunc
+	offsets Offsets
+	lanes   *Lanes
+	cl      *kgo.Client
+	commits sync.Mutex // one commit at a time: the poll loop's or a revocation's
+}
+
+// NewConsumer joins the group; Run consumes.
+func NewConsumer(cfg ConsumerConfig, apply ApplyFunc) (*Consumer, error) {
+	if cfg.Group == "" {
+		cfg.Group = consumerGroupDefault
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = banksync.TopicLedgerEntries
+	}
+	if cfg.AttemptsMax <= 0 {
+		cfg.AttemptsMax = applyAttemptsDefault
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{cfg: cfg, apply: apply, lanes: NewLanes(cfg.Lanes)}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		// Eager rebalancing: every partition is revoked at once, so the
+		// lanes can drop all queued work and the tracker forget it all.
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(c.revoked),
+		kgo.OnPartitionsLost(c.lost),
+		kgo.WithLogger(kgoLogger{cfg.Logger}),
+	)
+	if err != nil {
+		c.lanes.Close()
+		return nil, fmt.Errorf("kafka consumer: %w", err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// Run polls and applies until ctx is done, then drains the lanes, commits
+// what was applied and leaves the group.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer c.cl.Close()
+	lastCommit := time.Now()
+	for ctx.Err() == nil {
+		fetches := c.cl.PollRecords(ctx, pollRecordsMax)
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				c.cfg.Logger.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		fetches.EachRecord(func(r *kgo.Record) {
+			if ctx.Err() == nil {
+				c.dispatch(ctx, r)
+			}
+		})
+		c.cl.AllowRebalance()
+		if time.Since(lastCommit) >= commitInterval {
+			c.commit(ctx)
+			lastCommit = time.Now()
+		}
+	}
+	c.lanes.Close() // apply what is queued, then commit it
+	c.commit(context.Background())
+	return ctx.Err()
+}
+
+func (c *Consumer) dispatch(ctx context.Context, r *kgo.Record) {
+	for {
+		err := c.offsets.Dispatch(r.Partition, r.Offset)
+		if !errors.Is(err, ErrInFlightFull) {
+			if err != nil {
+				c.cfg.Logger.Error("kafka offset tracking", "partition", r.Partition, "offset", r.Offset, "err", err)
+				return
+			}
+			break
+		}
+		c.commit(ctx)
+		if c.offsets.WaitRoom(ctx, r.Partition) != nil {
+			return
+		}
+	}
+	p, off := r.Partition, r.Offset
+	err := c.lanes.Dispatch(ctx, string(r.Key), func() {
+		if !c.handle(ctx, r) {
+			return // not applied (shutting down): not completed, so not committed
+		}
+		if err := c.offsets.Complete(p, off); err != nil {
+			c.cfg.Logger.Debug("completed a record of a revoked partition", "partition", p, "offset", off)
+		}
+	})
+	if err != nil {
+		c.cfg.Logger.Debug("record not dispatched", "partition", p, "offset", off, "err", err)
+	}
+}
+
+// handle applies one record, retrying with capped backoff, and reports
+// whether the record is done with: applied, or given up — undecodable, or
+// failing AttemptsMax times, when the sync engine has marked its account
+// stale so the next read or manual sync repairs it and the partition moves
+// on. A record left when ctx ends is not done: it is re-delivered.
+func (c *Consumer) handle(ctx context.Context, r *kgo.Record) bool {
+	ev, err := banksync.DecodeLedgerEvent(r.Value)
+	if err != nil || ev.AccountID != string(r.Key) {
+		c.cfg.Logger.Error("undecodable ledger event skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return true
+	}
+	backoff := applyBackoffInit
+	for attempt := 1; ; attempt++ {
+		err := c.apply(ctx, ev.Entry())
+		switch {
+		case err == nil:
+			return true
+		case ctx.Err() != nil:
+			return false
+		case attempt >= c.cfg.AttemptsMax:
+			c.cfg.Logger.Error("ledger event given up; account left stale", "account", ev.AccountID, "seq", ev.Seq,
+				"partition", r.Partition, "offset", r.Offset, "attempts", attempt, "err", err)
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, applyBackoffMax)
+	}
+}
+
+// commit commits, per partition, the offset of the lowest record not yet
+// applied.
+func (c *Consumer) commit(ctx context.Context) {
+	c.commits.Lock()
+	defer c.commits.Unlock()
+	committable := c.offsets.Committable()
+	if len(committable) == 0 {
+		return
+	}
+	offsets := make(map[int32]kgo.EpochOffset, len(committable))
+	for p, off := range committable {
+		offsets[p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+	}
+	c.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+			if err != nil && !errors.Is(err, context.Canceled) {
+				c.cfg.Logger.Warn("kafka offset commit failed", "err", err)
+			}
+		})
+}
+
+// revoked runs between polls (BlockRebalanceOnPoll): queued work is dropped,
+// what was applied is committed, and the tracker forgets the partitions;
+// their unapplied records go to the next owner.
+func (c *Consumer) revoked(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.lanes.Abandon()
+	c.commit(ctx)
+	c.offsets.Revoke(lost[c.cfg.Topic]...)
+}
+
+// lost is revoked without the commit, which would fail anyway.
+func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.lanes.Abandon()
+	c.offsets.Revoke(lost[c.cfg.Topic]...)
+}

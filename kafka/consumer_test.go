@@ -1,0 +1,172 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"banksync"
+	"banksync/channel"
+	bhttp "banksync/http"
+	"banksync/kafka"
+	"banksync/ledger"
+	"banksync/sqlite"
+	"banksync/storetest"
+)
+
+// TestConsumerKeepsHistoryInStep runs core (ledger, relay into a real
+// Kafka-protocol cluster) and a channel whose history is fed by a consumer
+// group member. The member is stopped mid-stream and another takes over the
+// group; afterwards every account's channel history equals its core ledger
+// entry for entry (P4), each applied once.
+func TestConsumerKeepsHistoryInStep(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{})
+	coreStore, err := sqlite.OpenLedger(ctx, filepath.Join(dir, "core.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coreStore.Close()
+	l, err := ledger.Open(ctx, coreStore, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	defer stopRelay()
+	go ledger.NewRelay(coreStore, mustNewPublisher(t, cluster.Addrs()), ledger.RelayConfig{Wake: l.Committed()}).Run(relayCtx)
+	coreAPI := httptest.NewServer(bhttp.NewCoreServer(l, "svc", nil))
+	defer coreAPI.Close()
+
+	chStore, err := sqlite.OpenChannel(ctx, filepath.Join(dir, "channel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chStore.Close()
+	ch := channel.New(chStore, bhttp.NewCoreClient(coreAPI.URL, "svc", nil), channel.Config{})
+	apply := func(ctx context.Context, e banksync.Entry) error {
+		_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
+		return err
+	}
+	startMember := func() (stop func()) {
+		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "test-channel", Lanes: 16}, apply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); c.Run(runCtx) }()
+		return func() { cancel(); <-done }
+	}
+
+	stopA := startMember()
+	storetest.Book(t, l, 30, 2000)
+	stopA() // mid-stream: the relay may still be publishing
+	stopB := startMember()
+	defer stopB()
+	for i := 0; i < 600; i++ { // more money arrives while B consumes
+		if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: fmt.Sprint("late-", i), AccountID: fmt.Sprintf("acc-%d", i%30), Amount: 7, Sender: "kb"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	deadline := time.Now().Add(60 * time.Second)
+	for _, id := range accountIDs(30) {
+		want, err := coreStore.Entries(ctx, id, 0, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			st, _, err := chStore.Account(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.SyncedSeq == int64(len(want)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("account %s synced through %d of %d", id, st.SyncedSeq, len(want))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		got, err := chStore.History(ctx, id, 1<<62, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, j := 0, len(got)-1; i < j; i, j = i+1, j-1 {
+			got[i], got[j] = got[j], got[i]
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("account %s: channel history differs from core (-core +channel):\n%s", id, d)
+		}
+	}
+}
+
+func accountIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("acc-%d", i)
+	}
+	return ids
+}
+
+// A member stopped while records sit in its lanes commits none of them:
+// the next member of the group gets them again.
+func TestConsumerStopCommitsOnlyApplied(t *testing.T) {
+	ctx := context.Background()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{})
+	pub := mustNewPublisher(t, cluster.Addrs())
+	var entries []banksync.Entry
+	for i := 1; i <= 200; i++ {
+		entries = append(entries, banksync.Entry{AccountID: fmt.Sprintf("acc-%d", i%20), Seq: int64(i/20 + 1), Position: int64(i),
+			Kind: banksync.KindDeposit, Amount: 1, BalanceAfter: int64(i/20 + 1), Counterparty: "kb", BookedAt: banksync.Timestamp(time.Now())})
+	}
+	if err := pub.Publish(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	run := func(apply kafka.ApplyFunc) (stop func()) {
+		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "stop-test", Lanes: 4}, apply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); c.Run(runCtx) }()
+		return func() { cancel(); <-done }
+	}
+	// Member A applies nothing: every apply waits until A is stopped.
+	started := make(chan struct{}, 1)
+	stopA := run(func(ctx context.Context, e banksync.Entry) error {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	<-started
+	stopA()
+	// Member B must see all 200.
+	seen := make(chan int64, 400)
+	stopB := run(func(ctx context.Context, e banksync.Entry) error {
+		seen <- e.Position
+		return nil
+	})
+	defer stopB()
+	got := map[int64]bool{}
+	timeout := time.After(30 * time.Second)
+	for len(got) < len(entries) {
+		select {
+		case p := <-seen:
+			got[p] = true
+		case <-timeout:
+			t.Fatalf("the next member saw %d of %d records: the stopped member committed records it never applied", len(got), len(entries))
+		}
+	}
+}
