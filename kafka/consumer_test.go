@@ -170,3 +170,55 @@ func TestConsumerStopCommitsOnlyApplied(t *testing.T) {
 		}
 	}
 }
+
+// One account whose records keep failing does not block the others: after
+// AttemptsMax tries its record is given up and the partition moves on.
+func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
+	ctx := context.Background()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1}) // every account shares one partition
+	pub := mustNewPublisher(t, cluster.Addrs())
+	var entries []banksync.Entry
+	for i := 1; i <= 100; i++ {
+		acct := fmt.Sprintf("acc-%d", i%10)
+		entries = append(entries, banksync.Entry{AccountID: acct, Seq: int64((i-1)/10 + 1), Position: int64(i),
+			Kind: banksync.KindDeposit, Amount: 1, BalanceAfter: int64((i-1)/10 + 1), Counterparty: "kb", BookedAt: banksync.Timestamp(time.Now())})
+	}
+	if err := pub.Publish(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan string, 200)
+	tries := make(chan struct{}, 1000)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "poison-test", Lanes: 4, AttemptsMax: 3},
+		func(ctx context.Context, e banksync.Entry) error {
+			if e.AccountID == "acc-3" {
+				tries <- struct{}{}
+				return fmt.Errorf("history store refuses %s", e.AccountID)
+			}
+			applied <- e.AccountID
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	got := 0
+	for timeout := time.After(60 * time.Second); got < 90; {
+		select {
+		case <-applied:
+			got++
+		case <-timeout:
+			t.Fatalf("applied %d of the 90 records of healthy accounts: a poisoned account blocked the partition", got)
+		}
+	}
+	// acc-3's ten records were each tried AttemptsMax times, then given up.
+	for timeout := time.After(30 * time.Second); len(tries) < 30; {
+		select {
+		case <-timeout:
+			t.Fatalf("acc-3 tried %d times, want 10 records × 3 attempts", len(tries))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
