@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +23,16 @@ const (
 	applyAttemptsDefault = 5
 	applyBackoffInit     = 20 * time.Millisecond
 	applyBackoffMax      = 2 * time.Second
+	dlqBackoffMax        = 5 * time.Second
+)
+
+// Headers a dead-lettered record carries besides the original's.
+const (
+	HeaderDLQReason    = "banksync-dlq-reason"
+	HeaderDLQAttempts  = "banksync-dlq-attempts"
+	HeaderDLQPartition = "banksync-dlq-partition"
+	HeaderDLQOffset    = "banksync-dlq-offset"
+	HeaderDLQAt        = "banksync-dlq-at"
 )
 
 // ApplyFunc brings one ledger entry into the channel's history (the sync
@@ -33,8 +44,9 @@ type ConsumerConfig struct {
 	Brokers     []string
 	Group       string // consumer group, shared by every channel replica
 	Topic       string
-	Lanes       int // worker lanes; one account is always on one lane
-	AttemptsMax int // tries of one record before it is given up (its account is then stale)
+	DLQTopic    string // where given-up records go
+	Lanes       int    // worker lanes; one account is always on one lane
+	AttemptsMax int    // tries of one record before it is given up (its account is then stale)
 	Logger      *slog.Logger
 }
 
@@ -59,6 +71,9 @@ func NewConsumer(cfg ConsumerConfig, apply ApplyFunc) (*Consumer, error) {
 	}
 	if cfg.Topic == "" {
 		cfg.Topic = banksync.TopicLedgerEntries
+	}
+	if cfg.DLQTopic == "" {
+		cfg.DLQTopic = banksync.TopicLedgerEntriesDLQ
 	}
 	if cfg.AttemptsMax <= 0 {
 		cfg.AttemptsMax = applyAttemptsDefault
@@ -148,14 +163,15 @@ func (c *Consumer) dispatch(ctx context.Context, r *kgo.Record) {
 
 // handle applies one record, retrying with capped backoff, and reports
 // whether the record is done with: applied, or given up — undecodable, or
-// failing AttemptsMax times, when the sync engine has marked its account
-// stale so the next read or manual sync repairs it and the partition moves
-// on. A record left when ctx ends is not done: it is re-delivered.
+// failing AttemptsMax times — and published to the dead-letter topic (the
+// sync engine has marked the account stale, so the next read or manual
+// sync repairs it meanwhile), so the partition moves on. A record left when
+// ctx ends is not done: it is re-delivered.
 func (c *Consumer) handle(ctx context.Context, r *kgo.Record) bool {
 	ev, err := banksync.DecodeLedgerEvent(r.Value)
 	if err != nil || ev.AccountID != string(r.Key) {
-		c.cfg.Logger.Error("undecodable ledger event skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
-		return true
+		c.cfg.Logger.Error("undecodable ledger event", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return c.deadLetter(ctx, r, fmt.Sprintf("undecodable: %v", err), 0)
 	}
 	backoff := applyBackoffInit
 	for attempt := 1; ; attempt++ {
@@ -166,9 +182,9 @@ func (c *Consumer) handle(ctx context.Context, r *kgo.Record) bool {
 		case ctx.Err() != nil:
 			return false
 		case attempt >= c.cfg.AttemptsMax:
-			c.cfg.Logger.Error("ledger event given up; account left stale", "account", ev.AccountID, "seq", ev.Seq,
+			c.cfg.Logger.Error("ledger event dead-lettered; account left stale", "account", ev.AccountID, "seq", ev.Seq,
 				"partition", r.Partition, "offset", r.Offset, "attempts", attempt, "err", err)
-			return true
+			return c.deadLetter(ctx, r, err.Error(), attempt)
 		}
 		select {
 		case <-ctx.Done():
@@ -176,6 +192,37 @@ func (c *Consumer) handle(ctx context.Context, r *kgo.Record) bool {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, applyBackoffMax)
+	}
+}
+
+// deadLetter publishes r to the dead-letter topic with why, retrying until
+// the broker acknowledges it or ctx ends (then r is not done, and is
+// re-delivered rather than lost).
+func (c *Consumer) deadLetter(ctx context.Context, r *kgo.Record, reason string, attempts int) bool {
+	headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
+		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(reason)},
+		kgo.RecordHeader{Key: HeaderDLQAttempts, Value: []byte(strconv.Itoa(attempts))},
+		kgo.RecordHeader{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+		kgo.RecordHeader{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		kgo.RecordHeader{Key: HeaderDLQAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	)
+	backoff := applyBackoffInit
+	for {
+		dead := &kgo.Record{Topic: c.cfg.DLQTopic, Key: r.Key, Value: r.Value, Headers: headers}
+		err := c.cl.ProduceSync(ctx, dead).FirstErr()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.cfg.Logger.Warn("publishing to the dead-letter topic failed; retrying", "topic", c.cfg.DLQTopic, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, dlqBackoffMax)
 	}
 }
 

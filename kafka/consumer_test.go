@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,12 +215,26 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 			t.Fatalf("applied %d of the 90 records of healthy accounts: a poisoned account blocked the partition", got)
 		}
 	}
-	// acc-3's ten records were each tried AttemptsMax times, then given up.
-	for timeout := time.After(30 * time.Second); len(tries) < 30; {
-		select {
-		case <-timeout:
-			t.Fatalf("acc-3 tried %d times, want 10 records × 3 attempts", len(tries))
-		case <-time.After(10 * time.Millisecond):
+	// acc-3's ten records were each tried AttemptsMax times, then published
+	// to the dead-letter topic with why, how often and where from.
+	dead := consumeAll(t, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, 10)
+	if len(tries) != 30 {
+		t.Fatalf("acc-3 tried %d times, want 10 records × 3 attempts", len(tries))
+	}
+	seqs := map[int64]bool{}
+	for _, r := range dead {
+		ev, err := banksync.DecodeLedgerEvent(r.Value)
+		if err != nil || ev.AccountID != "acc-3" || string(r.Key) != "acc-3" {
+			t.Fatalf("dead letter %q (key %q): %v", r.Value, r.Key, err)
 		}
+		seqs[ev.Seq] = true
+		if header(r, kafka.HeaderDLQAttempts) != "3" || header(r, kafka.HeaderDLQPartition) != "0" ||
+			!strings.Contains(header(r, kafka.HeaderDLQReason), "history store refuses acc-3") ||
+			header(r, kafka.HeaderDLQOffset) != strconv.FormatInt(ev.EventID-1, 10) || header(r, kafka.HeaderDLQAt) == "" {
+			t.Fatalf("dead letter of seq %d has headers %v", ev.Seq, r.Headers)
+		}
+	}
+	if len(seqs) != 10 {
+		t.Fatalf("dead letters cover %d of acc-3's 10 records", len(seqs))
 	}
 }
