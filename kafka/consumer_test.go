@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
 	"banksync/channel"
@@ -236,5 +238,75 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	}
 	if len(seqs) != 10 {
 		t.Fatalf("dead letters cover %d of acc-3's 10 records", len(seqs))
+	}
+
+	// Listing shows them all, none replayed yet.
+	letters, replayed, err := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	if err != nil || len(letters) != 10 || len(replayed) != 0 {
+		t.Fatalf("ReadDeadLetters = %d letters, replayed %v, %v; want 10, none replayed", len(letters), replayed, err)
+	}
+	if d := letters[0]; d.Attempts != 3 || d.Event.AccountID != "acc-3" || d.FromPartition != 0 || d.At.IsZero() {
+		t.Fatalf("first dead letter = %+v", d)
+	}
+	// The history store is healthy again: replay one account (commits
+	// nothing), then everything (commits), then again (nothing left).
+	var reapplied []int64
+	healthy := func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil }
+	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ,
+		func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy)
+	if err != nil || res.Applied != 10 {
+		t.Fatalf("replay of acc-3 = %+v, %v; want 10 applied", res, err)
+	}
+	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy)
+	if err != nil || res.Applied != 10 {
+		t.Fatalf("full replay = %+v, %v; want the 10 again (the account replay committed nothing)", res, err)
+	}
+	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy)
+	if err != nil || res.Applied != 0 {
+		t.Fatalf("second full replay = %+v, %v; want nothing left", res, err)
+	}
+	if _, replayed, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); replayed[0] != 10 {
+		t.Fatalf("replayed offsets = %v, want partition 0 at 10", replayed)
+	}
+	if len(reapplied) != 20 {
+		t.Fatalf("applied %d dead letters in all, want 20", len(reapplied))
+	}
+}
+
+// A replay stops at a letter that still fails and commits only what it
+// applied before it.
+func TestReplayStopsAtFailure(t *testing.T) {
+	ctx := context.Background()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := 1; i <= 5; i++ {
+		e := banksync.Entry{AccountID: "acc-1", Seq: int64(i), Position: int64(i), Kind: banksync.KindDeposit,
+			Amount: 1, BalanceAfter: int64(i), Counterparty: "kb", BookedAt: banksync.Timestamp(time.Now())}
+		value, _ := json.Marshal(banksync.EventOf(e))
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: banksync.TopicLedgerEntriesDLQ, Key: []byte("acc-1"), Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failOn3 := func(_ context.Context, e banksync.Entry) error {
+		if e.Seq == 3 {
+			return fmt.Errorf("still broken")
+		}
+		return nil
+	}
+	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3)
+	if err == nil || res.Applied != 2 {
+		t.Fatalf("replay = %+v, %v; want 2 applied, then the error", res, err)
+	}
+	if _, replayed, _ := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); replayed[0] != 2 {
+		t.Fatalf("replayed offsets = %v, want partition 0 at 2 (past the applied two only)", replayed)
+	}
+	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil,
+		func(context.Context, banksync.Entry) error { return nil })
+	if err != nil || res.Applied != 3 {
+		t.Fatalf("replay after the fix = %+v, %v; want the remaining 3", res, err)
 	}
 }

@@ -22,6 +22,7 @@ var commands = map[string]func() command{
 	"core":    func() command { return &coreCommand{} },
 	"channel": func() command { return channelCommand{} },
 	"token":   func() command { return tokenCommand{} },
+	"dlq":     func() command { return dlqCommand{} },
 	"kafka":   func() command { return &kafkaCommand{} },
 	"demo":    func() command { return &demoCommand{} },
 	"bench":   func() command { return &benchCommand{} },
@@ -34,6 +35,7 @@ Usage:
   banksync core      run the core ledger (계정계) API and its outbox relay
   banksync channel   run the channel tier's transfer server (채널계)
   banksync token     print a customer's bearer token for the channel API
+  banksync dlq       list or replay the dead-letter topic (banksync dlq list -h)
   banksync kafka     run the embedded Kafka-protocol cluster as its own process
   banksync bench     run a benchmark (banksync bench core -h)
 

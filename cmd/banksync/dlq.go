@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"banksync"
+	"banksync/channel"
+	bhttp "banksync/http"
+	"banksync/kafka"
+)
+
+type dlqCommand struct{}
+
+func (dlqCommand) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
+		return errors.New("usage: banksync dlq list|replay [flags]  (see banksync dlq list -h)")
+	}
+	if args[0] == "list" {
+		return dlqList(ctx, args[1:])
+	}
+	return dlqReplay(ctx, args[1:])
+}
+
+func dlqList(ctx context.Context, args []string) error {
+	var brokers string
+	f := newFlags("dlq list", "Lists the records of the dead-letter topic: account, seq, reason, age, and whether replayed.")
+	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers host:port,…")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	letters, replayed, err := kafka.ReadDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ACCOUNT\tSEQ\tREASON\tATTEMPTS\tAGE\tFROM\tREPLAYED")
+	for _, d := range letters {
+		age := "?"
+		if !d.At.IsZero() {
+			age = time.Since(d.At).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\t%d/%d\t%v\n", d.Event.AccountID, d.Event.Seq, oneLine(d.Reason, 60),
+			d.Attempts, age, d.FromPartition, d.FromOffset, d.Offset < replayed[d.Partition])
+	}
+	w.Flush()
+	fmt.Printf("%d dead letters\n", len(letters))
+	return nil
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		return s[:max-1] + "…"
+	}
+	return s
+}
+
+func dlqReplay(ctx context.Context, args []string) error {
+	var brokers, db, coreURL, token, account string
+	var all bool
+	f := newFlags("dlq replay", "Re-applies dead letters through the channel's sync engine. --all replays every\nletter not yet replayed and records how far it got; --account ID applies that\naccount's letters and records nothing (a later --all sees them again, harmlessly).")
+	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers host:port,…")
+	f.String(&db, "db", "BANKSYNC_CHANNEL_DB", "sqlite:data/channel.db", "the channel's database")
+	f.String(&coreURL, "core-url", "BANKSYNC_CORE_URL", "http://127.0.0.1:8081", "base URL of the core API (to fill holes)")
+	f.String(&token, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token for core (required)")
+	f.Bool(&all, "all", "BANKSYNC_DLQ_ALL", false, "replay every letter not yet replayed")
+	f.String(&account, "account", "BANKSYNC_DLQ_ACCOUNT", "", "replay only this account's letters")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if all == (account != "") || token == "" {
+		return errors.New("give exactly one of --all and --account, and --service-token")
+	}
+	store, err := openChannelStore(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ch := channel.New(store, bhttp.NewCoreClient(strings.TrimSuffix(coreURL, "/"), token, nil), channel.Config{})
+	var match func(banksync.LedgerEvent) bool
+	if account != "" {
+		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
+	}
+	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match,
+		func(ctx context.Context, e banksync.Entry) error {
+			_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
+			return err
+		})
+	fmt.Printf("replayed %d dead letters (%d of other accounts left)\n", res.Applied, res.Skipped)
+	return err
+}

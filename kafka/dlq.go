@@ -1,0 +1,209 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"banksync"
+)
+
+// ReplayGroup is the consumer group whose committed offsets on the
+// dead-letter topic mark what has been replayed.
+const ReplayGroup = "banksync-dlq-replay"
+
+// replayAttemptsMax bounds the tries of one dead letter during a replay.
+const replayAttemptsMax = 3
+
+// DeadLetter is a record of the dead-letter topic.
+type DeadLetter struct {
+	Event         banksync.LedgerEvent
+	Reason        string
+	Attempts      int
+	FromPartition int32 // where it was in the ledger topic
+	FromOffset    int64
+	At            time.Time // when it was dead-lettered
+	Partition     int32     // where it is in the dead-letter topic
+	Offset        int64
+}
+
+func deadLetterOf(r *kgo.Record) (DeadLetter, error) {
+	d := DeadLetter{Partition: r.Partition, Offset: r.Offset}
+	ev, err := banksync.DecodeLedgerEvent(r.Value)
+	if err != nil {
+		return d, err
+	}
+	d.Event = ev
+	for _, h := range r.Headers {
+		v := string(h.Value)
+		switch h.Key {
+		case HeaderDLQReason:
+			d.Reason = v
+		case HeaderDLQAttempts:
+			d.Attempts, _ = strconv.Atoi(v)
+		case HeaderDLQPartition:
+			p, _ := strconv.ParseInt(v, 10, 32)
+			d.FromPartition = int32(p)
+		case HeaderDLQOffset:
+			d.FromOffset, _ = strconv.ParseInt(v, 10, 64)
+		case HeaderDLQAt:
+			d.At, _ = time.Parse(time.RFC3339Nano, v)
+		}
+	}
+	return d, nil
+}
+
+// ReadDeadLetters returns every record of the dead-letter topic, up to its
+// end when called, and marks those ReplayGroup has already replayed.
+func ReadDeadLetters(ctx context.Context, brokers []string, topic string) (letters []DeadLetter, replayed map[int32]int64, err error) {
+	replayed = map[int32]int64{}
+	err = scanDeadLetters(ctx, brokers, topic, false, func(r *kgo.Record) error {
+		d, err := deadLetterOf(r)
+		if err != nil {
+			return fmt.Errorf("dead letter %d/%d: %w", r.Partition, r.Offset, err)
+		}
+		letters = append(letters, d)
+		return nil
+	}, func(starts map[int32]int64) { replayed = starts })
+	return letters, replayed, err
+}
+
+// ReplayResult says what a replay did.
+type ReplayResult struct {
+	Applied, Skipped int
+}
+
+// ReplayDeadLetters re-applies dead letters through apply (the sync engine)
+// in dead-letter order. With match nil it replays every letter not yet
+// replayed and commits ReplayGroup's offsets only past letters applied;
+// with match it applies the matching letters and commits nothing, so a
+// later full replay still sees them (re-applying is harmless: the sync
+// engine skips what it has). It stops at the first letter that still fails.
+func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, apply ApplyFunc) (ReplayResult, error) {
+	var res ReplayResult
+	commit := match == nil
+	err := scanDeadLetters(ctx, brokers, topic, commit, func(r *kgo.Record) error {
+		d, err := deadLetterOf(r)
+		if err != nil {
+			return fmt.Errorf("dead letter %d/%d cannot be replayed: %w", r.Partition, r.Offset, err)
+		}
+		if match != nil && !match(d.Event) {
+			res.Skipped++
+			return nil
+		}
+		for attempt := 1; ; attempt++ {
+			err := apply(ctx, d.Event.Entry())
+			if err == nil {
+				res.Applied++
+				return nil
+			}
+			if attempt >= replayAttemptsMax || ctx.Err() != nil {
+				return fmt.Errorf("replay %s seq %d: %w", d.Event.AccountID, d.Event.Seq, err)
+			}
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+	}, nil)
+	return res, err
+}
+
+// scanDeadLetters calls fn for each record of topic from ReplayGroup's
+// committed offsets (fromGroup) or the start, up to the end offsets as of
+// the call. With fromGroup, it commits past every record fn accepted, also
+// when it stops at an error.
+func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGroup bool, fn func(*kgo.Record) error, onStarts func(map[int32]int64)) (err error) {
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	listed, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	ends, starts := map[int32]int64{}, map[int32]int64{}
+	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	committed, err := adm.FetchOffsets(ctx, ReplayGroup)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		err = nil // never committed: nothing replayed yet
+	}
+	if err != nil {
+		return fmt.Errorf("replayed offsets of %s: %w", topic, err)
+	}
+	for p := range ends {
+		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At > 0 {
+			starts[p] = o.At
+		}
+	}
+	if onStarts != nil {
+		onStarts(starts)
+	}
+	from := map[int32]kgo.Offset{}
+	next := map[int32]int64{}
+	for p, end := range ends {
+		start := int64(0)
+		if fromGroup {
+			start = starts[p]
+		}
+		if start < end {
+			from[p] = kgo.NewOffset().At(start)
+			next[p] = start
+		}
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	if fromGroup {
+		defer func() {
+			offsets := kadm.Offsets{}
+			for p, at := range next {
+				if at > starts[p] {
+					offsets.Add(kadm.Offset{Topic: topic, Partition: p, At: at, LeaderEpoch: -1})
+				}
+			}
+			if len(offsets) > 0 {
+				if _, cerr := adm.CommitOffsets(context.WithoutCancel(ctx), ReplayGroup, offsets); cerr != nil && err == nil {
+					err = fmt.Errorf("commit replayed offsets: %w", cerr)
+				}
+			}
+		}()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for len(from) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var ferr error
+		fetches.EachError(func(_ string, p int32, err error) { ferr = fmt.Errorf("fetch %s/%d: %w", topic, p, err) })
+		if ferr != nil {
+			return ferr
+		}
+		for _, r := range fetches.Records() {
+			if _, open := from[r.Partition]; !open || r.Offset >= ends[r.Partition] {
+				continue
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+			next[r.Partition] = r.Offset + 1
+			if next[r.Partition] >= ends[r.Partition] {
+				delete(from, r.Partition)
+			}
+		}
+	}
+	return nil
+}
