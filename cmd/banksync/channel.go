@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/kafka"
@@ -102,12 +101,10 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		defer n.wg.Done()
 		n.ch.RunReconciler(runCtx)
 	}()
+	var dlq bhttp.DeadLetters
 	if brokers := parseBrokers(cfg.Kafka); len(brokers) > 0 {
-		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger},
-			func(ctx context.Context, e banksync.Entry) error {
-				_, err := n.ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
-				return err
-			})
+		dlq = dlqOps{brokers: brokers, apply: applyVia(n.ch)}
+		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger}, applyVia(n.ch))
 		if err != nil {
 			return n, err
 		}
@@ -125,7 +122,10 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return n, err
 	}
-	n.srv = newServer(bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{Auth: auth, Cursors: channel.NewCursors(secret), Logger: cfg.Logger}), cfg.Logger)
+	root := http.NewServeMux()
+	root.Handle("/admin/", bhttp.NewAdminServer(cfg.ServiceToken, dlq, cfg.Logger))
+	root.Handle("/", bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{Auth: auth, Cursors: channel.NewCursors(secret), Logger: cfg.Logger}))
+	n.srv = newServer(root, cfg.Logger)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

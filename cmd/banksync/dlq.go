@@ -87,11 +87,42 @@ func dlqReplay(ctx context.Context, args []string) error {
 	if account != "" {
 		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match,
-		func(ctx context.Context, e banksync.Entry) error {
-			_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
-			return err
-		})
+	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match, applyVia(ch))
 	fmt.Printf("replayed %d dead letters (%d of other accounts left)\n", res.Applied, res.Skipped)
 	return err
+}
+
+// dlqOps serves the admin API's dead-letter operations from Kafka, applying
+// through the channel's sync engine.
+type dlqOps struct {
+	brokers []string
+	apply   kafka.ApplyFunc
+}
+
+func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
+	letters, replayed, err := kafka.ReadDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ)
+	views := make([]bhttp.DeadLetterView, 0, len(letters))
+	for _, d := range letters {
+		views = append(views, bhttp.DeadLetterView{AccountID: d.Event.AccountID, Seq: d.Event.Seq, EventID: d.Event.EventID,
+			Reason: d.Reason, Attempts: d.Attempts, At: d.At, FromPartition: d.FromPartition, FromOffset: d.FromOffset,
+			Replayed: d.Offset < replayed[d.Partition]})
+	}
+	return views, err
+}
+
+func (o dlqOps) Replay(ctx context.Context, account string) (int, error) {
+	var match func(banksync.LedgerEvent) bool
+	if account != "" {
+		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
+	}
+	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, match, o.apply)
+	return res.Applied, err
+}
+
+// applyVia is the consumer's and the replay's way into the sync engine.
+func applyVia(ch *channel.Channel) kafka.ApplyFunc {
+	return func(ctx context.Context, e banksync.Entry) error {
+		_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
+		return err
+	}
 }

@@ -219,6 +219,16 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Fatalf("the deposit never reached alice's history through Kafka: %s", body)
 		}
 	}
+	// The channel's admin API: the service token, not a customer's, opens it.
+	if st, body := send(t, "GET", d.channelURL+"/admin/v1/dlq", d.alice, ""); st != 401 {
+		t.Fatalf("admin API with a customer token = %d %s, want 401", st, body)
+	}
+	if st, body := send(t, "GET", d.channelURL+"/admin/v1/dlq", d.token, ""); st != 200 || string(body) != "{\"dead_letters\":[]}\n" {
+		t.Fatalf("dead letters = %d %s, want none", st, body)
+	}
+	if st, body := send(t, "POST", d.channelURL+"/admin/v1/dlq/replay", d.token, `{"all":true}`); st != 200 || !strings.Contains(string(body), `"applied":0`) {
+		t.Fatalf("replay = %d %s", st, body)
+	}
 	if st, body = d.asAlice(t, "GET", "/v1/accounts/demo-bob/transactions", ""); st != 404 {
 		t.Fatalf("alice reading bob's account = %d %s, want 404", st, body)
 	}
