@@ -21,9 +21,14 @@ const (
 	pollRecordsMax       = 10_000
 	commitInterval       = 200 * time.Millisecond
 	applyAttemptsDefault = 5
-	applyBackoffInit     = 20 * time.Millisecond
-	applyBackoffMax      = 2 * time.Second
-	dlqBackoffMax        = 5 * time.Second
+	// sessionTimeout is how long a dead member keeps its partitions before
+	// the group moves them: franz-go's default of 45 s is a long stall for a
+	// bank app's history.
+	sessionTimeout    = 10 * time.Second
+	heartbeatInterval = time.Second
+	applyBackoffInit  = 20 * time.Millisecond
+	applyBackoffMax   = 2 * time.Second
+	dlqBackoffMax     = 5 * time.Second
 )
 
 // Headers a dead-lettered record carries besides the original's.
@@ -92,6 +97,8 @@ func NewConsumer(cfg ConsumerConfig, apply ApplyFunc) (*Consumer, error) {
 		// lanes can drop all queued work and the tracker forget it all.
 		kgo.Balancers(kgo.RangeBalancer()),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(sessionTimeout),
+		kgo.HeartbeatInterval(heartbeatInterval),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
 		kgo.WithLogger(kgoLogger{cfg.Logger}),

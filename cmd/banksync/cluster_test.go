@@ -1,0 +1,245 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"banksync"
+	"banksync/sqlite"
+)
+
+// proc is a banksync process started by a test.
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+// startProc runs `banksync args…` with JSON logs and waits for the log line
+// msg, whose attribute attr gives the address it listens on.
+func startProc(t *testing.T, env []string, msg, attr string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(cmd.Environ(), env...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if b := sc.Bytes(); strings.Contains(string(b), `"level":"ERROR"`) || strings.Contains(string(b), `"level":"WARN"`) {
+				t.Logf("%s: %.300s", args[0], b)
+			}
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
+				switch v := line[attr].(type) {
+				case string:
+					found <- v
+				case []any:
+					found <- fmt.Sprint(v[0])
+				}
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case addr := <-found:
+		return &proc{cmd: cmd, addr: addr}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("banksync %s did not log %q", args[0], msg)
+		return nil
+	}
+}
+
+// TestClusterSurvivesAChannelKill: banksync kafka, core and three channel
+// processes sharing one consumer group and one history database. During a
+// burst one channel is killed with SIGKILL and another joins. A reader
+// polling throughout never sees a history that is not a prefix of core's
+// (P5), and after the drain every account's history equals core's (P4).
+func TestClusterSurvivesAChannelKill(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"BANKSYNC_SERVICE_TOKEN=svc", "BANKSYNC_JWT_SECRET=0123456789abcdef0123456789abcdef", "BANKSYNC_LOG_FORMAT=json"}
+	kafka := startProc(t, env, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka"))
+	core := startProc(t, env, "core listening", "addr", "core", "--listen", "127.0.0.1:0",
+		"--db", "sqlite:"+filepath.Join(dir, "core.db"), "--kafka", kafka.addr)
+	coreURL := "http://" + core.addr
+	chDB := "sqlite:" + filepath.Join(dir, "channel.db")
+	channel := func() *proc {
+		return startProc(t, env, "channel listening", "addr", "channel", "--listen", "127.0.0.1:0", "--db", chDB,
+			"--core-url", coreURL, "--kafka", kafka.addr, "--lanes", "16")
+	}
+	channels := []*proc{channel(), channel(), channel()}
+
+	const accounts = 40
+	for i := 0; i < accounts; i++ {
+		if st, body := send(t, "POST", coreURL+"/core/v1/accounts", "svc", fmt.Sprintf(`{"owner":"c%d","account_id":"acc-%d"}`, i, i)); st != 201 {
+			t.Fatalf("create account = %d %s", st, body)
+		}
+	}
+	ctx, stopReader := context.WithCancel(context.Background())
+	readerDone := make(chan int, 1)
+	go func() { readerDone <- prefixReader(ctx, t, filepath.Join(dir, "channel.db"), coreURL, accounts) }()
+	defer func() { stopReader(); <-readerDone }() // before the processes are killed
+
+	// The burst: deposits and transfers from 8 clients straight to core.
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			for i := 0; i < 250; i++ {
+				a := rng.IntN(accounts)
+				if i%3 == 0 {
+					b := (a + 1 + rng.IntN(accounts-1)) % accounts
+					send(t, "POST", coreURL+"/core/v1/transfers", "svc", fmt.Sprintf(`{"transfer_id":"t-%d-%d","from_account":"acc-%d","to_account":"acc-%d","amount":%d,"deadline":"%s"}`,
+						w, i, a, b, 1+rng.IntN(50), time.Now().Add(10*time.Second).UTC().Format(time.RFC3339Nano)))
+					continue
+				}
+				send(t, "POST", coreURL+"/core/v1/deposits", "svc", fmt.Sprintf(`{"external_ref":"d-%d-%d","account_id":"acc-%d","amount":100,"sender":"kb"}`, w, i, a))
+				if w == 0 && i == 100 {
+					channels[1].cmd.Process.Signal(syscall.SIGKILL) // mid-burst
+				}
+				if w == 0 && i == 160 {
+					channels = append(channels, channel()) // another joins
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+
+	// Drain: every account's history reaches core's entries.
+	store, err := sqlite.OpenChannel(context.Background(), strings.TrimPrefix(chDB, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	deadline := time.Now().Add(90 * time.Second)
+	for i := 0; i < accounts; i++ {
+		id := fmt.Sprintf("acc-%d", i)
+		want := coreEntries(t, coreURL, id)
+		for {
+			got, err := store.History(context.Background(), id, 1<<62, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == len(want) {
+				for k := range got {
+					if got[len(got)-1-k] != want[k] {
+						t.Fatalf("%s entry %d: channel %+v, core %+v", id, k, got[len(got)-1-k], want[k])
+					}
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: channel has %d entries, core %d", id, len(got), len(want))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	stopReader()
+	reads := <-readerDone
+	readerDone <- reads // for the deferred wait
+	if reads < 10 {
+		t.Fatalf("the reader made only %d reads", reads)
+	}
+	t.Logf("reader checked %d histories against core while the cluster ran", reads)
+}
+
+func coreEntries(t *testing.T, coreURL, id string) []banksync.Entry {
+	var out []banksync.Entry
+	for after := int64(0); ; {
+		st, body := send(t, "GET", fmt.Sprintf("%s/core/v1/accounts/%s/entries?after_seq=%d&limit=1000", coreURL, id, after), "svc", "")
+		var page struct {
+			Entries []banksync.Entry `json:"entries"`
+		}
+		if st != 200 || json.Unmarshal(body, &page) != nil {
+			t.Fatalf("core entries of %s = %d %s", id, st, body)
+		}
+		if len(page.Entries) == 0 {
+			return out
+		}
+		out = append(out, page.Entries...)
+		after = page.Entries[len(page.Entries)-1].Seq
+	}
+}
+
+// prefixReader reads account histories from the shared history database
+// and core's ledger until ctx ends, failing the test on any history that is
+// not a prefix of core's. It returns how many reads it made.
+func prefixReader(ctx context.Context, t *testing.T, path, coreURL string, accounts int) int {
+	store, err := sqlite.OpenChannel(context.Background(), path)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	defer store.Close()
+	reads := 0
+	for ctx.Err() == nil {
+		id := fmt.Sprintf("acc-%d", reads%accounts)
+		mine, err := store.History(context.Background(), id, 1<<62, 1<<20)
+		if err != nil {
+			t.Error(err)
+			return reads
+		}
+		core, ok := tryCoreEntries(coreURL, id) // read after: core's can only be longer
+		if !ok {
+			continue
+		}
+		if len(mine) > len(core) {
+			t.Errorf("%s: the channel shows %d entries, core has %d", id, len(mine), len(core))
+			return reads
+		}
+		for k, e := range mine {
+			if want := core[len(mine)-1-k]; e != want {
+				t.Errorf("%s: history is not a prefix of core's at seq %d", id, want.Seq)
+				return reads
+			}
+		}
+		reads++
+		time.Sleep(5 * time.Millisecond)
+	}
+	return reads
+}
+
+// tryCoreEntries is coreEntries for the reader goroutine, which must not
+// stop the test on a failed call.
+func tryCoreEntries(coreURL, id string) ([]banksync.Entry, bool) {
+	var out []banksync.Entry
+	for after := int64(0); ; {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/core/v1/accounts/%s/entries?after_seq=%d&limit=1000", coreURL, id, after), nil)
+		req.Header.Set("Authorization", "Bearer svc")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, false
+		}
+		var page struct {
+			Entries []banksync.Entry `json:"entries"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			return nil, false
+		}
+		if len(page.Entries) == 0 {
+			return out, true
+		}
+		out = append(out, page.Entries...)
+		after = page.Entries[len(page.Entries)-1].Seq
+	}
+}
