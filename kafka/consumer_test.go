@@ -24,6 +24,52 @@ import (
 	"banksync/storetest"
 )
 
+// pipeline is core (ledger on SQLite, its relay publishing to a real
+// Kafka-protocol cluster, its HTTP API) and a channel over its own SQLite
+// history store, optionally wrapped.
+type pipeline struct {
+	cluster   *kafka.Cluster
+	ledger    *ledger.Ledger
+	coreStore ledger.Store
+	history   channel.Store // the real store, unwrapped
+	apply     kafka.ApplyFunc
+}
+
+func newPipeline(t *testing.T, wrap func(channel.Store) channel.Store) *pipeline {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	p := &pipeline{cluster: mustStartCluster(t, kafka.ClusterConfig{})}
+	var err error
+	if p.coreStore, err = sqlite.OpenLedger(ctx, filepath.Join(dir, "core.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.coreStore.Close() })
+	if p.ledger, err = ledger.Open(ctx, p.coreStore, ledger.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.ledger.Close() })
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	t.Cleanup(stopRelay)
+	go ledger.NewRelay(p.coreStore, mustNewPublisher(t, p.cluster.Addrs()), ledger.RelayConfig{Wake: p.ledger.Committed()}).Run(relayCtx)
+	coreAPI := httptest.NewServer(bhttp.NewCoreServer(p.ledger, "svc", nil))
+	t.Cleanup(coreAPI.Close)
+	if p.history, err = sqlite.OpenChannel(ctx, filepath.Join(dir, "channel.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.history.Close() })
+	store := p.history
+	if wrap != nil {
+		store = wrap(store)
+	}
+	ch := channel.New(store, bhttp.NewCoreClient(coreAPI.URL, "svc", nil), channel.Config{})
+	p.apply = func(ctx context.Context, e banksync.Entry) error {
+		_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
+		return err
+	}
+	return p
+}
+
 // TestConsumerKeepsHistoryInStep runs core (ledger, relay into a real
 // Kafka-protocol cluster) and a channel whose history is fed by a consumer
 // group member. The member is stopped mid-stream and another takes over the
@@ -31,34 +77,8 @@ import (
 // entry for entry (P4), each applied once.
 func TestConsumerKeepsHistoryInStep(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{})
-	coreStore, err := sqlite.OpenLedger(ctx, filepath.Join(dir, "core.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer coreStore.Close()
-	l, err := ledger.Open(ctx, coreStore, ledger.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	relayCtx, stopRelay := context.WithCancel(ctx)
-	defer stopRelay()
-	go ledger.NewRelay(coreStore, mustNewPublisher(t, cluster.Addrs()), ledger.RelayConfig{Wake: l.Committed()}).Run(relayCtx)
-	coreAPI := httptest.NewServer(bhttp.NewCoreServer(l, "svc", nil))
-	defer coreAPI.Close()
-
-	chStore, err := sqlite.OpenChannel(ctx, filepath.Join(dir, "channel.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer chStore.Close()
-	ch := channel.New(chStore, bhttp.NewCoreClient(coreAPI.URL, "svc", nil), channel.Config{})
-	apply := func(ctx context.Context, e banksync.Entry) error {
-		_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
-		return err
-	}
+	p := newPipeline(t, nil)
+	cluster, l, coreStore, chStore, apply := p.cluster, p.ledger, p.coreStore, p.history, p.apply
 	startMember := func() (stop func()) {
 		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "test-channel", Lanes: 16}, apply)
 		if err != nil {
@@ -336,34 +356,12 @@ func (f *flakyStore) Apply(ctx context.Context, account string, es []banksync.En
 // history equals core's, each entry once.
 func TestHistoryOutageThenReplay(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{})
-	coreStore, err := sqlite.OpenLedger(ctx, filepath.Join(dir, "core.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer coreStore.Close()
-	l, err := ledger.Open(ctx, coreStore, ledger.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	relayCtx, stopRelay := context.WithCancel(ctx)
-	defer stopRelay()
-	go ledger.NewRelay(coreStore, mustNewPublisher(t, cluster.Addrs()), ledger.RelayConfig{Wake: l.Committed()}).Run(relayCtx)
-	coreAPI := httptest.NewServer(bhttp.NewCoreServer(l, "svc", nil))
-	defer coreAPI.Close()
-	real, err := sqlite.OpenChannel(ctx, filepath.Join(dir, "channel.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
-	flaky := &flakyStore{Store: real, failing: true}
-	ch := channel.New(flaky, bhttp.NewCoreClient(coreAPI.URL, "svc", nil), channel.Config{})
-	apply := func(ctx context.Context, e banksync.Entry) error {
-		_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
-		return err
-	}
+	var flaky *flakyStore
+	p := newPipeline(t, func(real channel.Store) channel.Store {
+		flaky = &flakyStore{Store: real, failing: true}
+		return flaky
+	})
+	cluster, l, coreStore, real, apply := p.cluster, p.ledger, p.coreStore, p.history, p.apply
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "outage", Lanes: 8, AttemptsMax: 2}, apply)
 	if err != nil {
 		t.Fatal(err)
