@@ -19,6 +19,11 @@ const (
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
 
+// AmountMaxDefault is the default largest amount of one transfer or deposit
+// (₩1,000,000,000). Core and channel must agree on the limit, so both
+// default to this one value.
+const AmountMaxDefault = 1_000_000_000
+
 // ValidID reports whether s is an acceptable account, customer, transfer or
 // external reference id.
 func ValidID(s string) bool {

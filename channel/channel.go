@@ -45,7 +45,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.AmountMax <= 0 {
-		c.AmountMax = 1_000_000_000
+		c.AmountMax = banksync.AmountMaxDefault
 	}
 	if c.Deadline <= 0 {
 		c.Deadline = DeadlineDefault

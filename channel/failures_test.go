@@ -452,9 +452,9 @@ func TestCoreRefusalFencesAtOnce(t *testing.T) {
 	for _, cs := range channelStores {
 		t.Run(cs.name, func(t *testing.T) {
 			clk := &clock{now: time.Now()}
-			s := newStack(t, cs.open(t), channel.Config{AmountMax: 2 * ledger.AmountMaxDefault,
+			s := newStack(t, cs.open(t), channel.Config{AmountMax: 2 * banksync.AmountMaxDefault,
 				Deadline: 10 * time.Second, CoreTimeout: time.Second, Now: clk.Now})
-			tr, err := s.submit(t, "k1", ledger.AmountMaxDefault+1)
+			tr, err := s.submit(t, "k1", banksync.AmountMaxDefault+1)
 			if banksync.ErrorCode(err) != banksync.EFAILED || tr.State != channel.StateFailed || tr.Reason != banksync.ReasonFenced {
 				t.Fatalf("Submit = %+v, %v; want failed/fenced at once", tr, err)
 			}

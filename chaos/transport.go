@@ -36,7 +36,6 @@ type Transport struct {
 	mu      sync.Mutex
 	planned []plan
 	held    []*http.Request
-	counts  map[Fault]int
 }
 
 type plan struct {
@@ -49,7 +48,7 @@ func NewTransport(next http.RoundTripper) *Transport {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &Transport{Next: next, counts: map[Fault]int{}}
+	return &Transport{Next: next}
 }
 
 // Plan plans fault for the next request whose method matches and whose path
@@ -60,24 +59,12 @@ func (t *Transport) Plan(method, pathContains string, f Fault) {
 	t.planned = append(t.planned, plan{method, pathContains, f})
 }
 
-// Injected returns how many faults of each kind were injected.
-func (t *Transport) Injected() map[Fault]int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make(map[Fault]int, len(t.counts))
-	for k, v := range t.counts {
-		out[k] = v
-	}
-	return out
-}
-
 func (t *Transport) take(req *http.Request) Fault {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, p := range t.planned {
 		if p.method == req.Method && strings.Contains(req.URL.Path, p.pathContains) {
 			t.planned = append(t.planned[:i], t.planned[i+1:]...)
-			t.counts[p.fault]++
 			return p.fault
 		}
 	}

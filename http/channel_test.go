@@ -213,16 +213,7 @@ func (s *stack) deposit(t *testing.T, d, ref string) {
 // override any header) and returns the raw answer.
 func (s *stack) do(t *testing.T, customer, method, path string, body any, hdr ...string) (int, []byte, http.Header) {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		buf, _ := json.Marshal(b)
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, s.srv.URL+path, rd)
+	req, err := http.NewRequest(method, s.srv.URL+path, requestBody(body))
 	if err != nil {
 		t.Fatal(err)
 	}

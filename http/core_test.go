@@ -46,16 +46,7 @@ func newCore(t *testing.T) *coreFixture {
 // answer into a generic map.
 func (f *coreFixture) call(t *testing.T, method, path string, body any, hdr ...string) (int, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		buf, _ := json.Marshal(b)
-		rd = bytes.NewReader(buf)
-	}
-	req, _ := http.NewRequest(method, f.srv.URL+path, rd)
+	req, _ := http.NewRequest(method, f.srv.URL+path, requestBody(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -71,6 +62,20 @@ func (f *coreFixture) call(t *testing.T, method, path string, body any, hdr ...s
 		t.Fatalf("%s %s: answer is not JSON: %q", method, path, raw)
 	}
 	return resp.StatusCode, out
+}
+
+// requestBody is body as a request body: nil for none, a string as it is,
+// anything else JSON-encoded.
+func requestBody(body any) io.Reader {
+	switch b := body.(type) {
+	case nil:
+		return nil
+	case string:
+		return strings.NewReader(b)
+	default:
+		buf, _ := json.Marshal(b)
+		return bytes.NewReader(buf)
+	}
 }
 
 func errCode(m map[string]any) string {

@@ -22,7 +22,6 @@ import (
 
 // Defaults for Config.
 const (
-	AmountMaxDefault          = 1_000_000_000 // ₩1,000,000,000 per transfer or deposit
 	batchSizeMaxDefault       = 2048
 	queueSizeMaxDefault       = 65536
 	deadlineHorizonMaxDefault = time.Hour
@@ -47,7 +46,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.AmountMax <= 0 {
-		c.AmountMax = AmountMaxDefault
+		c.AmountMax = banksync.AmountMaxDefault
 	}
 	if c.BatchSizeMax <= 0 {
 		c.BatchSizeMax = batchSizeMaxDefault

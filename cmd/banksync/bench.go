@@ -21,7 +21,6 @@ import (
 	"github.com/google/uuid"
 
 	"banksync"
-	"banksync/ledger"
 	"banksync/postgres"
 )
 
@@ -141,7 +140,7 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 		kafkaMode = "embedded" // in memory: no KafkaData
 	}
 	node, err := startCore(ctx, coreConfig{Listen: "127.0.0.1:0", DB: dsn, Kafka: kafkaMode, KafkaListen: "127.0.0.1:0", ServiceToken: token,
-		AmountMax: ledger.AmountMaxDefault, BatchSizeMax: batchSizeMax})
+		AmountMax: banksync.AmountMaxDefault, BatchSizeMax: batchSizeMax})
 	if err != nil {
 		return res, err
 	}

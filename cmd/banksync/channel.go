@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/kafka"
-	"banksync/ledger"
 	"banksync/postgres"
 	"banksync/sqlite"
 )
@@ -47,7 +47,7 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	f.String(&cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "", "Kafka brokers host:port,… to consume core's ledger events from")
 	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
 	f.Duration(&cfg.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
-	f.Int64(&cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", ledger.AmountMaxDefault, "largest transfer, in won (as core's)")
+	f.Int64(&cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest transfer, in won (as core's)")
 	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "json", "log format: json or text")
 	if err := f.parse(args); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"banksync"
 	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/ledger"
@@ -60,7 +61,7 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.String(&c.cfg.KafkaData, "kafka-data", "BANKSYNC_KAFKA_DATA", "data/kafka", "data directory of the embedded Kafka cluster")
 	f.Int(&c.cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries when core creates it")
 	f.String(&c.cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token the channel must present (required)")
-	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", ledger.AmountMaxDefault, "largest amount of one transfer or deposit, in won")
+	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest amount of one transfer or deposit, in won")
 	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "json", "log format: json or text")
 	if err := f.parse(args); err != nil {
 		return err

@@ -38,7 +38,7 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 	node, err := startCore(ctx, coreConfig{
 		Listen: coreListen, DB: "sqlite:" + filepath.Join(data, "core.db"), Kafka: "embedded", KafkaListen: kafkaListen,
 		KafkaData: filepath.Join(data, "kafka"), Partitions: 10, ServiceToken: token,
-		AmountMax: ledger.AmountMaxDefault, Logger: log,
+		AmountMax: banksync.AmountMaxDefault, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -53,7 +53,7 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 		Listen: listen, DB: "sqlite:" + filepath.Join(data, "channel.db"), CoreURL: "http://" + node.Addr(),
 		ServiceToken: token, JWTSecret: hex.EncodeToString(jwtSecret), Deadline: channel.DeadlineDefault,
 		Kafka:     strings.Join(node.Brokers(), ","),
-		AmountMax: ledger.AmountMaxDefault, Logger: log,
+		AmountMax: banksync.AmountMaxDefault, Logger: log,
 	})
 	if err != nil {
 		node.Close()
