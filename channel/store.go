@@ -93,6 +93,13 @@ type Store interface {
 	// It leaves the stale flag alone (applying some entries does not prove
 	// the missing ones arrived) and returns the new state.
 	Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (AccountState, error)
+	// ApplyRuns is Apply for the runs of many accounts in one transaction:
+	// the consumer's batch. Runs must be of distinct accounts, each a run as
+	// Apply takes. Entries at or below an account's synced seq are skipped
+	// as repeats; a run whose remaining entries do not start at synced
+	// seq + 1 is left out and reported as a Gap, and the others are applied.
+	// An error means nothing was written.
+	ApplyRuns(ctx context.Context, runs []Run, at time.Time) ([]RunResult, error)
 	// MarkStale flags an account whose history may be behind core's and
 	// counts the mark in StaleGen.
 	MarkStale(ctx context.Context, account string, at time.Time) error
@@ -116,6 +123,55 @@ type Core interface {
 	Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error)
 	Account(ctx context.Context, id string) (banksync.Account, error)
 	AccountsOf(ctx context.Context, owner string) ([]banksync.Account, error)
+}
+
+// Run is entries of one account to apply: the account's, in a run of
+// consecutive seqs.
+type Run struct {
+	Account string
+	Entries []banksync.Entry
+}
+
+// RunResult is what Store.ApplyRuns did with one run.
+type RunResult struct {
+	// State is the account after the call; for a Gap on an account the
+	// store does not know, only ID is set.
+	State AccountState
+	// Gap: nothing was written, because the run's entries past the synced
+	// seq do not start at synced seq + 1. The hole is core's to fill.
+	Gap bool
+}
+
+// CheckRuns refuses, with ErrSeqConflict, runs that Store.ApplyRuns must not
+// write: one that is not a run (CheckRun), or two of one account.
+func CheckRuns(runs []Run) error {
+	seen := make(map[string]bool, len(runs))
+	for _, r := range runs {
+		if seen[r.Account] {
+			return fmt.Errorf("%w: two runs of %s", ErrSeqConflict, r.Account)
+		}
+		seen[r.Account] = true
+		if err := CheckRun(r.Account, r.Entries); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Advance is what ApplyRuns does with one run on an account in state st:
+// the entries to append (repeats dropped) and the account's state after
+// them, or gap when they would not follow synced seq.
+func Advance(st AccountState, r Run, at time.Time) (entries []banksync.Entry, next AccountState, gap bool) {
+	entries = after(r.Entries, st.SyncedSeq)
+	if len(entries) == 0 {
+		return nil, st, false
+	}
+	if entries[0].Seq != st.SyncedSeq+1 {
+		return nil, st, true
+	}
+	last := entries[len(entries)-1]
+	st.SyncedSeq, st.Balance, st.SyncedAt = last.Seq, last.BalanceAfter, banksync.Timestamp(at)
+	return entries, st, false
 }
 
 // NewPending is t as a store records a new transfer: pending, no reason,

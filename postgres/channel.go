@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -309,6 +311,109 @@ func (s *ChannelStore) Apply(ctx context.Context, account string, entries []bank
 		return channel.AccountState{}, fmt.Errorf("apply %d entries to %s: %w", n, account, err)
 	}
 	return st, nil
+}
+
+// historyColumns are channel_history's columns in the order Entry gives
+// them.
+var historyColumns = []string{"account_id", "seq", "entry_id", "kind", "amount", "balance_after",
+	"counterparty", "transfer_id", "external_ref", "memo", "booked_at"}
+
+// ApplyRuns applies many accounts' runs in one transaction. It locks the
+// known accounts' rows in id order, so appliers sharing accounts wait for
+// each other but never in a cycle; adds the new accounts, also in id order
+// (one another process added meanwhile is left out, as a Gap, for the
+// caller to apply alone); copies the history in; and moves the states.
+func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
+	if err := channel.CheckRuns(runs); err != nil {
+		return nil, fmt.Errorf("apply runs: %w", err)
+	}
+	ids := make([]string, len(runs))
+	for i, r := range runs {
+		ids[i] = r.Account
+	}
+	slices.Sort(ids)
+	results := make([]channel.RunResult, len(runs))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `SELECT `+accountColumns+` FROM channel_accounts
+			WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+		as, err := pgx.CollectRows(rows, scanAccount)
+		if err != nil {
+			return err
+		}
+		known := make(map[string]channel.AccountState, len(as))
+		for _, a := range as {
+			known[a.ID] = a
+		}
+		var added, moved []channel.AccountState
+		appended := make(map[string][]banksync.Entry)
+		for i, r := range runs {
+			st, ok := known[r.Account]
+			if !ok {
+				st = channel.AccountState{ID: r.Account}
+			}
+			es, next, gap := channel.Advance(st, r, at)
+			results[i] = channel.RunResult{State: next, Gap: gap}
+			switch {
+			case len(es) == 0:
+			case ok:
+				moved = append(moved, next)
+				appended[r.Account] = es
+			default:
+				added = append(added, next)
+				appended[r.Account] = es
+			}
+		}
+		if len(added) > 0 {
+			slices.SortFunc(added, func(a, b channel.AccountState) int { return strings.Compare(a.ID, b.ID) })
+			ids, seqs, balances := accountArrays(added)
+			rows, _ := tx.Query(ctx, `INSERT INTO channel_accounts (id, synced_seq, balance, stale, synced_at)
+				SELECT u.id, u.seq, u.balance, false, $4 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (id, seq, balance)
+				ORDER BY u.id
+				ON CONFLICT (id) DO NOTHING RETURNING id`, ids, seqs, balances, banksync.Timestamp(at))
+			inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return err
+			}
+			if len(inserted) < len(added) {
+				for i, r := range runs {
+					if _, ok := known[r.Account]; !ok && !slices.Contains(inserted, r.Account) && !results[i].Gap {
+						results[i] = channel.RunResult{State: channel.AccountState{ID: r.Account}, Gap: true}
+						delete(appended, r.Account)
+					}
+				}
+			}
+		}
+		var history [][]any
+		for _, r := range runs {
+			for _, e := range appended[r.Account] {
+				history = append(history, []any{e.AccountID, e.Seq, e.Position, string(e.Kind), e.Amount, e.BalanceAfter,
+					e.Counterparty, e.TransferID, e.ExternalRef, e.Memo, e.BookedAt})
+			}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"channel_history"}, historyColumns, pgx.CopyFromRows(history)); err != nil {
+			return err
+		}
+		if len(moved) > 0 {
+			ids, seqs, balances := accountArrays(moved)
+			if _, err := tx.Exec(ctx, `UPDATE channel_accounts AS a SET synced_seq = u.seq, balance = u.balance, synced_at = $4
+				FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (id, seq, balance) WHERE a.id = u.id`,
+				ids, seqs, balances, banksync.Timestamp(at)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply runs of %d accounts: %w", len(runs), err)
+	}
+	return results, nil
+}
+
+func accountArrays(as []channel.AccountState) (ids []string, seqs, balances []int64) {
+	for _, a := range as {
+		ids, seqs, balances = append(ids, a.ID), append(seqs, a.SyncedSeq), append(balances, a.Balance)
+	}
+	return ids, seqs, balances
 }
 
 // ensureAccount returns the account's state, adding it without an owner if

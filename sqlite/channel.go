@@ -24,8 +24,9 @@ import (
 type ChannelStore struct {
 	db *db
 
-	insertHistory *inserter
-	advance       *sql.Stmt // moves synced_seq from an expected value
+	insertHistory  *inserter
+	upsertAccounts *inserter // sets synced_seq and balance, adding accounts not known
+	advance        *sql.Stmt // moves synced_seq from an expected value
 }
 
 var _ channel.Store = (*ChannelStore)(nil)
@@ -52,7 +53,12 @@ func OpenChannel(ctx context.Context, path string) (*ChannelStore, error) {
 func (s *ChannelStore) prepare(ctx context.Context) (err error) {
 	w := s.db.write
 	if s.insertHistory, err = newInserter(ctx, w, `INSERT INTO channel_history (account_id, seq, entry_id, kind,
-		amount, balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, 11); err != nil {
+		amount, balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, "", 11); err != nil {
+		return err
+	}
+	if s.upsertAccounts, err = newInserter(ctx, w, `INSERT INTO channel_accounts (id, synced_seq, balance, synced_at, stale)`,
+		`ON CONFLICT (id) DO UPDATE SET synced_seq = excluded.synced_seq, balance = excluded.balance,
+			synced_at = excluded.synced_at`, 5); err != nil {
 		return err
 	}
 	s.advance, err = w.PrepareContext(ctx, `UPDATE channel_accounts
@@ -67,8 +73,10 @@ func (s *ChannelStore) prepare(ctx context.Context) (err error) {
 
 // Close closes the database.
 func (s *ChannelStore) Close() error {
-	if s.insertHistory != nil {
-		s.insertHistory.close()
+	for _, in := range []*inserter{s.insertHistory, s.upsertAccounts} {
+		if in != nil {
+			in.close()
+		}
 	}
 	if s.advance != nil {
 		s.advance.Close()
@@ -336,20 +344,82 @@ func (s *ChannelStore) Apply(ctx context.Context, account string, entries []bank
 		if err != nil {
 			return err
 		}
-		err = s.insertHistory.insert(ctx, tx, len(entries), func(i int) []any {
-			e := entries[i]
-			return []any{e.AccountID, e.Seq, e.Position, string(e.Kind), e.Amount, e.BalanceAfter,
-				e.Counterparty, e.TransferID, e.ExternalRef, e.Memo, micros(e.BookedAt)}
-		})
-		if err != nil && uniqueFailed(err, "channel_history.account_id") {
-			return channel.ErrSeqConflict
-		}
-		return err
+		return s.appendHistory(ctx, tx, entries)
 	})
 	if err != nil {
 		return channel.AccountState{}, fmt.Errorf("apply %d entries to %s: %w", len(entries), account, err)
 	}
 	return st, nil
+}
+
+// appendHistory inserts history rows; a row already there means another
+// applier got there first.
+func (s *ChannelStore) appendHistory(ctx context.Context, tx *sql.Tx, entries []banksync.Entry) error {
+	err := s.insertHistory.insert(ctx, tx, len(entries), func(i int) []any {
+		e := entries[i]
+		return []any{e.AccountID, e.Seq, e.Position, string(e.Kind), e.Amount, e.BalanceAfter,
+			e.Counterparty, e.TransferID, e.ExternalRef, e.Memo, micros(e.BookedAt)}
+	})
+	if err != nil && uniqueFailed(err, "channel_history.account_id") {
+		return channel.ErrSeqConflict
+	}
+	return err
+}
+
+// idsPerReadMax bounds the ids of one "id IN (…)" read.
+const idsPerReadMax = 500
+
+// ApplyRuns applies many accounts' runs in one write transaction: one read
+// of their states, one multi-row insert of the history and one of the
+// states.
+func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
+	if err := channel.CheckRuns(runs); err != nil {
+		return nil, fmt.Errorf("apply runs: %w", err)
+	}
+	results := make([]channel.RunResult, len(runs))
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		known := make(map[string]channel.AccountState, len(runs))
+		for start := 0; start < len(runs); start += idsPerReadMax {
+			chunk := runs[start:min(len(runs), start+idsPerReadMax)]
+			ids := make([]string, len(chunk))
+			for i, r := range chunk {
+				ids[i] = r.Account
+			}
+			in, args := inList(ids)
+			as, err := readAccounts(ctx, tx, `id IN (`+in+`)`, args...)
+			if err != nil {
+				return err
+			}
+			for _, a := range as {
+				known[a.ID] = a
+			}
+		}
+		var entries []banksync.Entry
+		var moved []channel.AccountState
+		for i, r := range runs {
+			st, ok := known[r.Account]
+			if !ok {
+				st = channel.AccountState{ID: r.Account}
+			}
+			es, next, gap := channel.Advance(st, r, at)
+			results[i] = channel.RunResult{State: next, Gap: gap}
+			if len(es) > 0 {
+				entries = append(entries, es...)
+				moved = append(moved, next)
+			}
+		}
+		if err := s.appendHistory(ctx, tx, entries); err != nil {
+			return err
+		}
+		return s.upsertAccounts.insert(ctx, tx, len(moved), func(i int) []any {
+			a := moved[i]
+			return []any{a.ID, a.SyncedSeq, a.Balance, micros(a.SyncedAt), 0}
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply runs of %d accounts: %w", len(runs), err)
+	}
+	return results, nil
 }
 
 // ClearStale clears the stale flag if no MarkStale came after the one that

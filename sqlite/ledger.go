@@ -56,19 +56,19 @@ func OpenLedger(ctx context.Context, path string) (*LedgerStore, error) {
 
 func (s *LedgerStore) prepare(ctx context.Context) (err error) {
 	w := s.db.write
-	if s.insertAccounts, err = newInserter(ctx, w, `INSERT INTO ledger_accounts (id, owner, balance, last_seq, created_at)`, 5); err != nil {
+	if s.insertAccounts, err = newInserter(ctx, w, `INSERT INTO ledger_accounts (id, owner, balance, last_seq, created_at)`, "", 5); err != nil {
 		return err
 	}
 	if s.insertEntries, err = newInserter(ctx, w, `INSERT INTO ledger_entries (position, account_id, seq, kind,
-		amount, balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, 11); err != nil {
+		amount, balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, "", 11); err != nil {
 		return err
 	}
 	if s.insertTransfers, err = newInserter(ctx, w, `INSERT INTO ledger_transfers (id, body_hash, status, reason,
-		from_account, to_account, amount, from_seq, to_seq, decided_at)`, 10); err != nil {
+		from_account, to_account, amount, from_seq, to_seq, decided_at)`, "", 10); err != nil {
 		return err
 	}
 	if s.insertDeposits, err = newInserter(ctx, w, `INSERT INTO ledger_deposits (external_ref, body_hash,
-		account_id, amount, seq, booked_at)`, 6); err != nil {
+		account_id, amount, seq, booked_at)`, "", 6); err != nil {
 		return err
 	}
 	s.updateAccount, err = w.PrepareContext(ctx, `UPDATE ledger_accounts SET balance = ?, last_seq = ? WHERE id = ?`)

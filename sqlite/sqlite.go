@@ -141,11 +141,13 @@ type inserter struct {
 	stmts map[int]*sql.Stmt // rows per statement -> statement
 }
 
-func newInserter(ctx context.Context, db *sql.DB, prefix string, ncols int) (*inserter, error) {
+// newInserter prepares "prefix VALUES (…), … suffix" statements; suffix may
+// be an ON CONFLICT clause.
+func newInserter(ctx context.Context, db *sql.DB, prefix, suffix string, ncols int) (*inserter, error) {
 	in := &inserter{ncols: ncols, stmts: map[int]*sql.Stmt{}}
 	one := placeholders(ncols)
 	for size := rowsPerInsertMax; size >= 1; size /= 2 {
-		q := prefix + " VALUES " + strings.TrimSuffix(strings.Repeat(one+",", size), ",")
+		q := prefix + " VALUES " + strings.TrimSuffix(strings.Repeat(one+",", size), ",") + " " + suffix
 		st, err := db.PrepareContext(ctx, q)
 		if err != nil {
 			in.close()

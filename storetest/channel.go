@@ -37,9 +37,11 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"PendingBefore", testChannelPendingBefore},
 		{"ApplyAndHistory", testChannelApplyHistory},
 		{"ApplyRejectsWritesNothing", testChannelApplyRejects},
+		{"ApplyRuns", testChannelApplyRuns},
 		{"HistoryPagesWhileApplying", testChannelHistoryPages},
 		{"Restart", testChannelRestart},
 		{"ConcurrentApply", testChannelConcurrentApply},
+		{"ConcurrentApplyRuns", testChannelConcurrentApplyRuns},
 		{"ConcurrentOnePending", testChannelConcurrentOnePending},
 		{"ConcurrentSameKey", testChannelConcurrentSameKey},
 	} {
@@ -593,4 +595,81 @@ func testChannelRestart(t *testing.T, h ChannelHarness) {
 		t.Fatalf("second pending transfer after reopening: err = %v, want ErrInProgress", err)
 	}
 	mustApply(t, s, "acc-1", ledgerEntries("acc-1", 6, 6), channelT0)
+}
+
+func mustApplyRuns(tb testing.TB, s channel.Store, runs []channel.Run, at time.Time) []channel.RunResult {
+	tb.Helper()
+	res, err := s.ApplyRuns(context.Background(), runs, at)
+	if err != nil {
+		tb.Fatalf("ApplyRuns(%d runs): %v", len(runs), err)
+	}
+	if len(res) != len(runs) {
+		tb.Fatalf("ApplyRuns(%d runs) = %d results", len(runs), len(res))
+	}
+	return res
+}
+
+// testChannelApplyRuns applies one batch holding every case a run can be:
+// new account, repeats to skip, a hole in a known and in an unknown
+// account, nothing new; then batches the store must refuse whole.
+func testChannelApplyRuns(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	es := map[string][]banksync.Entry{}
+	for _, a := range []string{"acc-1", "acc-2", "acc-3", "acc-4", "acc-5"} {
+		es[a] = ledgerEntries(a, 1, 10)
+	}
+	mustApply(t, s, "acc-1", es["acc-1"][:3], channelT0)
+	if err := s.MarkStale(ctx, "acc-1", channelT0); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, "acc-4", es["acc-4"][:3], channelT0)
+	mustApply(t, s, "acc-5", es["acc-5"][:5], channelT0)
+	stale1, known4, known5 := mustAccountState(t, s, "acc-1"), mustAccountState(t, s, "acc-4"), mustAccountState(t, s, "acc-5")
+
+	at := channelT0.Add(time.Minute)
+	res := mustApplyRuns(t, s, []channel.Run{
+		{Account: "acc-1", Entries: es["acc-1"][1:6]}, // 2..6 on synced 3: applies 4..6
+		{Account: "acc-2", Entries: es["acc-2"][:3]},  // new: 1..3
+		{Account: "acc-3", Entries: es["acc-3"][1:4]}, // unknown, 2..4: a hole
+		{Account: "acc-4", Entries: es["acc-4"][5:7]}, // 6..7 on synced 3: a hole
+		{Account: "acc-5", Entries: es["acc-5"][:5]},  // 1..5 on synced 5: all repeats
+	}, at)
+	want1 := stale1
+	want1.SyncedSeq, want1.Balance, want1.SyncedAt = 6, 21, at
+	diff(t, "results", res, []channel.RunResult{
+		{State: want1},
+		{State: channel.AccountState{ID: "acc-2", SyncedSeq: 3, Balance: 6, SyncedAt: at}},
+		{State: channel.AccountState{ID: "acc-3"}, Gap: true},
+		{State: known4, Gap: true},
+		{State: known5},
+	})
+	for i, want := range []channel.AccountState{want1, res[1].State, known4, known5} {
+		id := []string{"acc-1", "acc-2", "acc-4", "acc-5"}[i]
+		diff(t, "stored state of "+id, mustAccountState(t, s, id), want)
+	}
+	wantUnknown(t, s, "acc-3")
+	diff(t, "history of acc-1", mustHistory(t, s, "acc-1", math.MaxInt64, 100), reversed(es["acc-1"][:6]))
+	diff(t, "history of acc-2", mustHistory(t, s, "acc-2", math.MaxInt64, 100), reversed(es["acc-2"][:3]))
+	diff(t, "history of acc-4", mustHistory(t, s, "acc-4", math.MaxInt64, 100), reversed(es["acc-4"][:3]))
+
+	if res, err := s.ApplyRuns(ctx, nil, at); err != nil || len(res) != 0 {
+		t.Errorf("ApplyRuns(no runs) = %v, %v; want nothing, no error", res, err)
+	}
+	foreign := ledgerEntries("acc-9", 7, 7)[0]
+	for _, tc := range []struct {
+		name string
+		runs []channel.Run
+	}{
+		{"two runs of one account", []channel.Run{{Account: "acc-2", Entries: es["acc-2"][3:4]}, {Account: "acc-2", Entries: es["acc-2"][4:5]}}},
+		{"a run with a hole inside", []channel.Run{{Account: "acc-2", Entries: []banksync.Entry{es["acc-2"][3], es["acc-2"][5]}}}},
+		{"a foreign entry", []channel.Run{{Account: "acc-4", Entries: []banksync.Entry{es["acc-4"][3], foreign}}}},
+	} {
+		runs := append([]channel.Run{{Account: "acc-1", Entries: es["acc-1"][6:]}}, tc.runs...)
+		if _, err := s.ApplyRuns(ctx, runs, at.Add(time.Minute)); !errors.Is(err, channel.ErrSeqConflict) {
+			t.Errorf("ApplyRuns %s: err = %v, want ErrSeqConflict", tc.name, err)
+		}
+		diff(t, "acc-1 after ApplyRuns "+tc.name, mustAccountState(t, s, "acc-1"), want1)
+		diff(t, "acc-2 after ApplyRuns "+tc.name, mustAccountState(t, s, "acc-2"), res[1].State)
+	}
 }
