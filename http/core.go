@@ -35,6 +35,7 @@ func NewCoreServer(l *ledger.Ledger, serviceToken string, log *slog.Logger) *Cor
 	s.mux.HandleFunc("GET /core/v1/accounts/{id}", s.account)
 	s.mux.HandleFunc("GET /core/v1/accounts/{id}/entries", s.entries)
 	s.mux.HandleFunc("POST /core/v1/deposits", s.deposit)
+	s.mux.HandleFunc("POST /core/v1/deposits/batch", s.depositsBatch)
 	s.mux.HandleFunc("POST /core/v1/transfers", s.transfer)
 	s.mux.HandleFunc("GET /core/v1/transfers/{id}", s.transferStatus)
 	s.mux.HandleFunc("POST /core/v1/transfers/{id}/fence", s.fence)
@@ -147,30 +148,93 @@ func intParam(s string, def int64) (int64, error) {
 	return strconv.ParseInt(s, 10, 64)
 }
 
-func (s *CoreServer) deposit(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		ExternalRef *string `json:"external_ref"`
-		AccountID   *string `json:"account_id"`
-		Amount      *int64  `json:"amount"`
-		Sender      *string `json:"sender"`
+// depositJSON is a deposit as the API takes it, alone or in a batch.
+type depositJSON struct {
+	ExternalRef *string `json:"external_ref"`
+	AccountID   *string `json:"account_id"`
+	Amount      *int64  `json:"amount"`
+	Sender      *string `json:"sender"`
+}
+
+func (d depositJSON) request() (banksync.DepositRequest, error) {
+	if err := required("external_ref", d.ExternalRef != nil, "account_id", d.AccountID != nil,
+		"amount", d.Amount != nil, "sender", d.Sender != nil); err != nil {
+		return banksync.DepositRequest{}, err
 	}
+	return banksync.DepositRequest{ExternalRef: *d.ExternalRef, AccountID: *d.AccountID, Amount: *d.Amount, Sender: *d.Sender}, nil
+}
+
+func (s *CoreServer) deposit(w http.ResponseWriter, r *http.Request) {
+	var req depositJSON
 	if err := decode(w, r, &req); err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	if err := required("external_ref", req.ExternalRef != nil, "account_id", req.AccountID != nil,
-		"amount", req.Amount != nil, "sender", req.Sender != nil); err != nil {
+	d, err := req.request()
+	if err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	out, err := s.ledger.Deposit(r.Context(), banksync.DepositRequest{
-		ExternalRef: *req.ExternalRef, AccountID: *req.AccountID, Amount: *req.Amount, Sender: *req.Sender,
-	})
+	out, err := s.ledger.Deposit(r.Context(), d)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// depositResultJSON is one item of a batch answer: the outcome POST
+// /core/v1/deposits answers for that deposit, or the error it would answer.
+type depositResultJSON struct {
+	ExternalRef string          `json:"external_ref"`
+	Status      string          `json:"status,omitempty"`
+	Entry       *banksync.Entry `json:"entry,omitempty"`
+	Error       *errorDetail    `json:"error,omitempty"`
+}
+
+// depositsBatch books up to ledger.DepositsBatchMax deposits, a payroll file
+// say. A bad batch is refused whole with nothing written; otherwise the
+// answer is 200 with one result per deposit, in request order, each
+// succeeding or failing on its own.
+func (s *CoreServer) depositsBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Deposits *[]depositJSON `json:"deposits"`
+	}
+	if err := decodeLimit(w, r, &req, depositsBatchBodySizeMax); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if err := required("deposits", req.Deposits != nil); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	ds := make([]banksync.DepositRequest, len(*req.Deposits))
+	for i, d := range *req.Deposits {
+		var err error
+		if ds[i], err = d.request(); err != nil {
+			writeError(w, r, s.log, banksync.Errorf(banksync.ErrorCode(err), "deposits[%d]: %s", i, banksync.ErrorMessage(err)))
+			return
+		}
+	}
+	results, err := s.ledger.Deposits(r.Context(), ds)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	out := make([]depositResultJSON, len(results))
+	for i, res := range results {
+		out[i].ExternalRef = ds[i].ExternalRef
+		if res.Err != nil {
+			_, detail := describeError(r, s.log, res.Err, "external_ref", ds[i].ExternalRef)
+			out[i].Error = &detail
+			continue
+		}
+		out[i].Status = res.Outcome.Status
+		out[i].Entry = &res.Outcome.Entry
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Results []depositResultJSON `json:"results"`
+	}{out})
 }
 
 func (s *CoreServer) transfer(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -223,4 +225,175 @@ func dump(t *testing.T, s ledger.Store) any {
 	deposits, _ := s.Deposits(ctx, []string{"kb-1", "kb-2"})
 	totals, _ := s.Totals(ctx)
 	return []any{accts, entries, transfers, deposits, totals}
+}
+
+func TestCoreDepositsBatch(t *testing.T) {
+	f := newCore(t)
+	f.call(t, "POST", "/core/v1/accounts", `{"owner":"c1","account_id":"a"}`)
+	f.call(t, "POST", "/core/v1/accounts", `{"owner":"c2","account_id":"b"}`)
+	batch := `{"deposits":[
+		{"external_ref":"kb-1","account_id":"a","amount":500,"sender":"kb"},
+		{"external_ref":"kb-2","account_id":"b","amount":300,"sender":"kb"},
+		{"external_ref":"kb-3","account_id":"zz","amount":5,"sender":"kb"},
+		{"external_ref":"kb-1","account_id":"a","amount":501,"sender":"kb"}]}`
+	st, m := f.call(t, "POST", "/core/v1/deposits/batch", batch)
+	if st != 200 {
+		t.Fatalf("batch = %d %v", st, m)
+	}
+	results, _ := m["results"].([]any)
+	if len(results) != 4 {
+		t.Fatalf("batch answered %d results for 4 deposits: %v", len(results), m)
+	}
+	item := func(i int) map[string]any { return results[i].(map[string]any) }
+	for i, ref := range []string{"kb-1", "kb-2", "kb-3", "kb-1"} {
+		if item(i)["external_ref"] != ref {
+			t.Fatalf("results[%d] is for %v, want %s (request order)", i, item(i)["external_ref"], ref)
+		}
+	}
+	for i, code := range []string{"", "", banksync.EACCOUNTMISSING, banksync.EIDEMPOTENCY} {
+		if got := errCode(item(i)); got != code {
+			t.Fatalf("results[%d] error code = %q (%v), want %q", i, got, item(i), code)
+		}
+	}
+	if _, ok := item(2)["entry"]; ok {
+		t.Fatalf("failed item carries an entry: %v", item(2))
+	}
+	// A booked item is exactly what the single deposit endpoint answers for it.
+	st, single := f.call(t, "POST", "/core/v1/deposits", `{"external_ref":"kb-1","account_id":"a","amount":500,"sender":"kb"}`)
+	if st != 200 || !cmp.Equal(single, item(0)) {
+		t.Fatalf("single deposit replay = %d %v, want the batch item %v", st, single, item(0))
+	}
+	if st, acct := f.call(t, "GET", "/core/v1/accounts/b", nil); st != 200 || acct["balance"] != 300.0 || acct["last_seq"] != 1.0 {
+		t.Fatalf("account b = %d %v", st, acct)
+	}
+
+	before := dump(t, f.store)
+	if st, again := f.call(t, "POST", "/core/v1/deposits/batch", batch); st != 200 || !cmp.Equal(again, m) {
+		t.Fatalf("batch replay = %d %v, want %v", st, again, m)
+	}
+	if d := cmp.Diff(before, dump(t, f.store)); d != "" {
+		t.Fatalf("batch replay changed the ledger (-before +after):\n%s", d)
+	}
+}
+
+func TestCoreDepositsBatchRefusesBadInput(t *testing.T) {
+	f := newCore(t)
+	f.call(t, "POST", "/core/v1/accounts", `{"owner":"c1","account_id":"a"}`)
+	before := dump(t, f.store)
+	good := `{"external_ref":"kb-1","account_id":"a","amount":5,"sender":"kb"}`
+	batch := func(items ...string) string { return `{"deposits":[` + strings.Join(items, ",") + `]}` }
+	tooMany := make([]string, ledger.DepositsBatchMax+1)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprintf(`{"external_ref":"kb-%d","account_id":"a","amount":5,"sender":"kb"}`, i)
+	}
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		code, msg  string
+		hdr        []string
+	}{
+		{"no token", batch(good), 401, banksync.EUNAUTHORIZED, "", []string{"Authorization", ""}},
+		{"empty list", batch(), 400, banksync.EINVALID, "deposits must hold between 1 and 1000", nil},
+		{"no list", `{}`, 400, banksync.EINVALID, "field deposits is required", nil},
+		{"null list", `{"deposits":null}`, 400, banksync.EINVALID, "field deposits is required", nil},
+		{"1001 items", batch(tooMany...), 400, banksync.EINVALID, "deposits must hold between 1 and 1000", nil},
+		{"item missing sender", batch(good, `{"external_ref":"kb-2","account_id":"a","amount":5}`), 400, banksync.EINVALID, "deposits[1]: field sender is required", nil},
+		{"null item", batch(good, `null`), 400, banksync.EINVALID, "deposits[1]: field external_ref is required", nil},
+		{"bad external_ref", batch(good, `{"external_ref":"../x","account_id":"a","amount":5,"sender":"kb"}`), 400, banksync.EINVALID, "deposits[1]: external_ref", nil},
+		{"zero amount", batch(good, `{"external_ref":"kb-2","account_id":"a","amount":0,"sender":"kb"}`), 422, banksync.EINVALIDAMOUNT, "deposits[1]: amount", nil},
+		{"over the limit", batch(good, `{"external_ref":"kb-2","account_id":"a","amount":1000001,"sender":"kb"}`), 422, banksync.EINVALIDAMOUNT, "deposits[1]: amount", nil},
+		{"string amount", batch(good, `{"external_ref":"kb-2","account_id":"a","amount":"5","sender":"kb"}`), 422, banksync.EINVALIDAMOUNT, "", nil},
+		{"fraction", batch(good, `{"external_ref":"kb-2","account_id":"a","amount":1.5,"sender":"kb"}`), 422, banksync.EINVALIDAMOUNT, "", nil},
+		{"item not an object", batch(good, `1`), 400, banksync.EINVALID, "", nil},
+		{"list not a list", `{"deposits":{}}`, 400, banksync.EINVALID, "", nil},
+		{"unknown item field", batch(`{"external_ref":"kb-1","account_id":"a","amount":5,"sender":"kb","fee":0}`), 400, banksync.EINVALID, "unknown field", nil},
+		{"unknown field", `{"deposits":[` + good + `],"fee":0}`, 400, banksync.EINVALID, "unknown field", nil},
+		{"trailing data", batch(good) + `{}`, 400, banksync.EINVALID, "", nil},
+		{"malformed json", `{"deposits":[` + good, 400, banksync.EINVALID, "", nil},
+		{"wrong content type", batch(good), 415, "unsupported_media_type", "", []string{"Content-Type", "text/plain"}},
+		{"over 1 MiB", `{"deposits":[` + good + strings.Repeat(" ", 1<<20) + `]}`, 413, banksync.ETOOLARGE, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, m := f.call(t, "POST", "/core/v1/deposits/batch", tc.body, tc.hdr...)
+			msg, _ := m["error"].(map[string]any)["message"].(string)
+			if st != tc.status || errCode(m) != tc.code || !strings.HasPrefix(msg, tc.msg) {
+				t.Fatalf("got %d %q %q, want %d %q %q…", st, errCode(m), msg, tc.status, tc.code, tc.msg)
+			}
+		})
+	}
+	if d := cmp.Diff(before, dump(t, f.store)); d != "" {
+		t.Fatalf("bad input changed the ledger (-before +after):\n%s", d)
+	}
+}
+
+func TestCoreClientDeposits(t *testing.T) {
+	ctx := context.Background()
+	f := newCore(t)
+	c := bhttp.NewCoreClient(f.srv.URL, token, nil)
+	// The largest batch of the longest ids and amounts fits the body limit,
+	// and its answer the client's.
+	long := func(prefix string, i int) string { return fmt.Sprintf("%s%0*d", prefix, 64-len(prefix), i) }
+	for i := range 10 {
+		f.call(t, "POST", "/core/v1/accounts", map[string]any{"owner": "c1", "account_id": long("acct-", i)})
+	}
+	ds := make([]banksync.DepositRequest, ledger.DepositsBatchMax)
+	for i := range ds {
+		ds[i] = banksync.DepositRequest{ExternalRef: long("payroll-", i), AccountID: long("acct-", i%10),
+			Amount: 1_000_000, Sender: long("employer-bank-", 0)}
+	}
+	got, err := c.Deposits(ctx, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, res := range got {
+		e := res.Outcome.Entry
+		if res.Err != nil || res.Outcome.ExternalRef != ds[i].ExternalRef || res.Outcome.Status != banksync.StatusCompleted ||
+			e.AccountID != ds[i].AccountID || e.Seq != int64(i/10+1) || e.Amount != ds[i].Amount {
+			t.Fatalf("results[%d] = %+v, %v; want deposit %+v booked as seq %d", i, res.Outcome, res.Err, ds[i], i/10+1)
+		}
+	}
+	again, err := c.Deposits(ctx, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(got, again); d != "" {
+		t.Fatalf("replayed batch answered differently (-first +replay):\n%s", d)
+	}
+	totals, err := f.store.Totals(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(ledger.DepositsBatchMax) * 1_000_000; totals.Deposits != want {
+		t.Fatalf("deposits total = %d, want %d: each booked once", totals.Deposits, want)
+	}
+
+	mixed, err := c.Deposits(ctx, []banksync.DepositRequest{
+		{ExternalRef: "kb-1", AccountID: ds[0].AccountID, Amount: 5, Sender: "kb"},
+		{ExternalRef: "kb-2", AccountID: "zz", Amount: 5, Sender: "kb"},
+		{ExternalRef: ds[0].ExternalRef, AccountID: ds[0].AccountID, Amount: 6, Sender: "kb"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mixed[0].Err != nil || mixed[0].Outcome.Entry.Amount != 5 {
+		t.Fatalf("results[0] = %+v, %v; want booked", mixed[0].Outcome, mixed[0].Err)
+	}
+	var coded *banksync.Error
+	if !errors.As(mixed[1].Err, &coded) || coded.Code != banksync.EACCOUNTMISSING {
+		t.Fatalf("results[1] error = %#v, want a *banksync.Error coded %s", mixed[1].Err, banksync.EACCOUNTMISSING)
+	}
+	if code := banksync.ErrorCode(mixed[2].Err); code != banksync.EIDEMPOTENCY {
+		t.Fatalf("results[2] error code = %q (%v), want %s", code, mixed[2].Err, banksync.EIDEMPOTENCY)
+	}
+
+	before := dump(t, f.store)
+	for _, bad := range [][]banksync.DepositRequest{nil, append(ds, ds[0]), {{ExternalRef: "kb-9", AccountID: "a", Amount: 5}}} {
+		res, err := c.Deposits(ctx, bad)
+		if code := banksync.ErrorCode(err); code != banksync.EINVALID || res != nil {
+			t.Fatalf("Deposits(%d deposits) = %d results, %v; want none and %s", len(bad), len(res), err, banksync.EINVALID)
+		}
+	}
+	if d := cmp.Diff(before, dump(t, f.store)); d != "" {
+		t.Fatalf("refused batches changed the ledger (-before +after):\n%s", d)
+	}
 }

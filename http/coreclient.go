@@ -131,3 +131,46 @@ func (c *CoreClient) AccountsOf(ctx context.Context, owner string) ([]banksync.A
 	err := c.do(ctx, "GET", "/core/v1/accounts?"+url.Values{"owner": {owner}}.Encode(), nil, &out)
 	return out.Accounts, err
 }
+
+// DepositResult is one deposit of a batch as core answered it: Outcome if
+// Err is nil, else a *banksync.Error carrying core's code.
+type DepositResult struct {
+	Outcome banksync.DepositOutcome
+	Err     error
+}
+
+// Deposits books a batch of at most ledger.DepositsBatchMax deposits and
+// returns one result per deposit, in order. A batch core refuses whole
+// (invalid input) is the error, and then nothing was booked; EUNAVAILABLE
+// leaves each deposit's fate unknown. Every deposit is idempotent by its
+// ExternalRef, so sending the batch again is safe either way.
+func (c *CoreClient) Deposits(ctx context.Context, ds []banksync.DepositRequest) ([]DepositResult, error) {
+	const path = "/core/v1/deposits/batch"
+	items := make([]map[string]any, len(ds))
+	for i, d := range ds {
+		items[i] = map[string]any{"external_ref": d.ExternalRef, "account_id": d.AccountID, "amount": d.Amount, "sender": d.Sender}
+	}
+	var out struct {
+		Results []depositResultJSON `json:"results"`
+	}
+	if err := c.do(ctx, "POST", path, map[string]any{"deposits": items}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Results) != len(ds) {
+		return nil, unavailable("POST", path, fmt.Errorf("%d results for %d deposits", len(out.Results), len(ds)))
+	}
+	results := make([]DepositResult, len(ds))
+	for i, r := range out.Results {
+		switch {
+		case r.ExternalRef != ds[i].ExternalRef:
+			return nil, unavailable("POST", path, fmt.Errorf("result %d is for %q, not %q", i, r.ExternalRef, ds[i].ExternalRef))
+		case r.Error != nil && r.Error.Code != "":
+			results[i].Err = &banksync.Error{Code: r.Error.Code, Message: "core: " + r.Error.Message}
+		case r.Error == nil && r.Entry != nil && r.Status != "":
+			results[i].Outcome = banksync.DepositOutcome{ExternalRef: r.ExternalRef, Status: r.Status, Entry: *r.Entry}
+		default:
+			return nil, unavailable("POST", path, fmt.Errorf("result %d has neither an outcome nor an error code", i))
+		}
+	}
+	return results, nil
+}

@@ -11,22 +11,33 @@ import (
 	"banksync"
 )
 
-// bodySizeMax caps every request body; the largest legitimate one is a
-// transfer of a few hundred bytes.
-const bodySizeMax = 64 << 10
+// bodySizeMax caps every request body but a batch's; the largest legitimate
+// one is a transfer of a few hundred bytes. depositsBatchBodySizeMax fits a
+// batch of ledger.DepositsBatchMax deposits of under 300 bytes each, with
+// room for whitespace.
+const (
+	bodySizeMax              = 64 << 10
+	depositsBatchBodySizeMax = 1 << 20
+)
 
 // decode reads exactly one JSON object into v: unknown fields, trailing data,
 // a wrong content type and bodies over bodySizeMax are refused with a coded
 // error. A number that does not fit an integer field is invalid_amount when
 // the field is an amount.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeLimit(w, r, v, bodySizeMax)
+}
+
+// decodeLimit is decode with a body limit of sizeMax bytes, for the one
+// endpoint whose bodies are larger.
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, sizeMax int64) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
 			return banksync.Errorf(eUnsupportedMediaType, "Content-Type must be application/json")
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, bodySizeMax))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, sizeMax))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -48,9 +59,10 @@ func decodeError(err error) error {
 	)
 	switch {
 	case errors.As(err, &maxErr):
-		return banksync.Errorf(banksync.ETOOLARGE, "request body is larger than %d bytes", bodySizeMax)
+		return banksync.Errorf(banksync.ETOOLARGE, "request body is larger than %d bytes", maxErr.Limit)
 	case errors.As(err, &typeErr):
-		if typeErr.Field == "amount" {
+		// Field is the path from the root: "deposits.amount" in a batch.
+		if typeErr.Field == "amount" || strings.HasSuffix(typeErr.Field, ".amount") {
 			return banksync.Errorf(banksync.EINVALIDAMOUNT, "amount must be a whole number of won")
 		}
 		return banksync.Errorf(banksync.EINVALID, "field %s has the wrong type", typeErr.Field)

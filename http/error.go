@@ -34,28 +34,37 @@ var statusOf = map[string]int{
 	eUnsupportedMediaType:    http.StatusUnsupportedMediaType,
 }
 
+// errorDetail is how the API shows an error: inside errorBody for a whole
+// request, alone for one item of a batch.
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Error errorDetail `json:"error"`
 }
 
 // writeError answers err as {"error":{"code","message"}}. Anything that is
 // not a coded error is logged and shown only as "internal".
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	status, detail := describeError(r, log, err)
+	writeJSON(w, status, errorBody{Error: detail})
+}
+
+// describeError is err's status and what the API shows of it. Server-side
+// errors are logged with the request they failed and attrs, which name the
+// item of a batch.
+func describeError(r *http.Request, log *slog.Logger, err error, attrs ...any) (int, errorDetail) {
 	code := banksync.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
 		status = http.StatusInternalServerError
 	}
 	if status >= 500 {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+		log.Error("request failed", append([]any{"method", r.Method, "path", r.URL.Path, "code", code, "err", err}, attrs...)...)
 	}
-	var body errorBody
-	body.Error.Code = code
-	body.Error.Message = banksync.ErrorMessage(err)
-	writeJSON(w, status, body)
+	return status, errorDetail{Code: code, Message: banksync.ErrorMessage(err)}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

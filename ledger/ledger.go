@@ -158,16 +158,31 @@ type result struct {
 // submit queues r for the writer and waits for its outcome. A caller that
 // gives up (ctx done) may leave r executed; the transfer id tells.
 func (l *Ledger) submit(ctx context.Context, r *request) result {
+	if err := l.enqueue(ctx, r); err != nil {
+		return result{err: err}
+	}
+	return l.wait(ctx, r)
+}
+
+// enqueue hands r to the writer without waiting for it, so a caller with
+// many requests can queue them all and let them share group commits. A full
+// queue refuses at once rather than blocking: the caller retries later.
+func (l *Ledger) enqueue(ctx context.Context, r *request) error {
 	r.result = make(chan result, 1)
 	select {
 	case l.queue <- r:
+		return nil
 	case <-l.stop:
-		return result{err: banksync.Errorf(banksync.EUNAVAILABLE, "ledger is shutting down")}
+		return banksync.Errorf(banksync.EUNAVAILABLE, "ledger is shutting down")
 	case <-ctx.Done():
-		return result{err: ctx.Err()}
+		return ctx.Err()
 	default:
-		return result{err: banksync.Errorf(banksync.EUNAVAILABLE, "ledger queue is full")}
+		return banksync.Errorf(banksync.EUNAVAILABLE, "ledger queue is full")
 	}
+}
+
+// wait returns the outcome of r, which enqueue has queued.
+func (l *Ledger) wait(ctx context.Context, r *request) result {
 	select {
 	case res := <-r.result:
 		return res
@@ -268,18 +283,89 @@ func (l *Ledger) Entries(ctx context.Context, account string, afterSeq int64, li
 // the same body returns the recorded outcome; with another body,
 // EIDEMPOTENCY.
 func (l *Ledger) Deposit(ctx context.Context, d banksync.DepositRequest) (banksync.DepositOutcome, error) {
-	switch {
-	case !banksync.ValidID(d.ExternalRef):
-		return banksync.DepositOutcome{}, banksync.Errorf(banksync.EINVALID, "external_ref must be 1-64 letters, digits or ._:-")
-	case !banksync.ValidID(d.AccountID):
-		return banksync.DepositOutcome{}, banksync.Errorf(banksync.EINVALID, "account_id must be 1-64 letters, digits or ._:-")
-	case !banksync.ValidID(d.Sender):
-		return banksync.DepositOutcome{}, banksync.Errorf(banksync.EINVALID, "sender must be 1-64 letters, digits or ._:-")
-	}
-	if err := banksync.ValidateAmount(d.Amount, l.cfg.AmountMax); err != nil {
+	if err := l.validateDeposit(d); err != nil {
 		return banksync.DepositOutcome{}, err
 	}
-	res := l.submit(ctx, &request{kind: kindDeposit, deposit: d, bodyHash: hashOf(d.AccountID, d.Amount, d.Sender)})
+	return l.depositOutcome(ctx, d, l.submit(ctx, depositRequest(d)))
+}
+
+// DepositsBatchMax bounds the deposits of one Deposits call: a payroll file
+// is split into batches of at most this many.
+const DepositsBatchMax = 1000
+
+// DepositResult is the outcome of one deposit of a batch: Outcome if Err is
+// nil, else the error Deposit would have returned for it alone.
+type DepositResult struct {
+	Outcome banksync.DepositOutcome
+	Err     error
+}
+
+// Deposits books a batch of deposits, such as a payroll file, and returns
+// one result per deposit in the order given. Every deposit is checked
+// first: if any is invalid, or there are none or more than
+// DepositsBatchMax, Deposits returns an error naming the first bad one and
+// books nothing.
+//
+// Then all of them are queued before any is waited for, so a batch lands in
+// one or a few group commits instead of one round trip each. The deposits
+// are independent, not atomic: each succeeds or fails on its own (a missing
+// account, a reused external_ref, a full queue: EUNAVAILABLE) and a failed
+// one does not undo the others. Each is idempotent by ExternalRef, so
+// retrying the whole batch after any failure or a lost answer is safe:
+// booked ones replay their recorded outcome. Sending only the refused ones
+// again is the surer way forward when the queue is full, since a replay
+// takes a queue slot too. Two deposits of a batch with the same ExternalRef
+// behave as two Deposit calls in that order would.
+func (l *Ledger) Deposits(ctx context.Context, ds []banksync.DepositRequest) ([]DepositResult, error) {
+	if len(ds) == 0 || len(ds) > DepositsBatchMax {
+		return nil, banksync.Errorf(banksync.EINVALID, "deposits must hold between 1 and %d deposits", DepositsBatchMax)
+	}
+	for i, d := range ds {
+		if err := l.validateDeposit(d); err != nil {
+			return nil, banksync.Errorf(banksync.ErrorCode(err), "deposits[%d]: %s", i, banksync.ErrorMessage(err))
+		}
+	}
+	reqs := make([]*request, len(ds))
+	results := make([]DepositResult, len(ds))
+	for i, d := range ds {
+		r := depositRequest(d)
+		if err := l.enqueue(ctx, r); err != nil {
+			results[i].Err = err
+			continue
+		}
+		reqs[i] = r
+	}
+	for i, r := range reqs {
+		if r == nil {
+			continue
+		}
+		results[i].Outcome, results[i].Err = l.depositOutcome(ctx, ds[i], l.wait(ctx, r))
+	}
+	return results, nil
+}
+
+// validateDeposit is the one check of a deposit's fields, for Deposit and
+// Deposits alike.
+func (l *Ledger) validateDeposit(d banksync.DepositRequest) error {
+	switch {
+	case !banksync.ValidID(d.ExternalRef):
+		return banksync.Errorf(banksync.EINVALID, "external_ref must be 1-64 letters, digits or ._:-")
+	case !banksync.ValidID(d.AccountID):
+		return banksync.Errorf(banksync.EINVALID, "account_id must be 1-64 letters, digits or ._:-")
+	case !banksync.ValidID(d.Sender):
+		return banksync.Errorf(banksync.EINVALID, "sender must be 1-64 letters, digits or ._:-")
+	}
+	return banksync.ValidateAmount(d.Amount, l.cfg.AmountMax)
+}
+
+func depositRequest(d banksync.DepositRequest) *request {
+	return &request{kind: kindDeposit, deposit: d, bodyHash: hashOf(d.AccountID, d.Amount, d.Sender)}
+}
+
+// depositOutcome turns the writer's answer to d into the API outcome,
+// reading the entry of a replayed deposit, which the writer does not hand
+// over.
+func (l *Ledger) depositOutcome(ctx context.Context, d banksync.DepositRequest, res result) (banksync.DepositOutcome, error) {
 	if res.err != nil {
 		return banksync.DepositOutcome{}, res.err
 	}
