@@ -80,6 +80,8 @@ type Channel struct {
 
 	seed  maphash.Seed
 	locks [lockStripes]chan struct{} // serialise syncs of one account in this process
+
+	batchState // ApplyBatch's group commit
 }
 
 // New returns a Channel over store and core.

@@ -40,9 +40,37 @@ const (
 	HeaderDLQAt        = "banksync-dlq-at"
 )
 
-// ApplyFunc brings one ledger entry into the channel's history (the sync
-// engine). An error means the entry is not applied yet.
+// Applier is the sync engine as the consumer drives it.
+type Applier interface {
+	// ApplyEntry brings one ledger entry into the channel's history; an
+	// error means it is not applied yet.
+	ApplyEntry(ctx context.Context, e banksync.Entry) error
+	// ApplyBatch brings many accounts' entries in at once: groups[i] is one
+	// account's entries in the order consumed (repeats and holes allowed);
+	// errs[i] == nil means all of group i is applied.
+	ApplyBatch(ctx context.Context, groups [][]banksync.Entry) (errs []error)
+}
+
+// ApplyFunc is an Applier from a function that applies one entry: its
+// batches apply entry by entry.
 type ApplyFunc func(ctx context.Context, e banksync.Entry) error
+
+// ApplyEntry calls f.
+func (f ApplyFunc) ApplyEntry(ctx context.Context, e banksync.Entry) error { return f(ctx, e) }
+
+// ApplyBatch applies each group's entries in turn, stopping a group at its
+// first failure.
+func (f ApplyFunc) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []error {
+	errs := make([]error, len(groups))
+	for i, g := range groups {
+		for _, e := range g {
+			if errs[i] = f(ctx, e); errs[i] != nil {
+				break
+			}
+		}
+	}
+	return errs
+}
 
 // ConsumerConfig configures a Consumer. Zero values take the defaults.
 type ConsumerConfig struct {
@@ -62,7 +90,7 @@ type ConsumerConfig struct {
 // engine skips what it has.
 type Consumer struct {
 	cfg     ConsumerConfig
-	apply   ApplyFunc
+	apply   Applier
 	offsets Offsets
 	lanes   *Lanes
 	cl      *kgo.Client
@@ -70,7 +98,7 @@ type Consumer struct {
 }
 
 // NewConsumer joins the group; Run consumes.
-func NewConsumer(cfg ConsumerConfig, apply ApplyFunc) (*Consumer, error) {
+func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 	if cfg.Group == "" {
 		cfg.Group = consumerGroupDefault
 	}
@@ -123,11 +151,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 				c.cfg.Logger.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
+		batches := make(map[int][]*kgo.Record) // lane -> this poll's records for it
 		fetches.EachRecord(func(r *kgo.Record) {
 			if ctx.Err() == nil {
-				c.dispatch(ctx, r)
+				c.track(ctx, r, batches)
 			}
 		})
+		c.dispatch(ctx, batches)
 		c.cl.AllowRebalance()
 		if time.Since(lastCommit) >= commitInterval {
 			c.commit(ctx)
@@ -139,7 +169,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (c *Consumer) dispatch(ctx context.Context, r *kgo.Record) {
+// track records r as dispatched in the offset tracker and adds it to its
+// lane's batch. When r's partition has too many records in flight, the
+// batches gathered so far go to the lanes first, so the room r waits for
+// can free.
+func (c *Consumer) track(ctx context.Context, r *kgo.Record, batches map[int][]*kgo.Record) {
 	for {
 		err := c.offsets.Dispatch(r.Partition, r.Offset)
 		if !errors.Is(err, ErrInFlightFull) {
@@ -149,40 +183,111 @@ func (c *Consumer) dispatch(ctx context.Context, r *kgo.Record) {
 			}
 			break
 		}
+		c.dispatch(ctx, batches)
 		c.commit(ctx)
 		if c.offsets.WaitRoom(ctx, r.Partition) != nil {
 			return
 		}
 	}
-	p, off := r.Partition, r.Offset
-	err := c.lanes.Dispatch(ctx, string(r.Key), func() {
-		if !c.handle(ctx, r) {
-			return // not applied (shutting down): not completed, so not committed
+	lane := c.lanes.Lane(string(r.Key))
+	batches[lane] = append(batches[lane], r)
+}
+
+// dispatch hands each lane its batch, in the order consumed, and empties
+// batches.
+func (c *Consumer) dispatch(ctx context.Context, batches map[int][]*kgo.Record) {
+	for lane, recs := range batches {
+		delete(batches, lane)
+		if err := c.lanes.DispatchTo(ctx, lane, func() { c.handleBatch(ctx, recs) }); err != nil {
+			c.cfg.Logger.Debug("records not dispatched", "records", len(recs), "err", err)
 		}
-		if err := c.offsets.Complete(p, off); err != nil {
-			c.cfg.Logger.Debug("completed a record of a revoked partition", "partition", p, "offset", off)
-		}
-	})
-	if err != nil {
-		c.cfg.Logger.Debug("record not dispatched", "partition", p, "offset", off, "err", err)
 	}
 }
 
-// handle applies one record, retrying with capped backoff, and reports
-// whether the record is done with: applied, or given up — undecodable, or
-// failing AttemptsMax times — and published to the dead-letter topic (the
-// sync engine has marked the account stale, so the next read or manual
-// sync repairs it meanwhile), so the partition moves on. A record left when
-// ctx ends is not done: it is re-delivered.
-func (c *Consumer) handle(ctx context.Context, r *kgo.Record) bool {
-	ev, err := banksync.DecodeLedgerEvent(r.Value)
-	if err != nil || ev.AccountID != string(r.Key) {
-		c.cfg.Logger.Error("undecodable ledger event", "partition", r.Partition, "offset", r.Offset, "err", err)
-		return c.deadLetter(ctx, r, fmt.Sprintf("undecodable: %v", err), 0)
+// handleBatch applies one lane's records: all their accounts in one
+// ApplyBatch, so many records share a database transaction. An account
+// whose entries did not all apply goes record by record through handle's
+// retries (and the dead-letter topic). A record is completed — its offset
+// may be committed past — only once done with.
+func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) {
+	var (
+		accounts []string                     // in order of first record
+		groups   = map[string][]*kgo.Record{} // account -> its records
+		events   = map[*kgo.Record]banksync.LedgerEvent{}
+	)
+	for _, r := range recs {
+		ev, err := decode(r)
+		if err != nil {
+			c.cfg.Logger.Error("undecodable ledger event", "partition", r.Partition, "offset", r.Offset, "err", err)
+			if !c.deadLetter(ctx, r, err.Error(), 0) {
+				return
+			}
+			c.complete(r)
+			continue
+		}
+		if groups[ev.AccountID] == nil {
+			accounts = append(accounts, ev.AccountID)
+		}
+		groups[ev.AccountID] = append(groups[ev.AccountID], r)
+		events[r] = ev
 	}
+	entries := make([][]banksync.Entry, len(accounts))
+	for i, a := range accounts {
+		for _, r := range groups[a] {
+			entries[i] = append(entries[i], events[r].Entry())
+		}
+	}
+	errs := c.apply.ApplyBatch(ctx, entries)
+	for i, a := range accounts {
+		if errs[i] == nil {
+			for _, r := range groups[a] {
+				c.complete(r)
+			}
+			continue
+		}
+		for j, r := range groups[a] {
+			tried := 0
+			if j == 0 {
+				tried = 1 // the batch's try counts as the first record's first
+			}
+			if !c.retry(ctx, r, events[r], tried) {
+				return // shutting down: the rest is re-delivered
+			}
+			c.complete(r)
+		}
+	}
+}
+
+// complete marks r applied in the offset tracker.
+func (c *Consumer) complete(r *kgo.Record) {
+	if err := c.offsets.Complete(r.Partition, r.Offset); err != nil {
+		c.cfg.Logger.Debug("completed a record of a revoked partition", "partition", r.Partition, "offset", r.Offset)
+	}
+}
+
+// decode reads a record's ledger event, which must be of the account the
+// record is keyed by.
+func decode(r *kgo.Record) (banksync.LedgerEvent, error) {
+	ev, err := banksync.DecodeLedgerEvent(r.Value)
+	if err != nil {
+		return ev, fmt.Errorf("undecodable: %w", err)
+	}
+	if ev.AccountID != string(r.Key) {
+		return ev, fmt.Errorf("undecodable: event of account %q under key %q", ev.AccountID, r.Key)
+	}
+	return ev, nil
+}
+
+// retry applies one record's event, retrying with capped backoff, and
+// reports whether the record is done with: applied, or — failing
+// AttemptsMax times, tried of them already made — published to the dead-letter topic (the sync engine
+// has marked the account stale, so the next read or manual sync repairs it
+// meanwhile), so the partition moves on. A record left when ctx ends is not
+// done: it is re-delivered.
+func (c *Consumer) retry(ctx context.Context, r *kgo.Record, ev banksync.LedgerEvent, tried int) bool {
 	backoff := applyBackoffInit
-	for attempt := 1; ; attempt++ {
-		err := c.apply(ctx, ev.Entry())
+	for attempt := tried + 1; ; attempt++ {
+		err := c.apply.ApplyEntry(ctx, ev.Entry())
 		switch {
 		case err == nil:
 			return true

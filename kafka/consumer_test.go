@@ -32,7 +32,7 @@ type pipeline struct {
 	ledger    *ledger.Ledger
 	coreStore ledger.Store
 	history   channel.Store // the real store, unwrapped
-	apply     kafka.ApplyFunc
+	apply     kafka.Applier
 }
 
 func newPipeline(t *testing.T, wrap func(channel.Store) channel.Store) *pipeline {
@@ -63,10 +63,8 @@ func newPipeline(t *testing.T, wrap func(channel.Store) channel.Store) *pipeline
 		store = wrap(store)
 	}
 	ch := channel.New(store, bhttp.NewCoreClient(coreAPI.URL, "svc", nil), channel.Config{})
-	p.apply = func(ctx context.Context, e banksync.Entry) error {
-		_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
-		return err
-	}
+	p.apply = ch
+	t.Cleanup(ch.Close)
 	return p
 }
 
@@ -167,22 +165,22 @@ func TestConsumerStopCommitsOnlyApplied(t *testing.T) {
 	}
 	// Member A applies nothing: every apply waits until A is stopped.
 	started := make(chan struct{}, 1)
-	stopA := run(func(ctx context.Context, e banksync.Entry) error {
+	stopA := run(kafka.ApplyFunc(func(ctx context.Context, e banksync.Entry) error {
 		select {
 		case started <- struct{}{}:
 		default:
 		}
 		<-ctx.Done()
 		return ctx.Err()
-	})
+	}))
 	<-started
 	stopA()
 	// Member B must see all 200.
 	seen := make(chan int64, 400)
-	stopB := run(func(ctx context.Context, e banksync.Entry) error {
+	stopB := run(kafka.ApplyFunc(func(ctx context.Context, e banksync.Entry) error {
 		seen <- e.Position
 		return nil
-	})
+	}))
 	defer stopB()
 	got := map[int64]bool{}
 	timeout := time.After(30 * time.Second)
@@ -214,14 +212,14 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	applied := make(chan string, 200)
 	tries := make(chan struct{}, 1000)
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "poison-test", Lanes: 4, AttemptsMax: 3},
-		func(ctx context.Context, e banksync.Entry) error {
+		kafka.ApplyFunc(func(ctx context.Context, e banksync.Entry) error {
 			if e.AccountID == "acc-3" {
 				tries <- struct{}{}
 				return fmt.Errorf("history store refuses %s", e.AccountID)
 			}
 			applied <- e.AccountID
 			return nil
-		})
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +270,7 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	// The history store is healthy again: replay one account (commits
 	// nothing), then everything (commits), then again (nothing left).
 	var reapplied []int64
-	healthy := func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil }
+	healthy := kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil })
 	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ,
 		func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy)
 	if err != nil || res.Applied != 10 {
@@ -312,12 +310,12 @@ func TestReplayStopsAtFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	failOn3 := func(_ context.Context, e banksync.Entry) error {
+	failOn3 := kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error {
 		if e.Seq == 3 {
 			return fmt.Errorf("still broken")
 		}
 		return nil
-	}
+	})
 	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3)
 	if err == nil || res.Applied != 2 {
 		t.Fatalf("replay = %+v, %v; want 2 applied, then the error", res, err)
@@ -326,7 +324,7 @@ func TestReplayStopsAtFailure(t *testing.T) {
 		t.Fatalf("replayed offsets = %v, want partition 0 at 2 (past the applied two only)", replayed)
 	}
 	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil,
-		func(context.Context, banksync.Entry) error { return nil })
+		kafka.ApplyFunc(func(context.Context, banksync.Entry) error { return nil }))
 	if err != nil || res.Applied != 3 {
 		t.Fatalf("replay after the fix = %+v, %v; want the remaining 3", res, err)
 	}
@@ -340,15 +338,29 @@ type flakyStore struct {
 	n       int
 }
 
-func (f *flakyStore) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
+// fail tells whether this write fails: two in three do while failing.
+func (f *flakyStore) fail() error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.n++
-	fail := f.failing && f.n%3 != 0 // two writes in three fail
-	f.mu.Unlock()
-	if fail {
-		return channel.AccountState{}, fmt.Errorf("injected: history database unavailable")
+	if f.failing && f.n%3 != 0 {
+		return fmt.Errorf("injected: history database unavailable")
+	}
+	return nil
+}
+
+func (f *flakyStore) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
+	if err := f.fail(); err != nil {
+		return channel.AccountState{}, err
 	}
 	return f.Store.Apply(ctx, account, es, at)
+}
+
+func (f *flakyStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
+	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	return f.Store.ApplyRuns(ctx, runs, at)
 }
 
 // The history store fails most writes for a while: records are retried,

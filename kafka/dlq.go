@@ -85,7 +85,7 @@ type ReplayResult struct {
 // with match it applies the matching letters and commits nothing, so a
 // later full replay still sees them (re-applying is harmless: the sync
 // engine skips what it has). It stops at the first letter that still fails.
-func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, apply ApplyFunc) (ReplayResult, error) {
+func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, apply Applier) (ReplayResult, error) {
 	var res ReplayResult
 	commit := match == nil
 	err := scanDeadLetters(ctx, brokers, topic, commit, func(r *kgo.Record) error {
@@ -98,7 +98,7 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 			return nil
 		}
 		for attempt := 1; ; attempt++ {
-			err := apply(ctx, d.Event.Entry())
+			err := apply.ApplyEntry(ctx, d.Event.Entry())
 			if err == nil {
 				res.Applied++
 				return nil

@@ -85,8 +85,8 @@ func (l *Lanes) work(ln *lane) {
 // Len returns the number of lanes.
 func (l *Lanes) Len() int { return len(l.lanes) }
 
-// lane returns the index of the lane for key; stable for the life of l.
-func (l *Lanes) lane(key string) int {
+// Lane returns the index of the lane for key; stable for the life of l.
+func (l *Lanes) Lane(key string) int {
 	return int(maphash.String(l.seed, key) % uint64(len(l.lanes)))
 }
 
@@ -95,6 +95,12 @@ func (l *Lanes) lane(key string) int {
 // queues nothing), or ErrLanesClosed after Close. A job dispatched before or
 // during an Abandon may be dropped by it.
 func (l *Lanes) Dispatch(ctx context.Context, key string, job func()) error {
+	return l.DispatchTo(ctx, l.Lane(key), job)
+}
+
+// DispatchTo is Dispatch to the lane with index lane (see Lane): one job for
+// several keys of one lane.
+func (l *Lanes) DispatchTo(ctx context.Context, lane int, job func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -105,7 +111,7 @@ func (l *Lanes) Dispatch(ctx context.Context, key string, job func()) error {
 	}
 	j := laneJob{epoch: l.epoch.Load(), run: job}
 	select {
-	case l.lanes[l.lane(key)].queue <- j:
+	case l.lanes[lane].queue <- j:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

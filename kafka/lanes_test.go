@@ -67,8 +67,8 @@ func TestLanesOneJobPerLane(t *testing.T) {
 	var overlaps, ran atomic.Int32
 	for i := range 2000 {
 		key := fmt.Sprint(i % 37)
-		lane := l.lane(key)
-		if lane != l.lane(key) {
+		lane := l.Lane(key)
+		if lane != l.Lane(key) {
 			t.Fatalf("lane(%q) is not stable", key)
 		}
 		err := l.Dispatch(t.Context(), key, func() {

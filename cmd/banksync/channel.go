@@ -103,8 +103,8 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	}()
 	var dlq bhttp.DeadLetters
 	if brokers := parseBrokers(cfg.Kafka); len(brokers) > 0 {
-		dlq = dlqOps{brokers: brokers, apply: applyVia(n.ch)}
-		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger}, applyVia(n.ch))
+		dlq = dlqOps{brokers: brokers, apply: n.ch}
+		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger}, n.ch)
 		if err != nil {
 			return n, err
 		}
@@ -151,6 +151,9 @@ func (n *channelNode) Close() error {
 		n.stop()
 	}
 	n.wg.Wait()
+	if n.ch != nil {
+		n.ch.Close()
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}

@@ -87,7 +87,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 	if account != "" {
 		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match, applyVia(ch))
+	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match, ch)
 	fmt.Printf("replayed %d dead letters (%d of other accounts left)\n", res.Applied, res.Skipped)
 	return err
 }
@@ -96,7 +96,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 // through the channel's sync engine.
 type dlqOps struct {
 	brokers []string
-	apply   kafka.ApplyFunc
+	apply   kafka.Applier
 }
 
 func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
@@ -117,12 +117,4 @@ func (o dlqOps) Replay(ctx context.Context, account string) (int, error) {
 	}
 	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, match, o.apply)
 	return res.Applied, err
-}
-
-// applyVia is the consumer's and the replay's way into the sync engine.
-func applyVia(ch *channel.Channel) kafka.ApplyFunc {
-	return func(ctx context.Context, e banksync.Entry) error {
-		_, err := ch.Apply(ctx, e.AccountID, []banksync.Entry{e})
-		return err
-	}
 }
