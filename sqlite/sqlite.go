@@ -24,17 +24,34 @@ var migrations embed.FS
 
 const readersMax = 8
 
-// db is a SQLite database opened for one writer and many readers.
+// The WAL is copied back into the database by a background checkpointer,
+// not by the committing writer: SQLite's automatic checkpoint runs inside
+// the commit that crosses its threshold and stalls every request queued
+// behind it for as long as it takes to write and sync thousands of pages.
+const (
+	checkpointInterval = 200 * time.Millisecond
+	// walFramesRestart is the WAL size, in pages, past which a checkpoint
+	// makes the writer wait until the WAL can start over, so a WAL the
+	// passive checkpoints cannot keep up with stays bounded.
+	walFramesRestart = 100_000
+)
+
+// db is a SQLite database opened for one writer and many readers, with a
+// connection of its own for checkpoints.
 type db struct {
 	write *sql.DB
 	read  *sql.DB
+	ckpt  *sql.DB
+
+	stop chan struct{}
+	done chan struct{}
 }
 
 func openDB(ctx context.Context, path string) (*db, error) {
 	// FULL sync: a committed batch survives power loss, which a ledger owes.
 	pragmas := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(on)",
-		"cache_size(-131072)", "wal_autocheckpoint(20000)", "temp_store(MEMORY)"} {
+		"cache_size(-131072)", "wal_autocheckpoint(0)", "temp_store(MEMORY)"} {
 		pragmas.Add("_pragma", p)
 	}
 	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&_txlock=immediate")
@@ -55,11 +72,47 @@ func openDB(ctx context.Context, path string) (*db, error) {
 	}
 	r.SetMaxOpenConns(readersMax)
 	r.SetMaxIdleConns(readersMax)
-	return &db{write: w, read: r}, nil
+	c, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open sqlite %s for checkpoints: %w", path, err)
+	}
+	c.SetMaxOpenConns(1)
+	c.SetMaxIdleConns(1)
+	c.SetConnMaxLifetime(0)
+	d := &db{write: w, read: r, ckpt: c, stop: make(chan struct{}), done: make(chan struct{})}
+	go d.checkpoints()
+	return d, nil
 }
 
 func (d *db) close() error {
-	return errors.Join(d.read.Close(), d.write.Close())
+	close(d.stop)
+	<-d.done
+	return errors.Join(d.read.Close(), d.write.Close(), d.ckpt.Close())
+}
+
+// checkpoints copies committed pages from the WAL into the database in the
+// background. A passive checkpoint never blocks the writer; the writer
+// starts the WAL over once a checkpoint has copied all of it.
+func (d *db) checkpoints() {
+	defer close(d.done)
+	tick := time.NewTicker(checkpointInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-tick.C:
+		}
+		var busy, frames, copied int
+		if err := d.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+			continue // the next tick tries again; the WAL only grows meanwhile
+		}
+		if frames > walFramesRestart {
+			d.ckpt.Exec(`PRAGMA wal_checkpoint(RESTART)`)
+		}
+	}
 }
 
 // migrate applies the embedded migrations under migrations/<set> that the

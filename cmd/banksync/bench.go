@@ -27,10 +27,13 @@ import (
 type benchCommand struct{}
 
 func (benchCommand) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "core" {
-		return errors.New("usage: banksync bench core [flags]  (see banksync bench core -h)")
+	switch {
+	case len(args) > 0 && args[0] == "core":
+		return benchCore(ctx, args[1:])
+	case len(args) > 0 && args[0] == "payday":
+		return benchPayday(ctx, args[1:])
 	}
-	return benchCore(ctx, args[1:])
+	return errors.New("usage: banksync bench core|payday [flags]  (see banksync bench core -h, banksync bench payday -h)")
 }
 
 type benchCoreConfig struct {

@@ -1,0 +1,754 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"banksync"
+	"banksync/channel"
+	bhttp "banksync/http"
+	"banksync/kafka"
+	"banksync/ledger"
+)
+
+// The payday benchmark: the seed's "a million deposits at once". Salaries
+// arrive at core from other banks as batch files; core books them and
+// announces every entry on Kafka; the channel's consumers bring them into
+// the history the app shows.
+
+type paydayConfig struct {
+	DB         string
+	Deposits   int
+	Accounts   int
+	Rate       int
+	Duration   time.Duration
+	Partitions int
+	Lanes      int
+	Clients    int
+	BatchSize  int
+	Baseline   int
+	JSON       bool
+	CPUProfile string
+}
+
+// paydayResult is the JSON line the benchmark ends with.
+type paydayResult struct {
+	DB                 string  `json:"db"`
+	Mode               string  `json:"mode"` // "burst" or "rate"
+	Events             int64   `json:"events"`
+	Seconds            float64 `json:"seconds"`
+	EventsPerS         float64 `json:"events_per_s"`
+	CoreDepositsPerS   float64 `json:"core_deposits_per_s"`
+	PublishedSeconds   float64 `json:"published_seconds"`
+	KafkaOnlyPerS      float64 `json:"kafka_only_records_per_s"`
+	CombinedSeconds    float64 `json:"combined_seconds"`
+	P50ms              float64 `json:"p50_ms"`
+	P99ms              float64 `json:"p99_ms"`
+	BaselineEventsPerS float64 `json:"baseline_events_per_s"`
+	Ratio              float64 `json:"ratio_over_baseline"`
+	OfferedRate        int     `json:"offered_rate,omitempty"`
+	AchievedRate       float64 `json:"achieved_rate,omitempty"`
+	Verified           bool    `json:"verified"`
+}
+
+func benchPayday(ctx context.Context, args []string) error {
+	var cfg paydayConfig
+	f := newFlags("bench payday", `The seed's payday: N salary deposits across M accounts. Without --rate, a burst
+in phases: (1) core books the deposits from batch files as fast as it can;
+(2) the channel's consumers drain every event from Kafka into the history;
+then every account's history is checked against core's ledger. It also
+measures Kafka alone (consume only), the seed's naive consumer (one record,
+one transaction at a time) on a subset, and both phases at once (first
+deposit posted to last visible). With --rate, it offers a steady rate of
+single deposits for --duration and reports deposit-to-visible latency.`)
+	f.String(&cfg.DB, "db", "BANKSYNC_BENCH_DB", "sqlite", `"sqlite" (fresh files) or a postgres:// URL (scratch databases are made beside it)`)
+	f.Int(&cfg.Deposits, "deposits", "BANKSYNC_BENCH_DEPOSITS", 1_000_000, "deposits in the burst")
+	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 100_000, "accounts the deposits go to")
+	f.Int(&cfg.Rate, "rate", "BANKSYNC_BENCH_RATE", 0, "offer this many single deposits per second instead of a burst")
+	f.Duration(&cfg.Duration, "duration", "BANKSYNC_BENCH_DURATION", 20*time.Second, "how long --rate offers deposits")
+	f.Int(&cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries")
+	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "consumer lanes")
+	f.Int(&cfg.Clients, "clients", "BANKSYNC_BENCH_CLIENTS", 8, "batch files uploaded to core at once")
+	f.Int(&cfg.BatchSize, "batch", "BANKSYNC_BENCH_BATCH", ledger.DepositsBatchMax, "deposits per batch file")
+	f.Int(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", 20_000, "events the naive baseline drains (0: skip)")
+	f.Bool(&cfg.JSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
+	f.String(&cfg.CPUProfile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if cfg.CPUProfile != "" {
+		out, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	switch {
+	case cfg.Deposits < 1 || cfg.Accounts < 1:
+		return errors.New("--deposits and --accounts must be positive")
+	case cfg.BatchSize < 1 || cfg.BatchSize > ledger.DepositsBatchMax:
+		return fmt.Errorf("--batch must be between 1 and %d", ledger.DepositsBatchMax)
+	case cfg.Clients < 1 || cfg.Rate < 0:
+		return errors.New("--clients must be positive and --rate not negative")
+	}
+	res := paydayResult{DB: dbKind(cfg.DB), Mode: "burst"}
+	fmt.Printf("banksync bench payday: %d deposits to %d accounts, db %s, %d partitions, %d lanes, %d CPUs, %s\n",
+		cfg.Deposits, cfg.Accounts, res.DB, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	var err error
+	if cfg.Rate > 0 {
+		res.Mode = "rate"
+		err = paydayRate(ctx, cfg, &res)
+	} else {
+		err = paydayBurst(ctx, cfg, &res)
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.JSON {
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+	}
+	if !res.Verified {
+		return errors.New("verification failed: a channel history differs from core's ledger")
+	}
+	return nil
+}
+
+func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error {
+	// Phases 1 and 2, one after the other.
+	rig, err := newPaydayRig(ctx, cfg, "burst")
+	if err != nil {
+		return err
+	}
+	defer rig.close()
+	took, err := rig.postAll(ctx)
+	if err != nil {
+		return err
+	}
+	res.CoreDepositsPerS = float64(cfg.Deposits) / took.Seconds()
+	wait, err := rig.waitPublished(ctx)
+	if err != nil {
+		return err
+	}
+	published := took + wait
+	res.PublishedSeconds = published.Seconds()
+	fmt.Printf("phase 1, core:       %9d deposits in %6.1f s = %7.0f deposits/s (files of %d, %d uploads at once); all on Kafka after %.1f s\n",
+		cfg.Deposits, took.Seconds(), res.CoreDepositsPerS, cfg.BatchSize, cfg.Clients, published.Seconds())
+
+	n, kafkaTook, err := consumeOnly(ctx, rig.core.Brokers(), int64(cfg.Deposits))
+	if err != nil {
+		return err
+	}
+	res.KafkaOnlyPerS = float64(n) / kafkaTook.Seconds()
+	fmt.Printf("kafka alone:         %9d records consumed in %6.1f s = %7.0f records/s (no apply: the ceiling)\n", n, kafkaTook.Seconds(), res.KafkaOnlyPerS)
+
+	start := time.Now()
+	stop, err := rig.startConsumer()
+	if err != nil {
+		return err
+	}
+	if err := rig.waitVisible(ctx, int64(cfg.Deposits), 10*time.Minute); err != nil {
+		stop()
+		return err
+	}
+	drain := time.Since(start)
+	stop()
+	res.Events, res.Seconds = int64(cfg.Deposits), drain.Seconds()
+	res.EventsPerS = float64(cfg.Deposits) / drain.Seconds()
+	fmt.Printf("phase 2, drain:      %9d events   in %6.1f s = %7.0f events/s into history\n", cfg.Deposits, drain.Seconds(), res.EventsPerS)
+
+	verified, err := rig.verify(ctx)
+	if err != nil {
+		return err
+	}
+	res.Verified = verified
+	fmt.Printf("verification:        every account's history equals core's ledger: %v\n", verified)
+
+	if cfg.Baseline > 0 {
+		n, took, err := rig.naive(ctx, int64(min(cfg.Baseline, cfg.Deposits)))
+		if err != nil {
+			return err
+		}
+		res.BaselineEventsPerS = float64(n) / took.Seconds()
+		res.Ratio = res.EventsPerS / res.BaselineEventsPerS
+		fmt.Printf("baseline, naive:     %9d events   in %6.1f s = %7.0f events/s (one consumer, one record, one transaction at a time)\n",
+			n, took.Seconds(), res.BaselineEventsPerS)
+		fmt.Printf("lanes + batching over the naive consumer: %.1fx\n", res.Ratio)
+	}
+	rig.close()
+
+	// Both at once, on fresh databases and a fresh cluster.
+	rig, err = newPaydayRig(ctx, cfg, "combined")
+	if err != nil {
+		return err
+	}
+	defer rig.close()
+	stop, err = rig.startConsumer()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	start = time.Now()
+	if _, err := rig.postAll(ctx); err != nil {
+		return err
+	}
+	if err := rig.waitVisible(ctx, int64(cfg.Deposits), 10*time.Minute); err != nil {
+		return err
+	}
+	res.CombinedSeconds = time.Since(start).Seconds()
+	stop()
+	lat, coreLat, syncLat := rig.vis.latencies()
+	res.P50ms, res.P99ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99)
+	fmt.Printf("combined:            first deposit posted to last visible %.1f s; file posted to visible p50 %.0f ms, p99 %.0f ms\n",
+		res.CombinedSeconds, res.P50ms, res.P99ms)
+	fmt.Printf("                     of which posted to booked p50 %.0f ms, p99 %.0f ms; booked to visible p50 %.0f ms, p99 %.0f ms\n",
+		percentileMs(coreLat, 0.5), percentileMs(coreLat, 0.99), percentileMs(syncLat, 0.5), percentileMs(syncLat, 0.99))
+	verified, err = rig.verify(ctx)
+	if err != nil {
+		return err
+	}
+	res.Verified = res.Verified && verified
+	fmt.Printf("verification:        every account's history equals core's ledger: %v\n", verified)
+	return nil
+}
+
+func paydayRate(ctx context.Context, cfg paydayConfig, res *paydayResult) error {
+	rig, err := newPaydayRig(ctx, cfg, "rate")
+	if err != nil {
+		return err
+	}
+	defer rig.close()
+	stop, err := rig.startConsumer()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	// One deposit first, through to the history: the consumer has joined
+	// its group, so what follows measures the steady state.
+	if _, err := rig.client.Deposits(ctx, []banksync.DepositRequest{{ExternalRef: "warm-up", AccountID: rig.ids[0], Amount: 1, Sender: "acme-payroll"}}); err != nil {
+		return err
+	}
+	if err := rig.waitVisible(ctx, 1, time.Minute); err != nil {
+		return err
+	}
+	posted, err := rig.offer(ctx, cfg.Rate, cfg.Duration)
+	if err != nil {
+		return err
+	}
+	if err := rig.waitVisible(ctx, posted+1, 2*time.Minute); err != nil {
+		return err
+	}
+	stop()
+	lat, coreLat, syncLat := rig.vis.latencies()
+	res.OfferedRate, res.AchievedRate = cfg.Rate, float64(posted)/cfg.Duration.Seconds()
+	res.Events, res.Seconds, res.EventsPerS = posted, cfg.Duration.Seconds(), res.AchievedRate
+	res.P50ms, res.P99ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99)
+	fmt.Printf("steady rate:         %d deposits/s offered for %s, %.0f/s posted; deposit-to-visible p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		cfg.Rate, cfg.Duration, res.AchievedRate, res.P50ms, res.P99ms, percentileMs(lat, 1))
+	fmt.Printf("                     of which due to booked p50 %.1f ms, p99 %.1f ms; booked to visible p50 %.1f ms, p99 %.1f ms\n",
+		percentileMs(coreLat, 0.5), percentileMs(coreLat, 0.99), percentileMs(syncLat, 0.5), percentileMs(syncLat, 0.99))
+	verified, err := rig.verify(ctx)
+	if err != nil {
+		return err
+	}
+	res.Verified = verified
+	fmt.Printf("verification:        every account's history equals core's ledger: %v\n", verified)
+	return nil
+}
+
+// paydayRig is one core (with its relay and an in-process Kafka-protocol
+// cluster) and one channel whose store reports when entries become visible.
+type paydayRig struct {
+	cfg      paydayConfig
+	name     string
+	core     *coreNode
+	client   *bhttp.CoreClient
+	chStore  channel.Store
+	ch       *channel.Channel
+	vis      *visibility
+	ids      []string
+	cleanups []func()
+	closed   bool
+}
+
+const paydayToken = "payday-bench-token"
+
+// paydayConnsMax bounds the bench's connections to core, as a bank's
+// gateway pools them; requests beyond wait for a connection (and --rate
+// counts that wait).
+const paydayConnsMax = 256
+
+func newPaydayRig(ctx context.Context, cfg paydayConfig, name string) (r *paydayRig, err error) {
+	r = &paydayRig{cfg: cfg, name: name}
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	coreDSN, err := r.scratch(ctx, "core")
+	if err != nil {
+		return r, err
+	}
+	r.core, err = startCore(ctx, coreConfig{Listen: "127.0.0.1:0", DB: coreDSN, Kafka: "embedded", KafkaListen: "127.0.0.1:0",
+		Partitions: cfg.Partitions, ServiceToken: paydayToken, AmountMax: banksync.AmountMaxDefault})
+	if err != nil {
+		return r, err
+	}
+	r.cleanups = append(r.cleanups, func() { r.core.Close() })
+	start := time.Now()
+	if r.ids, err = createAccounts(ctx, r.core.ledger, "payday", cfg.Accounts); err != nil {
+		return r, err
+	}
+	fmt.Printf("setup (%s):%*s%9d accounts at core in %.1f s\n", name, 12-len(name), "", cfg.Accounts, time.Since(start).Seconds())
+	r.client = bhttp.NewCoreClient("http://"+r.core.Addr(), paydayToken,
+		&http.Transport{MaxIdleConnsPerHost: paydayConnsMax, MaxConnsPerHost: paydayConnsMax})
+
+	chDSN, err := r.scratch(ctx, "channel")
+	if err != nil {
+		return r, err
+	}
+	store, err := openChannelStore(ctx, chDSN)
+	if err != nil {
+		return r, err
+	}
+	r.cleanups = append(r.cleanups, func() { store.Close() })
+	perAccount := cfg.Deposits/cfg.Accounts + 1
+	if cfg.Rate > 0 {
+		perAccount = int(float64(cfg.Rate)*cfg.Duration.Seconds())/cfg.Accounts + 1
+	}
+	r.vis = newVisibility(r.ids, perAccount)
+	r.chStore = &observedStore{Store: store, vis: r.vis}
+	r.ch = channel.New(r.chStore, r.client, channel.Config{})
+	r.cleanups = append(r.cleanups, r.ch.Close)
+	return r, nil
+}
+
+// scratch returns a DSN of a fresh database for part, dropped at close.
+func (r *paydayRig) scratch(ctx context.Context, part string) (string, error) {
+	if dbKind(r.cfg.DB) == "sqlite" {
+		dir, err := os.MkdirTemp("", "banksync-payday-")
+		if err != nil {
+			return "", err
+		}
+		r.cleanups = append(r.cleanups, func() { os.RemoveAll(dir) })
+		return "sqlite:" + filepath.Join(dir, part+".db"), nil
+	}
+	dsn, drop, err := freshPostgres(ctx, r.cfg.DB)
+	if err != nil {
+		return "", err
+	}
+	r.cleanups = append(r.cleanups, drop)
+	return dsn, nil
+}
+
+// close undoes the rig's setup in reverse order; it is safe to call twice.
+func (r *paydayRig) close() {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+}
+
+// createAccounts opens n accounts named prefix-000000… at core.
+func createAccounts(ctx context.Context, l *ledger.Ledger, prefix string, n int) ([]string, error) {
+	const workers = 64
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%06d", prefix, i)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n && errs[w] == nil; i += workers {
+				_, _, errs[w] = l.CreateAccount(ctx, ids[i], "payday")
+			}
+		})
+	}
+	wg.Wait()
+	return ids, errors.Join(errs...)
+}
+
+// deposit is the i-th salary of the run: round robin over the accounts, so
+// every account's deposits are spread over the whole run.
+func (r *paydayRig) deposit(i int) banksync.DepositRequest {
+	return banksync.DepositRequest{ExternalRef: fmt.Sprintf("salary-%s-%08d", r.name, i), AccountID: r.ids[i%len(r.ids)],
+		Amount: 2_500_000 + int64(i%1000), Sender: "acme-payroll"}
+}
+
+// postAll uploads every deposit in batch files from cfg.Clients uploaders
+// and returns how long core took to book them all.
+func (r *paydayRig) postAll(ctx context.Context) (time.Duration, error) {
+	var next atomic.Int64
+	files := (r.cfg.Deposits + r.cfg.BatchSize - 1) / r.cfg.BatchSize
+	errs := make([]error, r.cfg.Clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range r.cfg.Clients {
+		wg.Go(func() {
+			for errs[c] == nil {
+				f := int(next.Add(1)) - 1
+				if f >= files {
+					return
+				}
+				batch := make([]banksync.DepositRequest, 0, r.cfg.BatchSize)
+				for i := f * r.cfg.BatchSize; i < min((f+1)*r.cfg.BatchSize, r.cfg.Deposits); i++ {
+					batch = append(batch, r.deposit(i))
+				}
+				postedAt := time.Now()
+				results, err := r.client.Deposits(ctx, batch)
+				if err != nil {
+					errs[c] = fmt.Errorf("batch file %d: %w", f, err)
+					return
+				}
+				for i, res := range results {
+					if res.Err != nil {
+						errs[c] = fmt.Errorf("deposit %s: %w", batch[i].ExternalRef, res.Err)
+						return
+					}
+					r.vis.posted(res.Outcome.Entry, postedAt)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start), errors.Join(errs...)
+}
+
+// offerInFlightMax bounds the deposits --rate has posted and core not yet
+// answered.
+const offerInFlightMax = 4096
+
+// offer posts single deposits at a steady rate for d, open loop: each is
+// sent when due, whatever the ones before it are doing, and its latency
+// counts from when it was due, so a stall is never hidden.
+func (r *paydayRig) offer(ctx context.Context, rate int, d time.Duration) (int64, error) {
+	total := int(float64(rate) * d.Seconds())
+	interval := time.Second / time.Duration(rate)
+	var posted atomic.Int64
+	var mu sync.Mutex
+	var errs []error
+	inFlight := make(chan struct{}, offerInFlightMax)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < total && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		inFlight <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-inFlight }()
+			results, err := r.client.Deposits(ctx, []banksync.DepositRequest{r.deposit(i)})
+			if err == nil && results[0].Err != nil {
+				err = results[0].Err
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("deposit %d: %w", i, err))
+				mu.Unlock()
+				return
+			}
+			r.vis.posted(results[0].Outcome.Entry, due)
+			posted.Add(1)
+		})
+	}
+	wg.Wait()
+	return posted.Load(), errors.Join(errs...)
+}
+
+// waitPublished waits until the relay has published every committed entry
+// and returns how long that took.
+func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	for {
+		backlog, err := r.core.relay.Backlog(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if backlog == 0 {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// startConsumer runs a channel consumer on the rig's cluster.
+func (r *paydayRig) startConsumer() (stop func(), err error) {
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: r.core.Brokers(), Group: "payday-" + r.name, Lanes: r.cfg.Lanes}, r.ch)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(runCtx) }()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }, nil
+}
+
+// waitVisible waits until n entries have become visible in the history.
+func (r *paydayRig) waitVisible(ctx context.Context, n int64, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for r.vis.visible.Load() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d entries visible after %s", r.vis.visible.Load(), n, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// verify checks every account's channel history against core's ledger,
+// entry for entry (P4).
+func (r *paydayRig) verify(ctx context.Context) (bool, error) {
+	const workers = 8
+	var bad atomic.Int64
+	var firstBad sync.Once
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(r.ids) && errs[w] == nil; i += workers {
+				id := r.ids[i]
+				want, err := r.core.store.Entries(ctx, id, 0, math.MaxInt32)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				got, err := r.chStore.History(ctx, id, math.MaxInt64, math.MaxInt32)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				slices.Reverse(got)
+				if !slices.EqualFunc(want, got, sameEntry) {
+					bad.Add(1)
+					firstBad.Do(func() {
+						fmt.Printf("  %s: core has %d entries, channel history %d, and they differ\n", id, len(want), len(got))
+					})
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return bad.Load() == 0, errors.Join(errs...)
+}
+
+// sameEntry compares two entries field by field, times as instants.
+func sameEntry(a, b banksync.Entry) bool {
+	at, bt := a.BookedAt, b.BookedAt
+	a.BookedAt, b.BookedAt = time.Time{}, time.Time{}
+	return a == b && at.Equal(bt)
+}
+
+// consumeOnly reads n records of the ledger topic with a plain client and
+// does nothing with them: what the in-process cluster and the client can
+// move at most.
+func consumeOnly(ctx context.Context, brokers []string, n int64) (int64, time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(banksync.TopicLedgerEntries),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cl.Close()
+	return drain(ctx, cl, n, func(*kgo.Record) error { return nil })
+}
+
+// drain polls cl until n records are handled (or a minute passes) and
+// returns how many were and how long it took.
+func drain(ctx context.Context, cl *kgo.Client, n int64, handle func(*kgo.Record) error) (int64, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var got int64
+	start := time.Now()
+	for got < n && ctx.Err() == nil {
+		fetches := cl.PollRecords(ctx, int(min(n-got, 10_000)))
+		var err error
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if err == nil && got < n {
+				if err = handle(rec); err == nil {
+					got++
+				}
+			}
+		})
+		if err != nil {
+			return got, time.Since(start), err
+		}
+	}
+	return got, time.Since(start), nil
+}
+
+// naive drains n events the way the seed first described the consumer:
+// one consumer, one record at a time, one database transaction per record,
+// into a fresh channel database through the same sync engine.
+func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, error) {
+	dsn, err := r.scratch(ctx, "naive")
+	if err != nil {
+		return 0, 0, err
+	}
+	store, err := openChannelStore(ctx, dsn)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer store.Close()
+	ch := channel.New(store, r.client, channel.Config{})
+	defer ch.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.core.Brokers()...), kgo.ConsumerGroup("payday-naive"),
+		kgo.ConsumeTopics(banksync.TopicLedgerEntries), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cl.Close()
+	return drain(ctx, cl, n, func(rec *kgo.Record) error {
+		ev, err := banksync.DecodeLedgerEvent(rec.Value)
+		if err != nil {
+			return err
+		}
+		return ch.ApplyEntry(ctx, ev.Entry())
+	})
+}
+
+// visibility records when each deposit was posted and when its entry
+// became visible in the channel's history (its store transaction returned).
+type visibility struct {
+	index   map[string]int // account id -> index
+	visible atomic.Int64   // entries visible so far
+
+	mu        sync.Mutex
+	synced    []int64   // per account: seq visible so far
+	postedAt  [][]int64 // per account, per seq-1: unix nanos
+	bookedAt  [][]int64 // when core committed it
+	visibleAt [][]int64
+}
+
+func newVisibility(ids []string, perAccount int) *visibility {
+	v := &visibility{index: make(map[string]int, len(ids)), synced: make([]int64, len(ids)),
+		postedAt: make([][]int64, len(ids)), bookedAt: make([][]int64, len(ids)), visibleAt: make([][]int64, len(ids))}
+	for i, id := range ids {
+		v.index[id] = i
+		v.postedAt[i] = make([]int64, 0, perAccount)
+		v.bookedAt[i] = make([]int64, 0, perAccount)
+		v.visibleAt[i] = make([]int64, 0, perAccount)
+	}
+	return v
+}
+
+func setAt(s *[]int64, seq int64, t int64) {
+	for int64(len(*s)) < seq {
+		*s = append(*s, 0)
+	}
+	(*s)[seq-1] = t
+}
+
+// posted records that e, posted at at, was booked by core.
+func (v *visibility) posted(e banksync.Entry, at time.Time) {
+	i, ok := v.index[e.AccountID]
+	if !ok {
+		return
+	}
+	v.mu.Lock()
+	setAt(&v.postedAt[i], e.Seq, at.UnixNano())
+	setAt(&v.bookedAt[i], e.Seq, e.BookedAt.UnixNano())
+	v.mu.Unlock()
+}
+
+// synced records that account's history holds every entry through seq.
+func (v *visibility) syncedTo(account string, seq int64, at time.Time) {
+	i, ok := v.index[account]
+	if !ok {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for s := v.synced[i] + 1; s <= seq; s++ {
+		setAt(&v.visibleAt[i], s, at.UnixNano())
+	}
+	if seq > v.synced[i] {
+		v.visible.Add(seq - v.synced[i])
+		v.synced[i] = seq
+	}
+}
+
+// latencies returns, each sorted, the posted-to-visible time of every
+// entry and its two parts: posted to booked by core, booked to visible.
+func (v *visibility) latencies() (total, core, sync []time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for i := range v.postedAt {
+		for s, p := range v.postedAt[i] {
+			if p != 0 && s < len(v.visibleAt[i]) && v.visibleAt[i][s] != 0 {
+				b, vis := v.bookedAt[i][s], v.visibleAt[i][s]
+				total = append(total, max(0, time.Duration(vis-p)))
+				core = append(core, max(0, time.Duration(b-p)))
+				sync = append(sync, max(0, time.Duration(vis-b)))
+			}
+		}
+	}
+	for _, l := range [][]time.Duration{total, core, sync} {
+		slices.Sort(l)
+	}
+	return total, core, sync
+}
+
+func percentileMs(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return float64(sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Microseconds()) / 1000
+}
+
+// observedStore tells visibility when Apply and ApplyRuns commit.
+type observedStore struct {
+	channel.Store
+	vis *visibility
+}
+
+func (s *observedStore) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
+	st, err := s.Store.Apply(ctx, account, es, at)
+	if err == nil {
+		s.vis.syncedTo(account, st.SyncedSeq, time.Now())
+	}
+	return st, err
+}
+
+func (s *observedStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
+	results, err := s.Store.ApplyRuns(ctx, runs, at)
+	if err == nil {
+		now := time.Now()
+		for i, res := range results {
+			if !res.Gap {
+				s.vis.syncedTo(runs[i].Account, res.State.SyncedSeq, now)
+			}
+		}
+	}
+	return results, err
+}
