@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"banksync"
+	"banksync/channel"
+	"banksync/postgres"
 	"banksync/sqlite"
 )
 
@@ -71,19 +73,32 @@ func startProc(t *testing.T, env []string, msg, attr string, args ...string) *pr
 // burst one channel is killed with SIGKILL and another joins. A reader
 // polling throughout never sees a history that is not a prefix of core's
 // (P5), and after the drain every account's history equals core's (P4).
+// It runs on the embedded default (SQLite) and on PostgreSQL.
 func TestClusterSurvivesAChannelKill(t *testing.T) {
-	dir := t.TempDir()
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "channel.db")
+		clusterSurvivesAChannelKill(t, dir, "sqlite:"+filepath.Join(dir, "core.db"), "sqlite:"+path,
+			func() (channel.Store, error) { return sqlite.OpenChannel(context.Background(), path) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := postgres.TestDatabase(t) // core and channel share it, as they may
+		clusterSurvivesAChannelKill(t, t.TempDir(), dsn, dsn,
+			func() (channel.Store, error) { return postgres.OpenChannel(context.Background(), dsn) })
+	})
+}
+
+func clusterSurvivesAChannelKill(t *testing.T, dir, coreDB, chDB string, openHistory func() (channel.Store, error)) {
 	env := []string{"BANKSYNC_SERVICE_TOKEN=svc", "BANKSYNC_JWT_SECRET=0123456789abcdef0123456789abcdef", "BANKSYNC_LOG_FORMAT=json"}
 	kafka := startProc(t, env, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka"))
 	core := startProc(t, env, "core listening", "addr", "core", "--listen", "127.0.0.1:0",
-		"--db", "sqlite:"+filepath.Join(dir, "core.db"), "--kafka", kafka.addr)
+		"--db", coreDB, "--kafka", kafka.addr)
 	coreURL := "http://" + core.addr
-	chDB := "sqlite:" + filepath.Join(dir, "channel.db")
-	channel := func() *proc {
+	newChannel := func() *proc {
 		return startProc(t, env, "channel listening", "addr", "channel", "--listen", "127.0.0.1:0", "--db", chDB,
 			"--core-url", coreURL, "--kafka", kafka.addr, "--lanes", "16")
 	}
-	channels := []*proc{channel(), channel(), channel()}
+	channels := []*proc{newChannel(), newChannel(), newChannel()}
 
 	const accounts = 40
 	for i := 0; i < accounts; i++ {
@@ -93,7 +108,7 @@ func TestClusterSurvivesAChannelKill(t *testing.T) {
 	}
 	ctx, stopReader := context.WithCancel(context.Background())
 	readerDone := make(chan int, 1)
-	go func() { readerDone <- prefixReader(ctx, t, filepath.Join(dir, "channel.db"), coreURL, accounts) }()
+	go func() { readerDone <- prefixReader(ctx, t, openHistory, coreURL, accounts) }()
 	defer func() { stopReader(); <-readerDone }() // before the processes are killed
 
 	// The burst: deposits and transfers from 8 clients straight to core.
@@ -116,7 +131,7 @@ func TestClusterSurvivesAChannelKill(t *testing.T) {
 					channels[1].cmd.Process.Signal(syscall.SIGKILL) // mid-burst
 				}
 				if w == 0 && i == 160 {
-					channels = append(channels, channel()) // another joins
+					channels = append(channels, newChannel()) // another joins
 				}
 			}
 		}(w)
@@ -124,7 +139,7 @@ func TestClusterSurvivesAChannelKill(t *testing.T) {
 	wg.Wait()
 
 	// Drain: every account's history reaches core's entries.
-	store, err := sqlite.OpenChannel(context.Background(), strings.TrimPrefix(chDB, "sqlite:"))
+	store, err := openHistory()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,8 +197,8 @@ func coreEntries(t *testing.T, coreURL, id string) []banksync.Entry {
 // prefixReader reads account histories from the shared history database
 // and core's ledger until ctx ends, failing the test on any history that is
 // not a prefix of core's. It returns how many reads it made.
-func prefixReader(ctx context.Context, t *testing.T, path, coreURL string, accounts int) int {
-	store, err := sqlite.OpenChannel(context.Background(), path)
+func prefixReader(ctx context.Context, t *testing.T, openHistory func() (channel.Store, error), coreURL string, accounts int) int {
+	store, err := openHistory()
 	if err != nil {
 		t.Error(err)
 		return 0
