@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"banksync"
@@ -68,9 +69,18 @@ func (c *Channel) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []e
 				alone = append(alone, i)
 			}
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, errBatcherClosed) {
 			c.cfg.Logger.Warn("batch apply failed; applying its accounts one by one", "runs", len(runs), "err", err)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		// Cut short (the consumer is stopping): what is not applied is
+		// re-delivered; applying it alone now would only fail and mark
+		// accounts stale for nothing.
+		for _, i := range alone {
+			errs[i] = err
+		}
+		return errs
 	}
 	slices.Sort(alone) // one account's groups in the order given
 	for _, i := range alone {
@@ -125,6 +135,9 @@ type runsResult struct {
 
 // batcher starts the group commit on first use; after Close it is nil.
 func (c *Channel) batcher() *batcher {
+	if c.batchClosed.Load() {
+		return nil
+	}
 	c.batchOnce.Do(func() {
 		c.batch = &batcher{store: c.store, now: c.now, queue: make(chan *runsRequest, lockStripes),
 			stop: make(chan struct{}), done: make(chan struct{})}
@@ -137,6 +150,7 @@ func (c *Channel) batcher() *batcher {
 // Reads, transfers and Apply keep working; ApplyBatch applies one account
 // at a time from then on.
 func (c *Channel) Close() {
+	c.batchClosed.Store(true)
 	c.batchOnce.Do(func() {}) // never start it after Close
 	if c.batch != nil {
 		c.closeOnce.Do(func() {
@@ -256,7 +270,8 @@ func (b *batcher) commit(batch []*runsRequest) {
 
 // batchState is the part of Channel the batch path adds.
 type batchState struct {
-	batchOnce sync.Once
-	closeOnce sync.Once
-	batch     *batcher
+	batchOnce   sync.Once
+	closeOnce   sync.Once
+	batchClosed atomic.Bool
+	batch       *batcher
 }

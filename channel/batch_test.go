@@ -191,9 +191,12 @@ func TestApplyBatchDeliveries(t *testing.T) {
 		ctx := context.Background()
 		// Each case in a call of its own, then all of them in one call:
 		// each account's groups must come out the same among others'.
-		for _, together := range []bool{false, true} {
-			prefix := map[bool]string{false: "one", true: "all"}[together]
-			t.Run(map[bool]string{false: "one call each", true: "one call"}[together], func(t *testing.T) {
+		for _, v := range []struct {
+			name, prefix string
+			together     bool
+		}{{"one call each", "one", false}, {"one call", "all", true}} {
+			prefix, together := v.prefix, v.together
+			t.Run(v.name, func(t *testing.T) {
 				var all [][]banksync.Entry
 				for i, tc := range cases {
 					account := fmt.Sprintf("%s-%02d", prefix, i)
@@ -294,14 +297,12 @@ func TestApplyBatchConcurrentCallersShareCommits(t *testing.T) {
 		bs.gate = make(chan struct{})
 		var calling sync.WaitGroup
 		calling.Add(callers)
-		start := make(chan struct{})
 		var wg sync.WaitGroup
 		var batches atomic.Int64
 		errc := make(chan error, callers*len(deliveries)*accountsEach)
 		for c := range callers {
 			mine := accounts[c*accountsEach : (c+1)*accountsEach]
 			wg.Go(func() {
-				<-start
 				for d, seqs := range deliveries {
 					groups := make([][]banksync.Entry, len(mine))
 					for i, a := range mine {
@@ -326,7 +327,6 @@ func TestApplyBatchConcurrentCallersShareCommits(t *testing.T) {
 				}
 			})
 		}
-		close(start)
 		calling.Wait()
 		time.Sleep(20 * time.Millisecond) // from the call to the queue is a few instructions
 		close(bs.gate)
@@ -442,11 +442,11 @@ func TestApplyBatchMergedCallersGetTheirOwnResults(t *testing.T) {
 			})
 			// Queue the calls in this order behind the held transaction.
 			if i == 0 {
-				for bs.calls.Load() == 0 {
+				for bs.calls.Load() == 0 && ctx.Err() == nil {
 					time.Sleep(time.Millisecond)
 				}
 			} else {
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond) // from the call to the queue is a few instructions
 			}
 		}
 		close(bs.gate)
@@ -532,15 +532,18 @@ func TestApplyBatchWhenTheStoreFails(t *testing.T) {
 // every group without it, and Close may be called again.
 func TestApplyBatchAfterClose(t *testing.T) {
 	eachBatchStore(t, func(t *testing.T, s *stack, bs *batchStore) {
-		for _, used := range []bool{false, true} {
-			name := map[bool]string{false: "never used", true: "used"}[used]
-			t.Run(name, func(t *testing.T) {
+		for _, v := range []struct {
+			name string
+			used bool // ApplyBatch ran before Close
+		}{{"never used", false}, {"used", true}} {
+			used := v.used
+			t.Run(v.name, func(t *testing.T) {
 				// Bounded, so a call stuck on the stopped group commit fails
 				// the test instead of hanging it.
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				ch := channel.New(bs, s.coreAPI, channel.Config{Now: s.clock.Now})
-				a, b := map[bool]string{false: "n-a", true: "u-a"}[used], map[bool]string{false: "n-b", true: "u-b"}[used]
+				a, b := v.name[:1]+"-a", v.name[:1]+"-b"
 				core := seed(t, s, 6, a)
 				core[b] = seed(t, s, 5, b)[b]
 				if used {
