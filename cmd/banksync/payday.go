@@ -110,8 +110,12 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 		return errors.New("--clients must be positive and --rate not negative")
 	}
 	res := paydayResult{DB: dbKind(cfg.DB), Mode: "burst"}
-	fmt.Printf("banksync bench payday: %d deposits to %d accounts, db %s, %d partitions, %d lanes, %d CPUs, %s\n",
-		cfg.Deposits, cfg.Accounts, res.DB, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	load := fmt.Sprintf("%d deposits", cfg.Deposits)
+	if cfg.Rate > 0 {
+		load = fmt.Sprintf("%d deposits/s for %s", cfg.Rate, cfg.Duration)
+	}
+	fmt.Printf("banksync bench payday: %s to %d accounts, db %s, %d partitions, %d lanes, %d CPUs, %s\n",
+		load, cfg.Accounts, res.DB, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
 	var err error
 	if cfg.Rate > 0 {
 		res.Mode = "rate"
