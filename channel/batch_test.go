@@ -148,6 +148,23 @@ func checkSyncedThrough(t *testing.T, s *stack, account string, seq int64) {
 }
 
 // noErrs fails the test on any non-nil error of an ApplyBatch answer.
+// releaseAndCheck opens the gate once every caller has called, waits for
+// them, reports their errors and checks every account synced through seq.
+func releaseAndCheck(t *testing.T, s *stack, bs *batchStore, calling, callers *sync.WaitGroup, errc chan error, accounts []string, seq int64) {
+	t.Helper()
+	calling.Wait()
+	time.Sleep(20 * time.Millisecond) // from the call to the queue is a few instructions
+	close(bs.gate)
+	callers.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	for _, a := range accounts {
+		checkSyncedThrough(t, s, a, seq)
+	}
+}
+
 func noErrs(t *testing.T, errs []error, groups int) {
 	t.Helper()
 	if len(errs) != groups {
@@ -327,17 +344,7 @@ func TestApplyBatchConcurrentCallersShareCommits(t *testing.T) {
 				}
 			})
 		}
-		calling.Wait()
-		time.Sleep(20 * time.Millisecond) // from the call to the queue is a few instructions
-		close(bs.gate)
-		wg.Wait()
-		close(errc)
-		for err := range errc {
-			t.Error(err)
-		}
-		for _, a := range accounts {
-			checkSyncedThrough(t, s, a, entriesEach)
-		}
+		releaseAndCheck(t, s, bs, &calling, &wg, errc, accounts, entriesEach)
 		calls, runsMax := bs.calls.Load(), bs.runsMax.Load()
 		t.Logf("%d ApplyBatch calls, %d ApplyRuns calls, at most %d runs in one", batches.Load(), calls, runsMax)
 		if calls >= batches.Load() {
@@ -390,17 +397,7 @@ func TestApplyBatchCallersSharingAccounts(t *testing.T) {
 				}
 			})
 		}
-		calling.Wait()
-		time.Sleep(20 * time.Millisecond) // from the call to the queue is a few instructions
-		close(bs.gate)
-		wg.Wait()
-		close(errc)
-		for err := range errc {
-			t.Error(err)
-		}
-		for _, a := range accounts {
-			checkSyncedThrough(t, s, a, entriesEach)
-		}
+		releaseAndCheck(t, s, bs, &calling, &wg, errc, accounts, entriesEach)
 		if n := bs.refused.Load(); n > 0 {
 			t.Errorf("the store refused %d ApplyRuns calls", n)
 		}

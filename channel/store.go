@@ -158,20 +158,30 @@ func CheckRuns(runs []Run) error {
 	return nil
 }
 
-// Advance is what ApplyRuns does with one run on an account in state st:
-// the entries to append (repeats dropped) and the account's state after
-// them, or gap when they would not follow synced seq.
-func Advance(st AccountState, r Run, at time.Time) (entries []banksync.Entry, next AccountState, gap bool) {
-	entries = after(r.Entries, st.SyncedSeq)
-	if len(entries) == 0 {
-		return nil, st, false
+// PlanRuns decides what Store.ApplyRuns does with runs, given the stored
+// states of their accounts (known; an account missing starts at seq 0):
+// the result of each run and the entries to append for it — none for a run
+// of repeats or a Gap.
+func PlanRuns(known map[string]AccountState, runs []Run, at time.Time) (results []RunResult, appends [][]banksync.Entry) {
+	results, appends = make([]RunResult, len(runs)), make([][]banksync.Entry, len(runs))
+	for i, r := range runs {
+		st, ok := known[r.Account]
+		if !ok {
+			st = AccountState{ID: r.Account}
+		}
+		entries := after(r.Entries, st.SyncedSeq)
+		switch {
+		case len(entries) == 0:
+			results[i] = RunResult{State: st}
+		case entries[0].Seq != st.SyncedSeq+1:
+			results[i] = RunResult{State: st, Gap: true}
+		default:
+			last := entries[len(entries)-1]
+			st.SyncedSeq, st.Balance, st.SyncedAt = last.Seq, last.BalanceAfter, banksync.Timestamp(at)
+			results[i], appends[i] = RunResult{State: st}, entries
+		}
 	}
-	if entries[0].Seq != st.SyncedSeq+1 {
-		return nil, st, true
-	}
-	last := entries[len(entries)-1]
-	st.SyncedSeq, st.Balance, st.SyncedAt = last.Seq, last.BalanceAfter, banksync.Timestamp(at)
-	return entries, st, false
+	return results, appends
 }
 
 // NewPending is t as a store records a new transfer: pending, no reason,

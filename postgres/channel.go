@@ -332,7 +332,7 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 		ids[i] = r.Account
 	}
 	slices.Sort(ids)
-	results := make([]channel.RunResult, len(runs))
+	var results []channel.RunResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `SELECT `+accountColumns+` FROM channel_accounts
 			WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
@@ -344,23 +344,19 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 		for _, a := range as {
 			known[a.ID] = a
 		}
+		var plan [][]banksync.Entry
+		results, plan = channel.PlanRuns(known, runs, at)
 		var added, moved []channel.AccountState
 		appended := make(map[string][]banksync.Entry)
 		for i, r := range runs {
-			st, ok := known[r.Account]
-			if !ok {
-				st = channel.AccountState{ID: r.Account}
+			if len(plan[i]) == 0 {
+				continue
 			}
-			es, next, gap := channel.Advance(st, r, at)
-			results[i] = channel.RunResult{State: next, Gap: gap}
-			switch {
-			case len(es) == 0:
-			case ok:
-				moved = append(moved, next)
-				appended[r.Account] = es
-			default:
-				added = append(added, next)
-				appended[r.Account] = es
+			appended[r.Account] = plan[i]
+			if _, ok := known[r.Account]; ok {
+				moved = append(moved, results[i].State)
+			} else {
+				added = append(added, results[i].State)
 			}
 		}
 		if len(added) > 0 {
@@ -375,8 +371,12 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 				return err
 			}
 			if len(inserted) < len(added) {
+				ins := make(map[string]bool, len(inserted))
+				for _, id := range inserted {
+					ins[id] = true
+				}
 				for i, r := range runs {
-					if _, ok := known[r.Account]; !ok && !slices.Contains(inserted, r.Account) && !results[i].Gap {
+					if _, ok := known[r.Account]; !ok && !ins[r.Account] && !results[i].Gap {
 						results[i] = channel.RunResult{State: channel.AccountState{ID: r.Account}, Gap: true}
 						delete(appended, r.Account)
 					}

@@ -376,7 +376,7 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 	if err := channel.CheckRuns(runs); err != nil {
 		return nil, fmt.Errorf("apply runs: %w", err)
 	}
-	results := make([]channel.RunResult, len(runs))
+	var results []channel.RunResult
 	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		known := make(map[string]channel.AccountState, len(runs))
 		for start := 0; start < len(runs); start += idsPerReadMax {
@@ -394,18 +394,14 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 				known[a.ID] = a
 			}
 		}
+		var plan [][]banksync.Entry
+		results, plan = channel.PlanRuns(known, runs, at)
 		var entries []banksync.Entry
 		var moved []channel.AccountState
-		for i, r := range runs {
-			st, ok := known[r.Account]
-			if !ok {
-				st = channel.AccountState{ID: r.Account}
-			}
-			es, next, gap := channel.Advance(st, r, at)
-			results[i] = channel.RunResult{State: next, Gap: gap}
+		for i, es := range plan {
 			if len(es) > 0 {
 				entries = append(entries, es...)
-				moved = append(moved, next)
+				moved = append(moved, results[i].State)
 			}
 		}
 		if err := s.appendHistory(ctx, tx, entries); err != nil {
