@@ -93,6 +93,7 @@ type Consumer struct {
 	apply   Applier
 	offsets Offsets
 	lanes   *Lanes
+	router  *router
 	cl      *kgo.Client
 	commits sync.Mutex // one commit at a time: the poll loop's or a revocation's
 }
@@ -115,6 +116,7 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Consumer{cfg: cfg, apply: apply, lanes: NewLanes(cfg.Lanes)}
+	c.router = newRouter(&c.offsets, c.lanes, c.handleBatch, c.commit, cfg.Logger)
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -151,13 +153,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 				c.cfg.Logger.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		batches := make(map[int][]*kgo.Record) // lane -> this poll's records for it
 		fetches.EachRecord(func(r *kgo.Record) {
 			if ctx.Err() == nil {
-				c.track(ctx, r, batches)
+				c.router.add(ctx, r)
 			}
 		})
-		c.dispatch(ctx, batches)
+		c.router.flush(ctx)
 		c.cl.AllowRebalance()
 		if time.Since(lastCommit) >= commitInterval {
 			c.commit(ctx)
@@ -167,41 +168,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.lanes.Close() // apply what is queued, then commit it
 	c.commit(context.Background())
 	return ctx.Err()
-}
-
-// track records r as dispatched in the offset tracker and adds it to its
-// lane's batch. When r's partition has too many records in flight, the
-// batches gathered so far go to the lanes first, so the room r waits for
-// can free.
-func (c *Consumer) track(ctx context.Context, r *kgo.Record, batches map[int][]*kgo.Record) {
-	for {
-		err := c.offsets.Dispatch(r.Partition, r.Offset)
-		if !errors.Is(err, ErrInFlightFull) {
-			if err != nil {
-				c.cfg.Logger.Error("kafka offset tracking", "partition", r.Partition, "offset", r.Offset, "err", err)
-				return
-			}
-			break
-		}
-		c.dispatch(ctx, batches)
-		c.commit(ctx)
-		if c.offsets.WaitRoom(ctx, r.Partition) != nil {
-			return
-		}
-	}
-	lane := c.lanes.Lane(string(r.Key))
-	batches[lane] = append(batches[lane], r)
-}
-
-// dispatch hands each lane its batch, in the order consumed, and empties
-// batches.
-func (c *Consumer) dispatch(ctx context.Context, batches map[int][]*kgo.Record) {
-	for lane, recs := range batches {
-		delete(batches, lane)
-		if err := c.lanes.DispatchTo(ctx, lane, func() { c.handleBatch(ctx, recs) }); err != nil {
-			c.cfg.Logger.Debug("records not dispatched", "records", len(recs), "err", err)
-		}
-	}
 }
 
 // handleBatch applies one lane's records: all their accounts in one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"pgregory.net/rapid"
 )
 
@@ -209,34 +211,35 @@ func TestLanesDefault(t *testing.T) {
 
 // consumedRecord is one record of the combined property test.
 type consumedRecord struct {
-	partition int32
-	offset    int64
-	key       string
-	delay     int // 0: none, 1: yield, 2: sleep
-	applied   atomic.Int32
+	rec     *kgo.Record
+	delay   int // 0: none, 1: yield, 2: sleep
+	applied atomic.Int32
 }
 
-// The consumer's promise, end to end: records go through Lanes, each job
-// applies its record then completes it in Offsets, the poll loop commits
-// what Committable says, and at any time nothing below a committable offset
-// is unapplied. Rebalances abandon the lanes, revoke every partition and
-// re-deliver from the last commit, as the next owner would: nothing is lost.
+// The consumer's promise, end to end, through the code the consumer runs:
+// each poll's records go through the router (tracked in Offsets, batched
+// per lane, flushed to the lanes before waiting for room), a lane job
+// applies its batch — some keys' records only after the others, as the
+// consumer's retry path does — completing each record after applying it,
+// the poll loop commits what Committable says, and at any time nothing below
+// a committable offset is unapplied. Rebalances abandon the lanes, revoke
+// every partition and re-deliver from the last commit, as the next owner
+// would: nothing is lost, and one key's records are applied in offset order.
 func TestLanesOffsetsProperty(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		partitions := rapid.Int32Range(1, 3).Draw(rt, "partitions")
 		keysPerPartition := rapid.IntRange(1, 4).Draw(rt, "keysPerPartition")
 		records := make([][]*consumedRecord, partitions)
+		byRecord := make(map[*kgo.Record]*consumedRecord)
 		for p := range partitions {
 			n := rapid.IntRange(0, 60).Draw(rt, "records")
 			off := rapid.Int64Range(0, 5).Draw(rt, "firstOffset")
 			for range n {
-				records[p] = append(records[p], &consumedRecord{
-					partition: p,
-					offset:    off,
-					// A key lives on one partition, as with Kafka's key hashing.
-					key:   fmt.Sprintf("p%d-k%d", p, rapid.IntRange(0, keysPerPartition-1).Draw(rt, "key")),
-					delay: rapid.IntRange(0, 2).Draw(rt, "delay"),
-				})
+				// A key lives on one partition, as with Kafka's key hashing.
+				key := fmt.Sprintf("p%d-k%d", p, rapid.IntRange(0, keysPerPartition-1).Draw(rt, "key"))
+				cr := &consumedRecord{rec: &kgo.Record{Partition: p, Offset: off, Key: []byte(key)}, delay: rapid.IntRange(0, 2).Draw(rt, "delay")}
+				records[p] = append(records[p], cr)
+				byRecord[cr.rec] = cr
 				off += 1 + rapid.Int64Range(0, 2).Draw(rt, "gap")
 			}
 		}
@@ -259,8 +262,8 @@ func TestLanesOffsetsProperty(t *testing.T) {
 			c := offsets.Committable()
 			for p, commit := range c {
 				for _, r := range records[p] {
-					if r.offset < commit && r.applied.Load() == 0 {
-						fail("partition %d: committable %d passes unapplied offset %d", p, commit, r.offset)
+					if r.rec.Offset < commit && r.applied.Load() == 0 {
+						fail("partition %d: committable %d passes unapplied offset %d", p, commit, r.rec.Offset)
 					}
 				}
 			}
@@ -289,31 +292,48 @@ func TestLanesOffsetsProperty(t *testing.T) {
 		keyLogs := make(map[string]*[]int64)
 		for p := range records {
 			for _, r := range records[p] {
-				keyLogs[r.key] = new([]int64)
+				keyLogs[string(r.rec.Key)] = new([]int64)
 			}
 		}
-		job := func(r *consumedRecord, gen int32) func() {
-			return func() {
-				if generation.Load() != gen {
-					fail("partition %d offset %d: a job of generation %d ran after it was abandoned", r.partition, r.offset, gen)
-				}
-				switch r.delay {
-				case 1:
-					runtime.Gosched()
-				case 2:
-					time.Sleep(20 * time.Microsecond)
-				}
-				log := keyLogs[r.key]
-				if n := len(*log); n > 0 && (*log)[n-1] >= r.offset {
-					fail("key %s: offset %d applied after %d", r.key, r.offset, (*log)[n-1])
-				}
-				*log = append(*log, r.offset)
-				r.applied.Add(1)
-				if err := offsets.Complete(r.partition, r.offset); err != nil {
-					fail("%v", err)
+		// Which keys of a batch the lane applies last (as after a failed
+		// batch); drawn up front, since rapid's draws are not for lanes.
+		late := make(map[string]bool)
+		for key := range keyLogs {
+			late[key] = rapid.Bool().Draw(rt, "late")
+		}
+		apply := func(r *consumedRecord, gen int32) {
+			if generation.Load() != gen {
+				fail("partition %d offset %d: a job of generation %d ran after it was abandoned", r.rec.Partition, r.rec.Offset, gen)
+			}
+			switch r.delay {
+			case 1:
+				runtime.Gosched()
+			case 2:
+				time.Sleep(20 * time.Microsecond)
+			}
+			key := string(r.rec.Key)
+			log := keyLogs[key]
+			if n := len(*log); n > 0 && (*log)[n-1] >= r.rec.Offset {
+				fail("key %s: offset %d applied after %d", key, r.rec.Offset, (*log)[n-1])
+			}
+			*log = append(*log, r.rec.Offset)
+			r.applied.Add(1)
+			if err := offsets.Complete(r.rec.Partition, r.rec.Offset); err != nil {
+				fail("%v", err)
+			}
+		}
+		handle := func(_ context.Context, recs []*kgo.Record) {
+			gen := generation.Load()
+			for _, lateRound := range []bool{false, true} {
+				for _, rec := range recs {
+					if late[string(rec.Key)] == lateRound {
+						apply(byRecord[rec], gen)
+					}
 				}
 			}
 		}
+		var commitsWhenFull atomic.Int32
+		route := newRouter(offsets, lanes, handle, func(context.Context) { commitsWhenFull.Add(1); check() }, slog.New(slog.DiscardHandler))
 
 		ctx := t.Context()
 		next := make([]int, partitions) // poll position per partition
@@ -329,7 +349,7 @@ func TestLanesOffsetsProperty(t *testing.T) {
 			if len(open) == 0 {
 				break
 			}
-			if rebalances < 2 && rapid.IntRange(0, 40).Draw(rt, "rebalance") == 0 {
+			if rebalances < 2 && rapid.IntRange(0, 15).Draw(rt, "rebalance") == 0 {
 				rebalances++
 				commits := check()
 				for p, c := range commits {
@@ -342,14 +362,14 @@ func TestLanesOffsetsProperty(t *testing.T) {
 				}
 				offsets.Revoke(all...)
 				// No job runs after Abandon: re-delivery starts a new order.
+				generation.Add(1)
 				for _, log := range keyLogs {
 					*log = nil
 				}
-				generation.Add(1)
 				// The next owner resumes every partition at its commit.
 				for p := range partitions {
 					if c, ok := commits[p]; ok {
-						next[p] = slices.IndexFunc(records[p], func(r *consumedRecord) bool { return r.offset >= c })
+						next[p] = slices.IndexFunc(records[p], func(r *consumedRecord) bool { return r.rec.Offset >= c })
 						if next[p] < 0 {
 							next[p] = len(records[p])
 						}
@@ -357,24 +377,17 @@ func TestLanesOffsetsProperty(t *testing.T) {
 				}
 				continue
 			}
-			p := rapid.SampledFrom(open).Draw(rt, "poll")
-			r := records[p][next[p]]
-			next[p]++
-			for {
-				err := offsets.Dispatch(p, r.offset)
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, ErrInFlightFull) {
-					rt.Fatal(err)
-				}
-				if err := offsets.WaitRoom(ctx, p); err != nil {
-					rt.Fatal(err)
+			// One poll: up to a few records of each partition, partitions
+			// interleaved, each partition's in offset order.
+			for n := rapid.IntRange(1, 12).Draw(rt, "pollSize"); n > 0 && len(open) > 0; n-- {
+				i := rapid.IntRange(0, len(open)-1).Draw(rt, "poll")
+				p := open[i]
+				route.add(ctx, records[p][next[p]].rec)
+				if next[p]++; next[p] == len(records[p]) {
+					open = slices.Delete(open, i, i+1)
 				}
 			}
-			if err := lanes.Dispatch(ctx, r.key, job(r, generation.Load())); err != nil {
-				rt.Fatal(err)
-			}
+			route.flush(ctx)
 			if rapid.IntRange(0, 3).Draw(rt, "commit") == 0 {
 				for p, c := range check() {
 					if prev, ok := seen[p]; ok && c < prev {
@@ -393,7 +406,7 @@ func TestLanesOffsetsProperty(t *testing.T) {
 			if len(records[p]) == 0 {
 				continue
 			}
-			want := records[p][len(records[p])-1].offset + 1
+			want := records[p][len(records[p])-1].rec.Offset + 1
 			got, ok := final[p]
 			if !ok {
 				got = seen[p] // fully committed before the last rebalance
@@ -403,7 +416,7 @@ func TestLanesOffsetsProperty(t *testing.T) {
 			}
 			for _, r := range records[p] {
 				if r.applied.Load() == 0 {
-					fail("partition %d offset %d: never applied", p, r.offset)
+					fail("partition %d offset %d: never applied", p, r.rec.Offset)
 				}
 			}
 		}

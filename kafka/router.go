@@ -1,0 +1,66 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// router gathers a poll's records into one batch per lane, recording each
+// in the offset tracker as it goes, and hands the batches to the lanes: one
+// lane job per lane per poll, so a lane applies many records at once, and
+// one account's records (always on one lane) stay in offset order.
+type router struct {
+	offsets *Offsets
+	lanes   *Lanes
+	// handle runs a batch on its lane; it completes, in the tracker, each
+	// record it is done with.
+	handle func(ctx context.Context, recs []*kgo.Record)
+	// full is called when a partition holds its maximum of records in
+	// flight, after the batches so far went to the lanes: commit what can
+	// be, before waiting for room.
+	full func(ctx context.Context)
+	log  *slog.Logger
+
+	batches map[int][]*kgo.Record // lane -> records not yet dispatched
+}
+
+func newRouter(offsets *Offsets, lanes *Lanes, handle func(context.Context, []*kgo.Record), full func(context.Context), log *slog.Logger) *router {
+	return &router{offsets: offsets, lanes: lanes, handle: handle, full: full, log: log, batches: make(map[int][]*kgo.Record)}
+}
+
+// add records r as dispatched and adds it to its lane's batch. When r's
+// partition has too many records in flight, the batches gathered so far go
+// to the lanes first, so that the room r waits for can free.
+func (rt *router) add(ctx context.Context, r *kgo.Record) {
+	for {
+		err := rt.offsets.Dispatch(r.Partition, r.Offset)
+		if !errors.Is(err, ErrInFlightFull) {
+			if err != nil {
+				rt.log.Error("kafka offset tracking", "partition", r.Partition, "offset", r.Offset, "err", err)
+				return
+			}
+			break
+		}
+		rt.flush(ctx)
+		rt.full(ctx)
+		if rt.offsets.WaitRoom(ctx, r.Partition) != nil {
+			return
+		}
+	}
+	lane := rt.lanes.Lane(string(r.Key))
+	rt.batches[lane] = append(rt.batches[lane], r)
+}
+
+// flush hands each lane its batch, in the order added.
+func (rt *router) flush(ctx context.Context) {
+	for lane, recs := range rt.batches {
+		delete(rt.batches, lane)
+		if err := rt.lanes.DispatchTo(ctx, lane, func() { rt.handle(ctx, recs) }); err != nil {
+			// ctx done or lanes closed: shutting down, so they are re-delivered
+			rt.log.Debug("records not dispatched", "records", len(recs), "err", err)
+		}
+	}
+}
