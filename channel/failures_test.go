@@ -97,7 +97,8 @@ func newStack(t *testing.T, store channel.Store, cfg channel.Config) *stack {
 	net := chaos.NewTransport(nil)
 	clk := &clock{now: time.Now()}
 	if cfg.Deadline == 0 {
-		cfg = channel.Config{Deadline: 10 * time.Second, CoreTimeout: 200 * time.Millisecond, ReconcileGrace: time.Second, Now: clk.Now}
+		// CoreTimeout leaves room for a loaded machine running -race.
+		cfg = channel.Config{Deadline: 10 * time.Second, CoreTimeout: time.Second, ReconcileGrace: time.Second, Now: clk.Now}
 	}
 	coreAPI := bhttp.NewCoreClient(srv.URL, serviceToken, net)
 	ch := channel.New(store, coreAPI, cfg)

@@ -135,8 +135,13 @@ func contiguousFrom(entries []banksync.Entry, next int64) []banksync.Entry {
 }
 
 // markStale flags an account whose sync failed, so the next read or manual
-// sync repairs it.
+// sync repairs it. A sync its caller called off (ctx cancelled: the
+// consumer stopping or giving up a revoked partition, a client gone) did
+// not fail: whoever gets the work next brings the account up to date.
 func (c *Channel) markStale(ctx context.Context, account string, cause error) {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
 	c.cfg.Logger.Warn("account history behind core; marked stale", "account", account, "err", cause)
 	if err := c.store.MarkStale(context.WithoutCancel(ctx), account, c.now()); err != nil {
 		c.cfg.Logger.Error("mark account stale", "account", account, "err", err)

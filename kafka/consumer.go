@@ -209,6 +209,12 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) {
 			for _, r := range groups[a] {
 				c.complete(r)
 			}
+		}
+	}
+	// Then the accounts that failed, record by record, each after the
+	// healthy ones were completed: one poisoned account holds up nobody.
+	for i, a := range accounts {
+		if errs[i] == nil {
 			continue
 		}
 		for j, r := range groups[a] {

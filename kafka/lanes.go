@@ -29,9 +29,10 @@ type Lanes struct {
 	lanes []*lane
 	wg    sync.WaitGroup
 
-	// epoch stamps each job at dispatch; Abandon bumps it, and a worker drops
-	// a job from an older epoch instead of starting it.
-	epoch atomic.Uint64
+	// epoch stamps each job at dispatch; Abandon replaces it (cancelling
+	// its context, which the running jobs were given), and a worker drops a
+	// job from an older epoch instead of starting it.
+	epoch atomic.Pointer[generation]
 
 	// mu orders Dispatch (read) against Close (write), so no job is sent on a
 	// closed queue.
@@ -47,8 +48,20 @@ type lane struct {
 }
 
 type laneJob struct {
-	epoch uint64
-	run   func()
+	epoch *generation
+	run   func(ctx context.Context)
+}
+
+// generation is the time between two Abandons; its context ends at the
+// second.
+type generation struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newEpoch() *generation {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &generation{ctx: ctx, cancel: cancel}
 }
 
 // NewLanes starts n lanes (lanesDefault when n <= 0), each queuing up to
@@ -62,6 +75,7 @@ func newLanes(n, queueMax int) *Lanes {
 		n = lanesDefault
 	}
 	l := &Lanes{seed: maphash.MakeSeed(), lanes: make([]*lane, n)}
+	l.epoch.Store(newEpoch())
 	for i := range l.lanes {
 		ln := &lane{queue: make(chan laneJob, queueMax)}
 		l.lanes[i] = ln
@@ -76,7 +90,7 @@ func (l *Lanes) work(ln *lane) {
 		// Loaded under running: a job that passes this check before Abandon
 		// bumps the epoch is one Abandon waits for; any later one is dropped.
 		if j.epoch == l.epoch.Load() {
-			j.run()
+			j.run(j.epoch.ctx)
 		}
 		ln.running.Unlock()
 	}
@@ -93,14 +107,15 @@ func (l *Lanes) Lane(key string) int {
 // Dispatch queues job on the lane of key. It blocks while that lane's queue
 // is full, and returns ctx.Err() if ctx is done first (an already-done ctx
 // queues nothing), or ErrLanesClosed after Close. A job dispatched before or
-// during an Abandon may be dropped by it.
-func (l *Lanes) Dispatch(ctx context.Context, key string, job func()) error {
+// during an Abandon may be dropped by it; a job running then sees the
+// context it is given end, and should return promptly.
+func (l *Lanes) Dispatch(ctx context.Context, key string, job func(ctx context.Context)) error {
 	return l.DispatchTo(ctx, l.Lane(key), job)
 }
 
 // DispatchTo is Dispatch to the lane with index lane (see Lane): one job for
 // several keys of one lane.
-func (l *Lanes) DispatchTo(ctx context.Context, lane int, job func()) error {
+func (l *Lanes) DispatchTo(ctx context.Context, lane int, job func(ctx context.Context)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -118,11 +133,12 @@ func (l *Lanes) DispatchTo(ctx context.Context, lane int, job func()) error {
 	}
 }
 
-// Abandon drops every queued job that has not started and waits for the
-// running ones to return; on revocation, the dropped records are re-delivered
-// to the partitions' next owner. The lanes stay open for new jobs.
+// Abandon drops every queued job that has not started, ends the context of
+// the running ones and waits for them to return; on revocation, the dropped
+// records are re-delivered to the partitions' next owner. The lanes stay
+// open for new jobs.
 func (l *Lanes) Abandon() {
-	l.epoch.Add(1)
+	l.epoch.Swap(newEpoch()).cancel()
 	for _, ln := range l.lanes {
 		ln.running.Lock()
 		//lint:ignore SA2001 the empty critical section waits for the running job.
@@ -142,4 +158,5 @@ func (l *Lanes) Close() {
 	}
 	l.mu.Unlock()
 	l.wg.Wait()
+	l.epoch.Load().cancel()
 }

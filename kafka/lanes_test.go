@@ -39,7 +39,7 @@ func TestLanesKeyOrder(t *testing.T) {
 		wg.Go(func() {
 			for j := range jobsPerKey {
 				for k := d * keysPerDispatcher; k < (d+1)*keysPerDispatcher; k++ {
-					err := l.Dispatch(t.Context(), fmt.Sprintf("account-%d", k), func() {
+					err := l.Dispatch(t.Context(), fmt.Sprintf("account-%d", k), func(context.Context) {
 						logs[k] = append(logs[k], j)
 						if j%8 == 0 {
 							runtime.Gosched()
@@ -73,7 +73,7 @@ func TestLanesOneJobPerLane(t *testing.T) {
 		if lane != l.Lane(key) {
 			t.Fatalf("lane(%q) is not stable", key)
 		}
-		err := l.Dispatch(t.Context(), key, func() {
+		err := l.Dispatch(t.Context(), key, func(context.Context) {
 			if running[lane].Add(1) != 1 {
 				overlaps.Add(1)
 			}
@@ -100,7 +100,7 @@ func TestLanesOneJobPerLane(t *testing.T) {
 func blockLane(t *testing.T, l *Lanes, key string) (release func()) {
 	t.Helper()
 	started, unblock := make(chan struct{}), make(chan struct{})
-	if err := l.Dispatch(t.Context(), key, func() { close(started); <-unblock }); err != nil {
+	if err := l.Dispatch(t.Context(), key, func(context.Context) { close(started); <-unblock }); err != nil {
 		t.Fatal(err)
 	}
 	<-started
@@ -113,19 +113,19 @@ func TestLanesBackpressure(t *testing.T) {
 	l := mustNewLanes(t, 1, 2)
 	release := blockLane(t, l, "a")
 	for range 2 {
-		if err := l.Dispatch(t.Context(), "a", func() {}); err != nil {
+		if err := l.Dispatch(t.Context(), "a", func(context.Context) {}); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), notYet)
 	defer cancel()
-	if err := l.Dispatch(ctx, "a", func() {}); !errors.Is(err, context.DeadlineExceeded) {
+	if err := l.Dispatch(ctx, "a", func(context.Context) {}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Dispatch on a full lane: got %v, want context.DeadlineExceeded", err)
 	}
 
 	dispatched := make(chan error, 1)
-	go func() { dispatched <- l.Dispatch(t.Context(), "a", func() {}) }()
+	go func() { dispatched <- l.Dispatch(t.Context(), "a", func(context.Context) {}) }()
 	select {
 	case err := <-dispatched:
 		t.Fatalf("Dispatch on a full lane returned %v without waiting", err)
@@ -138,7 +138,7 @@ func TestLanesBackpressure(t *testing.T) {
 
 	done, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := l.Dispatch(done, "a", func() { t.Error("a job dispatched with a done context ran") }); !errors.Is(err, context.Canceled) {
+	if err := l.Dispatch(done, "a", func(context.Context) { t.Error("a job dispatched with a done context ran") }); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Dispatch with a done context: got %v, want context.Canceled", err)
 	}
 }
@@ -148,7 +148,7 @@ func TestLanesAbandon(t *testing.T) {
 	release := blockLane(t, l, "a")
 	var dropped atomic.Int32
 	for _, key := range []string{"a", "a", "a"} {
-		if err := l.Dispatch(t.Context(), key, func() { dropped.Add(1) }); err != nil {
+		if err := l.Dispatch(t.Context(), key, func(context.Context) { dropped.Add(1) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -165,7 +165,7 @@ func TestLanesAbandon(t *testing.T) {
 
 	// The lanes go on with new work, and the abandoned jobs never run.
 	var ran atomic.Bool
-	if err := l.Dispatch(t.Context(), "a", func() { ran.Store(true) }); err != nil {
+	if err := l.Dispatch(t.Context(), "a", func(context.Context) { ran.Store(true) }); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
@@ -177,11 +177,42 @@ func TestLanesAbandon(t *testing.T) {
 	}
 }
 
+// A running job sees its context end at Abandon, so a lane retrying a
+// failing record does not hold up a rebalance; jobs dispatched afterwards
+// get a live context.
+func TestLanesAbandonEndsRunningJob(t *testing.T) {
+	l := mustNewLanes(t, 2, 8)
+	started := make(chan struct{})
+	if err := l.Dispatch(t.Context(), "a", func(ctx context.Context) {
+		close(started)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Minute):
+			t.Error("the running job's context did not end at Abandon")
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	start := time.Now()
+	l.Abandon()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Abandon took %s", took)
+	}
+	live := make(chan error, 1)
+	if err := l.Dispatch(t.Context(), "a", func(ctx context.Context) { live <- ctx.Err() }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-live; err != nil {
+		t.Fatalf("a job dispatched after Abandon got a done context: %v", err)
+	}
+}
+
 func TestLanesCloseDrains(t *testing.T) {
 	l := newLanes(3, 16)
 	var ran atomic.Int32
 	for i := range 200 {
-		err := l.Dispatch(t.Context(), fmt.Sprint(i), func() {
+		err := l.Dispatch(t.Context(), fmt.Sprint(i), func(context.Context) {
 			if i%10 == 0 {
 				time.Sleep(100 * time.Microsecond)
 			}
@@ -195,7 +226,7 @@ func TestLanesCloseDrains(t *testing.T) {
 	if got := ran.Load(); got != 200 {
 		t.Errorf("after Close, %d of 200 jobs ran", got)
 	}
-	if err := l.Dispatch(t.Context(), "x", func() {}); !errors.Is(err, ErrLanesClosed) {
+	if err := l.Dispatch(t.Context(), "x", func(context.Context) {}); !errors.Is(err, ErrLanesClosed) {
 		t.Errorf("Dispatch after Close: got %v, want ErrLanesClosed", err)
 	}
 	l.Close() // twice is fine

@@ -58,7 +58,16 @@ func (rt *router) add(ctx context.Context, r *kgo.Record) {
 func (rt *router) flush(ctx context.Context) {
 	for lane, recs := range rt.batches {
 		delete(rt.batches, lane)
-		if err := rt.lanes.DispatchTo(ctx, lane, func() { rt.handle(ctx, recs) }); err != nil {
+		job := func(abandoned context.Context) {
+			// The job ends with the poll loop's ctx or, on revocation, the
+			// lanes' abandonment: a lane retrying a failing record must not
+			// hold up the rebalance.
+			jctx, cancel := context.WithCancel(ctx)
+			defer context.AfterFunc(abandoned, cancel)()
+			defer cancel()
+			rt.handle(jctx, recs)
+		}
+		if err := rt.lanes.DispatchTo(ctx, lane, job); err != nil {
 			// ctx done or lanes closed: shutting down, so they are re-delivered
 			rt.log.Debug("records not dispatched", "records", len(recs), "err", err)
 		}

@@ -364,7 +364,7 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 			ids, seqs, balances := accountArrays(added)
 			rows, _ := tx.Query(ctx, `INSERT INTO channel_accounts (id, synced_seq, balance, stale, synced_at)
 				SELECT u.id, u.seq, u.balance, false, $4 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u (id, seq, balance)
-				ORDER BY u.id
+				ORDER BY u.id COLLATE "C"
 				ON CONFLICT (id) DO NOTHING RETURNING id`, ids, seqs, balances, banksync.Timestamp(at))
 			inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
 			if err != nil {

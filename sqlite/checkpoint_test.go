@@ -75,3 +75,17 @@ func countInDatabaseFile(t *testing.T, path, copyPath string) int {
 	}
 	return n
 }
+
+// Closing a store twice is harmless, as closing a database/sql pool is.
+func TestCloseTwice(t *testing.T) {
+	s, err := sqlite.OpenChannel(context.Background(), filepath.Join(t.TempDir(), "channel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}

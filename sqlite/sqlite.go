@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -24,37 +26,60 @@ var migrations embed.FS
 
 const readersMax = 8
 
+// busyTimeout is how long a connection waits for SQLite's write lock.
+const busyTimeout = 10 * time.Second
+
 // The WAL is copied back into the database by a background checkpointer,
 // not by the committing writer: SQLite's automatic checkpoint runs inside
 // the commit that crosses its threshold and stalls every request queued
 // behind it for as long as it takes to write and sync thousands of pages.
 const (
 	checkpointInterval = 200 * time.Millisecond
-	// walFramesRestart is the WAL size, in pages, past which a checkpoint
-	// makes the writer wait until the WAL can start over, so a WAL the
-	// passive checkpoints cannot keep up with stays bounded.
-	walFramesRestart = 100_000
+	// walFramesTruncate is the WAL size, in pages, past which a checkpoint
+	// waits (checkpointBusyTimeout at most) for the writer and readers so
+	// the WAL can start over, and truncates it: a WAL the passive
+	// checkpoints cannot keep up with stays bounded.
+	walFramesTruncate = 100_000
+	// checkpointBusyTimeout bounds that wait, far below the writer's own
+	// busy timeout, so a long reader costs a skipped checkpoint, not a
+	// stalled commit.
+	checkpointBusyTimeout = time.Second
+	// walAutocheckpoint is the writer's own checkpoint threshold, in pages:
+	// a backstop that only a failing checkpointer lets the WAL reach.
+	walAutocheckpoint = 4 * walFramesTruncate
+	// journalSizeLimit is what a WAL file is cut back to, in bytes, after
+	// a checkpoint let it start over.
+	journalSizeLimit = 64 << 20
+	// checkpointWarnEvery spaces out the warnings of a failing checkpointer.
+	checkpointWarnEvery = time.Minute
 )
 
 // db is a SQLite database opened for one writer and many readers, with a
 // connection of its own for checkpoints.
 type db struct {
+	path  string
 	write *sql.DB
 	read  *sql.DB
 	ckpt  *sql.DB
 
-	stop chan struct{}
-	done chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func openDB(ctx context.Context, path string) (*db, error) {
 	// FULL sync: a committed batch survives power loss, which a ledger owes.
-	pragmas := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(on)",
-		"cache_size(-131072)", "wal_autocheckpoint(0)", "temp_store(MEMORY)"} {
-		pragmas.Add("_pragma", p)
+	pragmas := func(busyTimeout time.Duration) string {
+		v := url.Values{}
+		for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
+			"foreign_keys(on)", "cache_size(-131072)", fmt.Sprintf("wal_autocheckpoint(%d)", walAutocheckpoint),
+			fmt.Sprintf("journal_size_limit(%d)", journalSizeLimit), "temp_store(MEMORY)"} {
+			v.Add("_pragma", p)
+		}
+		return v.Encode()
 	}
-	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&_txlock=immediate")
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas(busyTimeout)+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -65,14 +90,14 @@ func openDB(ctx context.Context, path string) (*db, error) {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode()+"&mode=ro")
+	r, err := sql.Open("sqlite", "file:"+path+"?"+pragmas(busyTimeout)+"&mode=ro")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite %s for reading: %w", path, err)
 	}
 	r.SetMaxOpenConns(readersMax)
 	r.SetMaxIdleConns(readersMax)
-	c, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
+	c, err := sql.Open("sqlite", "file:"+path+"?"+pragmas(checkpointBusyTimeout))
 	if err != nil {
 		w.Close()
 		r.Close()
@@ -81,24 +106,32 @@ func openDB(ctx context.Context, path string) (*db, error) {
 	c.SetMaxOpenConns(1)
 	c.SetMaxIdleConns(1)
 	c.SetConnMaxLifetime(0)
-	d := &db{write: w, read: r, ckpt: c, stop: make(chan struct{}), done: make(chan struct{})}
+	d := &db{path: path, write: w, read: r, ckpt: c, stop: make(chan struct{}), done: make(chan struct{})}
 	go d.checkpoints()
 	return d, nil
 }
 
+// close stops the checkpointer and closes the pools; it is safe to call
+// more than once.
 func (d *db) close() error {
-	close(d.stop)
-	<-d.done
-	return errors.Join(d.read.Close(), d.write.Close(), d.ckpt.Close())
+	d.closeOnce.Do(func() {
+		close(d.stop)
+		<-d.done
+		d.closeErr = errors.Join(d.read.Close(), d.write.Close(), d.ckpt.Close())
+	})
+	return d.closeErr
 }
 
 // checkpoints copies committed pages from the WAL into the database in the
 // background. A passive checkpoint never blocks the writer; the writer
-// starts the WAL over once a checkpoint has copied all of it.
+// starts the WAL over once a checkpoint has copied all of it. Failures are
+// retried at the next tick and reported at most once a minute; should they
+// persist, the writer's own automatic checkpoint bounds the WAL.
 func (d *db) checkpoints() {
 	defer close(d.done)
 	tick := time.NewTicker(checkpointInterval)
 	defer tick.Stop()
+	var lastWarn time.Time
 	for {
 		select {
 		case <-d.stop:
@@ -106,11 +139,16 @@ func (d *db) checkpoints() {
 		case <-tick.C:
 		}
 		var busy, frames, copied int
-		if err := d.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
-			continue // the next tick tries again; the WAL only grows meanwhile
+		err := d.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+		if err == nil && frames > walFramesTruncate {
+			err = d.ckpt.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
+			if err == nil && busy != 0 {
+				err = fmt.Errorf("WAL of %d pages could not start over: readers or the writer stayed busy for %s", frames, checkpointBusyTimeout)
+			}
 		}
-		if frames > walFramesRestart {
-			d.ckpt.Exec(`PRAGMA wal_checkpoint(RESTART)`)
+		if err != nil && time.Since(lastWarn) >= checkpointWarnEvery {
+			lastWarn = time.Now()
+			slog.Warn("sqlite checkpoint failed; retrying", "db", d.path, "err", err)
 		}
 	}
 }
