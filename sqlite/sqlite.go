@@ -29,26 +29,26 @@ const readersMax = 8
 // busyTimeout is how long a connection waits for SQLite's write lock.
 const busyTimeout = 10 * time.Second
 
-// The WAL is copied back into the database by a background checkpointer,
-// not by the committing writer: SQLite's automatic checkpoint runs inside
-// the commit that crosses its threshold and stalls every request queued
-// behind it for as long as it takes to write and sync thousands of pages.
+// The WAL is copied back into the database mostly by a background
+// checkpointer, not by the committing writer: SQLite's automatic checkpoint
+// runs inside the commit that crosses its threshold and stalls every
+// request queued behind it for as long as it takes to write and sync the
+// pages. Under a steady load the background's passive checkpoints copy
+// everything between commits, the writer starts the WAL over, and commits
+// never wait. Under a burst of back-to-back commits a passive checkpoint
+// never catches the writer, so the WAL cannot start over; there the
+// writer's own automatic checkpoint, at a threshold the steady state never
+// reaches, finishes the copy (most of it done in the background already)
+// so the next commit starts the WAL over.
 const (
 	checkpointInterval = 200 * time.Millisecond
-	// walFramesTruncate is the WAL size, in pages, past which a checkpoint
-	// waits (checkpointBusyTimeout at most) for the writer and readers so
-	// the WAL can start over, and truncates it: a WAL the passive
-	// checkpoints cannot keep up with stays bounded.
-	walFramesTruncate = 100_000
-	// checkpointBusyTimeout bounds that wait, far below the writer's own
-	// busy timeout, so a long reader costs a skipped checkpoint, not a
-	// stalled commit.
+	// walAutocheckpoint is the writer's own checkpoint threshold, in
+	// pages (of 4 KiB).
+	walAutocheckpoint = 40_000
+	// checkpointBusyTimeout bounds how long a checkpoint waits for a lock.
 	checkpointBusyTimeout = time.Second
-	// walAutocheckpoint is the writer's own checkpoint threshold, in pages:
-	// a backstop that only a failing checkpointer lets the WAL reach.
-	walAutocheckpoint = 4 * walFramesTruncate
 	// journalSizeLimit is what a WAL file is cut back to, in bytes, after
-	// a checkpoint let it start over.
+	// the WAL started over.
 	journalSizeLimit = 64 << 20
 	// checkpointWarnEvery spaces out the warnings of a failing checkpointer.
 	checkpointWarnEvery = time.Minute
@@ -123,10 +123,9 @@ func (d *db) close() error {
 }
 
 // checkpoints copies committed pages from the WAL into the database in the
-// background. A passive checkpoint never blocks the writer; the writer
-// starts the WAL over once a checkpoint has copied all of it. Failures are
-// retried at the next tick and reported at most once a minute; should they
-// persist, the writer's own automatic checkpoint bounds the WAL.
+// background. A passive checkpoint never blocks the writer. Failures are
+// retried at the next tick and reported at most once a minute; meanwhile
+// the writer's automatic checkpoint bounds the WAL.
 func (d *db) checkpoints() {
 	defer close(d.done)
 	tick := time.NewTicker(checkpointInterval)
@@ -140,12 +139,6 @@ func (d *db) checkpoints() {
 		}
 		var busy, frames, copied int
 		err := d.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
-		if err == nil && frames > walFramesTruncate {
-			err = d.ckpt.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
-			if err == nil && busy != 0 {
-				err = fmt.Errorf("WAL of %d pages could not start over: readers or the writer stayed busy for %s", frames, checkpointBusyTimeout)
-			}
-		}
 		if err != nil && time.Since(lastWarn) >= checkpointWarnEvery {
 			lastWarn = time.Now()
 			slog.Warn("sqlite checkpoint failed; retrying", "db", d.path, "err", err)
