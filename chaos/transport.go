@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Fault is what happens to one request between the channel and core.
@@ -23,7 +24,14 @@ const (
 	// DelayRequest: the request is held in the network; the caller gives
 	// up at its timeout, and the request reaches core only on Release.
 	DelayRequest
+	// SlowCore: the request reaches core only after the caller's timeout
+	// (core too slow to answer in time), and core's answer is lost.
+	SlowCore
 )
+
+// slowCoreDelay is how long a SlowCore request is held past its caller's
+// timeout before it reaches core.
+const slowCoreDelay = 50 * time.Millisecond
 
 // ErrInjected is the error a caller sees for an injected fault.
 var ErrInjected = errors.New("chaos: injected network fault")
@@ -32,6 +40,9 @@ var ErrInjected = errors.New("chaos: injected network fault")
 // it is told to.
 type Transport struct {
 	Next http.RoundTripper
+	// Choose, when set, picks the fault of a request that no Plan matched
+	// (0: none). It is called from many goroutines.
+	Choose func(*http.Request) Fault
 
 	mu      sync.Mutex
 	planned []plan
@@ -68,6 +79,9 @@ func (t *Transport) take(req *http.Request) Fault {
 			return p.fault
 		}
 	}
+	if t.Choose != nil {
+		return t.Choose(req)
+	}
 	return 0
 }
 
@@ -92,6 +106,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.held = append(t.held, late)
 		t.mu.Unlock()
 		<-req.Context().Done() // the caller times out waiting
+		return nil, req.Context().Err()
+	case SlowCore:
+		late, err := detach(req)
+		if err != nil {
+			return nil, err
+		}
+		<-req.Context().Done()
+		go func() {
+			time.Sleep(slowCoreDelay)
+			if resp, err := t.Next.RoundTrip(late); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
 		return nil, req.Context().Err()
 	}
 	return t.Next.RoundTrip(req)

@@ -1,0 +1,549 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"banksync"
+	"banksync/channel"
+	bhttp "banksync/http"
+	"banksync/kafka"
+	"banksync/ledger"
+	"banksync/sqlite"
+)
+
+// Config is one chaos run. Zero values take the defaults.
+type Config struct {
+	Seed      uint64
+	Duration  time.Duration // how long the workload and the faults run
+	Dir       string        // where the databases go; "" means a fresh temporary directory
+	Channels  int           // channel instances sharing one history database and one consumer group
+	Customers int
+	Faults    Faults
+	Logger    *slog.Logger
+}
+
+// Faults sets how often each kind of fault is injected. A negative rate or
+// interval switches that kind off; zero takes the default.
+type Faults struct {
+	// Per request from a channel to core.
+	DropRequest, DropResponse, DelayRequest, SlowCore float64
+	// Per history write.
+	HistoryWrite float64
+	// How often a history outage (every write fails) starts, and how long
+	// it lasts.
+	HistoryOutageEvery, HistoryOutageFor time.Duration
+	// How often core restarts; a consumer restarts; the relay re-publishes
+	// recent entries (duplicate delivery); held requests reach core late.
+	CoreRestartEvery, ConsumerRestartEvery, DuplicateEvery, ReleaseLateEvery time.Duration
+	// ClockSkewMax bounds how far each channel's clock is off core's.
+	ClockSkewMax time.Duration
+}
+
+func (f *Faults) setDefaults() {
+	rate := func(r *float64, def float64) {
+		if *r == 0 {
+			*r = def
+		}
+		*r = max(*r, 0)
+	}
+	every := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	rate(&f.DropRequest, 0.02)
+	rate(&f.DropResponse, 0.02)
+	rate(&f.DelayRequest, 0.01)
+	rate(&f.SlowCore, 0.01)
+	rate(&f.HistoryWrite, 0.02)
+	every(&f.HistoryOutageEvery, 7*time.Second)
+	every(&f.HistoryOutageFor, 500*time.Millisecond)
+	every(&f.CoreRestartEvery, 11*time.Second)
+	every(&f.ConsumerRestartEvery, 5*time.Second)
+	every(&f.DuplicateEvery, 3*time.Second)
+	every(&f.ReleaseLateEvery, 2*time.Second)
+	every(&f.ClockSkewMax, 200*time.Millisecond)
+}
+
+func (c *Config) setDefaults() {
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Channels <= 0 {
+		c.Channels = 2
+	}
+	if c.Customers <= 0 {
+		c.Customers = 8
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Faults.setDefaults()
+}
+
+// Channel settings of a run: short, so that faults resolve within it.
+const (
+	transferDeadline  = 2 * time.Second
+	coreTimeout       = 300 * time.Millisecond
+	reconcileInterval = 200 * time.Millisecond
+	reconcileGrace    = 200 * time.Millisecond
+	serviceToken      = "chaos-token"
+	accountsEach      = 2
+	openingBalance    = 1_000_000
+	quiesceMax        = 60 * time.Second
+)
+
+// system is everything a run starts: core, the cluster, the channels.
+type system struct {
+	cfg     Config
+	dir     string
+	cluster *kafka.Cluster
+	core    *coreProc
+	chans   []*chanProc
+	stats   *counters
+	calmed  atomic.Bool // faults are off
+}
+
+// Run runs cfg's workload against a system under faults and checks every
+// promise, during the run and after it has quiesced.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.setDefaults()
+	s := &system{cfg: cfg, stats: newCounters()}
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "banksync-chaos-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	s.dir = dir
+	if err := s.start(ctx); err != nil {
+		s.stop()
+		return nil, err
+	}
+	defer s.stop()
+
+	w := newWorkload(s, cfg.Seed)
+	if err := w.setup(ctx); err != nil {
+		return nil, fmt.Errorf("chaos setup: %w", err)
+	}
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	var wg sync.WaitGroup
+	wg.Go(func() { w.run(runCtx) })
+	wg.Go(func() { s.injectFaults(runCtx) })
+	wg.Wait()
+	cancel()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	s.calm()
+	report := s.check(ctx, w)
+	return report, nil
+}
+
+// coreProc is core: ledger, relay and HTTP API on a fixed address, so it
+// can restart where the channels expect it.
+type coreProc struct {
+	mu     sync.Mutex
+	path   string
+	addr   string
+	store  *sqlite.LedgerStore
+	ledger *ledger.Ledger
+	relay  *ledger.Relay
+	pub    *kafka.Publisher
+	srv    *http.Server
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (s *system) start(ctx context.Context) error {
+	var err error
+	if s.cluster, err = kafka.StartCluster(kafka.ClusterConfig{Partitions: 4, Logger: s.cfg.Logger}); err != nil {
+		return err
+	}
+	s.core = &coreProc{path: filepath.Join(s.dir, "core.db"), addr: "127.0.0.1:0"}
+	if err := s.core.start(ctx, s.cluster.Addrs(), s.cfg.Logger); err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(s.cfg.Seed, 1))
+	for i := range s.cfg.Channels {
+		skew := time.Duration(rng.Int64N(int64(2*s.cfg.Faults.ClockSkewMax)+1)) - s.cfg.Faults.ClockSkewMax
+		cp, err := s.startChannel(ctx, i, skew)
+		if err != nil {
+			return err
+		}
+		s.chans = append(s.chans, cp)
+	}
+	return nil
+}
+
+func (c *coreProc) start(ctx context.Context, brokers []string, log *slog.Logger) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var err error
+	if c.store, err = sqlite.OpenLedger(ctx, c.path); err != nil {
+		return err
+	}
+	if c.ledger, err = ledger.Open(ctx, c.store, ledger.Config{Logger: log}); err != nil {
+		return err
+	}
+	if c.pub == nil {
+		if c.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: brokers, Partitions: 4, Logger: log}); err != nil {
+			return err
+		}
+	}
+	ln, err := listen(c.addr)
+	if err != nil {
+		return err
+	}
+	c.addr = ln.Addr().String()
+	c.srv = &http.Server{Handler: bhttp.NewCoreServer(c.ledger, serviceToken, log), ReadHeaderTimeout: 5 * time.Second}
+	runCtx, stop := context.WithCancel(context.Background())
+	c.stop = stop
+	c.relay = ledger.NewRelay(c.store, c.pub, ledger.RelayConfig{Wake: c.ledger.Committed(), Logger: log})
+	c.wg.Go(func() { c.relay.Run(runCtx) })
+	c.wg.Go(func() { c.srv.Serve(ln) })
+	return nil
+}
+
+// listen binds addr, retrying briefly: after a restart the old socket may
+// linger a moment.
+func listen(addr string) (net.Listener, error) {
+	var err error
+	for range 50 {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, err
+}
+
+// halt stops core as a crash would look to its clients: connections cut,
+// requests in flight failing. What was committed stays.
+func (c *coreProc) halt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.srv == nil {
+		return
+	}
+	c.srv.Close()
+	c.ledger.Close()
+	c.stop()
+	c.wg.Wait()
+	c.store.Close()
+	c.srv = nil
+}
+
+func (c *coreProc) close() {
+	c.halt()
+	if c.pub != nil {
+		c.pub.Close()
+	}
+}
+
+// current returns core's ledger and store as of now (they change at a
+// restart).
+func (c *coreProc) current() (*ledger.Ledger, *sqlite.LedgerStore) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ledger, c.store
+}
+
+// chanProc is one channel instance: its own store handle on the shared
+// history database (with injected write failures), its own network to core
+// (with injected faults), its own clock, reconciler and consumer.
+type chanProc struct {
+	id        int
+	store     *faultyStore
+	net       *Transport
+	ch        *channel.Channel
+	cursors   channel.Cursors
+	brokers   []string
+	log       *slog.Logger
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	consumer  sync.Mutex
+	stopCons  context.CancelFunc
+	consDone  chan struct{}
+	consumers atomic.Int64
+}
+
+func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*chanProc, error) {
+	real, err := sqlite.OpenChannel(ctx, filepath.Join(s.dir, "channel.db"))
+	if err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(s.cfg.Seed, uint64(100+i)))
+	cp := &chanProc{id: i, store: newFaultyStore(real, s.cfg.Faults.HistoryWrite, rng.Uint64(), s.stats),
+		net: NewTransport(nil), brokers: s.cluster.Addrs(), log: s.cfg.Logger, cursors: channel.NewCursors([]byte("chaos cursor secret"))}
+	cp.net.Choose = chooser(s.cfg.Faults, rng.Uint64(), s.stats, &s.calmed)
+	client := bhttp.NewCoreClient("http://"+s.core.addr, serviceToken, cp.net)
+	cp.ch = channel.New(cp.store, client, channel.Config{Deadline: transferDeadline, CoreTimeout: coreTimeout,
+		ReconcileInterval: reconcileInterval, ReconcileGrace: reconcileGrace, ReadSyncTimeout: coreTimeout,
+		Now: func() time.Time { return time.Now().Add(skew) }, Logger: s.cfg.Logger})
+	runCtx, stop := context.WithCancel(context.Background())
+	cp.stop = stop
+	cp.wg.Go(func() { cp.ch.RunReconciler(runCtx) })
+	if err := cp.startConsumer(); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// startConsumer joins the consumer group with a new member.
+func (cp *chanProc) startConsumer() error {
+	cp.consumer.Lock()
+	defer cp.consumer.Unlock()
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cp.brokers, Group: "chaos-channel", Lanes: 8, AttemptsMax: 3, Logger: cp.log}, cp.ch)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	cp.stopCons, cp.consDone = cancel, done
+	cp.consumers.Add(1)
+	return nil
+}
+
+// crashConsumer stops the member abruptly: its work in flight is cut off
+// (uncommitted records are re-delivered to whoever takes its partitions).
+func (cp *chanProc) crashConsumer() {
+	cp.consumer.Lock()
+	defer cp.consumer.Unlock()
+	if cp.stopCons != nil {
+		cp.stopCons()
+		<-cp.consDone
+		cp.stopCons = nil
+	}
+}
+
+func (cp *chanProc) close() {
+	cp.crashConsumer()
+	if cp.stop != nil {
+		cp.stop()
+	}
+	cp.wg.Wait()
+	cp.ch.Close()
+	cp.store.Close()
+}
+
+func (s *system) stop() {
+	for _, cp := range s.chans {
+		cp.close()
+	}
+	if s.core != nil {
+		s.core.close()
+	}
+	if s.cluster != nil {
+		s.cluster.Close()
+	}
+}
+
+// injectFaults runs the faults that come on a schedule until ctx ends. The
+// schedule comes from the seed: the same seed gives the same sequence.
+func (s *system) injectFaults(ctx context.Context) {
+	f := s.cfg.Faults
+	rng := rand.New(rand.NewPCG(s.cfg.Seed, 2))
+	type timer struct {
+		every time.Duration
+		next  time.Time
+		do    func()
+	}
+	start := time.Now()
+	jitter := func(d time.Duration) time.Duration { return d/2 + time.Duration(rng.Int64N(int64(d))) }
+	timers := []*timer{
+		{every: f.CoreRestartEvery, do: func() { s.restartCore(ctx) }},
+		{every: f.ConsumerRestartEvery, do: func() { s.restartConsumer(rng.IntN(len(s.chans))) }},
+		{every: f.HistoryOutageEvery, do: func() { s.historyOutage(ctx, f.HistoryOutageFor) }},
+		{every: f.DuplicateEvery, do: func() { s.duplicateEvents(ctx, 1+rng.Int64N(50)) }},
+		{every: f.ReleaseLateEvery, do: func() { s.releaseLate() }},
+	}
+	for _, t := range timers {
+		t.next = start.Add(jitter(t.every))
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for _, t := range timers {
+				if t.every > 0 && now.After(t.next) {
+					t.do()
+					t.next = now.Add(jitter(t.every))
+				}
+			}
+		}
+	}
+}
+
+func (s *system) restartCore(ctx context.Context) {
+	s.stats.fault("core_restart")
+	s.core.halt()
+	time.Sleep(100 * time.Millisecond)
+	if err := s.core.start(ctx, s.cluster.Addrs(), s.cfg.Logger); err != nil {
+		s.cfg.Logger.Error("chaos: core did not restart", "err", err)
+	}
+}
+
+func (s *system) restartConsumer(i int) {
+	s.stats.fault("consumer_restart")
+	cp := s.chans[i]
+	cp.crashConsumer()
+	if err := cp.startConsumer(); err != nil {
+		s.cfg.Logger.Error("chaos: consumer did not restart", "err", err)
+	}
+}
+
+func (s *system) historyOutage(ctx context.Context, d time.Duration) {
+	s.stats.fault("history_outage")
+	for _, cp := range s.chans {
+		cp.store.outage(true)
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+		for _, cp := range s.chans {
+			cp.store.outage(false)
+		}
+	}()
+}
+
+// duplicateEvents moves the relay's position back, so it publishes the
+// last n entries again: duplicate delivery, as after a relay crash.
+func (s *system) duplicateEvents(ctx context.Context, n int64) {
+	_, store := s.core.current()
+	pos, err := store.RelayPosition(ctx)
+	if err != nil || pos == 0 {
+		return
+	}
+	if store.SetRelayPosition(ctx, max(0, pos-n)) == nil {
+		s.stats.faultN("duplicate_events", min(n, pos))
+	}
+}
+
+func (s *system) releaseLate() {
+	for _, cp := range s.chans {
+		if n := len(cp.net.Release()); n > 0 {
+			s.stats.faultN("late_delivery", int64(n))
+		}
+	}
+}
+
+// calm switches every fault off and delivers what the network still held.
+func (s *system) calm() {
+	s.calmed.Store(true)
+	for _, cp := range s.chans {
+		cp.store.calm()
+		cp.net.Release()
+	}
+}
+
+// chooser draws the fault of each channel → core request from rng.
+func chooser(f Faults, seed uint64, stats *counters, calmed *atomic.Bool) func(*http.Request) Fault {
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(seed, 3))
+	return func(req *http.Request) Fault {
+		if calmed.Load() {
+			return 0
+		}
+		mu.Lock()
+		x := rng.Float64()
+		mu.Unlock()
+		for _, c := range []struct {
+			rate  float64
+			fault Fault
+			name  string
+		}{{f.DropRequest, DropRequest, "request_lost"}, {f.DropResponse, DropResponse, "response_lost"},
+			{f.DelayRequest, DelayRequest, "request_held"}, {f.SlowCore, SlowCore, "core_slow"}} {
+			if x < c.rate {
+				stats.fault(c.name)
+				return c.fault
+			}
+			x -= c.rate
+		}
+		return 0
+	}
+}
+
+// errInjected is what an injected history write failure returns.
+var errInjected = errors.New("chaos: injected history database failure")
+
+// faultyStore fails history writes: at a rate, and every one during an
+// outage.
+type faultyStore struct {
+	channel.Store
+	stats *counters
+
+	mu     sync.Mutex
+	rng    *rand.Rand
+	rate   float64
+	down   bool
+	calmed bool
+}
+
+func newFaultyStore(s channel.Store, rate float64, seed uint64, stats *counters) *faultyStore {
+	return &faultyStore{Store: s, rate: rate, rng: rand.New(rand.NewPCG(seed, 4)), stats: stats}
+}
+
+func (f *faultyStore) outage(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down && !f.calmed
+}
+
+func (f *faultyStore) calm() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calmed, f.down = true, false
+}
+
+func (f *faultyStore) fail() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calmed {
+		return nil
+	}
+	if f.down {
+		f.stats.fault("history_write_failed_outage")
+		return errInjected
+	}
+	if f.rng.Float64() < f.rate {
+		f.stats.fault("history_write_failed")
+		return errInjected
+	}
+	return nil
+}
+
+func (f *faultyStore) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
+	if err := f.fail(); err != nil {
+		return channel.AccountState{}, err
+	}
+	return f.Store.Apply(ctx, account, es, at)
+}
+
+func (f *faultyStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
+	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	return f.Store.ApplyRuns(ctx, runs, at)
+}

@@ -1,0 +1,393 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"banksync"
+	"banksync/channel"
+)
+
+// Promises the checker checks (DESIGN.md).
+const (
+	P1 = "P1_at_most_once"
+	P2 = "P2_never_stuck"
+	P3 = "P3_failed_never_executed"
+	P4 = "P4_history_equals_ledger"
+	P5 = "P5_history_is_a_prefix"
+	P6 = "P6_money_conserved"
+)
+
+var promises = []string{P1, P2, P3, P4, P5, P6}
+
+// counters are a run's tallies, safe for concurrent use.
+type counters struct {
+	mu         sync.Mutex
+	ops        map[string]int64
+	faults     map[string]int64
+	violations map[string]int64
+	examples   map[string]string
+}
+
+func newCounters() *counters {
+	c := &counters{ops: map[string]int64{}, faults: map[string]int64{}, violations: map[string]int64{}, examples: map[string]string{}}
+	for _, p := range promises {
+		c.violations[p] = 0
+	}
+	return c
+}
+
+func (c *counters) op(kind string) {
+	c.mu.Lock()
+	c.ops[kind]++
+	c.mu.Unlock()
+}
+
+func (c *counters) fault(kind string) { c.faultN(kind, 1) }
+
+func (c *counters) faultN(kind string, n int64) {
+	c.mu.Lock()
+	c.faults[kind] += n
+	c.mu.Unlock()
+}
+
+// violation counts a broken promise and keeps its first example.
+func (c *counters) violation(promise, format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.violations[promise]++
+	if _, ok := c.examples[promise]; !ok {
+		c.examples[promise] = fmt.Sprintf(format, args...)
+	}
+}
+
+// workload is the customers, the other banks and the readers.
+type workload struct {
+	s    *system
+	seed uint64
+
+	customers []string
+	accounts  map[string][]string // customer -> accounts
+	all       []string
+
+	mu   sync.Mutex
+	keys map[string]map[string]bool // customer/key -> transfer ids answered for it
+}
+
+func newWorkload(s *system, seed uint64) *workload {
+	w := &workload{s: s, seed: seed, accounts: map[string][]string{}, keys: map[string]map[string]bool{}}
+	for c := range s.cfg.Customers {
+		cust := fmt.Sprintf("cust-%02d", c)
+		w.customers = append(w.customers, cust)
+		for a := range accountsEach {
+			id := fmt.Sprintf("%s-acc-%d", cust, a)
+			w.accounts[cust] = append(w.accounts[cust], id)
+			w.all = append(w.all, id)
+		}
+	}
+	return w
+}
+
+// setup opens every account at core with an opening deposit.
+func (w *workload) setup(ctx context.Context) error {
+	l, _ := w.s.core.current()
+	for _, cust := range w.customers {
+		for _, id := range w.accounts[cust] {
+			if _, _, err := l.CreateAccount(ctx, id, cust); err != nil {
+				return err
+			}
+			if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "opening-" + id, AccountID: id, Amount: openingBalance, Sender: "chaos-bank"}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// run drives the workload until ctx ends.
+func (w *workload) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i, cust := range w.customers {
+		rng := rand.New(rand.NewPCG(w.seed, uint64(1000+i)))
+		wg.Go(func() { w.customer(ctx, cust, rng) })
+	}
+	wg.Go(func() { w.otherBanks(ctx, rand.New(rand.NewPCG(w.seed, 2000))) })
+	for i := range 2 {
+		rng := rand.New(rand.NewPCG(w.seed, uint64(3000+i)))
+		wg.Go(func() { w.reader(ctx, rng) })
+	}
+	wg.Wait()
+}
+
+func (w *workload) channel(rng *rand.Rand) *chanProc { return w.s.chans[rng.IntN(len(w.s.chans))] }
+
+// submit sends one transfer request and records what came back for its key.
+func (w *workload) submit(ctx context.Context, cp *chanProc, req channel.SubmitRequest) (channel.Transfer, error) {
+	t, err := cp.ch.Submit(ctx, req)
+	if err == nil {
+		w.mu.Lock()
+		k := req.Customer + "/" + req.IdempotencyKey
+		if w.keys[k] == nil {
+			w.keys[k] = map[string]bool{}
+		}
+		w.keys[k][t.ID] = true
+		w.mu.Unlock()
+	}
+	return t, err
+}
+
+// customer makes transfers: single ones, double clicks on two channel
+// instances, retries with the same key, and a second transfer while the
+// first is pending.
+func (w *workload) customer(ctx context.Context, cust string, rng *rand.Rand) {
+	stats := w.s.stats
+	for n := 0; ctx.Err() == nil; n++ {
+		from := w.accounts[cust][rng.IntN(accountsEach)]
+		to := w.all[rng.IntN(len(w.all))]
+		if to == from {
+			continue
+		}
+		req := channel.SubmitRequest{Customer: cust, IdempotencyKey: fmt.Sprintf("k-%d", n), FromAccount: from, ToAccount: to,
+			Amount: 1 + rng.Int64N(5000), Memo: fmt.Sprintf("%s k-%d", cust, n)}
+		switch kind := rng.IntN(10); {
+		case kind < 5:
+			stats.op("transfer")
+			t, err := w.submit(ctx, w.channel(rng), req)
+			if err == nil && t.State == channel.StatePending && rng.IntN(2) == 0 {
+				// A second transfer from the same account while the first
+				// is pending.
+				second := req
+				second.IdempotencyKey += "-second"
+				stats.op("transfer_while_pending")
+				if _, err := w.submit(ctx, w.channel(rng), second); banksync.ErrorCode(err) == banksync.EINPROGRESS {
+					stats.op("refused_in_progress")
+				}
+			}
+		case kind < 7:
+			stats.op("double_click")
+			var wg sync.WaitGroup
+			for _, cp := range []*chanProc{w.s.chans[0], w.s.chans[len(w.s.chans)-1]} {
+				wg.Go(func() { w.submit(ctx, cp, req) })
+			}
+			wg.Wait()
+		default:
+			stats.op("retry_same_key")
+			for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+				t, err := w.submit(ctx, w.channel(rng), req)
+				if err == nil && t.State != channel.StatePending {
+					break
+				}
+				sleep(ctx, time.Duration(20+rng.IntN(100))*time.Millisecond)
+			}
+		}
+		sleep(ctx, time.Duration(5+rng.IntN(30))*time.Millisecond)
+	}
+}
+
+// otherBanks sends deposits in bursts, straight to core's ledger. A
+// deposit that fails (core restarting) is sent again with the same ref.
+func (w *workload) otherBanks(ctx context.Context, rng *rand.Rand) {
+	for burst := 0; ctx.Err() == nil; burst++ {
+		for i := range 1 + rng.IntN(40) {
+			d := banksync.DepositRequest{ExternalRef: fmt.Sprintf("kb-%d-%d", burst, i), AccountID: w.all[rng.IntN(len(w.all))],
+				Amount: 1 + rng.Int64N(100_000), Sender: "kb-bank"}
+			for attempt := 0; attempt < 20 && ctx.Err() == nil; attempt++ {
+				l, _ := w.s.core.current()
+				if _, err := l.Deposit(ctx, d); err == nil {
+					w.s.stats.op("deposit")
+					break
+				}
+				sleep(ctx, 50*time.Millisecond)
+			}
+		}
+		sleep(ctx, time.Duration(100+rng.IntN(700))*time.Millisecond)
+	}
+}
+
+// reader pages through histories and presses manual sync; every page is
+// checked against core's ledger as read just after it (P5): core's can
+// only have grown since.
+func (w *workload) reader(ctx context.Context, rng *rand.Rand) {
+	for ctx.Err() == nil {
+		cust := w.customers[rng.IntN(len(w.customers))]
+		account := w.accounts[cust][rng.IntN(accountsEach)]
+		cp := w.channel(rng)
+		if rng.IntN(5) == 0 {
+			w.s.stats.op("manual_sync")
+			if st, err := cp.ch.ManualSync(ctx, cust, account); err == nil {
+				w.checkState(ctx, account, st)
+			}
+			continue
+		}
+		w.s.stats.op("history_read")
+		page, err := cp.ch.History(ctx, cp.cursors, cust, account, "", 20)
+		if err == nil {
+			w.checkPage(ctx, account, page)
+			if page.NextCursor != "" && rng.IntN(2) == 0 {
+				w.s.stats.op("history_read")
+				if older, err := cp.ch.History(ctx, cp.cursors, cust, account, page.NextCursor, 20); err == nil {
+					w.checkPage(ctx, account, older)
+				}
+			}
+		}
+		sleep(ctx, time.Duration(5+rng.IntN(20))*time.Millisecond)
+	}
+}
+
+// coreEntry reads one of core's entries; ok is false if core could not be
+// read (restarting).
+func (w *workload) coreEntry(ctx context.Context, account string, seq int64) (banksync.Entry, bool, bool) {
+	_, store := w.s.core.current()
+	e, found, err := store.Entry(ctx, account, seq)
+	return e, found, err == nil
+}
+
+func (w *workload) checkPage(ctx context.Context, account string, page channel.Page) {
+	for _, e := range page.Entries {
+		want, found, ok := w.coreEntry(ctx, account, e.Seq)
+		if !ok {
+			return
+		}
+		if !found || !sameEntry(e, want) {
+			w.s.stats.violation(P5, "%s seq %d: the history showed %+v, core has %+v (found %v)", account, e.Seq, e, want, found)
+			return
+		}
+	}
+	w.checkState(ctx, account, page.Account)
+}
+
+// checkState: the balance shown is one core had, at the synced seq.
+func (w *workload) checkState(ctx context.Context, account string, st channel.AccountState) {
+	if st.SyncedSeq == 0 {
+		return
+	}
+	want, found, ok := w.coreEntry(ctx, account, st.SyncedSeq)
+	if ok && (!found || want.BalanceAfter != st.Balance) {
+		w.s.stats.violation(P5, "%s: shown balance %d at seq %d, core's balance then was %d (found %v)", account, st.Balance, st.SyncedSeq, want.BalanceAfter, found)
+	}
+}
+
+// sameEntry compares entries field by field, times as instants.
+func sameEntry(a, b banksync.Entry) bool {
+	at, bt := a.BookedAt, b.BookedAt
+	a.BookedAt, b.BookedAt = time.Time{}, time.Time{}
+	return a == b && at.Equal(bt)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// check waits for the system to settle with the faults off, then checks
+// every promise and returns the report.
+func (s *system) check(ctx context.Context, w *workload) *Report {
+	_, coreStore := s.core.current()
+	hist := s.chans[0].store.Store
+	far := time.Now().Add(24 * time.Hour)
+
+	// P2: once faults stop, nothing stays pending past the deadline, the
+	// reconciler's grace and a few rounds of it.
+	bound := transferDeadline + reconcileGrace + 4*reconcileInterval + 2*coreTimeout + s.cfg.Faults.ClockSkewMax
+	deadline := time.Now().Add(bound)
+	var pending []channel.Transfer
+	for {
+		var err error
+		if pending, err = hist.PendingBefore(ctx, far, 1000); err == nil && len(pending) == 0 || time.Now().After(deadline) {
+			break
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
+	for _, t := range pending {
+		s.stats.violation(P2, "transfer %s (%s) still pending %s after the faults stopped", t.ID, t.IdempotencyKey, bound)
+	}
+
+	// P4: the consumers drain; every history reaches core's ledger.
+	drained := time.Now().Add(quiesceMax)
+	for _, id := range w.all {
+		for {
+			want, err1 := coreStore.Entries(ctx, id, 0, math.MaxInt32)
+			got, err2 := hist.History(ctx, id, math.MaxInt64, math.MaxInt32)
+			slices.Reverse(got)
+			equal := err1 == nil && err2 == nil && slices.EqualFunc(want, got, sameEntry)
+			if equal {
+				break
+			}
+			if time.Now().After(drained) {
+				s.stats.violation(P4, "%s: core has %d entries, the history %d, and they differ (errors %v, %v)", id, len(want), len(got), err1, err2)
+				break
+			}
+			sleep(ctx, 50*time.Millisecond)
+		}
+	}
+
+	// P1 and P3 over every key and every transfer answered.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, ids := range w.keys {
+		if len(ids) > 1 {
+			s.stats.violation(P1, "idempotency key %s made %d transfers", key, len(ids))
+		}
+		for id := range ids {
+			t, ok, err := hist.Transfer(ctx, id)
+			if err != nil || !ok || t.State != channel.StateFailed {
+				continue
+			}
+			recs, err := coreStore.Transfers(ctx, []string{id})
+			if err == nil && len(recs) == 1 && recs[0].Status == banksync.StatusCompleted {
+				s.stats.violation(P3, "transfer %s (%s) reported failed (%s), core executed it", id, key, t.Reason)
+			}
+		}
+	}
+
+	// P6.
+	if tot, err := coreStore.Totals(ctx); err != nil {
+		s.stats.violation(P6, "cannot read core's totals: %v", err)
+	} else if tot.Balances != tot.Deposits || tot.NegativeAccounts != 0 {
+		s.stats.violation(P6, "balances sum to %d, deposits to %d, %d negative accounts", tot.Balances, tot.Deposits, tot.NegativeAccounts)
+	}
+	return s.stats.report(s.cfg)
+}
+
+// Report is what a run did and found.
+type Report struct {
+	Seed       uint64            `json:"seed"`
+	Seconds    float64           `json:"seconds"`
+	Operations map[string]int64  `json:"operations"`
+	Faults     map[string]int64  `json:"faults"`
+	Violations map[string]int64  `json:"violations"`
+	Examples   map[string]string `json:"examples,omitempty"` // the first of each promise's violations
+}
+
+// OK reports whether no promise was broken.
+func (r *Report) OK() bool {
+	for _, n := range r.Violations {
+		if n > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *counters) report(cfg Config) *Report {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &Report{Seed: cfg.Seed, Seconds: cfg.Duration.Seconds(), Operations: clone(c.ops), Faults: clone(c.faults),
+		Violations: clone(c.violations), Examples: clone(c.examples)}
+}
+
+func clone[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
