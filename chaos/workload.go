@@ -390,4 +390,3 @@ func clone[V any](m map[string]V) map[string]V {
 	}
 	return out
 }
-
