@@ -26,6 +26,7 @@ var commands = map[string]func() command{
 	"kafka":   func() command { return &kafkaCommand{} },
 	"demo":    func() command { return &demoCommand{} },
 	"bench":   func() command { return &benchCommand{} },
+	"chaos":   func() command { return chaosCommand{} },
 }
 
 const usage = `banksync keeps a bank app's transaction history in step with the core ledger.
@@ -37,7 +38,8 @@ Usage:
   banksync token     print a customer's bearer token for the channel API
   banksync dlq       list or replay the dead-letter topic (banksync dlq list -h)
   banksync kafka     run the embedded Kafka-protocol cluster as its own process
-  banksync bench     run a benchmark (banksync bench core -h)
+  banksync bench     run a benchmark (banksync bench core -h, banksync bench payday -h)
+  banksync chaos     run everything under injected faults and check every promise
 
 Run "banksync COMMAND -h" for a command's flags and environment variables.
 `
