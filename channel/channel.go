@@ -24,6 +24,7 @@ const (
 	reconcileGraceDefault    = time.Second
 	readSyncTimeoutDefault   = 500 * time.Millisecond
 	reconcileBatchMax        = 500
+	staleRepairMax           = 100  // stale accounts one reconcile round syncs at most
 	entriesPageMax           = 1000 // entries asked of core per call
 	applyAttemptsMax         = 8
 	syncPagesMax             = 1000 // pages one Sync reads at most (a million entries)
@@ -41,6 +42,21 @@ type Config struct {
 	ReadSyncTimeout   time.Duration // how long a history read may spend syncing first
 	Now               func() time.Time
 	Logger            *slog.Logger
+
+	// Unsafe switches protections off. It exists only so that the chaos
+	// checker's own tests can show it catches each broken promise; nothing
+	// else may set it.
+	Unsafe Unsafe
+}
+
+// Unsafe names the protections a chaos test can switch off, one at a time.
+type Unsafe struct {
+	// NoFence: the reconciler decides "failed" by its own clock, as the
+	// seed did, instead of fencing at core (P3 then breaks).
+	NoFence bool
+	// NoInFlightRefusal: a second transfer while one is pending goes
+	// straight to core instead of being refused (P1 then breaks).
+	NoInFlightRefusal bool
 }
 
 func (c *Config) setDefaults() {

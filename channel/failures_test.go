@@ -363,6 +363,32 @@ func TestMissingHistoryIsFilledInOrder(t *testing.T) {
 	})
 }
 
+// A history left behind and stale is repaired by the reconciler even when
+// nobody reads it: an account whose last event was dead-lettered catches
+// up in bounded time (P4).
+func TestReconcilerRepairsStaleAccounts(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *stack) {
+		ctx := context.Background()
+		// The transfer completes but core's entries cannot be read, so the
+		// debit cannot be applied over the missing salary: stale.
+		s.net.Plan("GET", "/entries", chaos.DropRequest)
+		if tr, err := s.submit(t, "k1", 100); err != nil || tr.State != channel.StateCompleted {
+			t.Fatalf("Submit = %+v, %v", tr, err)
+		}
+		if st, _, _ := s.store.Account(ctx, "alice-1"); st.SyncedSeq != 0 || !st.Stale {
+			t.Fatalf("after the failed fill: %+v, want nothing applied and stale", st)
+		}
+		if _, err := s.ch.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, _, _ := s.store.Account(ctx, "alice-1")
+		if st.Stale || st.SyncedSeq != 2 || st.Balance != 9_900 {
+			t.Fatalf("after a reconcile round: %+v, want synced through 2, balance 9,900, not stale", st)
+		}
+		checkPrefix(t, s, "alice-1")
+	})
+}
+
 // checkPrefix asserts the channel's history of account is a prefix of
 // core's ledger, entry for entry.
 func checkPrefix(t *testing.T, s *stack, account string) {

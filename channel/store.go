@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"banksync"
@@ -103,6 +104,8 @@ type Store interface {
 	// MarkStale flags an account whose history may be behind core's and
 	// counts the mark in StaleGen.
 	MarkStale(ctx context.Context, account string, at time.Time) error
+	// StaleAccounts returns up to limit stale accounts, stale longest first.
+	StaleAccounts(ctx context.Context, limit int) ([]string, error)
 	// ClearStale clears the flag if StaleGen still equals gen: a sync that
 	// read gen and then reached core's head, with no failure marked since.
 	ClearStale(ctx context.Context, account string, gen int64) error
@@ -158,6 +161,16 @@ func CheckRuns(runs []Run) error {
 	return nil
 }
 
+// unsafeOutOfOrder makes PlanRuns apply a run past a hole; see
+// UnsafeOutOfOrder.
+var unsafeOutOfOrder atomic.Bool
+
+// UnsafeOutOfOrder switches in-order application off for the whole process:
+// a batch's entries are written even past a hole in the history (P4 and P5
+// then break). It exists only so that the chaos checker's own tests can show
+// they catch that; nothing else may call it.
+func UnsafeOutOfOrder(on bool) { unsafeOutOfOrder.Store(on) }
+
 // PlanRuns decides what Store.ApplyRuns does with runs, given the stored
 // states of their accounts (known; an account missing starts at seq 0):
 // the result of each run and the entries to append for it — none for a run
@@ -173,7 +186,7 @@ func PlanRuns(known map[string]AccountState, runs []Run, at time.Time) (results 
 		switch {
 		case len(entries) == 0:
 			results[i] = RunResult{State: st}
-		case entries[0].Seq != st.SyncedSeq+1:
+		case entries[0].Seq != st.SyncedSeq+1 && !unsafeOutOfOrder.Load():
 			results[i] = RunResult{State: st, Gap: true}
 		default:
 			last := entries[len(entries)-1]

@@ -54,6 +54,8 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	}
 	existing, created, err := c.store.CreateTransfer(ctx, t)
 	switch {
+	case errors.Is(err, ErrInProgress) && c.cfg.Unsafe.NoInFlightRefusal:
+		return c.untracked(ctx, t)
 	case errors.Is(err, ErrInProgress):
 		return Transfer{}, banksync.Errorf(banksync.EINPROGRESS, "account %s has a transfer in progress; wait for it to finish", req.FromAccount)
 	case err != nil:
@@ -90,6 +92,24 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 		return t, nil // still pending in the store; the reconciler will settle it
 	}
 	return settled, failedError(settled)
+}
+
+// untracked sends t to core without recording it: what the in-flight
+// refusal exists to prevent (Unsafe.NoInFlightRefusal only).
+func (c *Channel) untracked(ctx context.Context, t Transfer) (Transfer, error) {
+	cctx, cancel := c.coreCall(ctx)
+	out, err := c.core.Transfer(cctx, banksync.TransferRequest{TransferID: t.ID, FromAccount: t.FromAccount,
+		ToAccount: t.ToAccount, Amount: t.Amount, Deadline: t.Deadline, Memo: t.Memo})
+	cancel()
+	if err != nil {
+		return t, nil
+	}
+	if out.Status == banksync.StatusCompleted {
+		t.State = StateCompleted
+	} else {
+		t.State, t.Reason = StateFailed, out.Reason
+	}
+	return t, failedError(t)
 }
 
 func (c *Channel) validate(req SubmitRequest) error {
@@ -163,7 +183,8 @@ func (c *Channel) Transfer(ctx context.Context, customer, id string) (Transfer, 
 // passed: each is fenced at core, which answers its final decision — an id
 // core never saw is recorded there as rejected/fenced, so it can never run
 // later (P3). It returns how many it settled; transfers core cannot be
-// reached for stay pending for the next round.
+// reached for stay pending for the next round. Then it repairs stale
+// accounts.
 func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 	due, err := c.store.PendingBefore(ctx, c.now().Add(-c.cfg.ReconcileGrace), reconcileBatchMax)
 	if err != nil {
@@ -172,6 +193,14 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 	settled := 0
 	var errs []error
 	for _, t := range due {
+		if c.cfg.Unsafe.NoFence {
+			// The seed's way: past the deadline, a transfer without an
+			// answer is failed, trusting core to refuse it by its clock.
+			if _, err := c.settle(ctx, t, banksync.TransferOutcome{Status: banksync.StatusRejected, Reason: "timeout"}); err == nil {
+				settled++
+			}
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, c.cfg.CoreTimeout)
 		out, err := c.core.Fence(cctx, t.ID)
 		cancel()
@@ -189,7 +218,26 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 		}
 		settled++
 	}
-	return settled, errors.Join(errs...)
+	return settled, errors.Join(append(errs, c.repairStale(ctx))...)
+}
+
+// repairStale syncs accounts marked stale with core, stale longest first,
+// so a history left behind (a dead-lettered event, a failed write) catches
+// up within a reconcile round or so even if nobody reads it.
+func (c *Channel) repairStale(ctx context.Context) error {
+	ids, err := c.store.StaleAccounts(ctx, staleRepairMax)
+	if err != nil {
+		return fmt.Errorf("list stale accounts: %w", err)
+	}
+	for _, id := range ids {
+		if _, err := c.Sync(ctx, id); err != nil {
+			if errIsUnavailable(err) {
+				return fmt.Errorf("repair stale %s: %w", id, err) // core is down or slow: next round
+			}
+			c.cfg.Logger.Warn("repairing a stale account failed", "account", id, "err", err)
+		}
+	}
+	return nil
 }
 
 // RunReconciler reconciles every ReconcileInterval until ctx is done.

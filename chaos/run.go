@@ -29,8 +29,23 @@ type Config struct {
 	Dir       string        // where the databases go; "" means a fresh temporary directory
 	Channels  int           // channel instances sharing one history database and one consumer group
 	Customers int
+	// SettleMax bounds the wait, once the faults stop, for every history to
+	// reach core's ledger (P4).
+	SettleMax time.Duration
 	Faults    Faults
 	Logger    *slog.Logger
+
+	// Unsafe switches one protection off, so a test can show the checker
+	// catches the promise it keeps. Never set outside those tests.
+	Unsafe Unsafe
+}
+
+// Unsafe names the protections a test can switch off.
+type Unsafe struct {
+	NoFence           bool // the reconciler fails transfers by its clock (P3)
+	NoInFlightRefusal bool // a second transfer while one is pending goes to core (P1)
+	OutOfOrder        bool // history written past a hole (P4, P5)
+	CommitBeforeApply bool // offsets committed before the records are applied (P4)
 }
 
 // Faults sets how often each kind of fault is injected. A negative rate or
@@ -86,6 +101,9 @@ func (c *Config) setDefaults() {
 	if c.Customers <= 0 {
 		c.Customers = 8
 	}
+	if c.SettleMax <= 0 {
+		c.SettleMax = settleMaxDefault
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -101,7 +119,7 @@ const (
 	serviceToken      = "chaos-token"
 	accountsEach      = 2
 	openingBalance    = 1_000_000
-	quiesceMax        = 60 * time.Second
+	settleMaxDefault  = 60 * time.Second
 )
 
 // system is everything a run starts: core, the cluster, the channels.
@@ -136,6 +154,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer s.stop()
 
+	if cfg.Unsafe.OutOfOrder {
+		channel.UnsafeOutOfOrder(true)
+		defer channel.UnsafeOutOfOrder(false)
+	}
 	w := newWorkload(s, cfg.Seed)
 	if err := w.setup(ctx); err != nil {
 		return nil, fmt.Errorf("chaos setup: %w", err)
@@ -149,6 +171,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	s.crashDuringStall(ctx, w)
 	s.calm()
 	report := s.check(ctx, w)
 	return report, nil
@@ -281,6 +304,8 @@ type chanProc struct {
 	stopCons  context.CancelFunc
 	consDone  chan struct{}
 	consumers atomic.Int64
+
+	commitBeforeApply bool
 }
 
 func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*chanProc, error) {
@@ -290,12 +315,14 @@ func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*
 	}
 	rng := rand.New(rand.NewPCG(s.cfg.Seed, uint64(100+i)))
 	cp := &chanProc{id: i, store: newFaultyStore(real, s.cfg.Faults.HistoryWrite, rng.Uint64(), s.stats),
-		net: NewTransport(nil), brokers: s.cluster.Addrs(), log: s.cfg.Logger, cursors: channel.NewCursors([]byte("chaos cursor secret"))}
+		net: NewTransport(nil), brokers: s.cluster.Addrs(), log: s.cfg.Logger, cursors: channel.NewCursors([]byte("chaos cursor secret")),
+		commitBeforeApply: s.cfg.Unsafe.CommitBeforeApply}
 	cp.net.Choose = chooser(s.cfg.Faults, rng.Uint64(), s.stats, &s.calmed)
 	client := bhttp.NewCoreClient("http://"+s.core.addr, serviceToken, cp.net)
 	cp.ch = channel.New(cp.store, client, channel.Config{Deadline: transferDeadline, CoreTimeout: coreTimeout,
 		ReconcileInterval: reconcileInterval, ReconcileGrace: reconcileGrace, ReadSyncTimeout: coreTimeout,
-		Now: func() time.Time { return time.Now().Add(skew) }, Logger: s.cfg.Logger})
+		Now: func() time.Time { return time.Now().Add(skew) }, Logger: s.cfg.Logger,
+		Unsafe: channel.Unsafe{NoFence: s.cfg.Unsafe.NoFence, NoInFlightRefusal: s.cfg.Unsafe.NoInFlightRefusal}})
 	runCtx, stop := context.WithCancel(context.Background())
 	cp.stop = stop
 	cp.wg.Go(func() { cp.ch.RunReconciler(runCtx) })
@@ -309,7 +336,8 @@ func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*
 func (cp *chanProc) startConsumer() error {
 	cp.consumer.Lock()
 	defer cp.consumer.Unlock()
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cp.brokers, Group: "chaos-channel", Lanes: 8, AttemptsMax: 3, Logger: cp.log}, cp.ch)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cp.brokers, Group: "chaos-channel", Lanes: 8, AttemptsMax: 3,
+		Logger: cp.log, UnsafeCommitBeforeApply: cp.commitBeforeApply}, cp.ch)
 	if err != nil {
 		return err
 	}
@@ -449,6 +477,29 @@ func (s *system) releaseLate() {
 	}
 }
 
+// crashDuringStall is the run's last fault: a burst of deposits to every
+// account while the history database hangs, every consumer crashing while
+// their writes hang, and the hung writes then failing (the database's
+// connections died). What the crashed members had not applied must be
+// re-delivered to the members that take over.
+func (s *system) crashDuringStall(ctx context.Context, w *workload) {
+	s.stats.fault("crash_during_stall")
+	for _, cp := range s.chans {
+		cp.store.stall(true)
+	}
+	w.depositToAll(ctx, "final")
+	sleep(ctx, 300*time.Millisecond)
+	for _, cp := range s.chans {
+		cp.crashConsumer()
+	}
+	for _, cp := range s.chans {
+		cp.store.stall(false)
+	}
+	for i := range s.chans {
+		s.restartConsumer(i)
+	}
+}
+
 // calm switches every fault off and delivers what the network still held.
 func (s *system) calm() {
 	s.calmed.Store(true)
@@ -494,11 +545,12 @@ type faultyStore struct {
 	channel.Store
 	stats *counters
 
-	mu     sync.Mutex
-	rng    *rand.Rand
-	rate   float64
-	down   bool
-	calmed bool
+	mu      sync.Mutex
+	rng     *rand.Rand
+	rate    float64
+	down    bool
+	calmed  bool
+	stalled chan struct{} // while not nil, writes wait for it to close, then fail
 }
 
 func newFaultyStore(s channel.Store, rate float64, seed uint64, stats *counters) *faultyStore {
@@ -511,14 +563,36 @@ func (f *faultyStore) outage(down bool) {
 	f.down = down && !f.calmed
 }
 
+// stall makes writes hang until stall(false), and then fail.
+func (f *faultyStore) stall(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case on && f.stalled == nil:
+		f.stalled = make(chan struct{})
+	case !on && f.stalled != nil:
+		close(f.stalled)
+		f.stalled = nil
+	}
+}
+
 func (f *faultyStore) calm() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calmed, f.down = true, false
 }
 
-func (f *faultyStore) fail() error {
+func (f *faultyStore) fail(ctx context.Context) error {
 	f.mu.Lock()
+	if stalled := f.stalled; stalled != nil {
+		f.mu.Unlock()
+		f.stats.fault("history_write_hung")
+		select {
+		case <-stalled:
+		case <-ctx.Done():
+		}
+		return errInjected
+	}
 	defer f.mu.Unlock()
 	if f.calmed {
 		return nil
@@ -535,14 +609,14 @@ func (f *faultyStore) fail() error {
 }
 
 func (f *faultyStore) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
-	if err := f.fail(); err != nil {
+	if err := f.fail(ctx); err != nil {
 		return channel.AccountState{}, err
 	}
 	return f.Store.Apply(ctx, account, es, at)
 }
 
 func (f *faultyStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
-	if err := f.fail(); err != nil {
+	if err := f.fail(ctx); err != nil {
 		return nil, err
 	}
 	return f.Store.ApplyRuns(ctx, runs, at)

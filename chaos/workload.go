@@ -75,12 +75,13 @@ type workload struct {
 	accounts  map[string][]string // customer -> accounts
 	all       []string
 
-	mu   sync.Mutex
-	keys map[string]map[string]bool // customer/key -> transfer ids answered for it
+	mu      sync.Mutex
+	keys    map[string]map[string]bool // customer/key -> transfer ids answered for it
+	intents map[string]map[string]bool // customer/intent -> transfer ids: a key, and a new key sent for the same transfer
 }
 
 func newWorkload(s *system, seed uint64) *workload {
-	w := &workload{s: s, seed: seed, accounts: map[string][]string{}, keys: map[string]map[string]bool{}}
+	w := &workload{s: s, seed: seed, accounts: map[string][]string{}, keys: map[string]map[string]bool{}, intents: map[string]map[string]bool{}}
 	for c := range s.cfg.Customers {
 		cust := fmt.Sprintf("cust-%02d", c)
 		w.customers = append(w.customers, cust)
@@ -126,19 +127,24 @@ func (w *workload) run(ctx context.Context) {
 
 func (w *workload) channel(rng *rand.Rand) *chanProc { return w.s.chans[rng.IntN(len(w.s.chans))] }
 
-// submit sends one transfer request and records what came back for its key.
-func (w *workload) submit(ctx context.Context, cp *chanProc, req channel.SubmitRequest) (channel.Transfer, error) {
+// submit sends one transfer request for the customer's intent and records
+// what came back for its key and its intent.
+func (w *workload) submit(ctx context.Context, cp *chanProc, intent string, req channel.SubmitRequest) (channel.Transfer, error) {
 	t, err := cp.ch.Submit(ctx, req)
-	if err == nil {
+	if t.ID != "" && (err == nil || banksync.ErrorCode(err) == banksync.EFAILED) {
 		w.mu.Lock()
-		k := req.Customer + "/" + req.IdempotencyKey
-		if w.keys[k] == nil {
-			w.keys[k] = map[string]bool{}
-		}
-		w.keys[k][t.ID] = true
+		add(w.keys, req.Customer+"/"+req.IdempotencyKey, t.ID)
+		add(w.intents, req.Customer+"/"+intent, t.ID)
 		w.mu.Unlock()
 	}
 	return t, err
+}
+
+func add(m map[string]map[string]bool, k, id string) {
+	if m[k] == nil {
+		m[k] = map[string]bool{}
+	}
+	m[k][id] = true
 }
 
 // customer makes transfers: single ones, double clicks on two channel
@@ -157,14 +163,14 @@ func (w *workload) customer(ctx context.Context, cust string, rng *rand.Rand) {
 		switch kind := rng.IntN(10); {
 		case kind < 5:
 			stats.op("transfer")
-			t, err := w.submit(ctx, w.channel(rng), req)
+			t, err := w.submit(ctx, w.channel(rng), req.IdempotencyKey, req)
 			if err == nil && t.State == channel.StatePending && rng.IntN(2) == 0 {
-				// A second transfer from the same account while the first
-				// is pending.
+				// The customer, seeing nothing happen, sends the same
+				// transfer again as a new one while the first is pending.
 				second := req
-				second.IdempotencyKey += "-second"
+				second.IdempotencyKey += "-again"
 				stats.op("transfer_while_pending")
-				if _, err := w.submit(ctx, w.channel(rng), second); banksync.ErrorCode(err) == banksync.EINPROGRESS {
+				if _, err := w.submit(ctx, w.channel(rng), req.IdempotencyKey, second); banksync.ErrorCode(err) == banksync.EINPROGRESS {
 					stats.op("refused_in_progress")
 				}
 			}
@@ -172,13 +178,13 @@ func (w *workload) customer(ctx context.Context, cust string, rng *rand.Rand) {
 			stats.op("double_click")
 			var wg sync.WaitGroup
 			for _, cp := range []*chanProc{w.s.chans[0], w.s.chans[len(w.s.chans)-1]} {
-				wg.Go(func() { w.submit(ctx, cp, req) })
+				wg.Go(func() { w.submit(ctx, cp, req.IdempotencyKey, req) })
 			}
 			wg.Wait()
 		default:
 			stats.op("retry_same_key")
 			for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
-				t, err := w.submit(ctx, w.channel(rng), req)
+				t, err := w.submit(ctx, w.channel(rng), req.IdempotencyKey, req)
 				if err == nil && t.State != channel.StatePending {
 					break
 				}
@@ -194,18 +200,30 @@ func (w *workload) customer(ctx context.Context, cust string, rng *rand.Rand) {
 func (w *workload) otherBanks(ctx context.Context, rng *rand.Rand) {
 	for burst := 0; ctx.Err() == nil; burst++ {
 		for i := range 1 + rng.IntN(40) {
-			d := banksync.DepositRequest{ExternalRef: fmt.Sprintf("kb-%d-%d", burst, i), AccountID: w.all[rng.IntN(len(w.all))],
-				Amount: 1 + rng.Int64N(100_000), Sender: "kb-bank"}
-			for attempt := 0; attempt < 20 && ctx.Err() == nil; attempt++ {
-				l, _ := w.s.core.current()
-				if _, err := l.Deposit(ctx, d); err == nil {
-					w.s.stats.op("deposit")
-					break
-				}
-				sleep(ctx, 50*time.Millisecond)
-			}
+			w.deposit(ctx, banksync.DepositRequest{ExternalRef: fmt.Sprintf("kb-%d-%d", burst, i), AccountID: w.all[rng.IntN(len(w.all))],
+				Amount: 1 + rng.Int64N(100_000), Sender: "kb-bank"})
 		}
 		sleep(ctx, time.Duration(100+rng.IntN(700))*time.Millisecond)
+	}
+}
+
+// depositToAll sends one deposit to every account, retrying each until core
+// takes it.
+func (w *workload) depositToAll(ctx context.Context, tag string) {
+	for _, id := range w.all {
+		w.deposit(ctx, banksync.DepositRequest{ExternalRef: tag + "-" + id, AccountID: id, Amount: 1000, Sender: "kb-bank"})
+	}
+}
+
+// deposit sends d to core until core takes it (the same ref each time).
+func (w *workload) deposit(ctx context.Context, d banksync.DepositRequest) {
+	for attempt := 0; attempt < 100 && ctx.Err() == nil; attempt++ {
+		l, _ := w.s.core.current()
+		if _, err := l.Deposit(ctx, d); err == nil {
+			w.s.stats.op("deposit")
+			return
+		}
+		sleep(ctx, 50*time.Millisecond)
 	}
 }
 
@@ -248,6 +266,12 @@ func (w *workload) coreEntry(ctx context.Context, account string, seq int64) (ba
 }
 
 func (w *workload) checkPage(ctx context.Context, account string, page channel.Page) {
+	for i := 1; i < len(page.Entries); i++ {
+		if page.Entries[i].Seq != page.Entries[i-1].Seq-1 {
+			w.s.stats.violation(P5, "%s: the history jumps from seq %d to %d: a hole", account, page.Entries[i-1].Seq, page.Entries[i].Seq)
+			return
+		}
+	}
 	for _, e := range page.Entries {
 		want, found, ok := w.coreEntry(ctx, account, e.Seq)
 		if !ok {
@@ -310,7 +334,7 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 	}
 
 	// P4: the consumers drain; every history reaches core's ledger.
-	drained := time.Now().Add(quiesceMax)
+	drained := time.Now().Add(s.cfg.SettleMax)
 	for _, id := range w.all {
 		for {
 			want, err1 := coreStore.Entries(ctx, id, 0, math.MaxInt32)
@@ -331,6 +355,17 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 	// P1 and P3 over every key and every transfer answered.
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for intent, ids := range w.intents {
+		executed := 0
+		for id := range ids {
+			if recs, err := coreStore.Transfers(ctx, []string{id}); err == nil && len(recs) == 1 && recs[0].Status == banksync.StatusCompleted {
+				executed++
+			}
+		}
+		if executed > 1 {
+			s.stats.violation(P1, "transfer %s executed %d times on core", intent, executed)
+		}
+	}
 	for key, ids := range w.keys {
 		if len(ids) > 1 {
 			s.stats.violation(P1, "idempotency key %s made %d transfers", key, len(ids))

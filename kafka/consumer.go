@@ -81,6 +81,12 @@ type ConsumerConfig struct {
 	Lanes       int    // worker lanes; one account is always on one lane
 	AttemptsMax int    // tries of one record before it is given up (its account is then stale)
 	Logger      *slog.Logger
+
+	// UnsafeCommitBeforeApply completes each record as soon as it is
+	// dispatched, so offsets are committed past records not yet applied
+	// (P4 then breaks). It exists only so that the chaos checker's own
+	// tests can show they catch that; nothing else may set it.
+	UnsafeCommitBeforeApply bool
 }
 
 // Consumer reads ledger events as one member of a consumer group and applies
@@ -117,6 +123,7 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 	}
 	c := &Consumer{cfg: cfg, apply: apply, lanes: NewLanes(cfg.Lanes)}
 	c.router = newRouter(&c.offsets, c.lanes, c.handleBatch, c.commit, cfg.Logger)
+	c.router.completeOnDispatch = cfg.UnsafeCommitBeforeApply
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),

@@ -23,6 +23,8 @@ type router struct {
 	// be, before waiting for room.
 	full func(ctx context.Context)
 	log  *slog.Logger
+	// completeOnDispatch: ConsumerConfig.UnsafeCommitBeforeApply.
+	completeOnDispatch bool
 
 	batches map[int][]*kgo.Record // lane -> records not yet dispatched
 }
@@ -49,6 +51,9 @@ func (rt *router) add(ctx context.Context, r *kgo.Record) {
 		if rt.offsets.WaitRoom(ctx, r.Partition) != nil {
 			return
 		}
+	}
+	if rt.completeOnDispatch {
+		rt.offsets.Complete(r.Partition, r.Offset)
 	}
 	lane := rt.lanes.Lane(string(r.Key))
 	rt.batches[lane] = append(rt.batches[lane], r)

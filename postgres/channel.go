@@ -427,6 +427,17 @@ func (s *ChannelStore) ensureAccount(ctx context.Context, account string) (chann
 	return st, err
 }
 
+// StaleAccounts returns up to limit stale accounts, stale longest first.
+func (s *ChannelStore) StaleAccounts(ctx context.Context, limit int) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT id FROM channel_accounts WHERE stale
+		ORDER BY stale_since, id LIMIT $1`, limit)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read stale accounts: %w", err)
+	}
+	return ids, nil
+}
+
 // ClearStale clears the stale flag if no MarkStale came after the one that
 // gave gen.
 func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64) error {

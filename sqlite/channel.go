@@ -420,6 +420,25 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 
 // ClearStale clears the stale flag if no MarkStale came after the one that
 // gave gen.
+// StaleAccounts returns up to limit stale accounts, stale longest first.
+func (s *ChannelStore) StaleAccounts(ctx context.Context, limit int) ([]string, error) {
+	rows, err := s.db.read.QueryContext(ctx, `SELECT id FROM channel_accounts WHERE stale = 1
+		ORDER BY stale_since, id LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read stale accounts: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read stale accounts: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64) error {
 	if _, err := s.db.write.ExecContext(ctx, `UPDATE channel_accounts SET stale = 0, stale_since = NULL
 		WHERE id = ? AND stale = 1 AND stale_gen = ?`, account, gen); err != nil {

@@ -31,6 +31,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 	}{
 		{"Accounts", testChannelAccounts},
 		{"MarkStale", testChannelMarkStale},
+		{"StaleAccounts", testChannelStaleAccounts},
 		{"CreateTransferIdempotent", testChannelIdempotent},
 		{"OnePendingPerAccount", testChannelOnePending},
 		{"Settle", testChannelSettle},
@@ -300,6 +301,39 @@ func testChannelMarkStale(t *testing.T, h ChannelHarness) {
 	}
 	want.Owner = "alice"
 	diff(t, "stale account with owner filled in", mustAccountState(t, s, "acc-1"), want)
+}
+
+// testChannelStaleAccounts lists stale accounts stale longest first, up to
+// a limit, and no longer once cleared.
+func testChannelStaleAccounts(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	list := func(limit int) []string {
+		t.Helper()
+		ids, err := s.StaleAccounts(ctx, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := list(10); len(got) != 0 {
+		t.Fatalf("stale accounts of an empty store = %v", got)
+	}
+	mustApply(t, s, "fresh", ledgerEntries("fresh", 1, 2), channelT0)
+	for i, id := range []string{"acc-c", "acc-a", "acc-b"} {
+		if err := s.MarkStale(ctx, id, channelT0.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.MarkStale(ctx, "acc-c", channelT0.Add(time.Hour)); err != nil { // stale_since kept
+		t.Fatal(err)
+	}
+	diff(t, "stale accounts", list(10), []string{"acc-c", "acc-a", "acc-b"})
+	diff(t, "stale accounts, limit 2", list(2), []string{"acc-c", "acc-a"})
+	if err := s.ClearStale(ctx, "acc-c", mustAccountState(t, s, "acc-c").StaleGen); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "stale accounts after a clear", list(10), []string{"acc-a", "acc-b"})
 }
 
 func testChannelIdempotent(t *testing.T, h ChannelHarness) {
