@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
@@ -53,6 +55,8 @@ type Unsafe struct {
 type Faults struct {
 	// Per request from a channel to core.
 	DropRequest, DropResponse, DelayRequest, SlowCore float64
+	// Per produce or fetch request to the broker.
+	Broker float64
 	// Per history write.
 	HistoryWrite float64
 	// How often a history outage (every write fails) starts, and how long
@@ -82,6 +86,7 @@ func (f *Faults) setDefaults() {
 	rate(&f.DelayRequest, 0.01)
 	rate(&f.SlowCore, 0.01)
 	rate(&f.HistoryWrite, 0.02)
+	rate(&f.Broker, 0.01)
 	every(&f.HistoryOutageEvery, 7*time.Second)
 	every(&f.HistoryOutageFor, 500*time.Millisecond)
 	every(&f.CoreRestartEvery, 11*time.Second)
@@ -197,6 +202,18 @@ func (s *system) start(ctx context.Context) error {
 	if s.cluster, err = kafka.StartCluster(kafka.ClusterConfig{Partitions: 4, Logger: s.cfg.Logger}); err != nil {
 		return err
 	}
+	brokerRNG := rand.New(rand.NewPCG(s.cfg.Seed, 5))
+	s.cluster.FailRequests(func(key int16) bool {
+		if s.calmed.Load() || brokerRNG.Float64() >= s.cfg.Faults.Broker {
+			return false
+		}
+		if key == kmsg.Produce.Int16() {
+			s.stats.fault("broker_produce_failed")
+		} else {
+			s.stats.fault("broker_fetch_failed")
+		}
+		return true
+	})
 	s.core = &coreProc{path: filepath.Join(s.dir, "core.db"), addr: "127.0.0.1:0"}
 	if err := s.core.start(ctx, s.cluster.Addrs(), s.cfg.Logger); err != nil {
 		return err

@@ -1,12 +1,14 @@
 package kafka
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"banksync"
 )
@@ -115,6 +117,26 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 
 // Addrs returns the brokers' host:port addresses, for clients' seed brokers.
 func (c *Cluster) Addrs() []string { return c.c.ListenAddrs() }
+
+// errInjected is how an injected broker failure looks to a client: the
+// broker drops its connection.
+var errInjected = errors.New("kafka cluster: injected broker failure")
+
+// FailRequests makes the broker drop the connection instead of answering a
+// produce or fetch request whenever fail(key) says so (key is the request's
+// kmsg key): a broker error or timeout as clients meet them. The request
+// is not processed. fail runs on the broker's loop and must be quick. For
+// fault-injection runs only.
+func (c *Cluster) FailRequests(fail func(key int16) bool) {
+	c.c.Control(func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.c.KeepControl()
+		k := req.Key()
+		if (k == kmsg.Produce.Int16() || k == kmsg.Fetch.Int16()) && fail(k) {
+			return nil, errInjected, true
+		}
+		return nil, nil, false
+	})
+}
 
 // Close stops the broker. With a DataDir it first writes the cluster's
 // metadata, producer state and committed offsets, so the next start resumes
