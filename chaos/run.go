@@ -308,19 +308,18 @@ func (c *coreProc) current() (*ledger.Ledger, *sqlite.LedgerStore) {
 // history database (with injected write failures), its own network to core
 // (with injected faults), its own clock, reconciler and consumer.
 type chanProc struct {
-	id        int
-	store     *faultyStore
-	net       *Transport
-	ch        *channel.Channel
-	cursors   channel.Cursors
-	brokers   []string
-	log       *slog.Logger
-	stop      context.CancelFunc
-	wg        sync.WaitGroup
-	consumer  sync.Mutex
-	stopCons  context.CancelFunc
-	consDone  chan struct{}
-	consumers atomic.Int64
+	id       int
+	store    *faultyStore
+	net      *Transport
+	ch       *channel.Channel
+	cursors  channel.Cursors
+	brokers  []string
+	log      *slog.Logger
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	consumer sync.Mutex
+	stopCons context.CancelFunc
+	consDone chan struct{}
 
 	commitBeforeApply bool
 }
@@ -362,7 +361,6 @@ func (cp *chanProc) startConsumer() error {
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
 	cp.stopCons, cp.consDone = cancel, done
-	cp.consumers.Add(1)
 	return nil
 }
 
