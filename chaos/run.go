@@ -179,6 +179,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	s.crashDuringStall(ctx, w)
 	s.calm()
 	report := s.check(ctx, w)
+	if ctx.Err() != nil {
+		return nil, ctx.Err() // called off while settling: nothing to report
+	}
 	return report, nil
 }
 
@@ -220,7 +223,8 @@ func (s *system) start(ctx context.Context) error {
 	}
 	rng := rand.New(rand.NewPCG(s.cfg.Seed, 1))
 	for i := range s.cfg.Channels {
-		skew := time.Duration(rng.Int64N(int64(2*s.cfg.Faults.ClockSkewMax)+1)) - s.cfg.Faults.ClockSkewMax
+		skewMax := max(s.cfg.Faults.ClockSkewMax, 0)
+		skew := time.Duration(rng.Int64N(int64(2*skewMax)+1)) - skewMax
 		cp, err := s.startChannel(ctx, i, skew)
 		if err != nil {
 			return err
@@ -233,31 +237,47 @@ func (s *system) start(ctx context.Context) error {
 func (c *coreProc) start(ctx context.Context, brokers []string, log *slog.Logger) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var err error
-	if c.store, err = sqlite.OpenLedger(ctx, c.path); err != nil {
+	// Everything is built first and published only once it all works, so
+	// current() never hands out a half-started core.
+	store, err := sqlite.OpenLedger(ctx, c.path)
+	if err != nil {
 		return err
 	}
-	if c.ledger, err = ledger.Open(ctx, c.store, ledger.Config{Logger: log}); err != nil {
+	l, err := ledger.Open(ctx, store, ledger.Config{Logger: log, Now: coreNow})
+	if err != nil {
+		store.Close()
 		return err
 	}
 	if c.pub == nil {
 		if c.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: brokers, Partitions: 4, Logger: log}); err != nil {
+			l.Close()
+			store.Close()
 			return err
 		}
 	}
 	ln, err := listen(c.addr)
 	if err != nil {
+		l.Close()
+		store.Close()
 		return err
 	}
-	c.addr = ln.Addr().String()
-	c.srv = &http.Server{Handler: bhttp.NewCoreServer(c.ledger, serviceToken, log), ReadHeaderTimeout: 5 * time.Second}
+	c.store, c.ledger, c.addr = store, l, ln.Addr().String()
+	c.srv = &http.Server{Handler: bhttp.NewCoreServer(l, serviceToken, log), ReadHeaderTimeout: 5 * time.Second}
 	runCtx, stop := context.WithCancel(context.Background())
 	c.stop = stop
-	c.relay = ledger.NewRelay(c.store, c.pub, ledger.RelayConfig{Wake: c.ledger.Committed(), Logger: log})
+	c.relay = ledger.NewRelay(store, c.pub, ledger.RelayConfig{Wake: l.Committed(), Logger: log})
 	c.wg.Go(func() { c.relay.Run(runCtx) })
 	c.wg.Go(func() { c.srv.Serve(ln) })
 	return nil
 }
+
+// coreLag is how far core's clock runs behind real time. The channels' own
+// skews are far smaller, so a request the network held past its deadline
+// can still look in time to core when it arrives: only the fence stops it
+// (P3 is "fenced, not merely timed").
+const coreLag = time.Second
+
+func coreNow() time.Time { return time.Now().Add(-coreLag) }
 
 // listen binds addr, retrying briefly: after a restart the old socket may
 // linger a moment.
@@ -398,51 +418,59 @@ func (s *system) stop() {
 	}
 }
 
-// injectFaults runs the faults that come on a schedule until ctx ends. The
-// schedule comes from the seed: the same seed gives the same sequence.
+// injectFaults runs the faults that come on a schedule until ctx ends.
+// Each kind has its own goroutine and its own random stream from the seed,
+// so the same seed gives each kind the same sequence of waits and choices,
+// and a slow fault (a core restart) delays no other kind.
 func (s *system) injectFaults(ctx context.Context) {
 	f := s.cfg.Faults
-	rng := rand.New(rand.NewPCG(s.cfg.Seed, 2))
-	type timer struct {
+	kinds := []struct {
 		every time.Duration
-		next  time.Time
-		do    func()
+		do    func(rng *rand.Rand)
+	}{
+		{f.CoreRestartEvery, func(*rand.Rand) { s.restartCore(ctx) }},
+		{f.ConsumerRestartEvery, func(rng *rand.Rand) { s.restartConsumer(rng.IntN(len(s.chans))) }},
+		{f.HistoryOutageEvery, func(*rand.Rand) { s.historyOutage(ctx, f.HistoryOutageFor) }},
+		{f.DuplicateEvery, func(rng *rand.Rand) { s.duplicateEvents(ctx, 1+rng.Int64N(50)) }},
+		{f.ReleaseLateEvery, func(*rand.Rand) { s.releaseLate() }},
 	}
-	start := time.Now()
-	jitter := func(d time.Duration) time.Duration { return d/2 + time.Duration(rng.Int64N(int64(d))) }
-	timers := []*timer{
-		{every: f.CoreRestartEvery, do: func() { s.restartCore(ctx) }},
-		{every: f.ConsumerRestartEvery, do: func() { s.restartConsumer(rng.IntN(len(s.chans))) }},
-		{every: f.HistoryOutageEvery, do: func() { s.historyOutage(ctx, f.HistoryOutageFor) }},
-		{every: f.DuplicateEvery, do: func() { s.duplicateEvents(ctx, 1+rng.Int64N(50)) }},
-		{every: f.ReleaseLateEvery, do: func() { s.releaseLate() }},
-	}
-	for _, t := range timers {
-		t.next = start.Add(jitter(t.every))
-	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			for _, t := range timers {
-				if t.every > 0 && now.After(t.next) {
-					t.do()
-					t.next = now.Add(jitter(t.every))
-				}
-			}
+	var wg sync.WaitGroup
+	for i, k := range kinds {
+		if k.every <= 0 {
+			continue
 		}
+		// A short run still meets every kind: no interval longer than a
+		// third of the run.
+		every := min(k.every, s.cfg.Duration/3)
+		rng := rand.New(rand.NewPCG(s.cfg.Seed, uint64(10+i)))
+		wg.Go(func() {
+			for {
+				wait := every/2 + time.Duration(rng.Int64N(int64(every)))
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+				k.do(rng)
+			}
+		})
 	}
+	wg.Wait()
 }
 
+// restartCore stops core and starts it again, retrying until it is up: a
+// restart that overlaps the end of the run must not leave core down.
 func (s *system) restartCore(ctx context.Context) {
 	s.stats.fault("core_restart")
 	s.core.halt()
 	time.Sleep(100 * time.Millisecond)
-	if err := s.core.start(ctx, s.cluster.Addrs(), s.cfg.Logger); err != nil {
-		s.cfg.Logger.Error("chaos: core did not restart", "err", err)
+	for attempt := 1; ; attempt++ {
+		err := s.core.start(context.WithoutCancel(ctx), s.cluster.Addrs(), s.cfg.Logger)
+		if err == nil {
+			return
+		}
+		s.cfg.Logger.Error("chaos: core did not restart; retrying", "attempt", attempt, "err", err)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

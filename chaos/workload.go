@@ -250,6 +250,11 @@ func (w *workload) reader(ctx context.Context, rng *rand.Rand) {
 				w.s.stats.op("history_read")
 				if older, err := cp.ch.History(ctx, cp.cursors, cust, account, page.NextCursor, 20); err == nil {
 					w.checkPage(ctx, account, older)
+					// The older page goes on where the first one stopped.
+					if len(older.Entries) > 0 && older.Entries[0].Seq != page.Entries[len(page.Entries)-1].Seq-1 {
+						w.s.stats.violation(P5, "%s: the page after seq %d starts at seq %d: a hole", account,
+							page.Entries[len(page.Entries)-1].Seq, older.Entries[0].Seq)
+					}
 				}
 			}
 		}
@@ -271,6 +276,10 @@ func (w *workload) checkPage(ctx context.Context, account string, page channel.P
 			w.s.stats.violation(P5, "%s: the history jumps from seq %d to %d: a hole", account, page.Entries[i-1].Seq, page.Entries[i].Seq)
 			return
 		}
+	}
+	if n := len(page.Entries); n > 0 && page.NextCursor == "" && page.Entries[n-1].Seq != 1 {
+		w.s.stats.violation(P5, "%s: the history begins at seq %d, not 1", account, page.Entries[n-1].Seq)
+		return
 	}
 	for _, e := range page.Entries {
 		want, found, ok := w.coreEntry(ctx, account, e.Seq)
@@ -324,7 +333,7 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 	var pending []channel.Transfer
 	for {
 		var err error
-		if pending, err = hist.PendingBefore(ctx, far, 1000); err == nil && len(pending) == 0 || time.Now().After(deadline) {
+		if pending, err = hist.PendingBefore(ctx, far, 1000); err == nil && len(pending) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		sleep(ctx, 50*time.Millisecond)
@@ -335,7 +344,15 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 
 	// P4: the consumers drain; every history reaches core's ledger.
 	drained := time.Now().Add(s.cfg.SettleMax)
+	legs := map[string]int{} // transfer id -> its entries on core
 	for _, id := range w.all {
+		if es, err := coreStore.Entries(ctx, id, 0, math.MaxInt32); err == nil {
+			for _, e := range es {
+				if e.TransferID != "" {
+					legs[e.TransferID]++
+				}
+			}
+		}
 		for {
 			want, err1 := coreStore.Entries(ctx, id, 0, math.MaxInt32)
 			got, err2 := hist.History(ctx, id, math.MaxInt64, math.MaxInt32)
@@ -343,6 +360,9 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 			equal := err1 == nil && err2 == nil && slices.EqualFunc(want, got, sameEntry)
 			if equal {
 				break
+			}
+			if ctx.Err() != nil {
+				return nil
 			}
 			if time.Now().After(drained) {
 				s.stats.violation(P4, "%s: core has %d entries, the history %d, and they differ (errors %v, %v)", id, len(want), len(got), err1, err2)
@@ -352,7 +372,23 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 		}
 	}
 
-	// P1 and P3 over every key and every transfer answered.
+	// Every transfer core executed, whoever asked: two legs, once; known to
+	// the channel; not reported failed there.
+	for id, n := range legs {
+		if n != 2 {
+			s.stats.violation(P1, "transfer %s has %d entries on core, not 2", id, n)
+		}
+		t, ok, err := hist.Transfer(ctx, id)
+		switch {
+		case err != nil:
+		case !ok:
+			s.stats.violation(P1, "core executed transfer %s that the channel has no record of", id)
+		case t.State == channel.StateFailed:
+			s.stats.violation(P3, "transfer %s (%s) reported failed (%s), core executed it", id, t.IdempotencyKey, t.Reason)
+		}
+	}
+
+	// P1 over every intent and every key the customers used.
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for intent, ids := range w.intents {
@@ -369,16 +405,6 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 	for key, ids := range w.keys {
 		if len(ids) > 1 {
 			s.stats.violation(P1, "idempotency key %s made %d transfers", key, len(ids))
-		}
-		for id := range ids {
-			t, ok, err := hist.Transfer(ctx, id)
-			if err != nil || !ok || t.State != channel.StateFailed {
-				continue
-			}
-			recs, err := coreStore.Transfers(ctx, []string{id})
-			if err == nil && len(recs) == 1 && recs[0].Status == banksync.StatusCompleted {
-				s.stats.violation(P3, "transfer %s (%s) reported failed (%s), core executed it", id, key, t.Reason)
-			}
 		}
 	}
 
