@@ -27,3 +27,11 @@ type Entry struct {
 	Memo         string    `json:"memo"`
 	BookedAt     time.Time `json:"booked_at"`
 }
+
+// Equal reports whether e and o are the same entry, field by field, their
+// booking times as instants (whatever their time zone).
+func (e Entry) Equal(o Entry) bool {
+	et, ot := e.BookedAt, o.BookedAt
+	e.BookedAt, o.BookedAt = time.Time{}, time.Time{}
+	return e == o && et.Equal(ot)
+}

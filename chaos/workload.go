@@ -286,7 +286,7 @@ func (w *workload) checkPage(ctx context.Context, account string, page channel.P
 		if !ok {
 			return
 		}
-		if !found || !sameEntry(e, want) {
+		if !found || !e.Equal(want) {
 			w.s.stats.violation(P5, "%s seq %d: the history showed %+v, core has %+v (found %v)", account, e.Seq, e, want, found)
 			return
 		}
@@ -303,13 +303,6 @@ func (w *workload) checkState(ctx context.Context, account string, st channel.Ac
 	if ok && (!found || want.BalanceAfter != st.Balance) {
 		w.s.stats.violation(P5, "%s: shown balance %d at seq %d, core's balance then was %d (found %v)", account, st.Balance, st.SyncedSeq, want.BalanceAfter, found)
 	}
-}
-
-// sameEntry compares entries field by field, times as instants.
-func sameEntry(a, b banksync.Entry) bool {
-	at, bt := a.BookedAt, b.BookedAt
-	a.BookedAt, b.BookedAt = time.Time{}, time.Time{}
-	return a == b && at.Equal(bt)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -357,7 +350,7 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 			want, err1 := coreStore.Entries(ctx, id, 0, math.MaxInt32)
 			got, err2 := hist.History(ctx, id, math.MaxInt64, math.MaxInt32)
 			slices.Reverse(got)
-			equal := err1 == nil && err2 == nil && slices.EqualFunc(want, got, sameEntry)
+			equal := err1 == nil && err2 == nil && slices.EqualFunc(want, got, banksync.Entry.Equal)
 			if equal {
 				break
 			}

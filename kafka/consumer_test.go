@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,16 +119,21 @@ func TestConsumerKeepsHistoryInStep(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		got, err := chStore.History(ctx, id, 1<<62, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, j := 0, len(got)-1; i < j; i, j = i+1, j-1 {
-			got[i], got[j] = got[j], got[i]
-		}
-		if d := cmp.Diff(want, got); d != "" {
-			t.Fatalf("account %s: channel history differs from core (-core +channel):\n%s", id, d)
-		}
+		wantHistoryEqualsCore(t, want, chStore, id)
+	}
+}
+
+// wantHistoryEqualsCore fails t unless account's channel history is want,
+// core's entries, entry for entry.
+func wantHistoryEqualsCore(t *testing.T, want []banksync.Entry, history channel.Store, account string) {
+	t.Helper()
+	got, err := history.History(context.Background(), account, 1<<62, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(got)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("account %s: channel history differs from core (-core +channel):\n%s", account, d)
 	}
 }
 
@@ -416,16 +422,7 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	}
 	for id := range accounts {
 		want, _ := coreStore.Entries(ctx, id, 0, 1<<20)
-		got, err := real.History(ctx, id, 1<<62, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, j := 0, len(got)-1; i < j; i, j = i+1, j-1 {
-			got[i], got[j] = got[j], got[i]
-		}
-		if d := cmp.Diff(want, got); d != "" {
-			t.Fatalf("account %s after replay differs from core (-core +channel):\n%s", id, d)
-		}
+		wantHistoryEqualsCore(t, want, real, id)
 	}
 	t.Logf("%d entries, %d dead-lettered during the outage, all consistent after replay", len(all), len(letters))
 }

@@ -59,7 +59,7 @@ type generation struct {
 	cancel context.CancelFunc
 }
 
-func newEpoch() *generation {
+func newGeneration() *generation {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &generation{ctx: ctx, cancel: cancel}
 }
@@ -75,7 +75,7 @@ func newLanes(n, queueMax int) *Lanes {
 		n = lanesDefault
 	}
 	l := &Lanes{seed: maphash.MakeSeed(), lanes: make([]*lane, n)}
-	l.epoch.Store(newEpoch())
+	l.epoch.Store(newGeneration())
 	for i := range l.lanes {
 		ln := &lane{queue: make(chan laneJob, queueMax)}
 		l.lanes[i] = ln
@@ -138,7 +138,7 @@ func (l *Lanes) DispatchTo(ctx context.Context, lane int, job func(ctx context.C
 // records are re-delivered to the partitions' next owner. The lanes stay
 // open for new jobs.
 func (l *Lanes) Abandon() {
-	l.epoch.Swap(newEpoch()).cancel()
+	l.epoch.Swap(newGeneration()).cancel()
 	for _, ln := range l.lanes {
 		ln.running.Lock()
 		//lint:ignore SA2001 the empty critical section waits for the running job.

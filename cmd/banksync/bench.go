@@ -231,16 +231,10 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 		return res, fmt.Errorf("%d transfers failed", failures.Load())
 	}
 	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
 	res.Transfers = completed.Load()
 	res.Seconds = elapsed.Seconds()
 	res.PerSecond = float64(res.Transfers) / elapsed.Seconds()
-	res.P50ms, res.P99ms, res.P999ms = pct(0.50), pct(0.99), pct(0.999)
+	res.P50ms, res.P99ms, res.P999ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99), percentileMs(lat, 0.999)
 
 	// Verify: every completed transfer booked two entries, money conserved.
 	endPos, _ := node.store.LastPosition(ctx)
