@@ -64,11 +64,15 @@ func (c *Channel) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []e
 	}
 	if len(runs) > 0 {
 		results, err := c.batcher().apply(ctx, runs)
+		appended := 0
 		for j, i := range index {
 			if err != nil || results[j].Gap {
 				alone = append(alone, i)
+				continue
 			}
+			appended += results[j].Appended
 		}
+		c.applied.add(c.now(), int64(appended))
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errBatcherClosed) {
 			c.cfg.Logger.Warn("batch apply failed; applying its accounts one by one", "runs", len(runs), "err", err)
 		}

@@ -98,6 +98,9 @@ type Channel struct {
 	locks [lockStripes]chan struct{} // serialise syncs of one account in this process
 
 	batchState // ApplyBatch's group commit
+
+	applied   meter       // history entries written, for the operations view
+	decisions decisionLog // the reconciler's recent decisions
 }
 
 // New returns a Channel over store and core.

@@ -143,6 +143,8 @@ type RunResult struct {
 	// Gap: nothing was written, because the run's entries past the synced
 	// seq do not start at synced seq + 1. The hole is core's to fill.
 	Gap bool
+	// Appended is how many entries the call wrote (repeats are skipped).
+	Appended int
 }
 
 // CheckRuns refuses, with ErrSeqConflict, runs that Store.ApplyRuns must not
@@ -191,7 +193,7 @@ func PlanRuns(known map[string]AccountState, runs []Run, at time.Time) (results 
 		default:
 			last := entries[len(entries)-1]
 			st.SyncedSeq, st.Balance, st.SyncedAt = last.Seq, last.BalanceAfter, banksync.Timestamp(at)
-			results[i], appends[i] = RunResult{State: st}, entries
+			results[i], appends[i] = RunResult{State: st, Appended: len(entries)}, entries
 		}
 	}
 	return results, appends

@@ -88,7 +88,11 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 				return c.reachedHead(ctx, account, first, st)
 			}
 		}
+		before := st.SyncedSeq
 		st, err = c.store.Apply(ctx, account, batch, c.now())
+		if err == nil {
+			c.applied.add(c.now(), st.SyncedSeq-before)
+		}
 		switch {
 		case errors.Is(err, ErrSeqConflict):
 			if attempt++; attempt >= applyAttemptsMax {

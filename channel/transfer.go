@@ -196,7 +196,8 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 		if c.cfg.Unsafe.NoFence {
 			// The seed's way: past the deadline, a transfer without an
 			// answer is failed, trusting core to refuse it by its clock.
-			if _, err := c.settle(ctx, t, banksync.TransferOutcome{Status: banksync.StatusRejected, Reason: "timeout"}); err == nil {
+			if st, err := c.settle(ctx, t, banksync.TransferOutcome{Status: banksync.StatusRejected, Reason: "timeout"}); err == nil {
+				c.decide(Decision{Action: DecisionFenced, TransferID: t.ID, AccountID: t.FromAccount, Outcome: st.State, Detail: "by the channel's clock, without fencing"})
 				settled++
 			}
 			continue
@@ -212,10 +213,12 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 			continue
 		}
 		c.cfg.Logger.Info("reconciler fenced transfer", "transfer_id", t.ID, "core_status", out.Status, "reason", out.Reason)
-		if _, err := c.settle(ctx, t, out); err != nil {
+		st, err := c.settle(ctx, t, out)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		c.decide(Decision{Action: DecisionFenced, TransferID: t.ID, AccountID: t.FromAccount, Outcome: st.State, Detail: fenceDetail(out)})
 		settled++
 	}
 	return settled, errors.Join(append(errs, c.repairStale(ctx))...)
@@ -230,14 +233,26 @@ func (c *Channel) repairStale(ctx context.Context) error {
 		return fmt.Errorf("list stale accounts: %w", err)
 	}
 	for _, id := range ids {
-		if _, err := c.Sync(ctx, id); err != nil {
+		st, err := c.Sync(ctx, id)
+		if err != nil {
+			c.decide(Decision{Action: DecisionRepairFailed, AccountID: id, Detail: err.Error()})
 			if errIsUnavailable(err) {
 				return fmt.Errorf("repair stale %s: %w", id, err) // core is down or slow: next round
 			}
 			c.cfg.Logger.Warn("repairing a stale account failed", "account", id, "err", err)
+			continue
 		}
+		c.decide(Decision{Action: DecisionRepaired, AccountID: id, Detail: fmt.Sprintf("history synced through seq %d", st.SyncedSeq)})
 	}
 	return nil
+}
+
+// fenceDetail says in words what core answered a fence with.
+func fenceDetail(out banksync.TransferOutcome) string {
+	if out.Reason == "" {
+		return "core: " + out.Status
+	}
+	return "core: " + out.Status + " (" + out.Reason + ")"
 }
 
 // RunReconciler reconciles every ReconcileInterval until ctx is done.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"banksync"
+	"banksync/channel"
+	"banksync/kafka"
 )
 
 // DeadLetterView is one dead letter as the admin API shows it.
@@ -30,22 +33,39 @@ type DeadLetters interface {
 	Replay(ctx context.Context, account string) (applied int, err error)
 }
 
+// AdminConfig wires the channel's operator API. Only ServiceToken is
+// required: what is missing is answered unavailable (the dead letters) or
+// left out of the overview.
+type AdminConfig struct {
+	ServiceToken string
+	DeadLetters  DeadLetters      // nil when the channel consumes no Kafka
+	Channel      *channel.Channel // pending transfers, stale accounts, applied rate, reconciler
+	Consumer     ConsumerLag      // nil when the channel consumes no Kafka
+	Core         *CoreClient      // core's outbox backlog
+	Logger       *slog.Logger
+}
+
+// ConsumerLag is what the overview needs of the Kafka consumer.
+type ConsumerLag interface {
+	Lag(ctx context.Context) (kafka.GroupLag, error)
+}
+
 // AdminServer serves the channel's operator API under /admin/v1/, guarded by
 // the service token.
 type AdminServer struct {
+	cfg   AdminConfig
 	token []byte
-	dlq   DeadLetters
 	log   *slog.Logger
 	mux   *http.ServeMux
 }
 
-// NewAdminServer returns the admin API. dlq may be nil when the channel
-// consumes no Kafka: the DLQ endpoints then answer unavailable.
-func NewAdminServer(serviceToken string, dlq DeadLetters, log *slog.Logger) *AdminServer {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// NewAdminServer returns the admin API.
+func NewAdminServer(cfg AdminConfig) *AdminServer {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &AdminServer{token: []byte(serviceToken), dlq: dlq, log: log, mux: http.NewServeMux()}
+	s := &AdminServer{cfg: cfg, token: []byte(cfg.ServiceToken), log: cfg.Logger, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /admin/v1/overview", s.overview)
 	s.mux.HandleFunc("GET /admin/v1/dlq", s.list)
 	s.mux.HandleFunc("POST /admin/v1/dlq/replay", s.replay)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -60,15 +80,92 @@ func (s *AdminServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAUTHORIZED, "a valid service token is required"))
 		return
 	}
-	if s.dlq == nil {
-		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAVAILABLE, "this channel consumes no Kafka topic"))
-		return
-	}
 	s.mux.ServeHTTP(w, r)
 }
 
+// overviewPartTimeout bounds each remote part of the overview (the lag from
+// Kafka, the backlog from core), so one slow part does not hold the page.
+const overviewPartTimeout = 2 * time.Second
+
+// Overview is what the operations page shows, in one answer. A part that
+// could not be read carries its error and the rest is still shown.
+type Overview struct {
+	At               time.Time     `json:"at"`
+	Consumer         *ConsumerView `json:"consumer"` // null when the channel consumes no Kafka
+	Outbox           OutboxView    `json:"outbox"`
+	channel.Overview               // applied, pending transfers, stale accounts, reconciler
+}
+
+// ConsumerView is the consumer group's lag, or why it could not be read.
+type ConsumerView struct {
+	kafka.GroupLag
+	Error string `json:"error,omitempty"`
+}
+
+// OutboxView is core's outbox backlog, or why it could not be read.
+type OutboxView struct {
+	Backlog *int64 `json:"backlog"` // null when core did not answer
+	Error   string `json:"error,omitempty"`
+}
+
+func (s *AdminServer) overview(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Channel == nil {
+		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAVAILABLE, "this server has no channel to show"))
+		return
+	}
+	o := Overview{At: time.Now().UTC()}
+	var wg sync.WaitGroup
+	if s.cfg.Consumer != nil {
+		o.Consumer = &ConsumerView{}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), overviewPartTimeout)
+			defer cancel()
+			lag, err := s.cfg.Consumer.Lag(ctx)
+			o.Consumer.GroupLag = lag
+			if err != nil {
+				o.Consumer.Error = err.Error()
+			}
+		})
+	}
+	if s.cfg.Core != nil {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), overviewPartTimeout)
+			defer cancel()
+			ob, err := s.cfg.Core.Outbox(ctx)
+			if err != nil {
+				o.Outbox.Error = banksync.ErrorMessage(err)
+				return
+			}
+			o.Outbox.Backlog = &ob.Backlog
+		})
+	} else {
+		o.Outbox.Error = "core is not configured"
+	}
+	ch, err := s.cfg.Channel.Overview(r.Context())
+	wg.Wait()
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	o.Overview = ch
+	writeJSON(w, http.StatusOK, o)
+}
+
+// deadLetters is the dead-letter topic, or an error when there is none.
+func (s *AdminServer) deadLetters() (DeadLetters, error) {
+	if s.cfg.DeadLetters == nil {
+		return nil, banksync.Errorf(banksync.EUNAVAILABLE, "this channel consumes no Kafka topic")
+	}
+	return s.cfg.DeadLetters, nil
+}
+
 func (s *AdminServer) list(w http.ResponseWriter, r *http.Request) {
-	letters, err := s.dlq.List(r.Context())
+	dlq, err := s.deadLetters()
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	letters, err := dlq.List(r.Context())
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -94,7 +191,12 @@ func (s *AdminServer) replay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, banksync.Errorf(banksync.EINVALID, `give exactly one of "all": true and a valid "account"`))
 		return
 	}
-	applied, err := s.dlq.Replay(r.Context(), req.Account)
+	dlq, err := s.deadLetters()
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	applied, err := dlq.Replay(r.Context(), req.Account)
 	if err != nil {
 		s.log.Warn("dead-letter replay stopped", "account", req.Account, "applied", applied, "err", err)
 		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAVAILABLE, "replay stopped after %d letters: a letter still fails to apply", applied))

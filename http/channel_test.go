@@ -63,6 +63,9 @@ type stack struct {
 	dumpChannel func(t *testing.T) map[string][]string
 	srv         *httptest.Server // the customer API
 	auth        *bhttp.Authenticator
+	ch          *channel.Channel // behind srv
+	chStore     channel.Store
+	coreURL     string // what ch calls core at
 }
 
 type stackOptions struct {
@@ -155,6 +158,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	cfg := opts.channel
 	cfg.AmountMax = amountMax
 	ch := channel.New(chStore, bhttp.NewCoreClient(coreURL, token, nil), cfg)
+	s.ch, s.chStore, s.coreURL = ch, chStore, coreURL
 
 	if s.auth, err = bhttp.NewHS256Authenticator([]byte(customerSecret), authOptions); err != nil {
 		t.Fatal(err)

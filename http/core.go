@@ -39,6 +39,7 @@ func NewCoreServer(l *ledger.Ledger, serviceToken string, log *slog.Logger) *Cor
 	s.mux.HandleFunc("POST /core/v1/transfers", s.transfer)
 	s.mux.HandleFunc("GET /core/v1/transfers/{id}", s.transferStatus)
 	s.mux.HandleFunc("POST /core/v1/transfers/{id}/fence", s.fence)
+	s.mux.HandleFunc("GET /core/v1/outbox", s.outbox)
 	s.mux.HandleFunc("/", s.notFound)
 	return s
 }
@@ -273,6 +274,16 @@ func (s *CoreServer) transferStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// outbox answers how many committed entries are not yet published to Kafka.
+func (s *CoreServer) outbox(w http.ResponseWriter, r *http.Request) {
+	n, err := s.ledger.OutboxBacklog(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Outbox{Backlog: n})
 }
 
 func (s *CoreServer) fence(w http.ResponseWriter, r *http.Request) {

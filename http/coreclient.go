@@ -132,6 +132,18 @@ func (c *CoreClient) AccountsOf(ctx context.Context, owner string) ([]banksync.A
 	return out.Accounts, err
 }
 
+// Outbox is core's transactional outbox as the operations view shows it.
+type Outbox struct {
+	Backlog int64 `json:"backlog"` // committed entries not yet published
+}
+
+// Outbox reads core's outbox backlog.
+func (c *CoreClient) Outbox(ctx context.Context) (Outbox, error) {
+	var out Outbox
+	err := c.do(ctx, "GET", "/core/v1/outbox", nil, &out)
+	return out, err
+}
+
 // DepositResult is one deposit of a batch as core answered it: Outcome if
 // Err is nil, else a *banksync.Error carrying core's code.
 type DepositResult struct {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -95,13 +97,14 @@ type ConsumerConfig struct {
 // record not yet applied, so a crash re-delivers, harmlessly: the sync
 // engine skips what it has.
 type Consumer struct {
-	cfg     ConsumerConfig
-	apply   Applier
-	offsets Offsets
-	lanes   *Lanes
-	router  *router
-	cl      *kgo.Client
-	commits sync.Mutex // one commit at a time: the poll loop's or a revocation's
+	cfg       ConsumerConfig
+	apply     Applier
+	offsets   Offsets
+	lanes     *Lanes
+	router    *router
+	cl        *kgo.Client
+	commits   sync.Mutex      // one commit at a time: the poll loop's or a revocation's
+	committed map[int32]int64 // the last offsets the group accepted; under commits
 }
 
 // NewConsumer joins the group; Run consumes.
@@ -154,9 +157,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer c.cl.Close()
 	lastCommit := time.Now()
 	for ctx.Err() == nil {
-		fetches := c.cl.PollRecords(ctx, pollRecordsMax)
+		// The poll gives up after commitInterval, so what the lanes
+		// applied is committed even when no more records come.
+		pollCtx, cancel := context.WithTimeout(ctx, commitInterval)
+		fetches := c.cl.PollRecords(pollCtx, pollRecordsMax)
+		cancel()
 		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				c.cfg.Logger.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
@@ -323,19 +330,39 @@ func (c *Consumer) commit(ctx context.Context) {
 	c.commits.Lock()
 	defer c.commits.Unlock()
 	committable := c.offsets.Committable()
-	if len(committable) == 0 {
-		return
+	if len(committable) == 0 || maps.Equal(committable, c.committed) {
+		return // nothing new: an idle member does not repeat its commit
 	}
 	offsets := make(map[int32]kgo.EpochOffset, len(committable))
 	for p, off := range committable {
 		offsets[p] = kgo.EpochOffset{Epoch: -1, Offset: off}
 	}
+	c.committed = nil
 	c.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: offsets},
-		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
-			if err != nil && !errors.Is(err, context.Canceled) {
-				c.cfg.Logger.Warn("kafka offset commit failed", "err", err)
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err == nil {
+				err = commitResponseError(resp)
 			}
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					c.cfg.Logger.Warn("kafka offset commit failed", "err", err)
+				}
+				return
+			}
+			c.committed = committable
 		})
+}
+
+// commitResponseError is the first partition error in a commit's answer.
+func commitResponseError(resp *kmsg.OffsetCommitResponse) error {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, err)
+			}
+		}
+	}
+	return nil
 }
 
 // revoked runs between polls (BlockRebalanceOnPoll): queued work is dropped,

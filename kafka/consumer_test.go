@@ -273,8 +273,9 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	if d := letters[0]; d.Attempts != 3 || d.Event.AccountID != "acc-3" || d.FromPartition != 0 || d.At.IsZero() {
 		t.Fatalf("first dead letter = %+v", d)
 	}
-	// The history store is healthy again: replay one account (commits
-	// nothing), then everything (commits), then again (nothing left).
+	// The history store is healthy again: replay one account (all ten
+	// letters are its: the replay commits past them), then everything
+	// (nothing left).
 	var reapplied []int64
 	healthy := kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil })
 	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ,
@@ -282,19 +283,15 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	if err != nil || res.Applied != 10 {
 		t.Fatalf("replay of acc-3 = %+v, %v; want 10 applied", res, err)
 	}
-	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy)
-	if err != nil || res.Applied != 10 {
-		t.Fatalf("full replay = %+v, %v; want the 10 again (the account replay committed nothing)", res, err)
-	}
-	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy)
-	if err != nil || res.Applied != 0 {
-		t.Fatalf("second full replay = %+v, %v; want nothing left", res, err)
-	}
 	if _, replayed, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); replayed[0] != 10 {
 		t.Fatalf("replayed offsets = %v, want partition 0 at 10", replayed)
 	}
-	if len(reapplied) != 20 {
-		t.Fatalf("applied %d dead letters in all, want 20", len(reapplied))
+	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy)
+	if err != nil || res.Applied != 0 {
+		t.Fatalf("full replay = %+v, %v; want nothing left", res, err)
+	}
+	if len(reapplied) != 10 {
+		t.Fatalf("applied %d dead letters in all, want 10", len(reapplied))
 	}
 }
 
@@ -425,4 +422,54 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 		wantHistoryEqualsCore(t, want, real, id)
 	}
 	t.Logf("%d entries, %d dead-lettered during the outage, all consistent after replay", len(all), len(letters))
+}
+
+// An account's replay commits past its letters only up to the first letter
+// of another account it passed over: that one is still there for the next
+// replay, and nothing is replayed twice but what lay behind it.
+func TestAccountReplayCommitsUpToALetterLeft(t *testing.T) {
+	ctx := context.Background()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, l := range []struct {
+		account string
+		seq     int64
+	}{{"acc-1", 1}, {"acc-2", 1}, {"acc-1", 2}} {
+		e := banksync.Entry{AccountID: l.account, Seq: l.seq, Position: l.seq, Kind: banksync.KindDeposit,
+			Amount: 1, BalanceAfter: l.seq, Counterparty: "kb", BookedAt: banksync.Timestamp(time.Now())}
+		value, _ := json.Marshal(banksync.EventOf(e))
+		r := &kgo.Record{Topic: banksync.TopicLedgerEntriesDLQ, Partition: 0, Key: []byte(l.account), Value: value}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var applied []string
+	apply := kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error {
+		applied = append(applied, fmt.Sprintf("%s/%d", e.AccountID, e.Seq))
+		return nil
+	})
+	replay := func(account string, wantApplied, wantCommitted int64) {
+		t.Helper()
+		var match func(banksync.LedgerEvent) bool
+		if account != "" {
+			match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
+		}
+		res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, match, apply)
+		if err != nil || int64(res.Applied) != wantApplied {
+			t.Fatalf("replay %q = %+v, %v; want %d applied", account, res, err, wantApplied)
+		}
+		if _, replayed, _ := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); replayed[0] != wantCommitted {
+			t.Fatalf("after replay %q the replayed offset is %v, want %d", account, replayed, wantCommitted)
+		}
+	}
+	replay("acc-1", 2, 1) // both of acc-1's; the commit stops at acc-2's letter
+	replay("acc-2", 1, 2) // from acc-2's letter; acc-1/2 is passed over
+	replay("", 1, 3)      // acc-1/2 again (harmless), and all is replayed
+	if want := []string{"acc-1/1", "acc-1/2", "acc-2/1", "acc-1/2"}; !slices.Equal(applied, want) {
+		t.Fatalf("applied %v, want %v", applied, want)
+	}
 }

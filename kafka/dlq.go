@@ -63,13 +63,13 @@ func deadLetterOf(r *kgo.Record) (DeadLetter, error) {
 // end when called, and marks those ReplayGroup has already replayed.
 func ReadDeadLetters(ctx context.Context, brokers []string, topic string) (letters []DeadLetter, replayed map[int32]int64, err error) {
 	replayed = map[int32]int64{}
-	err = scanDeadLetters(ctx, brokers, topic, false, func(r *kgo.Record) error {
+	err = scanDeadLetters(ctx, brokers, topic, false, func(r *kgo.Record) (bool, error) {
 		d, err := deadLetterOf(r)
 		if err != nil {
-			return fmt.Errorf("dead letter %d/%d: %w", r.Partition, r.Offset, err)
+			return false, fmt.Errorf("dead letter %d/%d: %w", r.Partition, r.Offset, err)
 		}
 		letters = append(letters, d)
-		return nil
+		return true, nil
 	}, func(starts map[int32]int64) { replayed = starts })
 	return letters, replayed, err
 }
@@ -79,32 +79,31 @@ type ReplayResult struct {
 	Applied, Skipped int
 }
 
-// ReplayDeadLetters re-applies dead letters through apply (the sync engine)
-// in dead-letter order. With match nil it replays every letter not yet
-// replayed and commits ReplayGroup's offsets only past letters applied;
-// with match it applies the matching letters and commits nothing, so a
-// later full replay still sees them (re-applying is harmless: the sync
+// ReplayDeadLetters re-applies dead letters not yet replayed through apply
+// (the sync engine), in dead-letter order: every one (match nil) or those
+// match accepts. It commits ReplayGroup's offsets past the letters applied,
+// on each partition only up to its first letter match passed over, so a
+// later replay still sees that one (re-applying is harmless: the sync
 // engine skips what it has). It stops at the first letter that still fails.
 func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, apply Applier) (ReplayResult, error) {
 	var res ReplayResult
-	commit := match == nil
-	err := scanDeadLetters(ctx, brokers, topic, commit, func(r *kgo.Record) error {
+	err := scanDeadLetters(ctx, brokers, topic, true, func(r *kgo.Record) (bool, error) {
 		d, err := deadLetterOf(r)
 		if err != nil {
-			return fmt.Errorf("dead letter %d/%d cannot be replayed: %w", r.Partition, r.Offset, err)
+			return false, fmt.Errorf("dead letter %d/%d cannot be replayed: %w", r.Partition, r.Offset, err)
 		}
 		if match != nil && !match(d.Event) {
 			res.Skipped++
-			return nil
+			return false, nil
 		}
 		for attempt := 1; ; attempt++ {
 			err := apply.ApplyEntry(ctx, d.Event.Entry())
 			if err == nil {
 				res.Applied++
-				return nil
+				return true, nil
 			}
 			if attempt >= replayAttemptsMax || ctx.Err() != nil {
-				return fmt.Errorf("replay %s seq %d: %w", d.Event.AccountID, d.Event.Seq, err)
+				return false, fmt.Errorf("replay %s seq %d: %w", d.Event.AccountID, d.Event.Seq, err)
 			}
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
@@ -114,9 +113,10 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 
 // scanDeadLetters calls fn for each record of topic from ReplayGroup's
 // committed offsets (fromGroup) or the start, up to the end offsets as of
-// the call. With fromGroup, it commits past every record fn accepted, also
-// when it stops at an error.
-func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGroup bool, fn func(*kgo.Record) error, onStarts func(map[int32]int64)) (err error) {
+// the call. With fromGroup, it commits, also when it stops at an error, past
+// the records fn accepted (done true) on each partition up to the first it
+// did not.
+func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGroup bool, fn func(*kgo.Record) (done bool, err error), onStarts func(map[int32]int64)) (err error) {
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
@@ -148,7 +148,8 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGr
 		onStarts(starts)
 	}
 	from := map[int32]kgo.Offset{}
-	next := map[int32]int64{}
+	next := map[int32]int64{} // the offset to commit, per partition
+	held := map[int32]bool{}  // a record was passed over: commit no further
 	for p, end := range ends {
 		start := int64(0)
 		if fromGroup {
@@ -196,11 +197,15 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGr
 			if _, open := from[r.Partition]; !open || r.Offset >= ends[r.Partition] {
 				continue
 			}
-			if err := fn(r); err != nil {
+			done, err := fn(r)
+			if err != nil {
 				return err
 			}
-			next[r.Partition] = r.Offset + 1
-			if next[r.Partition] >= ends[r.Partition] {
+			if done && !held[r.Partition] {
+				next[r.Partition] = r.Offset + 1
+			}
+			held[r.Partition] = held[r.Partition] || !done
+			if r.Offset+1 >= ends[r.Partition] {
 				delete(from, r.Partition)
 			}
 		}

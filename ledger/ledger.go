@@ -416,6 +416,20 @@ func (l *Ledger) validateTransfer(t banksync.TransferRequest) error {
 	return banksync.ValidateMemo(t.Memo)
 }
 
+// OutboxBacklog returns how many committed entries the relay has not yet
+// published.
+func (l *Ledger) OutboxBacklog(ctx context.Context) (int64, error) {
+	pos, err := l.store.RelayPosition(ctx)
+	if err != nil {
+		return 0, err
+	}
+	last, err := l.store.LastPosition(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return last - pos, nil
+}
+
 // TransferStatus answers core's decision on id without changing anything:
 // StatusUnknown if core has never seen it.
 func (l *Ledger) TransferStatus(ctx context.Context, id string) (banksync.TransferOutcome, error) {

@@ -109,19 +109,6 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 	return len(entries), nil
 }
 
-// Backlog returns how many committed entries are not yet published.
-func (r *Relay) Backlog(ctx context.Context) (int64, error) {
-	pos, err := r.store.RelayPosition(ctx)
-	if err != nil {
-		return 0, err
-	}
-	last, err := r.store.LastPosition(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return last - pos, nil
-}
-
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -672,8 +672,8 @@ func testChannelApplyRuns(t *testing.T, h ChannelHarness) {
 	want1 := stale1
 	want1.SyncedSeq, want1.Balance, want1.SyncedAt = 6, 21, at
 	diff(t, "results", res, []channel.RunResult{
-		{State: want1},
-		{State: channel.AccountState{ID: "acc-2", SyncedSeq: 3, Balance: 6, SyncedAt: at}},
+		{State: want1, Appended: 3},
+		{State: channel.AccountState{ID: "acc-2", SyncedSeq: 3, Balance: 6, SyncedAt: at}, Appended: 3},
 		{State: channel.AccountState{ID: "acc-3"}, Gap: true},
 		{State: known4, Gap: true},
 		{State: known5},

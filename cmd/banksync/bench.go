@@ -247,7 +247,7 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 		// The relay keeps up: its backlog drains within seconds.
 		drained := false
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if backlog, err := node.relay.Backlog(ctx); err == nil && backlog == 0 {
+			if backlog, err := node.ledger.OutboxBacklog(ctx); err == nil && backlog == 0 {
 				drained = true
 				break
 			}

@@ -17,6 +17,7 @@ import (
 	"banksync/kafka"
 	"banksync/postgres"
 	"banksync/sqlite"
+	"banksync/web"
 )
 
 type channelCommand struct{}
@@ -33,6 +34,13 @@ type channelConfig struct {
 	Deadline     time.Duration
 	AmountMax    int64
 	Logger       *slog.Logger
+
+	// Demo, when set, serves the demo's own endpoints under /demo/.
+	Demo http.Handler
+	// Test hooks: the transport to core, and a wrapper of the history
+	// store (to make it fail). Only tests set them.
+	CoreTransport http.RoundTripper
+	WrapStore     func(channel.Store) channel.Store
 }
 
 func (channelCommand) Run(ctx context.Context, args []string) error {
@@ -92,8 +100,12 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	if n.store, err = openChannelStore(ctx, cfg.DB); err != nil {
 		return n, err
 	}
-	core := bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, nil)
-	n.ch = channel.New(n.store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, Logger: cfg.Logger})
+	store := n.store
+	if cfg.WrapStore != nil {
+		store = cfg.WrapStore(store)
+	}
+	core := bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, cfg.CoreTransport)
+	n.ch = channel.New(store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, Logger: cfg.Logger})
 	runCtx, stop := context.WithCancel(context.Background())
 	n.stop = stop
 	n.wg.Add(1)
@@ -101,13 +113,13 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		defer n.wg.Done()
 		n.ch.RunReconciler(runCtx)
 	}()
-	var dlq bhttp.DeadLetters
+	admin := bhttp.AdminConfig{ServiceToken: cfg.ServiceToken, Channel: n.ch, Core: core, Logger: cfg.Logger}
 	if brokers := parseBrokers(cfg.Kafka); len(brokers) > 0 {
-		dlq = dlqOps{brokers: brokers, apply: n.ch}
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger}, n.ch)
 		if err != nil {
 			return n, err
 		}
+		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, apply: n.ch}, consumer
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -123,7 +135,15 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		return n, err
 	}
 	root := http.NewServeMux()
-	root.Handle("/admin/", bhttp.NewAdminServer(cfg.ServiceToken, dlq, cfg.Logger))
+	root.Handle("/admin/", bhttp.NewAdminServer(admin))
+	pages := web.Handler()
+	for _, p := range []string{"/app/", "/ops/", "/assets/"} {
+		root.Handle(p, pages)
+	}
+	root.Handle("GET /{$}", http.RedirectHandler("/app/", http.StatusFound))
+	if cfg.Demo != nil {
+		root.Handle("/demo/", cfg.Demo)
+	}
 	root.Handle("/", bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{Auth: auth, Cursors: channel.NewCursors(secret), Logger: cfg.Logger}))
 	n.srv = newServer(root, cfg.Logger)
 	n.wg.Add(1)

@@ -4,11 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"banksync"
 	"banksync/channel"
@@ -19,87 +27,349 @@ import (
 type demoCommand struct{}
 
 func (demoCommand) Run(ctx context.Context, args []string) error {
-	var data, listen, coreListen, kafkaListen, token string
-	f := newFlags("demo", "Runs core and channel with SQLite files and an embedded Kafka-protocol cluster\nunder --data, in one process, with two demo customers.")
-	f.String(&data, "data", "BANKSYNC_DATA", "data", "directory for the databases and Kafka's log")
-	f.String(&listen, "listen", "BANKSYNC_CHANNEL_LISTEN", "127.0.0.1:8080", "address to serve the channel (customer) API on")
-	f.String(&coreListen, "core-listen", "BANKSYNC_CORE_LISTEN", "127.0.0.1:8081", "address to serve the core API on")
-	f.String(&kafkaListen, "kafka-listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address of the embedded Kafka cluster")
-	f.String(&token, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "service token (default: a fresh random one)")
+	var cfg demoConfig
+	f := newFlags("demo", "Runs core and channel with SQLite files and an embedded Kafka-protocol cluster\nunder --data, in one process, with demo customers, their accounts and some history.\nOpen the printed address in a browser.")
+	f.String(&cfg.Data, "data", "BANKSYNC_DATA", "data", "directory for the databases and Kafka's log")
+	f.String(&cfg.Listen, "listen", "BANKSYNC_CHANNEL_LISTEN", "127.0.0.1:8080", "address to serve the app, the operations page and the channel API on")
+	f.String(&cfg.CoreListen, "core-listen", "BANKSYNC_CORE_LISTEN", "127.0.0.1:8081", "address to serve the core API on")
+	f.String(&cfg.KafkaListen, "kafka-listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address of the embedded Kafka cluster")
+	f.String(&cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "service token (default: one made at the first start and kept under --data)")
+	f.Bool(&cfg.Traffic, "traffic", "BANKSYNC_DEMO_TRAFFIC", false, "add steady synthetic traffic: deposits from other banks, transfers between demo customers")
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	if token == "" {
-		b := make([]byte, 16)
-		rand.Read(b)
-		token = "demo-" + hex.EncodeToString(b)
+	cfg.Logger, _ = newLogger("text")
+	d, err := startDemo(ctx, cfg)
+	if err != nil {
+		return err
 	}
-	log, _ := newLogger("text")
-	node, err := startCore(ctx, coreConfig{
-		Listen: coreListen, DB: "sqlite:" + filepath.Join(data, "core.db"), Kafka: "embedded", KafkaListen: kafkaListen,
-		KafkaData: filepath.Join(data, "kafka"), Partitions: 10, ServiceToken: token,
-		AmountMax: banksync.AmountMaxDefault, Logger: log,
+	d.printWelcome(os.Stdout)
+	<-ctx.Done()
+	fmt.Println("\nstopping…")
+	return d.Close()
+}
+
+// demoConfig is what `banksync demo` runs with; tests set the hooks.
+type demoConfig struct {
+	Data, Listen, CoreListen, KafkaListen string
+	ServiceToken                          string
+	Traffic                               bool
+	Deadline                              time.Duration // how long core may take with a transfer
+	Logger                                *slog.Logger
+
+	CoreTransport http.RoundTripper                 // the channel's transport to core (tests)
+	WrapStore     func(channel.Store) channel.Store // wraps the history store (tests)
+}
+
+// demoCustomer is one of the demo's customers and the accounts they own.
+type demoCustomer struct {
+	ID, Name string
+	Accounts []string
+}
+
+var demoCustomers = []demoCustomer{
+	{"alice", "Alice Kim", []string{"demo-alice", "demo-alice-savings"}},
+	{"bob", "Bob Lee", []string{"demo-bob"}},
+	{"carol", "Carol Park", []string{"demo-carol"}},
+	{"dave", "Dave Choi", []string{"demo-dave"}},
+}
+
+// demoBanks are the other banks money arrives from.
+var demoBanks = []string{"kb-kookmin", "shinhan", "woori", "hana", "toss-bank", "kakaobank"}
+
+// demoNode is a running demo: core, channel, and the demo's own endpoints.
+type demoNode struct {
+	cfg     demoConfig
+	core    *coreNode
+	channel *channelNode
+	auth    *bhttp.Authenticator
+	secrets demoSecrets
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// demoSecrets are kept under --data so that tokens, cursors and the
+// operations link stay valid across restarts.
+type demoSecrets struct {
+	ServiceToken string `json:"service_token"`
+	JWTSecret    string `json:"jwt_secret"`
+}
+
+func startDemo(ctx context.Context, cfg demoConfig) (d *demoNode, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = channel.DeadlineDefault
+	}
+	d = &demoNode{cfg: cfg}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return d, err
+	}
+	if d.secrets, err = loadDemoSecrets(filepath.Join(cfg.Data, "demo-secrets.json")); err != nil {
+		return d, err
+	}
+	if cfg.ServiceToken != "" {
+		d.secrets.ServiceToken = cfg.ServiceToken
+	}
+	d.core, err = startCore(ctx, coreConfig{
+		Listen: cfg.CoreListen, DB: "sqlite:" + filepath.Join(cfg.Data, "core.db"), Kafka: "embedded", KafkaListen: cfg.KafkaListen,
+		KafkaData: filepath.Join(cfg.Data, "kafka"), Partitions: 10, ServiceToken: d.secrets.ServiceToken,
+		AmountMax: banksync.AmountMaxDefault, Logger: cfg.Logger,
 	})
 	if err != nil {
-		return err
+		return d, err
 	}
-	if err := seedDemo(ctx, node.ledger); err != nil {
-		node.Close()
-		return err
+	if err := seedDemo(ctx, d.core.ledger); err != nil {
+		return d, err
 	}
-	jwtSecret := make([]byte, 32)
-	rand.Read(jwtSecret)
-	chNode, err := startChannel(ctx, channelConfig{
-		Listen: listen, DB: "sqlite:" + filepath.Join(data, "channel.db"), CoreURL: "http://" + node.Addr(),
-		ServiceToken: token, JWTSecret: hex.EncodeToString(jwtSecret), Deadline: channel.DeadlineDefault,
-		Kafka:     strings.Join(node.Brokers(), ","),
-		AmountMax: banksync.AmountMaxDefault, Logger: log,
+	if d.auth, err = bhttp.NewHS256Authenticator([]byte(d.secrets.JWTSecret), bhttp.AuthOptions{}); err != nil {
+		return d, err
+	}
+	d.channel, err = startChannel(ctx, channelConfig{
+		Listen: cfg.Listen, DB: "sqlite:" + filepath.Join(cfg.Data, "channel.db"), CoreURL: "http://" + d.core.Addr(),
+		ServiceToken: d.secrets.ServiceToken, JWTSecret: d.secrets.JWTSecret, Deadline: cfg.Deadline,
+		Kafka: strings.Join(d.core.Brokers(), ","), AmountMax: banksync.AmountMaxDefault, Logger: cfg.Logger,
+		Demo: d.handler(), CoreTransport: cfg.CoreTransport, WrapStore: cfg.WrapStore,
 	})
 	if err != nil {
-		node.Close()
-		return err
+		return d, err
 	}
-	auth, err := bhttp.NewHS256Authenticator([]byte(hex.EncodeToString(jwtSecret)), bhttp.AuthOptions{})
+	if cfg.Traffic {
+		runCtx, stop := context.WithCancel(context.Background())
+		d.stop = stop
+		d.wg.Go(func() { d.traffic(runCtx) })
+	}
+	return d, nil
+}
+
+// Close stops the traffic, then the channel, then core.
+func (d *demoNode) Close() error {
+	if d.stop != nil {
+		d.stop()
+	}
+	d.wg.Wait()
+	var errs []error
+	if d.channel != nil {
+		errs = append(errs, d.channel.Close())
+	}
+	if d.core != nil {
+		errs = append(errs, d.core.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// URL is where the channel serves the app, the operations page and the API.
+func (d *demoNode) URL() string { return "http://" + d.channel.Addr() }
+
+// Token mints a bearer token for a demo customer.
+func (d *demoNode) Token(customer string) string {
+	tok, err := d.auth.Issue(customer, 24*time.Hour)
 	if err != nil {
-		return err
+		panic(err) // an HS256 signature over a valid customer id cannot fail
 	}
-	alice, _ := auth.Issue("alice", 24*time.Hour)
-	bob, _ := auth.Issue("bob", 24*time.Hour)
-	coreURL, url := "http://"+node.Addr(), "http://"+chNode.Addr()
-	fmt.Printf(`
+	return tok
+}
+
+func (d *demoNode) printWelcome(w *os.File) {
+	url, coreURL := d.URL(), "http://"+d.core.Addr()
+	traffic := ""
+	if d.cfg.Traffic {
+		traffic = "\n  traffic       on: deposits from other banks, transfers between bob, carol and dave"
+	}
+	fmt.Fprintf(w, `
 banksync demo is running.
 
-  channel API   %s/v1        (customers alice and bob, tokens below)
+  Open the bank app:    %s/app/
+  Operations view:      %s/ops/#token=%s
+
+  channel API   %s/v1        (customers alice, bob, carol, dave)
   core API      %s/core/v1   (service token: %s)
   kafka         %v   topic %s
-  data          %s
+  data          %s%s
 
-Try it as alice:
+Or try the API as alice:
   export TOKEN=%s
   curl -s -H "Authorization: Bearer $TOKEN" %s/v1/accounts
   curl -s -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: $RANDOM" -H 'Content-Type: application/json' \
     -d '{"from_account":"demo-alice","to_account":"demo-bob","amount":1000,"memo":"lunch"}' %s/v1/transfers
   curl -s -H "Authorization: Bearer $TOKEN" '%s/v1/accounts/demo-alice/transactions?limit=20'
 
-Bob's token: %s
-
 Press Ctrl-C to stop; starting again resumes from %s.
-`, url, coreURL, token, node.Brokers(), banksync.TopicLedgerEntries, data, alice, url, url, url, bob, data)
-	<-ctx.Done()
-	fmt.Println("\nstopping…")
-	return errors.Join(chNode.Close(), node.Close())
+`, url, url, d.secrets.ServiceToken, url, coreURL, d.secrets.ServiceToken, d.core.Brokers(), banksync.TopicLedgerEntries,
+		d.cfg.Data, traffic,
+		d.Token("alice"), url, url, url, d.cfg.Data)
 }
 
-// seedDemo opens the demo accounts and gives Alice her salary, once.
+// handler serves the demo's sign-in: the customers with fresh tokens, and
+// whom they can pay. It exists only in the demo.
+func (d *demoNode) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /demo/v1/customers", func(w http.ResponseWriter, r *http.Request) {
+		type customer struct {
+			ID    string `json:"customer"`
+			Name  string `json:"name"`
+			Token string `json:"token"`
+		}
+		type payee struct {
+			Account string `json:"account_id"`
+			Name    string `json:"name"`
+		}
+		var body struct {
+			Customers []customer `json:"customers"`
+			Payees    []payee    `json:"payees"`
+		}
+		for _, c := range demoCustomers {
+			body.Customers = append(body.Customers, customer{c.ID, c.Name, d.Token(c.ID)})
+			for _, a := range c.Accounts {
+				body.Payees = append(body.Payees, payee{a, c.Name})
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(body)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintln(w, `{"error":{"code":"not_found","message":"no such endpoint"}}`)
+	})
+	return mux
+}
+
+// loadDemoSecrets reads the demo's secrets, making and saving them at the
+// first start.
+func loadDemoSecrets(path string) (demoSecrets, error) {
+	var s demoSecrets
+	raw, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(raw, &s); err != nil || s.ServiceToken == "" || s.JWTSecret == "" {
+			return s, fmt.Errorf("demo secrets %s are damaged; remove the file (tokens then change) or the whole data directory", path)
+		}
+		return s, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return s, err
+	}
+	s = demoSecrets{ServiceToken: "demo-" + randomHex(16), JWTSecret: randomHex(32)}
+	raw, _ = json.Marshal(s)
+	return s, os.WriteFile(path, raw, 0o600)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// seedDemo opens the demo accounts and books their history: salaries and
+// money from other banks, and a few months of Alice's payments, so her
+// history runs over several pages. Every step is idempotent (deposits by
+// reference, transfers skipped if core knows their id), so a restart, or a
+// start after a crash mid-seed, books nothing twice.
 func seedDemo(ctx context.Context, l *ledger.Ledger) error {
-	for _, a := range []struct{ id, owner string }{{"demo-alice", "alice"}, {"demo-bob", "bob"}} {
-		if _, _, err := l.CreateAccount(ctx, a.id, a.owner); err != nil {
-			return fmt.Errorf("seed demo account %s: %w", a.id, err)
+	for _, c := range demoCustomers {
+		for _, a := range c.Accounts {
+			if _, _, err := l.CreateAccount(ctx, a, c.ID); err != nil {
+				return fmt.Errorf("seed demo account %s: %w", a, err)
+			}
 		}
 	}
-	_, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "demo-salary-1", AccountID: "demo-alice", Amount: 3_000_000, Sender: "acme-payroll"})
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("seed demo deposit: %w", err)
+	deposit := func(ref, account string, amount int64, sender string) error {
+		_, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: ref, AccountID: account, Amount: amount, Sender: sender})
+		if err != nil {
+			return fmt.Errorf("seed demo deposit %s: %w", ref, err)
+		}
+		return nil
+	}
+	transfer := func(id, from, to string, amount int64, memo string) error {
+		if out, err := l.TransferStatus(ctx, id); err != nil {
+			return fmt.Errorf("seed demo transfer %s: %w", id, err)
+		} else if out.Status != banksync.StatusUnknown {
+			return nil
+		}
+		_, err := l.Transfer(ctx, banksync.TransferRequest{TransferID: id, FromAccount: from, ToAccount: to, Amount: amount,
+			Deadline: time.Now().Add(time.Minute), Memo: memo})
+		if err != nil {
+			return fmt.Errorf("seed demo transfer %s: %w", id, err)
+		}
+		return nil
+	}
+	if err := deposit("demo-salary-1", "demo-alice", 3_000_000, "acme-payroll"); err != nil {
+		return err
+	}
+	for i, c := range demoCustomers[1:] {
+		if err := deposit("demo-opening-"+c.ID, c.Accounts[0], int64(1_200_000+300_000*i), demoBanks[i]); err != nil {
+			return err
+		}
+	}
+	memos := []string{"coffee", "lunch", "taxi", "books", "concert tickets", "dinner split", "groceries", "birthday gift", "movie", "rent share"}
+	payees := []string{"demo-bob", "demo-carol", "demo-dave"}
+	for i := 1; i <= 45; i++ {
+		amount := int64((i*7919)%97+3)*1000 + int64(i*31%10)*100
+		if err := transfer(fmt.Sprintf("demo-seed-%02d", i), "demo-alice", payees[i%len(payees)], amount, memos[i%len(memos)]); err != nil {
+			return err
+		}
+		switch {
+		case i%15 == 0:
+			if err := transfer(fmt.Sprintf("demo-seed-savings-%02d", i), "demo-alice", "demo-alice-savings", 300_000, "savings"); err != nil {
+				return err
+			}
+		case i%10 == 0:
+			if err := deposit(fmt.Sprintf("demo-seed-refund-%02d", i), "demo-alice", amount/2, demoBanks[i%len(demoBanks)]); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// traffic keeps the pages moving until ctx is done: money from other banks
+// into any demo account, and transfers between bob, carol and dave through
+// the channel, as their app would make them. Alice's accounts only receive,
+// so her own transfers are never refused because of the traffic.
+func (d *demoNode) traffic(ctx context.Context) {
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var accounts []string
+	for _, c := range demoCustomers {
+		accounts = append(accounts, c.Accounts...)
+	}
+	payers := demoCustomers[1:]
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(300+rng.IntN(700)) * time.Millisecond):
+		}
+		if rng.IntN(2) == 0 {
+			_, err := d.core.ledger.Deposit(ctx, banksync.DepositRequest{
+				ExternalRef: "demo-traffic-" + uuid.NewString(), AccountID: accounts[rng.IntN(len(accounts))],
+				Amount: int64(10+rng.IntN(190)) * 1000, Sender: demoBanks[rng.IntN(len(demoBanks))],
+			})
+			if err != nil && ctx.Err() == nil {
+				d.cfg.Logger.Warn("demo traffic: deposit failed", "err", err)
+			}
+			continue
+		}
+		from, to := payers[rng.IntN(len(payers))], payers[rng.IntN(len(payers))]
+		if from.ID == to.ID {
+			continue
+		}
+		_, err := d.channel.ch.Submit(ctx, channel.SubmitRequest{
+			Customer: from.ID, IdempotencyKey: uuid.NewString(), FromAccount: from.Accounts[0], ToAccount: to.Accounts[0],
+			Amount: int64(1+rng.IntN(50)) * 1000, Memo: "demo traffic",
+		})
+		switch banksync.ErrorCode(err) {
+		case "", banksync.EFAILED, banksync.EINPROGRESS:
+		default:
+			if ctx.Err() == nil {
+				d.cfg.Logger.Warn("demo traffic: transfer failed", "err", err)
+			}
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
@@ -56,9 +57,10 @@ var (
 	aliceLine   = regexp.MustCompile(`export TOKEN=(\S+)`)
 )
 
-func startDemo(t *testing.T, data string) *demo {
+func runDemo(t *testing.T, data string, args ...string) *demo {
 	t.Helper()
-	cmd := exec.Command(binary, "demo", "--data", data, "--listen", "127.0.0.1:0", "--core-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--service-token", "e2e-token")
+	args = append([]string{"demo", "--data", data, "--listen", "127.0.0.1:0", "--core-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--service-token", "e2e-token"}, args...)
+	cmd := exec.Command(binary, args...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -153,7 +155,7 @@ func send(t *testing.T, method, url, token, body string, hdr ...string) (int, []
 // entry.
 func TestDemoEndToEnd(t *testing.T) {
 	data := t.TempDir()
-	d := startDemo(t, data)
+	d := runDemo(t, data)
 	deadline := time.Now().Add(10 * time.Second).UTC().Format(time.RFC3339Nano)
 	st, body := d.call(t, "POST", "/core/v1/transfers",
 		`{"transfer_id":"e2e-1","from_account":"demo-alice","to_account":"demo-bob","amount":1000,"deadline":"`+deadline+`","memo":"e2e"}`)
@@ -161,32 +163,39 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("transfer = %d %s", st, body)
 	}
 
-	// Every entry core booked is announced on Kafka, keyed by account.
+	// Every entry core booked is announced on Kafka, keyed by account: the
+	// transfer's two legs among them.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(d.brokers), kgo.ConsumeTopics(banksync.TopicLedgerEntries),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	seen := map[string]banksync.LedgerEvent{}
+	legs := map[string]banksync.LedgerEvent{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for len(seen) < 3 && ctx.Err() == nil { // salary deposit + two legs of the transfer
+	for len(legs) < 2 && ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			ev, err := banksync.DecodeLedgerEvent(r.Value)
 			if err != nil || string(r.Key) != ev.AccountID {
 				t.Errorf("record %q: %v (key %q)", r.Value, err, r.Key)
 				return
 			}
-			seen[fmt.Sprintf("%s/%d", ev.AccountID, ev.Seq)] = ev
+			if ev.TransferID == "e2e-1" {
+				legs[ev.AccountID] = ev
+			}
 		})
 	}
-	if ev := seen["demo-bob/1"]; ev.TransferID != "e2e-1" || ev.Amount != 1000 || ev.BalanceAfter != 1000 {
-		t.Fatalf("event for demo-bob seq 1 = %+v; all: %v", ev, seen)
+	var bob0 banksync.Account
+	_, body = d.call(t, "GET", "/core/v1/accounts/demo-bob", "")
+	json.Unmarshal(body, &bob0)
+	if ev := legs["demo-bob"]; ev.Amount != 1000 || ev.BalanceAfter != bob0.Balance || ev.Seq != bob0.LastSeq {
+		t.Fatalf("event of demo-bob's credit = %+v; core has %s", ev, body)
 	}
-	if ev := seen["demo-alice/2"]; ev.Amount != -1000 || ev.BalanceAfter != 2_999_000 {
-		t.Fatalf("event for demo-alice seq 2 = %+v", ev)
+	if ev := legs["demo-alice"]; ev.Amount != -1000 || ev.Kind != banksync.KindTransferOut {
+		t.Fatalf("event of demo-alice's debit = %+v", ev)
 	}
+	alice0 := legs["demo-alice"].BalanceAfter
 
 	// The same through the channel, as the app does: a transfer, then the
 	// history newest first.
@@ -202,7 +211,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		Transactions []banksync.Entry `json:"transactions"`
 	}
 	if err := json.Unmarshal(body, &page); st != 200 || err != nil || len(page.Transactions) != 2 ||
-		page.Transactions[0].Amount != -500 || page.Transactions[1].Amount != -1000 || page.Account.Balance != 2_998_500 {
+		page.Transactions[0].Amount != -500 || page.Transactions[1].Amount != -1000 || page.Account.Balance != alice0-500 {
 		t.Fatalf("channel history = %d %s", st, body)
 	}
 	// Money from another bank reaches the history through Kafka: no read
@@ -235,15 +244,15 @@ func TestDemoEndToEnd(t *testing.T) {
 
 	_, before := d.call(t, "GET", "/core/v1/accounts/demo-alice/entries?after_seq=0", "")
 	d.stop(t)
-	d2 := startDemo(t, data)
+	d2 := runDemo(t, data)
 	_, after := d2.call(t, "GET", "/core/v1/accounts/demo-alice/entries?after_seq=0", "")
 	if !bytes.Equal(before, after) {
 		t.Fatalf("entries changed across restart:\nbefore %s\nafter  %s", before, after)
 	}
 	var acct banksync.Account
 	_, body = d2.call(t, "GET", "/core/v1/accounts/demo-bob", "")
-	if err := json.Unmarshal(body, &acct); err != nil || acct.Balance != 1500 || acct.LastSeq != 2 {
-		t.Fatalf("demo-bob after restart = %s", body)
+	if err := json.Unmarshal(body, &acct); err != nil || acct.Balance != bob0.Balance+500 || acct.LastSeq != bob0.LastSeq+1 {
+		t.Fatalf("demo-bob after restart = %s; before it had %+v and then 500 more", body, bob0)
 	}
 	// The replayed transfer is answered from the record, not executed again.
 	st, body = d2.call(t, "POST", "/core/v1/transfers",
@@ -252,8 +261,144 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("replay after restart = %d %s", st, body)
 	}
 	_, body = d2.call(t, "GET", "/core/v1/accounts/demo-bob", "")
-	if json.Unmarshal(body, &acct); acct.Balance != 1500 {
+	if json.Unmarshal(body, &acct); acct.Balance != bob0.Balance+500 {
 		t.Fatalf("demo-bob after replay = %s; the transfer ran twice", body)
 	}
 	d2.stop(t)
+}
+
+// TestDemoRestartKeepsEveryRow stops the demo with SIGINT and starts it
+// again on the same --data: every balance and every history row, at core and
+// in the channel, is unchanged. The first run adds traffic, so the data is
+// more than the seed.
+func TestDemoRestartKeepsEveryRow(t *testing.T) {
+	data := t.TempDir()
+	d := runDemo(t, data, "--traffic")
+	time.Sleep(3 * time.Second)
+	d.stop(t)
+
+	d = runDemo(t, data)
+	before := d.snapshot(t)
+	d.stop(t)
+	d = runDemo(t, data)
+	after := d.snapshot(t)
+	d.stop(t)
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Fatalf("balances or history changed across a restart (-before +after):\n%s", diff)
+	}
+	entries := 0
+	for _, a := range before.Core {
+		entries += len(a.Entries)
+	}
+	if len(before.Core) != 5 || entries < 60 {
+		t.Fatalf("snapshot holds %d accounts, %d entries; want the 5 demo accounts and their seeded history", len(before.Core), entries)
+	}
+	t.Logf("%d accounts, %d entries kept across the restart", len(before.Core), entries)
+}
+
+// demoSnapshot is everything the demo's customers and core hold.
+type demoSnapshot struct {
+	Core    map[string]coreAccount    // account -> core's account and entries
+	Channel map[string]channelAccount // account -> the channel's state and history
+}
+
+type coreAccount struct {
+	Account banksync.Account
+	Entries []banksync.Entry
+}
+
+type channelAccount struct {
+	Balance int64
+	Synced  int64
+	History []banksync.Entry
+}
+
+// snapshot waits until every demo account's history has caught up with core,
+// then reads both.
+func (d *demo) snapshot(t *testing.T) demoSnapshot {
+	t.Helper()
+	_, body := send(t, "GET", d.channelURL+"/demo/v1/customers", "", "")
+	var customers struct {
+		Customers []struct {
+			ID    string `json:"customer"`
+			Token string `json:"token"`
+		} `json:"customers"`
+	}
+	if err := json.Unmarshal(body, &customers); err != nil || len(customers.Customers) == 0 {
+		t.Fatalf("demo customers = %s", body)
+	}
+	snap := demoSnapshot{Core: map[string]coreAccount{}, Channel: map[string]channelAccount{}}
+	for _, c := range customers.Customers {
+		var accounts struct {
+			Accounts []struct {
+				ID      string `json:"account_id"`
+				Balance int64  `json:"balance"`
+				Synced  int64  `json:"synced_through_seq"`
+			} `json:"accounts"`
+		}
+		for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+			st, body := send(t, "GET", d.channelURL+"/v1/accounts", c.Token, "")
+			if err := json.Unmarshal(body, &accounts); st != 200 || err != nil {
+				t.Fatalf("accounts of %s = %d %s", c.ID, st, body)
+			}
+			caughtUp := true
+			for _, a := range accounts.Accounts {
+				var acct banksync.Account
+				_, body := d.call(t, "GET", "/core/v1/accounts/"+a.ID, "")
+				json.Unmarshal(body, &acct)
+				caughtUp = caughtUp && a.Synced == acct.LastSeq
+			}
+			if caughtUp {
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("the history of %s's accounts never caught up with core: %+v", c.ID, accounts)
+			}
+		}
+		for _, a := range accounts.Accounts {
+			var ca coreAccount
+			_, body := d.call(t, "GET", "/core/v1/accounts/"+a.ID, "")
+			json.Unmarshal(body, &ca.Account)
+			var page struct {
+				Entries []banksync.Entry `json:"entries"`
+			}
+			_, body = d.call(t, "GET", "/core/v1/accounts/"+a.ID+"/entries?after_seq=0&limit=1000", "")
+			if err := json.Unmarshal(body, &page); err != nil {
+				t.Fatal(err)
+			}
+			ca.Entries = page.Entries
+			snap.Core[a.ID] = ca
+
+			cha := channelAccount{Balance: a.Balance, Synced: a.Synced}
+			for cursor := ""; ; {
+				path := "/v1/accounts/" + a.ID + "/transactions?limit=100"
+				if cursor != "" {
+					path += "&cursor=" + cursor
+				}
+				st, body := send(t, "GET", d.channelURL+path, c.Token, "")
+				var hp struct {
+					Transactions []banksync.Entry `json:"transactions"`
+					NextCursor   string           `json:"next_cursor"`
+				}
+				if err := json.Unmarshal(body, &hp); st != 200 || err != nil {
+					t.Fatalf("history of %s = %d %s", a.ID, st, body)
+				}
+				cha.History = append(cha.History, hp.Transactions...)
+				if cursor = hp.NextCursor; cursor == "" {
+					break
+				}
+			}
+			snap.Channel[a.ID] = cha
+			// The history is core's ledger, newest first (P4).
+			if len(cha.History) != len(ca.Entries) {
+				t.Fatalf("%s: history has %d rows, core %d entries", a.ID, len(cha.History), len(ca.Entries))
+			}
+			for i, e := range cha.History {
+				if !e.Equal(ca.Entries[len(ca.Entries)-1-i]) {
+					t.Fatalf("%s: history row %d = %+v, core has %+v", a.ID, i, e, ca.Entries[len(ca.Entries)-1-i])
+				}
+			}
+		}
+	}
+	return snap
 }

@@ -493,7 +493,7 @@ func (r *paydayRig) offer(ctx context.Context, rate int, d time.Duration) (int64
 func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
 	for {
-		backlog, err := r.core.relay.Backlog(ctx)
+		backlog, err := r.core.ledger.OutboxBacklog(ctx)
 		if err != nil {
 			return 0, err
 		}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"banksync"
+	"banksync/channel"
+	"banksync/chaos"
+)
+
+// chromiumPath finds Debian's Chromium. Without it the browser tests skip,
+// except under CI, where .ci/run installs it and a skip is a failure.
+func chromiumPath(t *testing.T) string {
+	for _, p := range []string{os.Getenv("BANKSYNC_CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if p == "" {
+			continue
+		}
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("Chromium is required under CI (apt-get install chromium; or set BANKSYNC_CHROMIUM)")
+	}
+	t.Skip("Chromium not found (apt-get install chromium, or set BANKSYNC_CHROMIUM): skipping the browser test")
+	return ""
+}
+
+// browser drives one headless Chromium tab and saves screenshots.
+type browser struct {
+	t     *testing.T
+	ctx   context.Context
+	shots string // folder for screenshots
+}
+
+func newBrowser(t *testing.T) *browser {
+	exe := chromiumPath(t)
+	shots := os.Getenv("BANKSYNC_TEST_OUTPUT")
+	if shots == "" {
+		shots = filepath.Join("..", "..", "testoutput")
+	}
+	shots = filepath.Join(shots, "browser")
+	os.RemoveAll(shots) // only this run's screenshots
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
+		// The machine has no network beyond loopback: Chromium must not try.
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	b := &browser{t: t, ctx: ctx, shots: shots}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return b
+}
+
+// do runs actions, failing the test on the first error.
+func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.shot("failed-" + what)
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitFor polls a JavaScript predicate until it holds.
+func (b *browser) waitFor(what, predicate string, timeout time.Duration) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	if err != nil {
+		b.shot("failed-" + what)
+		b.t.Fatalf("waiting for %s (%s): %v", what, predicate, err)
+	}
+}
+
+func evalJS[T any](b *browser, expr string) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// shot saves a screenshot of the whole page as NAME.png.
+func (b *browser) shot(name string) {
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(b.shots, name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+	}
+}
+
+// failingHistory makes every history write that touches one account fail
+// while it is switched on: the consumer retries, then dead-letters.
+type failingHistory struct {
+	channel.Store
+	account string
+	on      atomic.Bool
+}
+
+var errHistoryDown = errors.New("history write refused by the test")
+
+func (f *failingHistory) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
+	if f.on.Load() && account == f.account {
+		return channel.AccountState{}, errHistoryDown
+	}
+	return f.Store.Apply(ctx, account, es, at)
+}
+
+func (f *failingHistory) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
+	if f.on.Load() && slices.ContainsFunc(runs, func(r channel.Run) bool { return r.Account == f.account }) {
+		return nil, errHistoryDown
+	}
+	return f.Store.ApplyRuns(ctx, runs, at)
+}
+
+// TestBrowserAppAndOperations drives the demo's pages in headless Chromium:
+// a customer's history scrolled through every page with no row twice, a
+// transfer completed, a second refused while the first is held pending, a
+// manual sync, and a dead-lettered record replayed from the operations
+// page. Screenshots of each step go to testoutput/browser (or
+// $BANKSYNC_TEST_OUTPUT/browser).
+func TestBrowserAppAndOperations(t *testing.T) {
+	b := newBrowser(t)
+	ctx := context.Background()
+	toCore := chaos.NewTransport(http.DefaultTransport)
+	history := &failingHistory{account: "demo-dave"}
+	d, err := startDemo(ctx, demoConfig{
+		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
+		Deadline: 6 * time.Second, CoreTransport: toCore,
+		WrapStore: func(s channel.Store) channel.Store { history.Store = s; return history },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	l := d.core.ledger
+	aliceAt := func() banksync.Account {
+		a, err := l.Account(ctx, "demo-alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	seeded := aliceAt()
+	if seeded.LastSeq <= 2*channel.HistoryPageDefault {
+		t.Fatalf("alice has %d entries; the test needs more than two pages", seeded.LastSeq)
+	}
+
+	// Sign in as alice: her accounts and the first page of her history.
+	b.do("open the app", chromedp.Navigate(d.URL()+"/app/"), chromedp.WaitVisible(chromedp.CSS(`#customers button[data-customer="alice"]`)))
+	b.shot("01-app-sign-in")
+	b.do("choose alice", chromedp.Click(chromedp.CSS(`#customers button[data-customer="alice"]`)))
+	b.waitFor("alice's accounts and history", `document.querySelector('.account[data-account="demo-alice"]') !== null && document.querySelectorAll('#history li.tx').length > 0`, 20*time.Second)
+	b.shot("02-app-history")
+
+	// Scroll until the beginning of the history: every entry, once, newest first.
+	for deadline := time.Now().Add(40 * time.Second); !evalJS[bool](b, `(() => { const e = document.querySelector('#history-end'); return e !== null && e.offsetParent !== null })()`); {
+		if time.Now().After(deadline) {
+			b.shot("failed-scroll")
+			t.Fatalf("the history never reached its beginning; %d rows", evalJS[int](b, `document.querySelectorAll('#history li.tx').length`))
+		}
+		b.do("scroll", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, document.body.scrollHeight)`))
+		time.Sleep(200 * time.Millisecond)
+	}
+	seqs := evalJS[[]int64](b, `[...document.querySelectorAll('#history li.tx')].map(li => Number(li.dataset.seq))`)
+	if int64(len(seqs)) != seeded.LastSeq {
+		t.Errorf("history shows %d rows, core has %d entries", len(seqs), seeded.LastSeq)
+	}
+	for i, s := range seqs {
+		if s != seeded.LastSeq-int64(i) {
+			t.Fatalf("row %d is seq %d, want %d: a row repeats or is missing (rows %v)", i, s, seeded.LastSeq-int64(i), seqs)
+		}
+	}
+	b.shot("03-app-history-scrolled")
+
+	// A transfer, completed.
+	transfer := func(amount int, memo string) {
+		b.do("fill the transfer form",
+			chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`),
+			chromedp.SetValue(chromedp.CSS(`#transfer-to`), "demo-bob"),
+			chromedp.SetValue(chromedp.CSS(`#transfer-amount`), fmt.Sprint(amount)),
+			chromedp.SetValue(chromedp.CSS(`#transfer-memo`), memo),
+			chromedp.Click(chromedp.CSS(`#transfer-submit`)))
+	}
+	transfer(12_345, "browser test")
+	b.waitFor("the transfer completed", `document.querySelector('#transfer-status')?.dataset.state === 'completed'`, 20*time.Second)
+	want := seeded.LastSeq + 1
+	b.waitFor("the transfer in the history", fmt.Sprintf(`document.querySelector('#history li.tx[data-seq="%d"]') !== null`, want), 20*time.Second)
+	if a := aliceAt(); a.LastSeq != want || a.Balance != seeded.Balance-12_345 {
+		t.Fatalf("core has alice at seq %d, balance %d; want %d, %d", a.LastSeq, a.Balance, want, seeded.Balance-12_345)
+	}
+	b.shot("04-app-transfer-completed")
+
+	// Core does not answer the next transfer in time: it stays pending,
+	// and a second one from the same account is refused.
+	toCore.Plan("POST", "/core/v1/transfers", chaos.DelayRequest)
+	transfer(2_000, "held")
+	b.waitFor("the transfer pending", `document.querySelector('#transfer-status')?.dataset.state === 'pending'`, 20*time.Second)
+	b.shot("05-app-transfer-pending")
+	transfer(3_000, "while pending")
+	b.waitFor("the refusal", `document.querySelector('#transfer-status')?.dataset.state === 'refused'`, 20*time.Second)
+	b.shot("06-app-transfer-refused")
+	// The held request reaches core now, before its deadline: the
+	// reconciler finds it executed, and the app shows it completed.
+	toCore.Release()
+	b.waitFor("the held transfer settled", `document.querySelector('#pending-transfers li') === null`, 30*time.Second)
+	if a := aliceAt(); a.Balance != seeded.Balance-12_345-2_000 {
+		t.Fatalf("alice's balance at core = %d, want %d: the held transfer ran once, the refused one never", a.Balance, seeded.Balance-12_345-2_000)
+	}
+
+	// 불러오기.
+	b.do("press sync", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`), chromedp.Click(chromedp.CSS(`#sync-button`)))
+	b.waitFor("synced", `document.querySelector('#sync-state')?.dataset.state === 'synced'`, 20*time.Second)
+	b.waitFor("every entry shown", fmt.Sprintf(`document.querySelector('#history li.tx[data-seq="%d"]') !== null`, aliceAt().LastSeq), 20*time.Second)
+	b.shot("07-app-synced")
+
+	// Dave's history store fails: his deposit is retried, then dead-lettered.
+	history.on.Store(true)
+	if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "browser-dlq", AccountID: "demo-dave", Amount: 50_000, Sender: "woori"}); err != nil {
+		t.Fatal(err)
+	}
+	b.do("open the operations page", chromedp.Navigate(d.URL()+"/ops/#token="+d.secrets.ServiceToken))
+	b.waitFor("the dead letter", `document.querySelector('#dead-letters tr[data-account="demo-dave"][data-replayed="false"] button.replay') !== null`, 60*time.Second)
+	b.shot("08-ops-dead-letter")
+	history.on.Store(false)
+	b.do("replay", chromedp.Click(chromedp.CSS(`#dead-letters tr[data-account="demo-dave"] button.replay`)))
+	b.waitFor("the letter replayed", `document.querySelector('#dead-letters tr[data-account="demo-dave"][data-replayed="true"]') !== null`, 30*time.Second)
+	b.waitFor("the lag drained", `document.querySelector('#lag-total')?.textContent.trim() === '0'`, 30*time.Second)
+	// The reconciler's next round finds dave at core's head and clears his
+	// stale flag; the page then lists no stale account.
+	b.waitFor("no stale account", `document.querySelector('#stale li') === null`, 15*time.Second)
+	b.shot("09-ops-replayed")
+	dave, err := l.Account(ctx, "demo-dave")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := history.Account(ctx, "demo-dave")
+	if err != nil || st.SyncedSeq != dave.LastSeq || st.Balance != dave.Balance || st.Stale {
+		t.Fatalf("dave's history after the replay = %+v, %v; core has seq %d, balance %d", st, err, dave.LastSeq, dave.Balance)
+	}
+
+	// A phone-sized window: nothing wider than the screen.
+	b.do("phone size", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
+		t.Errorf("the operations page is wider than a phone's window")
+	}
+	b.shot("10-ops-phone")
+	b.do("app on a phone", chromedp.Navigate(d.URL()+"/app/"))
+	b.waitFor("the app on a phone", `document.querySelectorAll('#history li.tx').length > 0 || document.querySelector('#customers button') !== null`, 20*time.Second)
+	if evalJS[bool](b, `document.querySelector('#customers button[data-customer="alice"]') !== null && document.querySelectorAll('#history li.tx').length === 0`) {
+		b.do("choose alice on a phone", chromedp.Click(chromedp.CSS(`#customers button[data-customer="alice"]`)))
+		b.waitFor("history on a phone", `document.querySelectorAll('#history li.tx').length > 0`, 20*time.Second)
+	}
+	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
+		t.Errorf("the app page is wider than a phone's window")
+	}
+	b.shot("11-app-phone")
+}

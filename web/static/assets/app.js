@@ -1,0 +1,946 @@
+// The customer app: choose a demo customer (or paste a token), see the
+// accounts, an infinitely scrolling history kept fresh, sync on demand
+// (불러오기), and send transfers that are safe to retry.
+import {
+  api, ApiError, h, setText, setData, session, syncChildren, decodeJwtSubject,
+  formatWon, formatSignedWon, formatTime, formatDateTime, formatFull, parseTime,
+} from './common.js';
+
+const TOKEN_KEY = 'banksync.app.token';
+const NAME_KEY = 'banksync.app.name';
+const ACCOUNT_KEY = 'banksync.app.account';
+
+const PAGE_SIZE = 20;
+const REFRESH_MS = 3000;
+const POLL_MS = 1000;
+const SYNC_ERROR_MS = 10000; // a failed sync stays shown at least this long
+const GAP_PAGES_MAX = 10; // pages followed to close a gap above the list before starting over
+
+const $ = (id) => document.getElementById(id);
+
+const KIND_LABELS = {
+  deposit: 'Deposit',
+  transfer_out: 'Transfer sent',
+  transfer_in: 'Transfer received',
+};
+
+const REASONS = {
+  insufficient_funds: 'Not enough money in the account.',
+  account_not_found: 'The receiving account does not exist.',
+  balance_overflow: 'The receiving account cannot take this amount.',
+  expired: 'The bank did not confirm it in time, so it was cancelled.',
+  fenced: 'The bank did not confirm it in time, so it was cancelled.',
+  timeout: 'The bank did not confirm it in time, so it was cancelled.',
+};
+
+function reasonText(reason, fallback) {
+  if (reason && REASONS[reason]) return REASONS[reason];
+  if (fallback) return fallback;
+  if (reason) return 'The bank refused it (' + reason.replace(/_/g, ' ') + ').';
+  return 'The bank refused it.';
+}
+
+// ---------------------------------------------------------------- state
+
+const state = {
+  epoch: 0, // bumped at sign-in and sign-out; late answers of an older epoch are dropped
+  token: null,
+  payees: [], // [{account_id, name}] from the demo endpoint
+  names: new Map(), // account id → display name
+  accounts: new Map(), // id → account state, in server order
+  selected: null,
+  history: null, // see newHistory
+  pending: new Map(), // transfer id → {transfer, local}
+  polls: new Map(), // transfer id → timeout id
+  attempt: null, // {key, body, inFlight}
+  statusTransferId: null,
+  syncing: false,
+  syncError: null,
+  syncErrorAt: 0,
+  refreshError: null,
+  refreshTimer: 0,
+  refreshRunning: null,
+  refreshAgain: false,
+};
+
+let demoPromise = null;
+let observer = null;
+
+function newHistory(account) {
+  return {
+    account,
+    gen: (state.history ? state.history.gen : 0) + 1,
+    rows: new Map(), // seq → li
+    maxSeq: 0,
+    minSeq: Infinity,
+    loadedFirst: false,
+    nextCursor: null,
+    loadingOlder: false,
+    olderError: null,
+  };
+}
+
+// ---------------------------------------------------------------- start
+
+function start() {
+  $('switch-customer').addEventListener('click', () => signOut(''));
+  $('token-form').addEventListener('submit', onTokenSubmit);
+  $('sync-button').addEventListener('click', doSync);
+  $('transfer-form').addEventListener('submit', onTransferSubmit);
+  $('transfer-form').addEventListener('input', onTransferInput);
+  $('transfer-retry').addEventListener('click', onRetry);
+  $('history-retry').addEventListener('click', () => {
+    if (!state.history) return;
+    state.history.olderError = null;
+    renderHistoryFooter();
+    loadOlder();
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && state.token) refresh();
+  });
+
+  observer = new IntersectionObserver((items) => {
+    for (const it of items) if (it.isIntersecting) loadOlder();
+  }, { rootMargin: '0px 0px 600px 0px' });
+  observer.observe($('history-sentinel'));
+
+  demoPromise = api('/demo/v1/customers', { timeout: 8000 }).then(
+    ({ data }) => ({ ok: true, customers: asArray(data.customers), payees: asArray(data.payees) }),
+    (err) => ({ ok: false, err }),
+  );
+  demoPromise.then((demo) => {
+    if (!demo.ok) return;
+    state.payees = demo.payees.filter((p) => p && typeof p.account_id === 'string');
+    for (const p of state.payees) if (typeof p.name === 'string' && p.name) state.names.set(p.account_id, p.name);
+    renderPayees();
+    if (state.history) for (const li of state.history.rows.values()) refreshPartyName(li);
+  });
+
+  const token = session.get(TOKEN_KEY);
+  if (token) signIn(token, session.get(NAME_KEY) || '');
+  else showLogin('');
+}
+
+function asArray(v) {
+  return Array.isArray(v) ? v : [];
+}
+
+// ---------------------------------------------------------------- login
+
+async function showLogin(message) {
+  $('bank').hidden = true;
+  $('customer-name').hidden = true;
+  $('switch-customer').hidden = true;
+  $('login').hidden = false;
+  showNotice($('login-message'), message);
+  const list = $('customers');
+  list.replaceChildren(h('p', { class: 'muted' }, 'Loading customers…'));
+  const demo = await demoPromise;
+  if (state.token) return; // signed in meanwhile
+  list.replaceChildren();
+  if (demo.ok && demo.customers.length) {
+    $('login-hint').textContent = 'Choose a demo customer to sign in.';
+    for (const c of demo.customers) {
+      if (!c || typeof c.customer !== 'string' || typeof c.token !== 'string') continue;
+      const name = typeof c.name === 'string' && c.name ? c.name : c.customer;
+      list.appendChild(h('button', {
+        type: 'button',
+        class: 'customer-button',
+        dataset: { customer: c.customer },
+        onclick: () => signIn(c.token, name),
+      },
+      h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(name)),
+      h('span', { class: 'customer-text' },
+        h('span', { class: 'customer-label' }, name),
+        h('span', { class: 'customer-id' }, c.customer))));
+    }
+    $('token-form').hidden = true;
+    return;
+  }
+  // No demo: ask for a token.
+  $('login-hint').textContent = 'Paste a customer bearer token to sign in.';
+  $('token-form').hidden = false;
+  if (!demo.ok && demo.err.status !== 404) {
+    showNotice($('login-message'), message || 'Could not load the demo customers: ' + demo.err.message);
+  }
+}
+
+function initials(name) {
+  const parts = name.trim().split(/\s+/).filter(Boolean);
+  const s = parts.length > 1 ? parts[0][0] + parts[parts.length - 1][0] : name.slice(0, 2);
+  return s.toUpperCase();
+}
+
+function onTokenSubmit(e) {
+  e.preventDefault();
+  const token = $('token-input').value.trim().replace(/^Bearer\s+/i, '');
+  if (!token) {
+    showNotice($('login-message'), 'Paste a token first.');
+    return;
+  }
+  $('token-input').value = '';
+  signIn(token, decodeJwtSubject(token));
+}
+
+function signIn(token, name) {
+  state.epoch++;
+  state.token = token;
+  session.set(TOKEN_KEY, token);
+  session.set(NAME_KEY, name || '');
+  $('login').hidden = true;
+  $('bank').hidden = false;
+  showNotice($('login-message'), '');
+  const who = $('customer-name');
+  who.textContent = name || decodeJwtSubject(token) || 'Signed in';
+  who.hidden = false;
+  $('switch-customer').hidden = false;
+  resetTransferUI();
+  renderSyncState();
+  refresh();
+}
+
+function signOut(message) {
+  state.epoch++;
+  state.token = null;
+  session.remove(TOKEN_KEY);
+  session.remove(NAME_KEY);
+  session.remove(ACCOUNT_KEY);
+  clearTimeout(state.refreshTimer);
+  for (const t of state.polls.values()) clearTimeout(t);
+  state.polls.clear();
+  state.pending.clear();
+  state.accounts.clear();
+  state.selected = null;
+  state.history = null;
+  state.attempt = null;
+  state.statusTransferId = null;
+  state.syncing = false;
+  state.syncError = null;
+  state.refreshError = null;
+  $('accounts').replaceChildren();
+  $('history').replaceChildren();
+  renderPending();
+  renderHistoryFooter();
+  resetTransferUI();
+  showLogin(message);
+}
+
+/** handleAuth signs out on 401; it returns true when it did. */
+function handleAuth(err) {
+  if (err instanceof ApiError && err.status === 401 && state.token) {
+    signOut('Your session has ended (' + err.message + '). Please sign in again.');
+    return true;
+  }
+  return false;
+}
+
+function showNotice(node, message) {
+  node.textContent = message || '';
+  node.hidden = !message;
+}
+
+// ---------------------------------------------------------------- refresh loop
+
+/**
+ * refresh re-reads the accounts and the newest history page. Calls made
+ * while one runs make it run once more when it ends (so a refresh asked for
+ * after a transfer settled always starts after it settled).
+ */
+function refresh() {
+  if (!state.token) return Promise.resolve();
+  if (state.refreshRunning) {
+    state.refreshAgain = true;
+    return state.refreshRunning;
+  }
+  clearTimeout(state.refreshTimer);
+  const epoch = state.epoch;
+  state.refreshRunning = (async () => {
+    try {
+      do {
+        state.refreshAgain = false;
+        await refreshOnce(epoch);
+      } while (state.refreshAgain && epoch === state.epoch);
+    } finally {
+      state.refreshRunning = null;
+      if (state.token) {
+        // A new sign-in while this ran wants its own refresh now.
+        if (epoch !== state.epoch) refresh();
+        else state.refreshTimer = setTimeout(tick, REFRESH_MS);
+      }
+    }
+  })();
+  return state.refreshRunning;
+}
+
+function tick() {
+  if (!state.token) return;
+  if (document.hidden) {
+    state.refreshTimer = setTimeout(tick, REFRESH_MS);
+    return;
+  }
+  refresh();
+}
+
+async function refreshOnce(epoch) {
+  try {
+    const [accounts] = await Promise.all([
+      api('/v1/accounts', { token: state.token }),
+      state.history ? loadNewest() : null,
+    ]);
+    if (epoch !== state.epoch) return;
+    applyAccounts(asArray(accounts.data.accounts));
+    // A history chosen meanwhile (first sign-in, a click) has not been read yet.
+    if (state.history && !state.history.loadedFirst) await loadNewest();
+    if (epoch !== state.epoch) return;
+    state.refreshError = null;
+    const a = state.selected !== null ? state.accounts.get(state.selected) : null;
+    if (state.syncError && a && !a.stale && Date.now() - state.syncErrorAt > SYNC_ERROR_MS) state.syncError = null;
+    showNotice($('accounts-message'), state.accounts.size ? '' : 'This customer has no accounts.');
+  } catch (err) {
+    if (epoch !== state.epoch) return;
+    if (handleAuth(err)) return;
+    state.refreshError = err instanceof ApiError ? err : new ApiError(-1, 'error', String(err), null);
+  }
+  renderSyncState();
+}
+
+// ---------------------------------------------------------------- accounts
+
+function applyAccounts(list) {
+  const ids = new Set();
+  const next = new Map();
+  for (const a of list) {
+    if (!a || typeof a.account_id !== 'string') continue;
+    ids.add(a.account_id);
+    const prev = state.accounts.get(a.account_id);
+    next.set(a.account_id, newer(prev, a));
+  }
+  state.accounts = next;
+  if (state.selected === null || !ids.has(state.selected)) {
+    const remembered = session.get(ACCOUNT_KEY);
+    const first = remembered && ids.has(remembered) ? remembered : ids.size ? ids.values().next().value : null;
+    if (first !== null) selectAccount(first, true);
+    else state.selected = null;
+  }
+  renderAccounts();
+  renderPayees();
+}
+
+/** newer picks the later of two states of one account (answers may arrive out of order). */
+function newer(prev, next) {
+  if (!prev) return next;
+  const p = Number(prev.synced_through_seq) || 0;
+  const n = Number(next.synced_through_seq) || 0;
+  return n >= p ? next : prev;
+}
+
+function mergeAccount(a) {
+  if (!a || typeof a.account_id !== 'string' || !state.accounts.has(a.account_id)) return;
+  state.accounts.set(a.account_id, newer(state.accounts.get(a.account_id), a));
+  renderAccounts();
+}
+
+function renderAccounts() {
+  syncChildren($('accounts'), Array.from(state.accounts.values()), (a) => a.account_id, (a) => {
+    const btn = h('button', { type: 'button', class: 'account', dataset: { account: a.account_id } },
+      h('span', { class: 'account-name' }),
+      h('span', { class: 'account-balance' }),
+      h('span', { class: 'account-flag' }));
+    btn.addEventListener('click', () => selectAccount(a.account_id));
+    return btn;
+  }, (btn, a) => {
+    const selected = a.account_id === state.selected;
+    btn.classList.toggle('selected', selected);
+    btn.setAttribute('aria-pressed', selected ? 'true' : 'false');
+    btn.classList.toggle('stale', !!a.stale);
+    setText(btn.children[0], a.account_id);
+    setText(btn.children[1], formatWon(a.balance));
+    setText(btn.children[2], a.stale ? 'Behind core' : '#' + (Number(a.synced_through_seq) || 0));
+  });
+}
+
+function selectAccount(id, fromRefresh = false) {
+  if (state.selected === id) return;
+  state.selected = id;
+  session.set(ACCOUNT_KEY, id);
+  state.syncError = null;
+  state.history = newHistory(id);
+  $('history').replaceChildren();
+  renderHistoryFooter();
+  renderAccounts();
+  renderPayees();
+  renderPending();
+  setText($('transfer-from'), id);
+  if (state.attempt && !state.attempt.inFlight) endAttempt();
+  // A finished transfer's outcome belongs to the account it was sent from.
+  const st = $('transfer-status');
+  if (!st.hidden && st.dataset.state !== 'sending' && st.dataset.state !== 'pending') {
+    st.hidden = true;
+    state.statusTransferId = null;
+  }
+  renderSyncState();
+  if (!fromRefresh) refresh();
+}
+
+function renderPayees() {
+  const list = $('payees');
+  const own = new Set(state.accounts.keys());
+  const options = [];
+  for (const p of state.payees) {
+    if (own.has(p.account_id)) continue;
+    options.push({ value: p.account_id, label: p.name || p.account_id });
+  }
+  for (const id of own) {
+    if (id !== state.selected) options.push({ value: id, label: 'Your account' });
+  }
+  syncChildren(list, options, (o) => o.value, () => h('option'), (opt, o) => {
+    if (opt.value !== o.value) opt.value = o.value;
+    if (opt.label !== o.label) opt.label = o.label;
+  });
+}
+
+function displayName(id) {
+  const name = state.names.get(id);
+  return name ? `${name} (${id})` : id;
+}
+
+// ---------------------------------------------------------------- sync state
+
+function renderSyncState() {
+  const node = $('sync-state');
+  const a = state.selected !== null ? state.accounts.get(state.selected) : null;
+  let st;
+  let text;
+  if (state.syncing) {
+    st = 'syncing';
+    text = 'Syncing with the bank…';
+  } else if (state.syncError) {
+    st = 'error';
+    text = 'Sync failed: ' + state.syncError;
+  } else if (state.refreshError) {
+    st = 'error';
+    text = state.refreshError.status === 0
+      ? 'Cannot reach the bank — retrying…'
+      : 'Could not refresh: ' + state.refreshError.message;
+  } else if (!a) {
+    st = 'syncing';
+    text = 'Loading…';
+  } else if (a.stale) {
+    st = 'stale';
+    text = 'Behind core — press 불러오기';
+  } else {
+    st = 'synced';
+    const parts = ['Up to date', '#' + (Number(a.synced_through_seq) || 0)];
+    const at = formatTime(a.synced_at);
+    if (at) parts.push(at);
+    text = parts.join(' · ');
+  }
+  setData(node, 'state', st);
+  setText(node, text);
+  const at = parseTime(a && a.synced_at);
+  node.title = st === 'error' && state.refreshError ? state.refreshError.message : at ? 'Last synced ' + formatFull(at) : '';
+  $('sync-button').disabled = state.syncing || state.selected === null;
+}
+
+async function doSync() {
+  if (state.syncing || state.selected === null || !state.token) return;
+  const id = state.selected;
+  const epoch = state.epoch;
+  state.syncing = true;
+  state.syncError = null;
+  renderSyncState();
+  try {
+    const { data } = await api('/v1/accounts/' + encodeURIComponent(id) + '/sync', { method: 'POST', token: state.token, timeout: 30000 });
+    if (epoch !== state.epoch) return;
+    mergeAccount(data);
+  } catch (err) {
+    if (epoch !== state.epoch || handleAuth(err)) return;
+    if (state.selected === id) {
+      state.syncError = err.message;
+      state.syncErrorAt = Date.now();
+    }
+  } finally {
+    if (epoch === state.epoch) {
+      state.syncing = false;
+      renderSyncState();
+    }
+  }
+  await refresh();
+}
+
+// ---------------------------------------------------------------- history
+
+function pagePath(account, cursor) {
+  let p = '/v1/accounts/' + encodeURIComponent(account) + '/transactions?limit=' + PAGE_SIZE;
+  if (cursor) p += '&cursor=' + encodeURIComponent(cursor);
+  return p;
+}
+
+async function fetchPage(account, cursor) {
+  const { data } = await api(pagePath(account, cursor), { token: state.token });
+  return {
+    account: data.account,
+    transactions: asArray(data.transactions).filter((e) => e && Number.isSafeInteger(e.seq)),
+    nextCursor: typeof data.next_cursor === 'string' && data.next_cursor ? data.next_cursor : null,
+    pending: asArray(data.pending_transfers),
+  };
+}
+
+/**
+ * loadNewest reads page 1 and puts entries the list lacks in their place.
+ * If more arrived since the last look than a page holds, it follows the
+ * cursor down to the newest entry already shown so no hole opens.
+ */
+async function loadNewest() {
+  const hs = state.history;
+  if (!hs) return;
+  const epoch = state.epoch;
+  const stillHere = () => epoch === state.epoch && state.history === hs;
+  const page = await fetchPage(hs.account, null);
+  if (!stillHere()) return;
+  mergeAccount(page.account);
+  applyServerPending(hs.account, page.pending);
+
+  if (!hs.loadedFirst || hs.rows.size === 0) {
+    hs.loadedFirst = true;
+    hs.nextCursor = page.nextCursor;
+    insertEntries(hs, page.transactions, false);
+    renderHistoryFooter();
+    kickSentinel();
+    return;
+  }
+
+  const collected = page.transactions.slice();
+  let cursor = page.nextCursor;
+  let pages = 1;
+  const lowest = () => collected.reduce((m, e) => Math.min(m, e.seq), Infinity);
+  while (collected.length && lowest() > hs.maxSeq + 1 && cursor) {
+    if (pages >= GAP_PAGES_MAX) {
+      // Too far behind to stitch: start the list over from the top.
+      const fresh = newHistory(hs.account);
+      state.history = fresh;
+      $('history').replaceChildren();
+      fresh.loadedFirst = true;
+      fresh.nextCursor = page.nextCursor;
+      insertEntries(fresh, page.transactions, false);
+      renderHistoryFooter();
+      kickSentinel();
+      return;
+    }
+    const more = await fetchPage(hs.account, cursor);
+    if (!stillHere()) return;
+    collected.push(...more.transactions);
+    cursor = more.nextCursor;
+    pages++;
+  }
+  insertEntries(hs, collected, true);
+  renderHistoryFooter();
+}
+
+async function loadOlder() {
+  const hs = state.history;
+  if (!hs || !state.token || !hs.loadedFirst || !hs.nextCursor || hs.loadingOlder || hs.olderError) return;
+  const epoch = state.epoch;
+  const stillHere = () => epoch === state.epoch && state.history === hs;
+  hs.loadingOlder = true;
+  renderHistoryFooter();
+  try {
+    const page = await fetchPage(hs.account, hs.nextCursor);
+    if (!stillHere()) return;
+    mergeAccount(page.account);
+    insertEntries(hs, page.transactions, false);
+    hs.nextCursor = page.nextCursor;
+  } catch (err) {
+    if (!stillHere() || handleAuth(err)) return;
+    hs.olderError = err instanceof ApiError ? err.message : String(err);
+  } finally {
+    if (stillHere()) {
+      hs.loadingOlder = false;
+      renderHistoryFooter();
+      kickSentinel();
+    }
+  }
+}
+
+/** kickSentinel re-observes the sentinel so a still-visible one loads again. */
+function kickSentinel() {
+  const s = $('history-sentinel');
+  observer.unobserve(s);
+  observer.observe(s);
+}
+
+/** viewTop is the first pixel of the viewport not covered by the sticky top bar. */
+function viewTop() {
+  const bar = document.querySelector('.topbar');
+  if (!bar) return 0;
+  const r = bar.getBoundingClientRect();
+  return r.bottom > 0 ? r.bottom : 0;
+}
+
+/**
+ * insertEntries adds entries not yet shown, keeping rows in descending seq
+ * order. When rows go in above what the reader is looking at, the page is
+ * scrolled by their height so nothing moves on screen.
+ */
+function insertEntries(hs, entries, markNew) {
+  const list = $('history');
+  const fresh = [];
+  const seen = new Set();
+  for (const e of entries) {
+    if (hs.rows.has(e.seq) || seen.has(e.seq)) continue;
+    seen.add(e.seq);
+    fresh.push(e);
+  }
+  if (!fresh.length) return;
+  fresh.sort((a, b) => b.seq - a.seq);
+
+  // Anchor: the first row at or below the top of the viewport.
+  const top = viewTop();
+  let anchor = null;
+  let anchorTop = 0;
+  if (list.firstElementChild && list.getBoundingClientRect().top < top) {
+    for (const li of list.children) {
+      const r = li.getBoundingClientRect();
+      if (r.bottom > top) {
+        anchor = li;
+        anchorTop = r.top;
+        break;
+      }
+    }
+  }
+
+  for (const e of fresh) {
+    const li = renderTx(e);
+    if (markNew && hs.rows.size) li.classList.add('tx-new');
+    placeRow(list, li, e.seq);
+    hs.rows.set(e.seq, li);
+    if (e.seq > hs.maxSeq) hs.maxSeq = e.seq;
+    if (e.seq < hs.minSeq) hs.minSeq = e.seq;
+  }
+
+  if (anchor) {
+    const delta = anchor.getBoundingClientRect().top - anchorTop;
+    if (delta) window.scrollBy(0, delta);
+  }
+}
+
+function placeRow(list, li, seq) {
+  const last = list.lastElementChild;
+  if (!last || Number(last.dataset.seq) > seq) {
+    list.appendChild(li);
+    return;
+  }
+  for (const child of list.children) {
+    if (Number(child.dataset.seq) < seq) {
+      list.insertBefore(li, child);
+      return;
+    }
+  }
+  list.appendChild(li);
+}
+
+function renderTx(e) {
+  const amount = Number(e.amount) || 0;
+  const credit = amount > 0;
+  const kind = KIND_LABELS[e.kind] || String(e.kind || 'Entry');
+  const party = typeof e.counterparty === 'string' ? e.counterparty : '';
+  const booked = parseTime(e.booked_at);
+  const meta = [h('span', { class: 'tx-kind' }, kind)];
+  if (e.memo) meta.push(h('span', { class: 'tx-memo' }, String(e.memo)));
+  const li = h('li', { class: 'tx ' + (credit ? 'tx-credit' : 'tx-debit'), dataset: { seq: e.seq, kind: e.kind || '' } },
+    h('span', { class: 'tx-icon', 'aria-hidden': 'true' }, credit ? '↓' : '↑'),
+    h('div', { class: 'tx-main' },
+      h('span', { class: 'tx-party', dataset: { party }, title: party }, partyLabel(e.kind, party)),
+      h('span', { class: 'tx-meta' }, meta),
+      h('span', { class: 'tx-when' },
+        h('time', { datetime: booked ? booked.toISOString() : '', title: booked ? formatFull(booked) : '' }, booked ? formatDateTime(booked) : ''),
+        h('span', { class: 'tx-seq' }, '#' + e.seq))),
+    h('div', { class: 'tx-amounts' },
+      h('span', { class: 'tx-amount' }, formatSignedWon(amount)),
+      h('span', { class: 'tx-balance' }, 'Balance ' + formatWon(e.balance_after))));
+  return li;
+}
+
+function partyLabel(kind, party) {
+  if (!party) return KIND_LABELS[kind] || 'Entry';
+  if (kind === 'deposit') return party;
+  return state.names.get(party) || party;
+}
+
+function refreshPartyName(li) {
+  const node = li.querySelector('.tx-party');
+  if (node) setText(node, partyLabel(li.dataset.kind, node.dataset.party));
+}
+
+function renderHistoryFooter() {
+  const hs = state.history;
+  const loaded = !!hs && hs.loadedFirst;
+  $('history-loading').hidden = !(hs && (!hs.loadedFirst || hs.loadingOlder));
+  const err = hs && hs.olderError;
+  $('history-error').hidden = !err;
+  setText($('history-error-text'), err ? 'Could not load older entries: ' + err : '');
+  const end = $('history-end');
+  end.hidden = !(loaded && !hs.nextCursor);
+  setText(end, loaded && hs.rows.size === 0 ? 'No transactions yet · Beginning of history' : 'Beginning of history');
+}
+
+// ---------------------------------------------------------------- pending transfers
+
+function applyServerPending(account, list) {
+  const ids = new Set();
+  for (const t of list) {
+    if (!t || typeof t.transfer_id !== 'string') continue;
+    ids.add(t.transfer_id);
+    if (t.state && t.state !== 'pending') continue;
+    const prev = state.pending.get(t.transfer_id);
+    state.pending.set(t.transfer_id, { transfer: t, local: prev ? prev.local : false });
+    poll(t.transfer_id);
+  }
+  for (const [id, p] of state.pending) {
+    if (!p.local && p.transfer.from_account === account && !ids.has(id)) state.pending.delete(id);
+  }
+  renderPending();
+}
+
+function renderPending() {
+  const items = Array.from(state.pending.values()).map((p) => p.transfer)
+    .sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
+  $('pending-box').hidden = items.length === 0;
+  syncChildren($('pending-transfers'), items, (t) => t.transfer_id, () => h('li', { class: 'pending-item' },
+    h('span', { class: 'pending-spinner', 'aria-hidden': 'true' }),
+    h('span', { class: 'pending-main' },
+      h('span', { class: 'pending-what' }),
+      h('span', { class: 'pending-meta' })),
+    h('span', { class: 'pending-amount' })), (li, t) => {
+    setData(li, 'transfer', t.transfer_id);
+    setData(li, 'state', t.state || 'pending');
+    const main = li.children[1];
+    setText(main.children[0], 'To ' + displayName(String(t.to_account || '')));
+    const bits = ['From ' + (t.from_account || ''), 'waiting for the bank'];
+    const created = formatTime(t.created_at);
+    if (created) bits.push('started ' + created);
+    setText(main.children[1], bits.join(' · '));
+    setText(li.children[2], formatSignedWon(-Math.abs(Number(t.amount) || 0)));
+  });
+}
+
+/** poll asks for a pending transfer every second until it settles. */
+function poll(id) {
+  if (state.polls.has(id) || !state.token) return;
+  const epoch = state.epoch;
+  let delay = POLL_MS;
+  const run = async () => {
+    if (epoch !== state.epoch) return;
+    let t;
+    try {
+      ({ data: t } = await api('/v1/transfers/' + encodeURIComponent(id), { token: state.token }));
+    } catch (err) {
+      if (epoch !== state.epoch || handleAuth(err)) return;
+      if (err.status === 404) {
+        state.polls.delete(id);
+        state.pending.delete(id);
+        renderPending();
+        return;
+      }
+      delay = Math.min(delay * 2, 8000);
+      state.polls.set(id, setTimeout(run, delay));
+      return;
+    }
+    if (epoch !== state.epoch) return;
+    delay = POLL_MS;
+    if (!t || t.state === 'pending') {
+      const prev = state.pending.get(id);
+      if (t) state.pending.set(id, { transfer: t, local: prev ? prev.local : true });
+      renderPending();
+      state.polls.set(id, setTimeout(run, POLL_MS));
+      return;
+    }
+    state.polls.delete(id);
+    state.pending.delete(id);
+    renderPending();
+    if (state.statusTransferId === id) showOutcome(t, null);
+    refresh();
+  };
+  state.polls.set(id, setTimeout(run, POLL_MS));
+}
+
+// ---------------------------------------------------------------- transfers
+
+function randomKey() {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs a secure context
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+function readForm() {
+  const to = $('transfer-to');
+  const amount = $('transfer-amount');
+  to.setCustomValidity('');
+  amount.setCustomValidity('');
+  const toValue = to.value.trim();
+  const raw = amount.value.trim();
+  const n = Number(raw);
+  if (!toValue) to.setCustomValidity('Enter the account to send to.');
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) amount.setCustomValidity('Enter a whole number of won, 1 or more.');
+  if (!$('transfer-form').reportValidity()) return null;
+  return {
+    from_account: state.selected,
+    to_account: toValue,
+    amount: n,
+    memo: $('transfer-memo').value.trim(),
+  };
+}
+
+function sameBody(a, b) {
+  return a.from_account === b.from_account && a.to_account === b.to_account && a.amount === b.amount && a.memo === b.memo;
+}
+
+function onTransferSubmit(e) {
+  e.preventDefault();
+  if (!state.token || state.selected === null) return;
+  if (state.attempt && state.attempt.inFlight) return;
+  const body = readForm();
+  if (!body) return;
+  // A new attempt gets a new key; pressing Send again on an unchanged form
+  // after a lost answer is the same attempt, so it cannot send twice.
+  if (!state.attempt || !sameBody(state.attempt.body, body)) {
+    state.attempt = { key: randomKey(), body, inFlight: false };
+  }
+  send(state.attempt);
+}
+
+function onRetry() {
+  if (state.attempt && !state.attempt.inFlight) send(state.attempt);
+}
+
+function onTransferInput(e) {
+  if (e.target && e.target.setCustomValidity) e.target.setCustomValidity('');
+  if (e.target === $('transfer-amount')) renderAmountPreview();
+  if (state.attempt && !state.attempt.inFlight) endAttempt();
+}
+
+function renderAmountPreview() {
+  const raw = $('transfer-amount').value.trim();
+  const n = Number(raw);
+  setText($('transfer-amount-preview'), /^\d+$/.test(raw) && Number.isSafeInteger(n) && n > 0 ? formatWon(n) : '');
+}
+
+function endAttempt() {
+  state.attempt = null;
+  $('transfer-retry').hidden = true;
+}
+
+function resetTransferUI() {
+  $('transfer-form').reset();
+  renderAmountPreview();
+  $('transfer-submit').disabled = false;
+  $('transfer-retry').hidden = true;
+  const st = $('transfer-status');
+  st.hidden = true;
+  setData(st, 'state', '');
+  delete st.dataset.code;
+  delete st.dataset.transfer;
+}
+
+function showStatus(st, title, text, extra = {}) {
+  const node = $('transfer-status');
+  node.hidden = false;
+  setData(node, 'state', st);
+  if (extra.code) node.dataset.code = extra.code;
+  else delete node.dataset.code;
+  if (extra.transfer) node.dataset.transfer = extra.transfer;
+  else delete node.dataset.transfer;
+  setText($('transfer-status-title'), title);
+  setText($('transfer-status-text'), text);
+  $('transfer-retry').hidden = !extra.retry;
+}
+
+function describe(t) {
+  return formatWon(Math.abs(Number(t.amount) || 0)) + ' to ' + displayName(String(t.to_account || ''));
+}
+
+async function send(attempt) {
+  const epoch = state.epoch;
+  attempt.inFlight = true;
+  $('transfer-submit').disabled = true;
+  state.statusTransferId = null;
+  showStatus('sending', 'Sending…', describe(attempt.body) + '.');
+  try {
+    const { status, data } = await api('/v1/transfers', {
+      method: 'POST',
+      token: state.token,
+      json: attempt.body,
+      headers: { 'Idempotency-Key': attempt.key },
+      timeout: 30000,
+    });
+    if (epoch !== state.epoch) return;
+    if (state.attempt === attempt) endAttempt();
+    const t = data || {};
+    if (status === 202 || t.state === 'pending') {
+      state.statusTransferId = t.transfer_id || null;
+      showOutcome(t, null);
+      if (t.transfer_id) {
+        state.pending.set(t.transfer_id, { transfer: t, local: true });
+        renderPending();
+        poll(t.transfer_id);
+      }
+    } else {
+      showOutcome(t, null);
+      if (t.state === 'completed') clearFormAfterSend();
+    }
+    refresh();
+  } catch (err) {
+    if (epoch !== state.epoch || handleAuth(err)) return;
+    if (!(err instanceof ApiError)) throw err;
+    if (err.retryable) {
+      // The answer was lost or the server could not take it: the transfer may
+      // or may not exist. Retrying with the same key is safe either way.
+      showStatus('error', 'Not confirmed yet', err.message + ' Press Try again to resend the same transfer; it will not be sent twice.', { code: err.code, retry: true });
+      return;
+    }
+    if (state.attempt === attempt) endAttempt();
+    if (err.code === 'transfer_failed') {
+      const t = err.body && err.body.transfer ? err.body.transfer : null;
+      showOutcome(t || { ...attempt.body, state: 'failed' }, err.message);
+    } else if (err.code === 'transfer_in_progress') {
+      showStatus('refused', 'Please wait',
+        'You already have a transfer on its way from this account. Please wait until it finishes, then try again.',
+        { code: err.code });
+    } else {
+      showStatus('refused', 'Not sent', err.message, { code: err.code });
+    }
+    refresh();
+  } finally {
+    attempt.inFlight = false;
+    if (epoch === state.epoch) $('transfer-submit').disabled = false;
+  }
+}
+
+/** showOutcome shows a transfer's state in the status area. */
+function showOutcome(t, message) {
+  const id = t && t.transfer_id ? String(t.transfer_id) : '';
+  switch (t && t.state) {
+    case 'pending':
+      showStatus('pending', 'Processing…', 'The bank has not confirmed yet. ' + describe(t) + ' — this updates by itself when it is confirmed.', { transfer: id });
+      break;
+    case 'completed':
+      showStatus('completed', 'Sent', describe(t) + (t.memo ? ' · “' + t.memo + '”' : '') + '.', { transfer: id });
+      break;
+    case 'failed':
+      showStatus('failed', 'Transfer failed', reasonText(t.reason, message) + ' No money was moved.', { transfer: id, code: t.reason || 'failed' });
+      break;
+    default:
+      showStatus('error', 'Unexpected answer', message || 'The server gave an answer this page does not understand.', {});
+  }
+}
+
+function clearFormAfterSend() {
+  $('transfer-amount').value = '';
+  $('transfer-memo').value = '';
+  renderAmountPreview();
+}
+
+start();
