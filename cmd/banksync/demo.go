@@ -38,7 +38,8 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	cfg.Logger, _ = newLogger("text")
+	// Warnings only, so the terminal stays readable under --traffic.
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	d, err := startDemo(ctx, cfg)
 	if err != nil {
 		return err
