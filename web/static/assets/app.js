@@ -2,7 +2,7 @@
 // accounts, an infinitely scrolling history kept fresh, sync on demand
 // (불러오기), and send transfers that are safe to retry.
 import {
-  api, ApiError, h, setText, setData, session, syncChildren, decodeJwtSubject,
+  api, ApiError, h, setText, setData, session, syncChildren, decodeJwtSubject, makeRefresher,
   formatWon, formatSignedWon, formatTime, formatDateTime, formatFull, parseTime,
 } from './common.js';
 
@@ -58,9 +58,6 @@ const state = {
   syncError: null,
   syncErrorAt: 0,
   refreshError: null,
-  refreshTimer: 0,
-  refreshRunning: null,
-  refreshAgain: false,
 };
 
 let demoPromise = null;
@@ -205,7 +202,7 @@ function signOut(message) {
   session.remove(TOKEN_KEY);
   session.remove(NAME_KEY);
   session.remove(ACCOUNT_KEY);
-  clearTimeout(state.refreshTimer);
+  refresher?.stop();
   for (const t of state.polls.values()) clearTimeout(t);
   state.polls.clear();
   state.pending.clear();
@@ -241,44 +238,15 @@ function showNotice(node, message) {
 
 // ---------------------------------------------------------------- refresh loop
 
+let refresher = null;
+
 /**
- * refresh re-reads the accounts and the newest history page. Calls made
- * while one runs make it run once more when it ends (so a refresh asked for
- * after a transfer settled always starts after it settled).
+ * refresh re-reads the accounts and the newest history page, now and every
+ * REFRESH_MS (see makeRefresher).
  */
 function refresh() {
-  if (!state.token) return Promise.resolve();
-  if (state.refreshRunning) {
-    state.refreshAgain = true;
-    return state.refreshRunning;
-  }
-  clearTimeout(state.refreshTimer);
-  const epoch = state.epoch;
-  state.refreshRunning = (async () => {
-    try {
-      do {
-        state.refreshAgain = false;
-        await refreshOnce(epoch);
-      } while (state.refreshAgain && epoch === state.epoch);
-    } finally {
-      state.refreshRunning = null;
-      if (state.token) {
-        // A new sign-in while this ran wants its own refresh now.
-        if (epoch !== state.epoch) refresh();
-        else state.refreshTimer = setTimeout(tick, REFRESH_MS);
-      }
-    }
-  })();
-  return state.refreshRunning;
-}
-
-function tick() {
-  if (!state.token) return;
-  if (document.hidden) {
-    state.refreshTimer = setTimeout(tick, REFRESH_MS);
-    return;
-  }
-  refresh();
+  refresher ??= makeRefresher(state, refreshOnce, REFRESH_MS);
+  return refresher();
 }
 
 async function refreshOnce(epoch) {

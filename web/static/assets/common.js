@@ -252,3 +252,51 @@ export function decodeJwtSubject(token) {
     return '';
   }
 }
+
+/**
+ * makeRefresher returns refresh(): it runs once(epoch) now — or, if a run
+ * is in flight, once more after it ends, so a refresh asked for after
+ * something changed always starts after the change — and then again every
+ * intervalMs while state.token is set and the page is visible. A new
+ * sign-in (state.epoch moved on) during a run gets its own run at once.
+ * refresh.stop() cancels the next scheduled run.
+ */
+export function makeRefresher(state, once, intervalMs) {
+  let running = null;
+  let again = false;
+  let timer = 0;
+  function tick() {
+    if (!state.token) return;
+    if (document.hidden) {
+      timer = setTimeout(tick, intervalMs);
+      return;
+    }
+    refresh();
+  }
+  function refresh() {
+    if (!state.token) return Promise.resolve();
+    if (running) {
+      again = true;
+      return running;
+    }
+    clearTimeout(timer);
+    const epoch = state.epoch;
+    running = (async () => {
+      try {
+        do {
+          again = false;
+          await once(epoch);
+        } while (again && epoch === state.epoch);
+      } finally {
+        running = null;
+        if (state.token) {
+          if (epoch !== state.epoch) refresh();
+          else timer = setTimeout(tick, intervalMs);
+        }
+      }
+    })();
+    return running;
+  }
+  refresh.stop = () => clearTimeout(timer);
+  return refresh;
+}

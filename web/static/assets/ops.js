@@ -2,7 +2,7 @@
 // transfers, stale accounts, dead letters (with replay) and the
 // reconciler's decisions, refreshed every two seconds.
 import {
-  api, ApiError, h, setText, setData, session, syncChildren,
+  api, ApiError, h, setText, setData, session, syncChildren, makeRefresher,
   formatWon, formatNumber, formatRate, formatTime, formatWhen, formatFull, formatDuration, parseTime,
 } from './common.js';
 
@@ -14,9 +14,6 @@ const $ = (id) => document.getElementById(id);
 const state = {
   token: null,
   epoch: 0,
-  timer: 0,
-  running: null,
-  again: false,
   serverOffset: 0, // server clock minus ours, from overview.at
   replaying: new Set(), // accounts being replayed
   replayingAll: false,
@@ -78,7 +75,7 @@ function useToken(token) {
 function askToken(message) {
   state.epoch++;
   state.token = null;
-  clearTimeout(state.timer);
+  refresher?.stop();
   session.remove(TOKEN_KEY);
   $('dashboard').hidden = true;
   $('change-token').hidden = true;
@@ -96,39 +93,12 @@ function showNotice(node, message) {
 
 // ---------------------------------------------------------------- refresh
 
-function refreshNow() {
-  if (!state.token) return Promise.resolve();
-  if (state.running) {
-    state.again = true;
-    return state.running;
-  }
-  clearTimeout(state.timer);
-  const epoch = state.epoch;
-  state.running = (async () => {
-    try {
-      do {
-        state.again = false;
-        await refreshOnce(epoch);
-      } while (state.again && epoch === state.epoch);
-    } finally {
-      state.running = null;
-      if (state.token) {
-        // A new token while this ran wants its own refresh now.
-        if (epoch !== state.epoch) refreshNow();
-        else state.timer = setTimeout(tick, REFRESH_MS);
-      }
-    }
-  })();
-  return state.running;
-}
+let refresher = null;
 
-function tick() {
-  if (!state.token) return;
-  if (document.hidden) {
-    state.timer = setTimeout(tick, REFRESH_MS);
-    return;
-  }
-  refreshNow();
+/** refreshNow reads the overview and the dead letters, now and every REFRESH_MS. */
+function refreshNow() {
+  refresher ??= makeRefresher(state, refreshOnce, REFRESH_MS);
+  return refresher();
 }
 
 async function refreshOnce(epoch) {
@@ -247,7 +217,7 @@ function renderConsumer(c) {
     setData(tr, 'partition', p.partition);
     setData(tr, 'lag', l);
     setText(tr.cells[0], String(p.partition));
-    setText(tr.cells[1], formatNumber(p.committed));
+    setText(tr.cells[1], p.committed < 0 ? '—' : formatNumber(p.committed)); // -1: nothing committed yet
     setText(tr.cells[2], formatNumber(p.end));
     const fill = tr.cells[3].querySelector('.bar-fill');
     fill.style.width = (maxLag > 0 ? Math.max(l > 0 ? 2 : 0, (l / maxLag) * 100) : 0) + '%';
