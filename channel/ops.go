@@ -11,7 +11,7 @@ import (
 const (
 	opsPendingMax   = 100
 	opsStaleMax     = 100
-	decisionsKept   = 50
+	decisionsMax    = 50
 	meterWindowSecs = 5 // the applied rate is over the last whole seconds
 )
 
@@ -24,6 +24,7 @@ type Decision struct {
 	AccountID  string    `json:"account_id,omitempty"`
 	Outcome    string    `json:"outcome,omitempty"` // a fenced transfer's state: completed or failed
 	Detail     string    `json:"detail,omitempty"`
+	Count      int       `json:"count"` // the same decision in a row (a repair failing each round), At the latest
 }
 
 // Decision actions.
@@ -46,7 +47,8 @@ type Applied struct {
 	PerSecond float64 `json:"per_second"` // over the last few seconds
 }
 
-// Overview is the channel's side of the operations view.
+// Overview is the channel's side of the operations view. Applied and
+// Decisions are this process's; the rest is read from the shared store.
 type Overview struct {
 	Applied   Applied        `json:"applied"`
 	Pending   []Transfer     `json:"pending_transfers"` // soonest deadline first
@@ -94,24 +96,35 @@ func (c *Channel) decide(d Decision) {
 // decisionLog keeps the latest decisions.
 type decisionLog struct {
 	mu   sync.Mutex
-	ring [decisionsKept]Decision
+	ring [decisionsMax]Decision
 	n    int // decisions ever added
 }
 
+// add records d, or counts it on the newest decision if it is the same, so
+// one account failing round after round does not push the rest out.
 func (l *decisionLog) add(d Decision) {
 	l.mu.Lock()
-	l.ring[l.n%decisionsKept] = d
+	defer l.mu.Unlock()
+	if l.n > 0 {
+		last := &l.ring[(l.n-1)%decisionsMax]
+		if last.Action == d.Action && last.AccountID == d.AccountID && last.TransferID == d.TransferID && last.Outcome == d.Outcome && last.Detail == d.Detail {
+			last.At = d.At
+			last.Count++
+			return
+		}
+	}
+	d.Count = 1
+	l.ring[l.n%decisionsMax] = d
 	l.n++
-	l.mu.Unlock()
 }
 
 // recent returns the kept decisions, newest first.
 func (l *decisionLog) recent() []Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]Decision, 0, min(l.n, decisionsKept))
-	for i := l.n - 1; i >= 0 && i >= l.n-decisionsKept; i-- {
-		out = append(out, l.ring[i%decisionsKept])
+	out := make([]Decision, 0, min(l.n, decisionsMax))
+	for i := l.n - 1; i >= 0 && i >= l.n-decisionsMax; i-- {
+		out = append(out, l.ring[i%decisionsMax])
 	}
 	return out
 }

@@ -28,16 +28,30 @@ func TestMeterRateOverLastWholeSeconds(t *testing.T) {
 	}
 }
 
+func TestDecisionLogCountsRepeats(t *testing.T) {
+	var l decisionLog
+	at := time.Unix(1_000, 0)
+	for i := range 3 {
+		l.add(Decision{At: at.Add(time.Duration(i) * time.Second), Action: DecisionRepairFailed, AccountID: "a", Detail: "down"})
+	}
+	l.add(Decision{At: at.Add(5 * time.Second), Action: DecisionRepaired, AccountID: "a"})
+	got := l.recent()
+	if len(got) != 2 || got[0].Action != DecisionRepaired || got[0].Count != 1 ||
+		got[1].Count != 3 || !got[1].At.Equal(at.Add(2*time.Second)) {
+		t.Fatalf("recent = %+v; want the repair, then one failure counted 3 times at its latest time", got)
+	}
+}
+
 func TestDecisionLogKeepsTheNewest(t *testing.T) {
 	var l decisionLog
 	if got := l.recent(); len(got) != 0 {
 		t.Fatalf("empty log = %v", got)
 	}
-	for i := range decisionsKept + 7 {
+	for i := range decisionsMax + 7 {
 		l.add(Decision{AccountID: string(rune('a' + i%26)), Detail: time.Duration(i).String()})
 	}
 	got := l.recent()
-	if len(got) != decisionsKept || got[0].Detail != time.Duration(decisionsKept+6).String() || got[len(got)-1].Detail != time.Duration(7).String() {
+	if len(got) != decisionsMax || got[0].Detail != time.Duration(decisionsMax+6).String() || got[len(got)-1].Detail != time.Duration(7).String() {
 		t.Fatalf("recent = %d decisions, first %q, last %q", len(got), got[0].Detail, got[len(got)-1].Detail)
 	}
 }

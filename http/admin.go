@@ -2,8 +2,10 @@ package http
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -22,7 +24,8 @@ type DeadLetterView struct {
 	At            time.Time `json:"dead_lettered_at,omitzero"`
 	FromPartition int32     `json:"from_partition"`
 	FromOffset    int64     `json:"from_offset"`
-	Replayed      bool      `json:"replayed"`
+	Replayed      bool      `json:"replayed"`   // a replay applied it and committed past it
+	InHistory     bool      `json:"in_history"` // the account's history holds its entry, however it got there
 }
 
 // DeadLetters is what the admin API needs of the dead-letter topic.
@@ -33,16 +36,19 @@ type DeadLetters interface {
 	Replay(ctx context.Context, account string) (applied int, err error)
 }
 
-// AdminConfig wires the channel's operator API. Only ServiceToken is
-// required: what is missing is answered unavailable (the dead letters) or
-// left out of the overview.
+// AdminConfig wires the channel's operator API. Without a Token the API is
+// off: every call is refused. What else is missing is answered unavailable
+// (the dead letters) or left out of the overview.
 type AdminConfig struct {
-	ServiceToken string
-	DeadLetters  DeadLetters      // nil when the channel consumes no Kafka
-	Channel      *channel.Channel // pending transfers, stale accounts, applied rate, reconciler
-	Consumer     ConsumerLag      // nil when the channel consumes no Kafka
-	Core         *CoreClient      // core's outbox backlog
-	Logger       *slog.Logger
+	// Token is the operators' bearer token. It must not be the service
+	// token the channel uses at core: the operations page keeps it in a
+	// browser, and core's token can book money.
+	Token       string
+	DeadLetters DeadLetters      // nil when the channel consumes no Kafka
+	Channel     *channel.Channel // pending transfers, stale accounts, applied rate, reconciler
+	Consumer    ConsumerLag      // nil when the channel consumes no Kafka
+	Core        *CoreClient      // core's outbox backlog
+	Logger      *slog.Logger
 }
 
 // ConsumerLag is what the overview needs of the Kafka consumer.
@@ -51,12 +57,13 @@ type ConsumerLag interface {
 }
 
 // AdminServer serves the channel's operator API under /admin/v1/, guarded by
-// the service token.
+// the admin token.
 type AdminServer struct {
-	cfg   AdminConfig
-	token []byte
-	log   *slog.Logger
-	mux   *http.ServeMux
+	cfg     AdminConfig
+	replica string
+	token   []byte
+	log     *slog.Logger
+	mux     *http.ServeMux
 }
 
 // NewAdminServer returns the admin API.
@@ -64,7 +71,7 @@ func NewAdminServer(cfg AdminConfig) *AdminServer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &AdminServer{cfg: cfg, token: []byte(cfg.ServiceToken), log: cfg.Logger, mux: http.NewServeMux()}
+	s := &AdminServer{cfg: cfg, token: []byte(cfg.Token), log: cfg.Logger, mux: http.NewServeMux(), replica: replicaName()}
 	s.mux.HandleFunc("GET /admin/v1/overview", s.overview)
 	s.mux.HandleFunc("GET /admin/v1/dlq", s.list)
 	s.mux.HandleFunc("POST /admin/v1/dlq/replay", s.replay)
@@ -75,9 +82,9 @@ func NewAdminServer(cfg AdminConfig) *AdminServer {
 }
 
 func (s *AdminServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !bearerMatches(r, s.token) {
+	if !bearerMatches(r, s.token) { // an empty token matches nothing
 		w.Header().Set("WWW-Authenticate", `Bearer realm="banksync-admin"`)
-		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAUTHORIZED, "a valid service token is required"))
+		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAUTHORIZED, "a valid admin token is required"))
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -91,6 +98,7 @@ const overviewPartTimeout = 2 * time.Second
 // could not be read carries its error and the rest is still shown.
 type Overview struct {
 	At               time.Time     `json:"at"`
+	Replica          string        `json:"replica"`  // the process that answered: applied and reconciler are its own
 	Consumer         *ConsumerView `json:"consumer"` // null when the channel consumes no Kafka
 	Outbox           OutboxView    `json:"outbox"`
 	channel.Overview               // applied, pending transfers, stale accounts, reconciler
@@ -113,7 +121,7 @@ func (s *AdminServer) overview(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAVAILABLE, "this server has no channel to show"))
 		return
 	}
-	o := Overview{At: time.Now().UTC()}
+	o := Overview{At: time.Now().UTC(), Replica: s.replica}
 	var wg sync.WaitGroup
 	if s.cfg.Consumer != nil {
 		o.Consumer = &ConsumerView{}
@@ -206,4 +214,13 @@ func (s *AdminServer) replay(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Applied int `json:"applied"`
 	}{applied})
+}
+
+// replicaName names this process among the channel's replicas: host and pid.
+func replicaName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
 }

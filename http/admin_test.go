@@ -30,7 +30,7 @@ func (c *countingDLQ) Replay(_ context.Context, account string) (int, error) {
 
 func TestAdminRefusesBadInput(t *testing.T) {
 	dlq := &countingDLQ{}
-	srv := httptest.NewServer(bhttp.NewAdminServer(bhttp.AdminConfig{ServiceToken: "svc-token", DeadLetters: dlq}))
+	srv := httptest.NewServer(bhttp.NewAdminServer(bhttp.AdminConfig{Token: "svc-token", DeadLetters: dlq}))
 	defer srv.Close()
 	for _, tc := range []struct {
 		name, method, path, token, body string
@@ -61,6 +61,23 @@ func TestAdminRefusesBadInput(t *testing.T) {
 	if len(dlq.replays) != 0 {
 		t.Fatalf("bad requests replayed: %q", dlq.replays)
 	}
+	// Without a token the operator API is off: an empty bearer opens nothing.
+	off := httptest.NewServer(bhttp.NewAdminServer(bhttp.AdminConfig{DeadLetters: dlq}))
+	defer off.Close()
+	for _, auth := range []string{"", "Bearer ", "Bearer x"} {
+		req, _ := http.NewRequest("GET", off.URL+"/admin/v1/dlq", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Errorf("admin API without a token, Authorization %q = %d, want 401", auth, resp.StatusCode)
+		}
+	}
 }
 
 // fixedLag is a consumer whose lag is what the test says.
@@ -90,27 +107,18 @@ func TestAdminOverview(t *testing.T) {
 	}
 	lag := kafka.GroupLag{Group: "g", Topic: "t", Lag: 7, Partitions: []kafka.PartitionLag{{Partition: 0, Committed: 3, End: 10, Lag: 7}}}
 	admin := httptest.NewServer(bhttp.NewAdminServer(bhttp.AdminConfig{
-		ServiceToken: "svc-token", Channel: s.ch, Consumer: fixedLag{lag: lag},
+		Token: "svc-token", Channel: s.ch, Consumer: fixedLag{lag: lag},
 		Core: bhttp.NewCoreClient(s.coreURL, token, nil),
 	}))
 	defer admin.Close()
 	overview := func() bhttp.Overview {
 		t.Helper()
-		req, _ := http.NewRequest("GET", admin.URL+"/admin/v1/overview", nil)
-		req.Header.Set("Authorization", "Bearer svc-token")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var o bhttp.Overview
-		if err := json.NewDecoder(resp.Body).Decode(&o); resp.StatusCode != 200 || err != nil {
-			t.Fatalf("overview = %d, %v", resp.StatusCode, err)
-		}
-		return o
+		return readOverview(t, admin.URL)
 	}
-
 	o := overview()
+	if o.Replica == "" {
+		t.Errorf("the overview does not name the replica that answered")
+	}
 	if o.Consumer == nil || !cmp.Equal(o.Consumer.GroupLag, lag) || o.Consumer.Error != "" {
 		t.Errorf("consumer = %+v, want %+v", o.Consumer, lag)
 	}
@@ -148,12 +156,31 @@ func TestAdminOverview(t *testing.T) {
 		t.Errorf("applied = %+v, want b1's deposit counted", o.Applied)
 	}
 
-	// The lag cannot be read: the overview says why and shows the rest.
-	admin.Config.Handler = bhttp.NewAdminServer(bhttp.AdminConfig{
-		ServiceToken: "svc-token", Channel: s.ch, Consumer: fixedLag{err: errors.New("broker down")},
-	})
-	o = overview()
+	// The lag cannot be read and core is not configured: the overview says
+	// why and shows the rest.
+	broken := httptest.NewServer(bhttp.NewAdminServer(bhttp.AdminConfig{
+		Token: "svc-token", Channel: s.ch, Consumer: fixedLag{err: errors.New("broker down")},
+	}))
+	defer broken.Close()
+	o = readOverview(t, broken.URL)
 	if o.Consumer == nil || o.Consumer.Error == "" || o.Outbox.Error == "" || o.Outbox.Backlog != nil || o.Pending == nil {
 		t.Errorf("overview with the lag failing and no core = %+v", o)
 	}
+}
+
+// readOverview reads GET /admin/v1/overview with the test's admin token.
+func readOverview(t *testing.T, url string) bhttp.Overview {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/admin/v1/overview", nil)
+	req.Header.Set("Authorization", "Bearer svc-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var o bhttp.Overview
+	if err := json.NewDecoder(resp.Body).Decode(&o); resp.StatusCode != 200 || err != nil {
+		t.Fatalf("overview = %d, %v", resp.StatusCode, err)
+	}
+	return o
 }

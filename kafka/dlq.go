@@ -59,8 +59,13 @@ func deadLetterOf(r *kgo.Record) (DeadLetter, error) {
 	return d, nil
 }
 
-// ReadDeadLetters returns every record of the dead-letter topic, up to its
-// end when called, and marks those ReplayGroup has already replayed.
+// deadLettersReadMax bounds what ReadDeadLetters returns: the newest
+// letters of each partition.
+const deadLettersReadMax = 1000
+
+// ReadDeadLetters returns the records of the dead-letter topic, up to its
+// end when called — at most the newest deadLettersReadMax of each partition
+// — and the offsets up to which ReplayGroup has replayed them.
 func ReadDeadLetters(ctx context.Context, brokers []string, topic string) (letters []DeadLetter, replayed map[int32]int64, err error) {
 	replayed = map[int32]int64{}
 	err = scanDeadLetters(ctx, brokers, topic, false, func(r *kgo.Record) (bool, error) {
@@ -151,7 +156,7 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGr
 	next := map[int32]int64{} // the offset to commit, per partition
 	held := map[int32]bool{}  // a record was passed over: commit no further
 	for p, end := range ends {
-		start := int64(0)
+		start := max(0, end-deadLettersReadMax)
 		if fromGroup {
 			start = starts[p]
 		}

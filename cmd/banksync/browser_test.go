@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,7 +156,7 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	history := &failingHistory{account: "demo-dave"}
 	d, err := startDemo(ctx, demoConfig{
 		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
-		Deadline: 6 * time.Second, CoreTransport: toCore,
+		Deadline: 15 * time.Second, CoreTransport: toCore,
 		WrapStore: func(s channel.Store) channel.Store { history.Store = s; return history },
 	})
 	if err != nil {
@@ -231,8 +232,10 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	b.shot("06-app-transfer-refused")
 	// The held request reaches core now, before its deadline: the
 	// reconciler finds it executed, and the app shows it completed.
-	toCore.Release()
-	b.waitFor("the held transfer settled", `document.querySelector('#pending-transfers li') === null`, 30*time.Second)
+	if answers := toCore.Release(); len(answers) != 1 || !strings.Contains(answers[0], `"completed"`) {
+		t.Fatalf("core's answers to the held transfer = %q, want it completed", answers)
+	}
+	b.waitFor("the held transfer settled", `document.querySelector('#pending-transfers li') === null`, 45*time.Second)
 	if a := aliceAt(); a.Balance != seeded.Balance-12_345-2_000 {
 		t.Fatalf("alice's balance at core = %d, want %d: the held transfer ran once, the refused one never", a.Balance, seeded.Balance-12_345-2_000)
 	}
@@ -248,7 +251,7 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "browser-dlq", AccountID: "demo-dave", Amount: 50_000, Sender: "woori"}); err != nil {
 		t.Fatal(err)
 	}
-	b.do("open the operations page", chromedp.Navigate(d.URL()+"/ops/#token="+d.secrets.ServiceToken))
+	b.do("open the operations page", chromedp.Navigate(d.URL()+"/ops/#token="+d.secrets.AdminToken))
 	b.waitFor("the dead letter", `document.querySelector('#dead-letters tr[data-account="demo-dave"][data-replayed="false"] button.replay') !== null`, 60*time.Second)
 	b.shot("08-ops-dead-letter")
 	history.on.Store(false)

@@ -27,7 +27,8 @@ type channelConfig struct {
 	Listen       string
 	DB           string
 	CoreURL      string
-	ServiceToken string
+	ServiceToken string // the channel's credential at core
+	AdminToken   string // guards the operator API; "" switches it off
 	JWTSecret    string
 	Kafka        string // brokers host:port,… of core's events; "" consumes nothing
 	Lanes        int
@@ -51,6 +52,7 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	f.String(&cfg.DB, "db", "BANKSYNC_CHANNEL_DB", "sqlite:data/channel.db", "channel database: sqlite:PATH or postgres://…")
 	f.String(&cfg.CoreURL, "core-url", "BANKSYNC_CORE_URL", "http://127.0.0.1:8081", "base URL of the core API")
 	f.String(&cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token for core (required)")
+	f.String(&cfg.AdminToken, "admin-token", "BANKSYNC_ADMIN_TOKEN", "", "bearer token of the operator API and page (/admin/, /ops/); unset, the operator API is off")
 	f.String(&cfg.JWTSecret, "jwt-secret", "BANKSYNC_JWT_SECRET", "", "HS256 secret customers' tokens are signed with (required)")
 	f.String(&cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "", "Kafka brokers host:port,… to consume core's ledger events from")
 	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
@@ -113,13 +115,13 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		defer n.wg.Done()
 		n.ch.RunReconciler(runCtx)
 	}()
-	admin := bhttp.AdminConfig{ServiceToken: cfg.ServiceToken, Channel: n.ch, Core: core, Logger: cfg.Logger}
+	admin := bhttp.AdminConfig{Token: cfg.AdminToken, Channel: n.ch, Core: core, Logger: cfg.Logger}
 	if brokers := parseBrokers(cfg.Kafka); len(brokers) > 0 {
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger}, n.ch)
 		if err != nil {
 			return n, err
 		}
-		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, apply: n.ch}, consumer
+		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, apply: n.ch, history: store}, consumer
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()

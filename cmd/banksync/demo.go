@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,17 +64,11 @@ type demoConfig struct {
 	WrapStore     func(channel.Store) channel.Store // wraps the history store (tests)
 }
 
-// demoCustomer is one of the demo's customers and the accounts they own.
-type demoCustomer struct {
-	ID, Name string
-	Accounts []string
-}
-
-var demoCustomers = []demoCustomer{
-	{"alice", "Alice Kim", []string{"demo-alice", "demo-alice-savings"}},
-	{"bob", "Bob Lee", []string{"demo-bob"}},
-	{"carol", "Carol Park", []string{"demo-carol"}},
-	{"dave", "Dave Choi", []string{"demo-dave"}},
+var demoCustomers = []bhttp.DemoCustomer{
+	{ID: "alice", Name: "Alice Kim", Accounts: []string{"demo-alice", "demo-alice-savings"}},
+	{ID: "bob", Name: "Bob Lee", Accounts: []string{"demo-bob"}},
+	{ID: "carol", Name: "Carol Park", Accounts: []string{"demo-carol"}},
+	{ID: "dave", Name: "Dave Choi", Accounts: []string{"demo-dave"}},
 }
 
 // demoBanks are the other banks money arrives from.
@@ -92,8 +88,9 @@ type demoNode struct {
 // demoSecrets are kept under --data so that tokens, cursors and the
 // operations link stay valid across restarts.
 type demoSecrets struct {
-	ServiceToken string `json:"service_token"`
-	JWTSecret    string `json:"jwt_secret"`
+	ServiceToken string `json:"service_token"` // the channel's at core
+	AdminToken   string `json:"admin_token"`   // the operations page's
+	JWTSecret    string `json:"jwt_secret"`    // customers' tokens
 }
 
 func startDemo(ctx context.Context, cfg demoConfig) (d *demoNode, err error) {
@@ -102,6 +99,9 @@ func startDemo(ctx context.Context, cfg demoConfig) (d *demoNode, err error) {
 	}
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = channel.DeadlineDefault
+	}
+	if err := loopbackOnly(cfg.Listen); err != nil {
+		return nil, err
 	}
 	d = &demoNode{cfg: cfg}
 	defer func() {
@@ -134,9 +134,10 @@ func startDemo(ctx context.Context, cfg demoConfig) (d *demoNode, err error) {
 	}
 	d.channel, err = startChannel(ctx, channelConfig{
 		Listen: cfg.Listen, DB: "sqlite:" + filepath.Join(cfg.Data, "channel.db"), CoreURL: "http://" + d.core.Addr(),
-		ServiceToken: d.secrets.ServiceToken, JWTSecret: d.secrets.JWTSecret, Deadline: cfg.Deadline,
-		Kafka: strings.Join(d.core.Brokers(), ","), AmountMax: banksync.AmountMaxDefault, Logger: cfg.Logger,
-		Demo: d.handler(), CoreTransport: cfg.CoreTransport, WrapStore: cfg.WrapStore,
+		ServiceToken: d.secrets.ServiceToken, AdminToken: d.secrets.AdminToken, JWTSecret: d.secrets.JWTSecret,
+		Deadline: cfg.Deadline, Kafka: strings.Join(d.core.Brokers(), ","), AmountMax: banksync.AmountMaxDefault, Logger: cfg.Logger,
+		Demo:          bhttp.NewDemoServer(demoCustomers, func(c string) (string, error) { return d.auth.Issue(c, demoTokenTTL) }, cfg.Logger),
+		CoreTransport: cfg.CoreTransport, WrapStore: cfg.WrapStore,
 	})
 	if err != nil {
 		return d, err
@@ -168,16 +169,19 @@ func (d *demoNode) Close() error {
 // URL is where the channel serves the app, the operations page and the API.
 func (d *demoNode) URL() string { return "http://" + d.channel.Addr() }
 
+// demoTokenTTL is how long a demo customer's token is valid.
+const demoTokenTTL = 24 * time.Hour
+
 // Token mints a bearer token for a demo customer.
 func (d *demoNode) Token(customer string) string {
-	tok, err := d.auth.Issue(customer, 24*time.Hour)
+	tok, err := d.auth.Issue(customer, demoTokenTTL)
 	if err != nil {
 		panic(err) // an HS256 signature over a valid customer id cannot fail
 	}
 	return tok
 }
 
-func (d *demoNode) printWelcome(w *os.File) {
+func (d *demoNode) printWelcome(w io.Writer) {
 	url, coreURL := d.URL(), "http://"+d.core.Addr()
 	traffic := ""
 	if d.cfg.Traffic {
@@ -202,64 +206,59 @@ Or try the API as alice:
   curl -s -H "Authorization: Bearer $TOKEN" '%s/v1/accounts/demo-alice/transactions?limit=20'
 
 Press Ctrl-C to stop; starting again resumes from %s.
-`, url, url, d.secrets.ServiceToken, url, coreURL, d.secrets.ServiceToken, d.core.Brokers(), banksync.TopicLedgerEntries,
+`, url, url, d.secrets.AdminToken, url, coreURL, d.secrets.ServiceToken, d.core.Brokers(), banksync.TopicLedgerEntries,
 		d.cfg.Data, traffic,
 		d.Token("alice"), url, url, url, d.cfg.Data)
 }
 
-// handler serves the demo's sign-in: the customers with fresh tokens, and
-// whom they can pay. It exists only in the demo.
-func (d *demoNode) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /demo/v1/customers", func(w http.ResponseWriter, r *http.Request) {
-		type customer struct {
-			ID    string `json:"customer"`
-			Name  string `json:"name"`
-			Token string `json:"token"`
-		}
-		type payee struct {
-			Account string `json:"account_id"`
-			Name    string `json:"name"`
-		}
-		var body struct {
-			Customers []customer `json:"customers"`
-			Payees    []payee    `json:"payees"`
-		}
-		for _, c := range demoCustomers {
-			body.Customers = append(body.Customers, customer{c.ID, c.Name, d.Token(c.ID)})
-			for _, a := range c.Accounts {
-				body.Payees = append(body.Payees, payee{a, c.Name})
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		json.NewEncoder(w).Encode(body)
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprintln(w, `{"error":{"code":"not_found","message":"no such endpoint"}}`)
-	})
-	return mux
-}
-
-// loadDemoSecrets reads the demo's secrets, making and saving them at the
-// first start.
+// loadDemoSecrets reads the demo's secrets, making at the first start (and
+// adding, for a data directory from an older demo) what is missing, and
+// saving them atomically.
 func loadDemoSecrets(path string) (demoSecrets, error) {
 	var s demoSecrets
 	raw, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		if err := json.Unmarshal(raw, &s); err != nil || s.ServiceToken == "" || s.JWTSecret == "" {
+		if err := json.Unmarshal(raw, &s); err != nil {
 			return s, fmt.Errorf("demo secrets %s are damaged; remove the file (tokens then change) or the whole data directory", path)
 		}
-		return s, nil
 	case !errors.Is(err, os.ErrNotExist):
 		return s, err
 	}
-	s = demoSecrets{ServiceToken: "demo-" + randomHex(16), JWTSecret: randomHex(32)}
+	if s.ServiceToken != "" && s.AdminToken != "" && s.JWTSecret != "" {
+		return s, nil
+	}
+	for _, f := range []struct {
+		v    *string
+		make func() string
+	}{
+		{&s.ServiceToken, func() string { return "demo-" + randomHex(16) }},
+		{&s.AdminToken, func() string { return "ops-" + randomHex(16) }},
+		{&s.JWTSecret, func() string { return randomHex(32) }},
+	} {
+		if *f.v == "" {
+			*f.v = f.make()
+		}
+	}
 	raw, _ = json.Marshal(s)
-	return s, os.WriteFile(path, raw, 0o600)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return s, err
+	}
+	return s, os.Rename(tmp, path)
+}
+
+// loopbackOnly refuses a listen address other than loopback: the demo hands
+// customers' tokens to anyone who asks.
+func loopbackOnly(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--listen %s: the demo signs anyone in as its customers, so it listens on loopback only (127.0.0.1, ::1 or localhost)", addr)
+	}
+	return nil
 }
 
 func randomHex(n int) string {

@@ -97,17 +97,30 @@ func dlqReplay(ctx context.Context, args []string) error {
 type dlqOps struct {
 	brokers []string
 	apply   kafka.Applier
+	history channel.Store // to tell which letters' entries are in the history
 }
 
 func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
 	letters, replayed, err := kafka.ReadDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ)
+	if err != nil {
+		return nil, err
+	}
+	synced := map[string]int64{}
 	views := make([]bhttp.DeadLetterView, 0, len(letters))
 	for _, d := range letters {
-		views = append(views, bhttp.DeadLetterView{AccountID: d.Event.AccountID, Seq: d.Event.Seq, EventID: d.Event.EventID,
+		account := d.Event.AccountID
+		if _, ok := synced[account]; !ok {
+			st, _, err := o.history.Account(ctx, account)
+			if err != nil {
+				return nil, fmt.Errorf("read history state of %s: %w", account, err)
+			}
+			synced[account] = st.SyncedSeq
+		}
+		views = append(views, bhttp.DeadLetterView{AccountID: account, Seq: d.Event.Seq, EventID: d.Event.EventID,
 			Reason: d.Reason, Attempts: d.Attempts, At: d.At, FromPartition: d.FromPartition, FromOffset: d.FromOffset,
-			Replayed: d.Offset < replayed[d.Partition]})
+			Replayed: d.Offset < replayed[d.Partition], InHistory: d.Event.Seq <= synced[account]})
 	}
-	return views, err
+	return views, nil
 }
 
 func (o dlqOps) Replay(ctx context.Context, account string) (int, error) {

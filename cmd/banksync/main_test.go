@@ -47,7 +47,8 @@ type demo struct {
 	channelURL string
 	alice      string // alice's bearer token
 	brokers    string
-	token      string
+	token      string // core's service token
+	admin      string // the operator API's token
 }
 
 var (
@@ -55,11 +56,12 @@ var (
 	kafkaLine   = regexp.MustCompile(`kafka\s+\[(\S+)\]`)
 	channelLine = regexp.MustCompile(`channel API\s+(http://\S+)/v1`)
 	aliceLine   = regexp.MustCompile(`export TOKEN=(\S+)`)
+	opsLine     = regexp.MustCompile(`/ops/#token=(\S+)`)
 )
 
 func runDemo(t *testing.T, data string, args ...string) *demo {
 	t.Helper()
-	args = append([]string{"demo", "--data", data, "--listen", "127.0.0.1:0", "--core-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--service-token", "e2e-token"}, args...)
+	args = append([]string{"demo", "--data", data, "--listen", "127.0.0.1:0", "--core-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(binary, args...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
@@ -78,7 +80,7 @@ func runDemo(t *testing.T, data string, args ...string) *demo {
 		close(lines)
 	}()
 	timeout := time.After(60 * time.Second)
-	for d.coreURL == "" || d.brokers == "" || d.channelURL == "" || d.alice == "" {
+	for d.coreURL == "" || d.brokers == "" || d.channelURL == "" || d.alice == "" || d.admin == "" {
 		select {
 		case line, ok := <-lines:
 			if !ok {
@@ -95,6 +97,9 @@ func runDemo(t *testing.T, data string, args ...string) *demo {
 			}
 			if m := aliceLine.FindStringSubmatch(line); m != nil {
 				d.alice = m[1]
+			}
+			if m := opsLine.FindStringSubmatch(line); m != nil {
+				d.admin = m[1]
 			}
 		case <-timeout:
 			t.Fatalf("demo did not print its addresses in time; stderr:\n%s", stderr.String())
@@ -228,14 +233,17 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Fatalf("the deposit never reached alice's history through Kafka: %s", body)
 		}
 	}
-	// The channel's admin API: the service token, not a customer's, opens it.
-	if st, body := send(t, "GET", d.channelURL+"/admin/v1/dlq", d.alice, ""); st != 401 {
-		t.Fatalf("admin API with a customer token = %d %s, want 401", st, body)
+	// The channel's admin API: the admin token opens it; neither a
+	// customer's token nor core's service token does.
+	for name, tok := range map[string]string{"a customer token": d.alice, "the service token": d.token} {
+		if st, body := send(t, "GET", d.channelURL+"/admin/v1/dlq", tok, ""); st != 401 {
+			t.Fatalf("admin API with %s = %d %s, want 401", name, st, body)
+		}
 	}
-	if st, body := send(t, "GET", d.channelURL+"/admin/v1/dlq", d.token, ""); st != 200 || string(body) != "{\"dead_letters\":[]}\n" {
+	if st, body := send(t, "GET", d.channelURL+"/admin/v1/dlq", d.admin, ""); st != 200 || string(body) != "{\"dead_letters\":[]}\n" {
 		t.Fatalf("dead letters = %d %s, want none", st, body)
 	}
-	if st, body := send(t, "POST", d.channelURL+"/admin/v1/dlq/replay", d.token, `{"all":true}`); st != 200 || !strings.Contains(string(body), `"applied":0`) {
+	if st, body := send(t, "POST", d.channelURL+"/admin/v1/dlq/replay", d.admin, `{"all":true}`); st != 200 || !strings.Contains(string(body), `"applied":0`) {
 		t.Fatalf("replay = %d %s", st, body)
 	}
 	if st, body = d.asAlice(t, "GET", "/v1/accounts/demo-bob/transactions", ""); st != 404 {
@@ -279,21 +287,39 @@ func TestDemoRestartKeepsEveryRow(t *testing.T) {
 
 	d = runDemo(t, data)
 	before := d.snapshot(t)
+	first := *d
 	d.stop(t)
 	d = runDemo(t, data)
 	after := d.snapshot(t)
-	d.stop(t)
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Fatalf("balances or history changed across a restart (-before +after):\n%s", diff)
 	}
-	entries := 0
+	// The secrets are kept under --data: the tokens of the first run still
+	// open the APIs.
+	if d.token != first.token || d.admin != first.admin {
+		t.Errorf("service or admin token changed across the restart")
+	}
+	if st, body := send(t, "GET", d.channelURL+"/v1/accounts", first.alice, ""); st != 200 {
+		t.Errorf("alice's token from before the restart = %d %s", st, body)
+	}
+	if st, body := send(t, "GET", d.channelURL+"/admin/v1/overview", first.admin, ""); st != 200 {
+		t.Errorf("the admin token from before the restart = %d %s", st, body)
+	}
+	d.stop(t)
+
+	entries, traffic := 0, 0
 	for _, a := range before.Core {
 		entries += len(a.Entries)
+		for _, e := range a.Entries {
+			if strings.HasPrefix(e.ExternalRef, "demo-traffic-") || e.Memo == "demo traffic" {
+				traffic++
+			}
+		}
 	}
-	if len(before.Core) != 5 || entries < 60 {
-		t.Fatalf("snapshot holds %d accounts, %d entries; want the 5 demo accounts and their seeded history", len(before.Core), entries)
+	if len(before.Core) != 5 || traffic == 0 {
+		t.Fatalf("snapshot holds %d accounts, %d entries, %d from --traffic; want the 5 demo accounts and some traffic", len(before.Core), entries, traffic)
 	}
-	t.Logf("%d accounts, %d entries kept across the restart", len(before.Core), entries)
+	t.Logf("%d accounts, %d entries (%d from --traffic) kept across the restart", len(before.Core), entries, traffic)
 }
 
 // demoSnapshot is everything the demo's customers and core hold.

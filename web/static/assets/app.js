@@ -787,7 +787,19 @@ function onRetry() {
 function onTransferInput(e) {
   if (e.target && e.target.setCustomValidity) e.target.setCustomValidity('');
   if (e.target === $('transfer-amount')) renderAmountPreview();
-  if (state.attempt && !state.attempt.inFlight) endAttempt();
+  // Only a different transfer is a new attempt: a form edited and put back
+  // keeps the key, so its Send cannot make a second transfer.
+  if (state.attempt && !state.attempt.inFlight && !sameBody(state.attempt.body, formValues())) endAttempt();
+}
+
+/** formValues is the form as readForm reads it, without validating. */
+function formValues() {
+  return {
+    from_account: state.selected,
+    to_account: $('transfer-to').value.trim(),
+    amount: Number($('transfer-amount').value.trim()),
+    memo: $('transfer-memo').value.trim(),
+  };
 }
 
 function renderAmountPreview() {

@@ -8,6 +8,7 @@ import {
 
 const TOKEN_KEY = 'banksync.ops.token';
 const REFRESH_MS = 2000;
+const DLQ_REFRESH_MS = 10000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,6 +17,8 @@ const state = {
   epoch: 0,
   serverOffset: 0, // server clock minus ours, from overview.at
   replaying: new Set(), // accounts being replayed
+  dlqAt: 0, // when the dead letters were last read
+  dlqDue: true, // read them at the next refresh
   replayingAll: false,
   lastOk: null,
 };
@@ -103,11 +106,18 @@ function refreshNow() {
 
 async function refreshOnce(epoch) {
   const token = state.token;
+  // The dead letters are read from Kafka: less often than the overview,
+  // and at once after a replay.
+  const dlqDue = state.dlqDue || Date.now() - state.dlqAt >= DLQ_REFRESH_MS;
   const [ov, dlq] = await Promise.allSettled([
     api('/admin/v1/overview', { token, timeout: 10000 }),
-    api('/admin/v1/dlq', { token, timeout: 10000 }),
+    dlqDue ? api('/admin/v1/dlq', { token, timeout: 10000 }) : Promise.resolve(null),
   ]);
   if (epoch !== state.epoch) return;
+  if (dlqDue && dlq.status === 'fulfilled') {
+    state.dlqDue = false;
+    state.dlqAt = Date.now();
+  }
   for (const r of [ov, dlq]) {
     if (r.status === 'rejected' && r.reason instanceof ApiError && (r.reason.status === 401 || r.reason.status === 403)) {
       askToken(`The server refused this token (${r.reason.status}: ${r.reason.message}). Enter a service token.`);
@@ -117,7 +127,9 @@ async function refreshOnce(epoch) {
   const errors = [];
   if (ov.status === 'fulfilled') renderOverview(ov.value.data, Date.now());
   else errors.push(['Overview', message(ov.reason)]);
-  if (dlq.status === 'fulfilled') renderDeadLetters(dlq.value.data);
+  if (dlq.status === 'fulfilled') {
+    if (dlq.value) renderDeadLetters(dlq.value.data);
+  }
   else errors.push(['Dead letters', message(dlq.reason)]);
 
   const updated = $('updated-at');
@@ -167,7 +179,11 @@ function renderOverview(ov, receivedAt) {
 
   const applied = ov.applied || {};
   setText($('applied-rate'), formatRate(applied.per_second) + '/s');
-  setText($('applied-total'), formatNumber(applied.total) + ' applied in total');
+  // The rate and the reconciler's decisions are the answering replica's;
+  // the rest is the whole group's.
+  const replica = typeof ov.replica === 'string' ? ov.replica : '';
+  setText($('applied-total'), formatNumber(applied.total) + ' applied in total' + (replica ? ' · replica ' + replica : ''));
+  setText($('reconciler-replica'), replica ? 'On replica ' + replica : '');
 
   const outbox = ov.outbox || {};
   const backlog = num(outbox.backlog);
@@ -298,7 +314,7 @@ function renderReconciler(list) {
     .sort((a, b) => (b.t ? b.t.getTime() : 0) - (a.t ? a.t.getTime() : 0) || a.i - b.i)
     .map((x) => x.r);
   $('reconciler-empty').hidden = items.length > 0;
-  const key = (r) => [r.at, r.action, r.transfer_id, r.account_id, r.outcome, r.detail].join('|');
+  const key = (r) => [r.at, r.action, r.transfer_id, r.account_id, r.outcome, r.detail, r.count].join('|');
   syncChildren($('reconciler'), items, key, (r) => {
     const parts = [
       h('time', { class: 'item-time', datetime: r.at || '', title: formatFull(r.at) }, formatWhen(r.at)),
@@ -308,6 +324,7 @@ function renderReconciler(list) {
     if (r.account_id) parts.push(h('span', {}, 'account ', h('span', { class: 'mono' }, String(r.account_id))));
     if (r.outcome) parts.push(h('span', {}, '→ ', h('strong', {}, String(r.outcome))));
     if (r.detail) parts.push(h('span', { class: 'item-detail' }, String(r.detail)));
+    if (num(r.count) > 1) parts.push(h('span', { class: 'item-detail' }, `${num(r.count)} times in a row, last at ${formatTime(r.at)}`));
     return h('li', { dataset: { action: r.action || '' } }, parts);
   }, () => {});
 }
@@ -316,9 +333,9 @@ function renderReconciler(list) {
 
 function renderDeadLetters(data) {
   const items = arr(data && data.dead_letters).filter((d) => d && typeof d.account_id === 'string');
-  const waiting = items.filter((d) => !d.replayed);
+  const waiting = items.filter((d) => !d.replayed && !d.in_history);
   setText($('dlq-count'), formatNumber(waiting.length));
-  setText($('dlq-sub'), items.length ? `waiting · ${formatNumber(items.length - waiting.length)} replayed` : 'none');
+  setText($('dlq-sub'), items.length ? `waiting · ${formatNumber(items.length - waiting.length)} replayed or in history` : 'none');
   setData($('dlq-card'), 'level', waiting.length ? 'bad' : '');
   $('dead-letters-empty').hidden = items.length > 0;
   const sorted = items.map((d, i) => ({ d, i }))
@@ -338,6 +355,7 @@ function renderDeadLetters(data) {
     setData(tr, 'account', d.account_id);
     setData(tr, 'seq', num(d.seq));
     setData(tr, 'replayed', replayed ? 'true' : 'false');
+    setData(tr, 'inHistory', d.in_history ? 'true' : 'false');
     setText(tr.cells[0], d.account_id);
     setText(tr.cells[1], String(num(d.seq)));
     setText(tr.cells[2], d.reason ? String(d.reason) : '—');
@@ -347,8 +365,12 @@ function renderDeadLetters(data) {
     setText(tr.cells[5], `${num(d.from_partition)} / ${formatNumber(d.from_offset)}`);
     tr.cells[5].title = 'event ' + num(d.event_id);
     const badge = tr.cells[6].firstChild;
-    setText(badge, replayed ? 'Replayed' : 'Waiting');
-    badge.className = 'badge ' + (replayed ? 'badge-ok' : 'badge-bad');
+    // Replayed: a replay applied it and committed past it. In history:
+    // its entry reached the history (a replay held back behind another
+    // account's letter, or the reconciler's repair); replaying it again
+    // changes nothing.
+    setText(badge, replayed ? 'Replayed' : d.in_history ? 'In history' : 'Waiting');
+    badge.className = 'badge ' + (replayed || d.in_history ? 'badge-ok' : 'badge-bad');
 
     const cell = tr.cells[7];
     let btn = cell.querySelector('button.replay');
@@ -401,6 +423,7 @@ async function replay(body, account) {
     else state.replayingAll = false;
     if (epoch === state.epoch) {
       markBusy();
+      state.dlqDue = true;
       refreshNow();
     }
   }
