@@ -21,6 +21,7 @@ const (
 	EOVERFLOW       = "balance_overflow"       // the credit would overflow int64
 	EINPROGRESS     = "transfer_in_progress"   // the account already has a pending transfer
 	EFAILED         = "transfer_failed"        // core refused the transfer; the reason says why
+	ERATELIMITED    = "rate_limited"           // too many requests from this customer; Retry-After says when to try again
 
 	// Server side (5xx).
 	EUNAVAILABLE = "unavailable" // a dependency failed; safe to retry with the same key

@@ -2,6 +2,10 @@ package http
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,13 +35,19 @@ type AuthOptions struct {
 	Leeway   time.Duration // clock skew allowed on exp, nbf and iat
 }
 
-// Authenticator verifies customers' bearer tokens: JWTs signed with HS256
-// under a shared secret, whose subject is the customer id.
+// Authenticator verifies customers' bearer tokens: JWTs whose subject is
+// the customer id, signed with HS256 under a shared secret (the demo), or
+// with EdDSA or RS256 by an identity provider whose public key it holds
+// (production: the channel can then verify tokens but never mint one).
 type Authenticator struct {
-	secret []byte
+	secret []byte // HS256 only; nil for a public key
+	key    any    // what verifies a signature: the secret, or the public key
 	opts   AuthOptions
 	parser *jwt.Parser
 }
+
+// rsaBitsMin is the smallest RSA key accepted for RS256.
+const rsaBitsMin = 2048
 
 // NewHS256Authenticator returns an Authenticator for tokens signed with
 // secret. The algorithm is pinned to HS256, so a token naming "none" or an
@@ -47,8 +57,44 @@ func NewHS256Authenticator(secret []byte, opts AuthOptions) (*Authenticator, err
 	if len(secret) < secretLengthMin {
 		return nil, fmt.Errorf("token secret is %d bytes; at least %d are required", len(secret), secretLengthMin)
 	}
+	secret = append([]byte(nil), secret...)
+	return &Authenticator{secret: secret, key: secret, opts: opts, parser: newParser(jwt.SigningMethodHS256, opts)}, nil
+}
+
+// NewPublicKeyAuthenticator returns an Authenticator for tokens signed by
+// the holder of the private half of a PEM "PUBLIC KEY" (PKIX): an Ed25519
+// key pins the algorithm to EdDSA, an RSA key of at least 2048 bits to
+// RS256. Any other algorithm — "none", HS256 keyed with the public key's
+// bytes — is refused before the key is used.
+func NewPublicKeyAuthenticator(publicKeyPEM []byte, opts AuthOptions) (*Authenticator, error) {
+	block, _ := pem.Decode(publicKeyPEM)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, errors.New(`token public key: no PEM "PUBLIC KEY" block`)
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("token public key: %w", err)
+	}
+	var method jwt.SigningMethod
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		method = jwt.SigningMethodEdDSA
+	case *rsa.PublicKey:
+		if k.N.BitLen() < rsaBitsMin {
+			return nil, fmt.Errorf("token public key: RSA key of %d bits; at least %d are required", k.N.BitLen(), rsaBitsMin)
+		}
+		method = jwt.SigningMethodRS256
+	default:
+		return nil, fmt.Errorf("token public key: a %T; use an Ed25519 (EdDSA) or RSA (RS256) key", pub)
+	}
+	return &Authenticator{key: pub, opts: opts, parser: newParser(method, opts)}, nil
+}
+
+// newParser pins the one algorithm, requires exp, and checks iss and aud
+// when configured.
+func newParser(method jwt.SigningMethod, opts AuthOptions) *jwt.Parser {
 	popts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithValidMethods([]string{method.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(opts.Leeway),
@@ -59,11 +105,15 @@ func NewHS256Authenticator(secret []byte, opts AuthOptions) (*Authenticator, err
 	if opts.Audience != "" {
 		popts = append(popts, jwt.WithAudience(opts.Audience))
 	}
-	return &Authenticator{secret: append([]byte(nil), secret...), opts: opts, parser: jwt.NewParser(popts...)}, nil
+	return jwt.NewParser(popts...)
 }
 
-// Issue mints a token for customer valid for ttl.
+// Issue mints a token for customer valid for ttl. Only an HS256
+// Authenticator can: a public key verifies, it does not sign.
 func (a *Authenticator) Issue(customer string, ttl time.Duration) (string, error) {
+	if a.secret == nil {
+		return "", errors.New("issue token: this authenticator holds a public key, not a signing secret")
+	}
 	if !banksync.ValidID(customer) {
 		return "", fmt.Errorf("issue token: customer id %q is not valid", customer)
 	}
@@ -107,7 +157,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (string, error) {
 		return "", errors.Join(errUnauthorized, fmt.Errorf("token longer than %d bytes", tokenLengthMax))
 	}
 	var claims jwt.RegisteredClaims
-	if _, err := a.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return a.secret, nil }); err != nil {
+	if _, err := a.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return a.key, nil }); err != nil {
 		return "", errors.Join(errUnauthorized, err)
 	}
 	if !banksync.ValidID(claims.Subject) {

@@ -2,8 +2,14 @@ package http_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +145,88 @@ func TestAuthenticatorConfig(t *testing.T) {
 	var nilAuth *bhttp.Authenticator
 	if _, err := nilAuth.Authenticate(nil); banksync.ErrorCode(err) != banksync.EUNAUTHORIZED {
 		t.Errorf("nil Authenticator: err %v, want %s", err, banksync.EUNAUTHORIZED)
+	}
+}
+
+// pemPublic encodes a public key as the PEM a channel is configured with.
+func pemPublic(t *testing.T, pub any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// TestPublicKeyAuthenticator: with an Ed25519 or RSA public key, only tokens
+// signed by its private half with its one algorithm get in; "none", HS256
+// keyed with the public key's bytes, another key, another algorithm, and
+// bad claims are refused alike.
+func TestPublicKeyAuthenticator(t *testing.T) {
+	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	_, otherEd, _ := ed25519.GenerateKey(rand.Reader)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := bhttp.AuthOptions{Issuer: authOptions.Issuer, Audience: authOptions.Audience}
+	try := func(a *bhttp.Authenticator, tok string) (string, error) {
+		r := httptest.NewRequest("GET", "/v1/accounts", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return a.Authenticate(r)
+	}
+	for _, tc := range []struct {
+		name string
+		pub  any
+		good func(jwt.MapClaims) string
+	}{
+		{"EdDSA", edPub, func(c jwt.MapClaims) string { return mint(t, jwt.SigningMethodEdDSA, edKey, c) }},
+		{"RS256", &rsaKey.PublicKey, func(c jwt.MapClaims) string { return mint(t, jwt.SigningMethodRS256, rsaKey, c) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pemKey := pemPublic(t, tc.pub)
+			a, err := bhttp.NewPublicKeyAuthenticator(pemKey, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, err := try(a, tc.good(goodClaims(nil))); err != nil || c != "cust-a" {
+				t.Fatalf("a good token = %q, %v", c, err)
+			}
+			if _, err := a.Issue("cust-a", time.Minute); err == nil {
+				t.Fatal("a public-key authenticator minted a token")
+			}
+			none := mint(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, goodClaims(nil))
+			for name, tok := range map[string]string{
+				"alg none":                 none,
+				"HS256 keyed with the PEM": mint(t, jwt.SigningMethodHS256, pemKey, goodClaims(nil)),
+				"another Ed25519 key":      mint(t, jwt.SigningMethodEdDSA, otherEd, goodClaims(nil)),
+				"the other algorithm":      map[string]string{"EdDSA": mint(t, jwt.SigningMethodRS256, rsaKey, goodClaims(nil)), "RS256": mint(t, jwt.SigningMethodEdDSA, edKey, goodClaims(nil))}[tc.name],
+				"expired":                  tc.good(goodClaims(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })),
+				"no exp":                   tc.good(goodClaims(func(c jwt.MapClaims) { delete(c, "exp") })),
+				"wrong issuer":             tc.good(goodClaims(func(c jwt.MapClaims) { c["iss"] = "someone-else" })),
+				"wrong audience":           tc.good(goodClaims(func(c jwt.MapClaims) { c["aud"] = "another-api" })),
+				"bad subject":              tc.good(goodClaims(func(c jwt.MapClaims) { c["sub"] = "../admin" })),
+				"signature cut":            func() string { tok := tc.good(goodClaims(nil)); return tok[:len(tok)-5] }(),
+			} {
+				if c, err := try(a, tok); err == nil || banksync.ErrorCode(err) != banksync.EUNAUTHORIZED {
+					t.Errorf("%s: got in as %q (%v)", name, c, err)
+				}
+			}
+		})
+	}
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for name, key := range map[string][]byte{
+		"not PEM":         []byte("ssh-ed25519 AAAA"),
+		"private key PEM": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}),
+		"RSA 1024":        pemPublic(t, &small.PublicKey),
+		"ECDSA":           pemPublic(t, &ecKey.PublicKey),
+	} {
+		if _, err := bhttp.NewPublicKeyAuthenticator(key, opts); err == nil {
+			t.Errorf("%s: accepted as a token key", name)
+		}
 	}
 }

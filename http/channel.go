@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"banksync"
 	"banksync/channel"
@@ -14,6 +15,10 @@ type ChannelServerConfig struct {
 	Auth    *Authenticator  // required; nil refuses every request
 	Cursors channel.Cursors // history cursor key, the same on every replica
 	Logger  *slog.Logger
+
+	// Per-customer budgets, per replica: transfers (POST /v1/transfers),
+	// and everything else (reads and syncs). Zero is no limit.
+	TransferLimit, ReadLimit RateLimit
 }
 
 // ChannelServer serves the customer-facing API of the channel tier. Every
@@ -21,11 +26,13 @@ type ChannelServerConfig struct {
 // accounts and transfers, and anyone else's is answered exactly like one
 // that does not exist.
 type ChannelServer struct {
-	ch      *channel.Channel
-	auth    *Authenticator
-	cursors channel.Cursors
-	log     *slog.Logger
-	mux     *http.ServeMux
+	ch        *channel.Channel
+	auth      *Authenticator
+	cursors   channel.Cursors
+	log       *slog.Logger
+	mux       *http.ServeMux
+	transfers *limiter
+	reads     *limiter
 }
 
 // NewChannelServer returns the customer API over ch.
@@ -33,7 +40,8 @@ func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServ
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &ChannelServer{ch: ch, auth: cfg.Auth, cursors: cfg.Cursors, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &ChannelServer{ch: ch, auth: cfg.Auth, cursors: cfg.Cursors, log: cfg.Logger, mux: http.NewServeMux(),
+		transfers: newLimiter(cfg.TransferLimit), reads: newLimiter(cfg.ReadLimit)}
 	s.mux.HandleFunc("POST /v1/transfers", s.submit)
 	s.mux.HandleFunc("GET /v1/transfers/{id}", s.transfer)
 	s.mux.HandleFunc("GET /v1/accounts", s.accounts)
@@ -43,13 +51,23 @@ func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServ
 	return s
 }
 
-// ServeHTTP authenticates the customer, then routes.
+// ServeHTTP authenticates the customer, takes the request from their
+// budget, then routes.
 func (s *ChannelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	customer, err := s.auth.Authenticate(r)
 	if err != nil {
 		s.log.Debug("customer not authenticated", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		writeError(w, r, s.log, err)
+		return
+	}
+	budget := s.reads
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/transfers" {
+		budget = s.transfers
+	}
+	if ok, retryAfter := budget.allow(customer, time.Now()); !ok {
+		s.log.Info("customer rate limited", "customer", customer, "method", r.Method, "path", r.URL.Path)
+		writeRateLimited(w, r, s, retryAfter)
 		return
 	}
 	s.mux.ServeHTTP(w, r.WithContext(WithCustomer(r.Context(), customer)))

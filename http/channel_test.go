@@ -74,6 +74,8 @@ type stackOptions struct {
 	// coreFront, if set, stands between the channel and core's API.
 	coreFront func(t *testing.T, core http.Handler) http.Handler
 	channel   channel.Config
+	// transferLimit and readLimit are the customers' budgets (none if zero).
+	transferLimit, readLimit bhttp.RateLimit
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -165,6 +167,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	}
 	s.srv = httptest.NewServer(bhttp.NewChannelServer(ch, bhttp.ChannelServerConfig{
 		Auth: s.auth, Cursors: channel.NewCursors([]byte("test cursor secret")),
+		TransferLimit: opts.transferLimit, ReadLimit: opts.readLimit,
 	}))
 	t.Cleanup(s.srv.Close)
 	return s

@@ -23,6 +23,7 @@ var statusOf = map[string]int{
 	banksync.EIDEMPOTENCY:    http.StatusUnprocessableEntity,
 	banksync.EOVERFLOW:       http.StatusUnprocessableEntity,
 	banksync.EINPROGRESS:     http.StatusConflict,
+	banksync.ERATELIMITED:    http.StatusTooManyRequests,
 	banksync.EFAILED:         http.StatusUnprocessableEntity,
 	banksync.ENOTFOUND:       http.StatusNotFound,
 	banksync.EACCOUNTMISSING: http.StatusNotFound,
