@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the "sqlite" driver, to read the stores' files whole
@@ -618,7 +619,7 @@ func TestChannelBOLA(t *testing.T) {
 func TestChannelRefusesBadInput(t *testing.T) {
 	forEachStore(t, func(t *testing.T, kind storeKind) {
 		s := newStack(t, stackOptions{store: kind})
-		s.setup(t, []string{"a1:cust-a", "a3:cust-a", "b1:cust-b"}, "a1=1000", "a1=5", "a3=50", "a3=5")
+		s.setup(t, []string{"a1:cust-a", "a3:cust-a", "b1:cust-b"}, "a1=1000", "a1=5", "a3=50", "a3=5", "b1=10")
 		for _, a := range []string{"a1", "a3"} {
 			if st, m := s.call(t, "cust-a", "POST", "/v1/accounts/"+a+"/sync", nil); st != 200 {
 				t.Fatalf("sync %s = %d %v", a, st, m)
@@ -634,8 +635,22 @@ func TestChannelRefusesBadInput(t *testing.T) {
 		if cursor[3] == 'A' {
 			tampered[3] = 'B'
 		}
+		st, theirs := s.submit(t, "cust-b", "theirs", map[string]any{"from_account": "b1", "to_account": "a1", "amount": 1})
+		if st != 200 {
+			t.Fatalf("setup: cust-b's transfer = %d %v", st, theirs)
+		}
 		s.call(t, "cust-a", "GET", "/v1/accounts", nil) // the channel knows every account before the snapshot
 		before := s.state(t)
+
+		// Tokens an attacker might try: each is answered 401, like none.
+		bearer := func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }
+		now := time.Now()
+		claims := func(exp time.Time) jwt.MapClaims {
+			return jwt.MapClaims{"sub": "cust-a", "iss": authOptions.Issuer, "aud": authOptions.Audience, "iat": now.Unix(), "exp": exp.Unix()}
+		}
+		algNone := mint(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(now.Add(time.Minute)))
+		expired := mint(t, jwt.SigningMethodHS256, []byte(customerSecret), claims(now.Add(-time.Hour)))
+		forged := mint(t, jwt.SigningMethodHS256, []byte("another secret, long enough to sign with"), claims(now.Add(time.Minute)))
 
 		tr := func(fields string) string { return `{"from_account":"a1","to_account":"b1"` + fields + `}` }
 		key := []string{"Idempotency-Key", "bad-input"}
@@ -683,6 +698,15 @@ func TestChannelRefusesBadInput(t *testing.T) {
 			{"sync of a missing account", "POST", "/v1/accounts/zz/sync", ``, 404, banksync.ENOTFOUND, nil},
 			{"missing transfer", "GET", "/v1/transfers/nope", ``, 404, banksync.ENOTFOUND, nil},
 			{"unknown route", "GET", "/v1/nothing", ``, 404, banksync.ENOTFOUND, nil},
+			{"alg none token", "POST", "/v1/transfers", tr(`,"amount":1`), 401, banksync.EUNAUTHORIZED, append(bearer(algNone), key...)},
+			{"expired token", "POST", "/v1/transfers", tr(`,"amount":1`), 401, banksync.EUNAUTHORIZED, append(bearer(expired), key...)},
+			{"forged token", "POST", "/v1/transfers", tr(`,"amount":1`), 401, banksync.EUNAUTHORIZED, append(bearer(forged), key...)},
+			{"garbage token", "GET", "/v1/accounts", ``, 401, banksync.EUNAUTHORIZED, bearer("eyJ.eyJ.sig")},
+			{"no token", "GET", "/v1/accounts", ``, 401, banksync.EUNAUTHORIZED, []string{"Authorization", ""}},
+			{"from another's account", "POST", "/v1/transfers", `{"from_account":"b1","to_account":"a1","amount":1}`, 404, banksync.ENOTFOUND, key},
+			{"another's history", "GET", "/v1/accounts/b1/transactions", ``, 404, banksync.ENOTFOUND, nil},
+			{"another's sync", "POST", "/v1/accounts/b1/sync", ``, 404, banksync.ENOTFOUND, nil},
+			{"another's transfer", "GET", "/v1/transfers/" + theirs["transfer_id"].(string), ``, 404, banksync.ENOTFOUND, nil},
 			{"wrong method", "DELETE", "/v1/accounts", ``, 404, banksync.ENOTFOUND, nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
