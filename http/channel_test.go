@@ -669,6 +669,8 @@ func TestChannelRefusesBadInput(t *testing.T) {
 			{"empty body", "POST", "/v1/transfers", ``, 400, banksync.EINVALID, key},
 			{"trailing data", "POST", "/v1/transfers", tr(`,"amount":1`) + `{}`, 400, banksync.EINVALID, key},
 			{"unknown field", "POST", "/v1/transfers", tr(`,"amount":1,"fee":0`), 400, banksync.EINVALID, key},
+			{"duplicate field", "POST", "/v1/transfers", tr(`,"amount":1,"amount":900`), 400, banksync.EINVALID, key},
+			{"duplicate account", "POST", "/v1/transfers", `{"from_account":"b1","from_account":"a1","to_account":"b1","amount":1}`, 400, banksync.EINVALID, key},
 			{"missing amount", "POST", "/v1/transfers", tr(``), 400, banksync.EINVALID, key},
 			{"missing to_account", "POST", "/v1/transfers", `{"from_account":"a1","amount":1}`, 400, banksync.EINVALID, key},
 			{"zero amount", "POST", "/v1/transfers", tr(`,"amount":0`), 422, banksync.EINVALIDAMOUNT, key},

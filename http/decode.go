@@ -1,12 +1,15 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"banksync"
 )
@@ -37,7 +40,14 @@ func decodeLimit(w http.ResponseWriter, r *http.Request, v any, sizeMax int64) e
 			return banksync.Errorf(eUnsupportedMediaType, "Content-Type must be application/json")
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, sizeMax))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, sizeMax))
+	if err != nil {
+		return decodeError(err)
+	}
+	if err := duplicateName(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -47,6 +57,19 @@ func decodeLimit(w http.ResponseWriter, r *http.Request, v any, sizeMax int64) e
 			return decodeError(err)
 		}
 		return banksync.Errorf(banksync.EINVALID, "request body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+// duplicateName refuses a body naming one field twice in an object, which
+// encoding/json would take silently (the last one wins), so a proxy and the
+// server could read different requests. Other faults are left to decode,
+// which words them.
+func duplicateName(body []byte) error {
+	_, err := jsontext.NewDecoder(bytes.NewReader(body)).ReadValue()
+	var se *jsontext.SyntacticError
+	if errors.Is(err, jsontext.ErrDuplicateName) && errors.As(err, &se) {
+		return banksync.Errorf(banksync.EINVALID, "field %s appears twice", strings.TrimPrefix(string(se.JSONPointer), "/"))
 	}
 	return nil
 }
