@@ -28,6 +28,9 @@ type channelConfig struct {
 	DB           string
 	CoreURL      string
 	ServiceToken string // the channel's credential at core
+	CoreCA       string // PEM bundle core's certificate must chain to; "" for the system roots
+	CoreCert     string // PEM client certificate presented to core
+	CoreKey      string // its private key
 	AdminToken   string // guards the operator API; "" switches it off
 	JWTSecret    string
 	Kafka        string // brokers host:port,… of core's events; "" consumes nothing
@@ -51,6 +54,9 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	f.String(&cfg.Listen, "listen", "BANKSYNC_CHANNEL_LISTEN", "127.0.0.1:8080", "address to serve the customer API on")
 	f.String(&cfg.DB, "db", "BANKSYNC_CHANNEL_DB", "sqlite:data/channel.db", "channel database: sqlite:PATH or postgres://…")
 	f.String(&cfg.CoreURL, "core-url", "BANKSYNC_CORE_URL", "http://127.0.0.1:8081", "base URL of the core API")
+	f.String(&cfg.CoreCA, "core-ca", "BANKSYNC_CORE_CA", "", "PEM bundle of CAs core's certificate must chain to (https:// --core-url); unset, the system roots")
+	f.String(&cfg.CoreCert, "core-cert", "BANKSYNC_CORE_CERT", "", "PEM client certificate presented to core (for core's --client-ca)")
+	f.String(&cfg.CoreKey, "core-key", "BANKSYNC_CORE_KEY", "", "PEM private key of --core-cert")
 	f.String(&cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token for core (required)")
 	f.String(&cfg.AdminToken, "admin-token", "BANKSYNC_ADMIN_TOKEN", "", "bearer token of the operator API and page (/admin/, /ops/); unset, the operator API is off")
 	f.String(&cfg.JWTSecret, "jwt-secret", "BANKSYNC_JWT_SECRET", "", "HS256 secret customers' tokens are signed with (required)")
@@ -106,7 +112,13 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	if cfg.WrapStore != nil {
 		store = cfg.WrapStore(store)
 	}
-	core := bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, cfg.CoreTransport)
+	coreTransport := cfg.CoreTransport
+	if coreTransport == nil {
+		if coreTransport, err = coreClientTransport(cfg.CoreURL, cfg.CoreCA, cfg.CoreCert, cfg.CoreKey); err != nil {
+			return n, err
+		}
+	}
+	core := bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, coreTransport)
 	n.ch = channel.New(store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, Logger: cfg.Logger})
 	runCtx, stop := context.WithCancel(context.Background())
 	n.stop = stop

@@ -46,6 +46,9 @@ type coreConfig struct {
 	KafkaData    string // data directory of the embedded cluster
 	Partitions   int
 	ServiceToken string
+	TLSCert      string // PEM certificate to serve HTTPS with; "" serves HTTP
+	TLSKey       string // its private key
+	ClientCA     string // PEM bundle; set, a client certificate it signed is required
 	AmountMax    int64
 	BatchSizeMax int
 	Logger       *slog.Logger
@@ -61,6 +64,9 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.String(&c.cfg.KafkaData, "kafka-data", "BANKSYNC_KAFKA_DATA", "data/kafka", "data directory of the embedded Kafka cluster")
 	f.Int(&c.cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries when core creates it")
 	f.String(&c.cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token the channel must present (required)")
+	f.String(&c.cfg.TLSCert, "tls-cert", "BANKSYNC_TLS_CERT", "", "PEM certificate (chain) to serve HTTPS with; unset, core serves plain HTTP")
+	f.String(&c.cfg.TLSKey, "tls-key", "BANKSYNC_TLS_KEY", "", "PEM private key of --tls-cert")
+	f.String(&c.cfg.ClientCA, "client-ca", "BANKSYNC_CLIENT_CA", "", "PEM bundle of CAs; set, core requires a client certificate signed by one of them (mutual TLS; needs --tls-cert)")
 	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest amount of one transfer or deposit, in won")
 	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "json", "log format: json or text")
 	if err := f.parse(args); err != nil {
@@ -78,7 +84,7 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("core listening", "addr", node.Addr(), "kafka", node.Brokers())
+	log.Info("core listening", "addr", node.Addr(), "kafka", node.Brokers(), "tls", c.cfg.TLSCert != "", "client_certs", c.cfg.ClientCA != "")
 	<-ctx.Done()
 	return node.Close()
 }
@@ -108,6 +114,11 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 			n.Close()
 		}
 	}()
+	// Bad certificate files fail before anything is opened.
+	tlsCfg, err := coreServerTLS(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA)
+	if err != nil {
+		return n, err
+	}
 	if n.store, err = openLedgerStore(ctx, cfg.DB); err != nil {
 		return n, err
 	}
@@ -149,10 +160,19 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 		return n, err
 	}
 	n.srv = newServer(bhttp.NewCoreServer(n.ledger, cfg.ServiceToken, cfg.Logger), cfg.Logger)
+	n.srv.TLSConfig = tlsCfg
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// ServeTLS wraps n.ln, which keeps the address, and offers HTTP/2;
+		// Shutdown closes the wrapped listener as it would the plain one.
+		var err error
+		if tlsCfg != nil {
+			err = n.srv.ServeTLS(n.ln, "", "")
+		} else {
+			err = n.srv.Serve(n.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cfg.Logger.Error("core server stopped", "err", err)
 		}
 	}()
