@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -24,20 +25,25 @@ type channelCommand struct{}
 
 // channelConfig is what a channel process needs; the demo builds one too.
 type channelConfig struct {
-	Listen       string
-	DB           string
-	CoreURL      string
-	ServiceToken string // the channel's credential at core
-	CoreCA       string // PEM bundle core's certificate must chain to; "" for the system roots
-	CoreCert     string // PEM client certificate presented to core
-	CoreKey      string // its private key
-	AdminToken   string // guards the operator API; "" switches it off
-	JWTSecret    string
-	Kafka        string // brokers host:port,… of core's events; "" consumes nothing
-	Lanes        int
-	Deadline     time.Duration
-	AmountMax    int64
-	Logger       *slog.Logger
+	Listen                   string
+	DB                       string
+	CoreURL                  string
+	ServiceToken             string  // the channel's credential at core
+	CoreCA                   string  // PEM bundle core's certificate must chain to; "" for the system roots
+	CoreCert                 string  // PEM client certificate presented to core
+	CoreKey                  string  // its private key
+	AdminToken               string  // guards the operator API; "" switches it off
+	JWTSecret                string  // HS256 secret of customers' tokens (the demo), or
+	JWTPublicKey             string  // a PEM file: Ed25519 (EdDSA) or RSA (RS256) public key of the identity provider
+	JWTIssuer                string  // iss the tokens must carry, if set
+	JWTAudience              string  // aud the tokens must carry, if set
+	CursorSecret             string  // keys history cursors; defaults to JWTSecret
+	RateTransfers, RateReads float64 // per customer and second, per replica; 0 is no limit
+	Kafka                    string  // brokers host:port,… of core's events; "" consumes nothing
+	Lanes                    int
+	Deadline                 time.Duration
+	AmountMax                int64
+	Logger                   *slog.Logger
 
 	// Demo, when set, serves the demo's own endpoints under /demo/.
 	Demo http.Handler
@@ -59,7 +65,13 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	f.String(&cfg.CoreKey, "core-key", "BANKSYNC_CORE_KEY", "", "PEM private key of --core-cert")
 	f.String(&cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token for core (required)")
 	f.String(&cfg.AdminToken, "admin-token", "BANKSYNC_ADMIN_TOKEN", "", "bearer token of the operator API and page (/admin/, /ops/); unset, the operator API is off")
-	f.String(&cfg.JWTSecret, "jwt-secret", "BANKSYNC_JWT_SECRET", "", "HS256 secret customers' tokens are signed with (required)")
+	f.String(&cfg.JWTSecret, "jwt-secret", "BANKSYNC_JWT_SECRET", "", "HS256 secret customers' tokens are signed with (this or --jwt-public-key)")
+	f.String(&cfg.JWTPublicKey, "jwt-public-key", "BANKSYNC_JWT_PUBLIC_KEY", "", "PEM file of the public key customers' tokens are signed with: Ed25519 (EdDSA) or RSA ≥2048 bits (RS256)")
+	f.String(&cfg.JWTIssuer, "jwt-issuer", "BANKSYNC_JWT_ISSUER", "", "issuer (iss) customers' tokens must carry; unset, not checked")
+	f.String(&cfg.JWTAudience, "jwt-audience", "BANKSYNC_JWT_AUDIENCE", "", "audience (aud) customers' tokens must carry; unset, not checked")
+	f.String(&cfg.CursorSecret, "cursor-secret", "BANKSYNC_CURSOR_SECRET", "", "secret (≥32 bytes) keying history cursors, the same on every replica; default --jwt-secret, required with --jwt-public-key")
+	f.Float64(&cfg.RateTransfers, "rate-transfers", "BANKSYNC_RATE_TRANSFERS", 5, "transfers a customer may send per second on this replica (bursts of twice that); 0 is no limit")
+	f.Float64(&cfg.RateReads, "rate-reads", "BANKSYNC_RATE_READS", 50, "reads and syncs a customer may make per second on this replica (bursts of twice that); 0 is no limit")
 	f.String(&cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "", "Kafka brokers host:port,… to consume core's ledger events from")
 	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
 	f.Duration(&cfg.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
@@ -68,8 +80,8 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	if cfg.ServiceToken == "" || cfg.JWTSecret == "" {
-		return errors.New("--service-token and --jwt-secret are required (or BANKSYNC_SERVICE_TOKEN, BANKSYNC_JWT_SECRET)")
+	if cfg.ServiceToken == "" || (cfg.JWTSecret == "") == (cfg.JWTPublicKey == "") {
+		return errors.New("--service-token and one of --jwt-secret and --jwt-public-key are required (or BANKSYNC_SERVICE_TOKEN, BANKSYNC_JWT_SECRET, BANKSYNC_JWT_PUBLIC_KEY)")
 	}
 	log, err := newLogger(logFormat)
 	if err != nil {
@@ -140,8 +152,7 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 			consumer.Run(runCtx)
 		}()
 	}
-	secret := []byte(cfg.JWTSecret)
-	auth, err := bhttp.NewHS256Authenticator(secret, bhttp.AuthOptions{})
+	auth, cursors, err := customerAuth(cfg)
 	if err != nil {
 		return n, err
 	}
@@ -158,7 +169,10 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	if cfg.Demo != nil {
 		root.Handle("/demo/", cfg.Demo)
 	}
-	root.Handle("/", bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{Auth: auth, Cursors: channel.NewCursors(secret), Logger: cfg.Logger}))
+	root.Handle("/", bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{
+		Auth: auth, Cursors: cursors, Logger: cfg.Logger,
+		TransferLimit: perSecond(cfg.RateTransfers), ReadLimit: perSecond(cfg.RateReads),
+	}))
 	n.srv = newServer(root, cfg.Logger)
 	n.wg.Add(1)
 	go func() {
@@ -171,6 +185,51 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 }
 
 func (n *channelNode) Addr() string { return n.ln.Addr().String() }
+
+// customerAuth builds what verifies customers' tokens — the HS256 secret or
+// the identity provider's public key — and the cursor key.
+func customerAuth(cfg channelConfig) (*bhttp.Authenticator, channel.Cursors, error) {
+	opts := bhttp.AuthOptions{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	cursorSecret := cfg.CursorSecret
+	var auth *bhttp.Authenticator
+	var err error
+	switch {
+	case cfg.JWTPublicKey != "":
+		pem, rerr := os.ReadFile(cfg.JWTPublicKey)
+		if rerr != nil {
+			return nil, channel.Cursors{}, fmt.Errorf("--jwt-public-key: %w", rerr)
+		}
+		if auth, err = bhttp.NewPublicKeyAuthenticator(pem, opts); err != nil {
+			return nil, channel.Cursors{}, fmt.Errorf("--jwt-public-key %s: %w", cfg.JWTPublicKey, err)
+		}
+		if cursorSecret == "" {
+			return nil, channel.Cursors{}, errors.New("--cursor-secret is required with --jwt-public-key (the same on every replica)")
+		}
+	default:
+		if auth, err = bhttp.NewHS256Authenticator([]byte(cfg.JWTSecret), opts); err != nil {
+			return nil, channel.Cursors{}, fmt.Errorf("--jwt-secret: %w", err)
+		}
+		if cursorSecret == "" {
+			cursorSecret = cfg.JWTSecret
+		}
+	}
+	if len(cursorSecret) < cursorSecretLengthMin {
+		return nil, channel.Cursors{}, fmt.Errorf("--cursor-secret is %d bytes; at least %d are required", len(cursorSecret), cursorSecretLengthMin)
+	}
+	return auth, channel.NewCursors([]byte(cursorSecret)), nil
+}
+
+// cursorSecretLengthMin matches the HS256 secret's minimum.
+const cursorSecretLengthMin = 32
+
+// perSecond is a customer's budget of rate requests a second, with bursts
+// of twice that.
+func perSecond(rate float64) bhttp.RateLimit {
+	if rate <= 0 {
+		return bhttp.RateLimit{}
+	}
+	return bhttp.RateLimit{Rate: rate, Burst: max(1, int(2*rate))}
+}
 
 // Close stops taking requests, finishes those in flight, stops the
 // reconciler and closes the store.

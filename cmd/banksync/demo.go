@@ -136,6 +136,7 @@ func startDemo(ctx context.Context, cfg demoConfig) (d *demoNode, err error) {
 		Listen: cfg.Listen, DB: "sqlite:" + filepath.Join(cfg.Data, "channel.db"), CoreURL: "http://" + d.core.Addr(),
 		ServiceToken: d.secrets.ServiceToken, AdminToken: d.secrets.AdminToken, JWTSecret: d.secrets.JWTSecret,
 		Deadline: cfg.Deadline, Kafka: strings.Join(d.core.Brokers(), ","), AmountMax: banksync.AmountMaxDefault, Logger: cfg.Logger,
+		RateTransfers: 5, RateReads: 50,
 		Demo:          bhttp.NewDemoServer(demoCustomers, func(c string) (string, error) { return d.auth.Issue(c, demoTokenTTL) }, cfg.Logger),
 		CoreTransport: cfg.CoreTransport, WrapStore: cfg.WrapStore,
 	})

@@ -42,6 +42,11 @@ func (f *flags) Int64(p *int64, name, env string, def int64, usage string) {
 	f.Int64Var(p, name, def, usage)
 }
 
+func (f *flags) Float64(p *float64, name, env string, def float64, usage string) {
+	f.env[name] = env
+	f.Float64Var(p, name, def, usage)
+}
+
 func (f *flags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
 	f.env[name] = env
 	f.DurationVar(p, name, def, usage)
