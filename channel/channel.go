@@ -42,6 +42,7 @@ type Config struct {
 	ReadSyncTimeout   time.Duration // how long a history read may spend syncing first
 	Now               func() time.Time
 	Logger            *slog.Logger
+	Observer          Observer // told what the channel does, for metrics; nil observes nothing
 
 	// Unsafe switches protections off. It exists only so that the chaos
 	// checker's own tests can show it catches each broken promise; nothing
@@ -58,6 +59,37 @@ type Unsafe struct {
 	// straight to core instead of being refused (P1 then breaks).
 	NoInFlightRefusal bool
 }
+
+// Observer is told what the channel does, for metrics. Its methods must be
+// quick and safe for concurrent use.
+type Observer interface {
+	// Submitted: Submit answered a new transfer attempt — outcome is
+	// completed, failed, pending or refused (one already pending) — after
+	// took.
+	Submitted(outcome string, took time.Duration)
+	// Applied: entries were written to the history.
+	Applied(entries int)
+	// GapFilled: the sync engine read entries from core to fill a hole or
+	// reach core's head.
+	GapFilled(entries int)
+	// Decided: the reconciler decided d.
+	Decided(d Decision)
+}
+
+// Submit outcomes an Observer is told of.
+const (
+	OutcomeCompleted = "completed"
+	OutcomeFailed    = "failed"
+	OutcomePending   = "pending"
+	OutcomeRefused   = "refused"
+)
+
+type nopObserver struct{}
+
+func (nopObserver) Submitted(string, time.Duration) {}
+func (nopObserver) Applied(int)                     {}
+func (nopObserver) GapFilled(int)                   {}
+func (nopObserver) Decided(Decision)                {}
 
 func (c *Config) setDefaults() {
 	if c.AmountMax <= 0 {
@@ -83,6 +115,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 }
 

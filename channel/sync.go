@@ -78,6 +78,9 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 				return st, fmt.Errorf("fill %s after seq %d from core: %w", account, st.SyncedSeq, err)
 			}
 			batch = contiguousFrom(fetched, st.SyncedSeq+1)
+			if len(batch) > 0 {
+				c.cfg.Observer.GapFilled(len(batch))
+			}
 			if len(batch) != len(fetched) {
 				return st, fmt.Errorf("core answered entries of %s after %d that are not %d, %d, …", account, st.SyncedSeq, st.SyncedSeq+1, st.SyncedSeq+2)
 			}
@@ -92,6 +95,7 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 		st, err = c.store.Apply(ctx, account, batch, c.now())
 		if err == nil {
 			c.applied.add(c.now(), st.SyncedSeq-before)
+			c.cfg.Observer.Applied(int(st.SyncedSeq - before))
 		}
 		switch {
 		case errors.Is(err, ErrSeqConflict):

@@ -45,6 +45,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	if _, err := c.authorize(ctx, req.Customer, req.FromAccount); err != nil {
 		return Transfer{}, err
 	}
+	start := time.Now()
 	now := c.now()
 	t := Transfer{
 		ID: newTransferID(), Customer: req.Customer, IdempotencyKey: req.IdempotencyKey,
@@ -57,6 +58,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	case errors.Is(err, ErrInProgress) && c.cfg.Unsafe.NoInFlightRefusal:
 		return c.untracked(ctx, t)
 	case errors.Is(err, ErrInProgress):
+		c.cfg.Observer.Submitted(OutcomeRefused, time.Since(start))
 		return Transfer{}, banksync.Errorf(banksync.EINPROGRESS, "account %s has a transfer in progress; wait for it to finish", req.FromAccount)
 	case err != nil:
 		return Transfer{}, fmt.Errorf("store transfer: %w", err)
@@ -85,12 +87,15 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 		// Lost request, lost answer or a slow core: the outcome is unknown
 		// until the deadline passes and the reconciler fences it.
 		c.cfg.Logger.Warn("core did not answer; transfer stays pending", "transfer_id", t.ID, "err", err)
+		c.cfg.Observer.Submitted(OutcomePending, time.Since(start))
 		return t, nil
 	}
 	settled, err := c.settle(context.WithoutCancel(ctx), t, out)
 	if err != nil {
+		c.cfg.Observer.Submitted(OutcomePending, time.Since(start))
 		return t, nil // still pending in the store; the reconciler will settle it
 	}
+	c.cfg.Observer.Submitted(settled.State, time.Since(start)) // completed or failed
 	return settled, failedError(settled)
 }
 

@@ -224,3 +224,10 @@ func replicaName() string {
 	}
 	return fmt.Sprintf("%s/%d", host, os.Getpid())
 }
+
+// Route names the route r takes, such as "POST /v1/transfers", for metrics;
+// "/" for a request no route takes.
+func (s *AdminServer) Route(r *http.Request) string {
+	_, pattern := s.mux.Handler(r)
+	return pattern
+}

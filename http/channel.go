@@ -185,3 +185,10 @@ func (s *ChannelServer) sync(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, st)
 }
+
+// Route names the route r takes, such as "POST /v1/transfers", for metrics;
+// "/" for a request no route takes.
+func (s *ChannelServer) Route(r *http.Request) string {
+	_, pattern := s.mux.Handler(r)
+	return pattern
+}

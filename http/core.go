@@ -294,3 +294,10 @@ func (s *CoreServer) fence(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// Route names the route r takes, such as "POST /v1/transfers", for metrics;
+// "/" for a request no route takes.
+func (s *CoreServer) Route(r *http.Request) string {
+	_, pattern := s.mux.Handler(r)
+	return pattern
+}

@@ -379,3 +379,16 @@ func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	c.lanes.Abandon()
 	c.offsets.Revoke(lost[c.cfg.Topic]...)
 }
+
+// Joined tells whether this member has joined its group (it may hold no
+// partitions when there are more members than partitions): the channel's
+// readiness.
+func (c *Consumer) Joined(ctx context.Context) error {
+	if err := c.cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	if _, generation := c.cl.GroupMetadata(); generation <= 0 {
+		return fmt.Errorf("kafka: not yet joined group %s", c.cfg.Group)
+	}
+	return nil
+}

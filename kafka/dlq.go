@@ -217,3 +217,34 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGr
 	}
 	return nil
 }
+
+// DeadLetterDepth returns how many dead letters ReplayGroup has not yet
+// replayed: per partition, the end offset less the group's committed one.
+func DeadLetterDepth(ctx context.Context, brokers []string, topic string) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	committed, err := adm.FetchOffsets(ctx, ReplayGroup)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return 0, fmt.Errorf("replayed offsets of %s: %w", topic, err)
+	}
+	var depth int64
+	ends.Each(func(o kadm.ListedOffset) {
+		start := int64(0)
+		if c, ok := committed.Lookup(topic, o.Partition); ok && c.Err == nil && c.At > 0 {
+			start = c.At
+		}
+		depth += max(0, o.Offset-start)
+	})
+	return depth, nil
+}

@@ -199,3 +199,6 @@ func (p *Publisher) Publish(ctx context.Context, entries []banksync.Entry) error
 func (p *Publisher) Close() {
 	p.cl.Close()
 }
+
+// Ping checks a broker answers: core's readiness.
+func (p *Publisher) Ping(ctx context.Context) error { return p.cl.Ping(ctx) }

@@ -42,6 +42,14 @@ type Config struct {
 	AccountsCachedMax  int           // accounts the writer keeps in memory at most
 	Now                func() time.Time
 	Logger             *slog.Logger
+	Observer           Observer // told of each commit, for metrics; nil observes nothing
+}
+
+// Observer is told what the writer commits. Its methods must be quick.
+type Observer interface {
+	// Committed: one transaction of requests, writing entries, took this
+	// long (reads included).
+	Committed(requests, entries int, took time.Duration)
 }
 
 func (c *Config) setDefaults() {

@@ -31,6 +31,9 @@ type RelayConfig struct {
 	// Ledger.Committed), so the relay need not wait for the poll.
 	Wake   <-chan struct{}
 	Logger *slog.Logger
+	// Published, when set, is told of each round published: how many
+	// entries, and how long the oldest of them waited since it was booked.
+	Published func(entries int, lag time.Duration)
 }
 
 // Relay is the outbox relay: it publishes committed entries in commit order
@@ -105,6 +108,9 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 	last := entries[len(entries)-1].Position
 	if err := r.store.SetRelayPosition(ctx, last); err != nil {
 		return 0, err
+	}
+	if r.cfg.Published != nil {
+		r.cfg.Published(len(entries), time.Since(entries[0].BookedAt))
 	}
 	return len(entries), nil
 }

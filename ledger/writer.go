@@ -75,6 +75,7 @@ func (s *batchState) account(id string) (banksync.Account, bool) {
 func (l *Ledger) commitBatch(batch []*request) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
+	start := time.Now()
 
 	// Most transfer ids and deposit refs are new, so the batch is decided
 	// without reading their records unless one was seen recently; the
@@ -104,6 +105,9 @@ func (l *Ledger) commitBatch(batch []*request) {
 			}
 			for id, a := range s.accounts {
 				l.accounts[id] = a
+			}
+			if l.cfg.Observer != nil {
+				l.cfg.Observer.Committed(len(batch), len(s.out.Entries), time.Since(start))
 			}
 			if s.position != l.lastPosition {
 				l.lastPosition = s.position

@@ -16,6 +16,7 @@ import (
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/kafka"
+	"banksync/metrics"
 	"banksync/postgres"
 	"banksync/sqlite"
 	"banksync/web"
@@ -131,7 +132,14 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		}
 	}
 	core := bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, coreTransport)
-	n.ch = channel.New(store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, Logger: cfg.Logger})
+	reg := metrics.NewRegistry()
+	m := metrics.NewChannel(reg)
+	n.ch = channel.New(store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, Logger: cfg.Logger, Observer: m})
+	state := metrics.ChannelState{Pending: n.ch.PendingSummary, Stale: n.ch.StaleCount, Logger: cfg.Logger}
+	checks := map[string]bhttp.Check{"database": func(ctx context.Context) error {
+		_, _, err := n.store.Account(ctx, "readyz")
+		return err
+	}}
 	runCtx, stop := context.WithCancel(context.Background())
 	n.stop = stop
 	n.wg.Add(1)
@@ -145,7 +153,12 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		if err != nil {
 			return n, err
 		}
-		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, apply: n.ch, history: store}, consumer
+		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, apply: n.ch, history: store, replayed: m.Replayed}, consumer
+		state.Lag = consumer.Lag
+		state.DeadLetters = func(ctx context.Context) (int64, error) {
+			return kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
+		}
+		checks["kafka"] = consumer.Joined
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -159,8 +172,13 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return n, err
 	}
+	metrics.RegisterChannelState(reg, state)
 	root := http.NewServeMux()
-	root.Handle("/admin/", bhttp.NewAdminServer(admin))
+	root.Handle("GET /metrics", metrics.Handler(reg, cfg.Logger))
+	root.Handle("GET /healthz", bhttp.Healthz())
+	root.Handle("GET /readyz", bhttp.Readyz(checks))
+	adminAPI := bhttp.NewAdminServer(admin)
+	root.Handle("/admin/", adminAPI)
 	pages := web.Handler()
 	for _, p := range []string{"/app/", "/ops/", "/assets/"} {
 		root.Handle(p, pages)
@@ -169,11 +187,22 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	if cfg.Demo != nil {
 		root.Handle("/demo/", cfg.Demo)
 	}
-	root.Handle("/", bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{
+	api := bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{
 		Auth: auth, Cursors: cursors, Logger: cfg.Logger,
 		TransferLimit: perSecond(cfg.RateTransfers), ReadLimit: perSecond(cfg.RateReads),
-	}))
-	n.srv = newServer(root, cfg.Logger)
+	})
+	root.Handle("/", api)
+	route := func(r *http.Request) string {
+		switch h, pattern := root.Handler(r); h {
+		case http.Handler(api):
+			return api.Route(r)
+		case http.Handler(adminAPI):
+			return adminAPI.Route(r)
+		default:
+			return pattern
+		}
+	}
+	n.srv = newServer(metrics.NewHTTP(reg, "channel").Wrap(root, route), cfg.Logger)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

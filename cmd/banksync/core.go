@@ -17,6 +17,7 @@ import (
 	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/ledger"
+	"banksync/metrics"
 	"banksync/postgres"
 	"banksync/sqlite"
 )
@@ -122,7 +123,9 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 	if n.store, err = openLedgerStore(ctx, cfg.DB); err != nil {
 		return n, err
 	}
-	n.ledger, err = ledger.Open(ctx, n.store, ledger.Config{AmountMax: cfg.AmountMax, BatchSizeMax: cfg.BatchSizeMax, Logger: cfg.Logger})
+	reg := metrics.NewRegistry()
+	m := metrics.NewLedger(reg, func(ctx context.Context) (int64, error) { return n.ledger.OutboxBacklog(ctx) })
+	n.ledger, err = ledger.Open(ctx, n.store, ledger.Config{AmountMax: cfg.AmountMax, BatchSizeMax: cfg.BatchSizeMax, Logger: cfg.Logger, Observer: m})
 	if err != nil {
 		return n, err
 	}
@@ -149,7 +152,7 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 		if err != nil {
 			return n, fmt.Errorf("connect to kafka %v: %w", n.brokers, err)
 		}
-		n.relay = ledger.NewRelay(n.store, n.pub, ledger.RelayConfig{Wake: n.ledger.Committed(), Logger: cfg.Logger})
+		n.relay = ledger.NewRelay(n.store, n.pub, ledger.RelayConfig{Wake: n.ledger.Committed(), Logger: cfg.Logger, Published: m.Published})
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -159,7 +162,26 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return n, err
 	}
-	n.srv = newServer(bhttp.NewCoreServer(n.ledger, cfg.ServiceToken, cfg.Logger), cfg.Logger)
+	api := bhttp.NewCoreServer(n.ledger, cfg.ServiceToken, cfg.Logger)
+	checks := map[string]bhttp.Check{"database": func(ctx context.Context) error {
+		_, err := n.store.LastPosition(ctx)
+		return err
+	}}
+	if n.pub != nil {
+		checks["kafka"] = n.pub.Ping
+	}
+	root := http.NewServeMux()
+	root.Handle("GET /metrics", metrics.Handler(reg, cfg.Logger))
+	root.Handle("GET /healthz", bhttp.Healthz())
+	root.Handle("GET /readyz", bhttp.Readyz(checks))
+	root.Handle("/", api)
+	route := func(r *http.Request) string {
+		if h, pattern := root.Handler(r); h != http.Handler(api) {
+			return pattern
+		}
+		return api.Route(r)
+	}
+	n.srv = newServer(metrics.NewHTTP(reg, "core").Wrap(root, route), cfg.Logger)
 	n.srv.TLSConfig = tlsCfg
 	n.wg.Add(1)
 	go func() {

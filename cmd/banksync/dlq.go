@@ -95,9 +95,10 @@ func dlqReplay(ctx context.Context, args []string) error {
 // dlqOps serves the admin API's dead-letter operations from Kafka, applying
 // through the channel's sync engine.
 type dlqOps struct {
-	brokers []string
-	apply   kafka.Applier
-	history channel.Store // to tell which letters' entries are in the history
+	brokers  []string
+	apply    kafka.Applier
+	history  channel.Store // to tell which letters' entries are in the history
+	replayed func(n int)   // counts letters a replay applied
 }
 
 func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
@@ -129,5 +130,8 @@ func (o dlqOps) Replay(ctx context.Context, account string) (int, error) {
 		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 	}
 	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, match, o.apply)
+	if o.replayed != nil {
+		o.replayed(res.Applied)
+	}
 	return res.Applied, err
 }

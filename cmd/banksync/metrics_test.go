@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"banksync"
+	"banksync/channel"
+	"banksync/chaos"
+)
+
+// scrape reads url's /metrics as Prometheus would.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET /metrics = %d %s", resp.StatusCode, b)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return families
+}
+
+// value is the metric name{labels} of a scrape: a counter's, gauge's, or a
+// histogram's count; -1 when absent.
+func value(t *testing.T, m map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	t.Helper()
+	f, ok := m[name]
+	if !ok {
+		return -1
+	}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	for _, s := range f.GetMetric() {
+		match := true
+		for k, v := range want {
+			found := false
+			for _, l := range s.GetLabel() {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			match = match && found
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case s.Counter != nil:
+			return s.Counter.GetValue()
+		case s.Gauge != nil:
+			return s.Gauge.GetValue()
+		case s.Histogram != nil:
+			return float64(s.Histogram.GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// sum adds every series of a metric.
+func sum(m map[string]*dto.MetricFamily, name string) float64 {
+	total := 0.0
+	if f, ok := m[name]; ok {
+		for _, s := range f.GetMetric() {
+			total += s.GetGauge().GetValue() + s.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+// TestMetricsAfterAWorkload runs core and the channel (the demo's wiring),
+// sends a scripted workload — transfers that complete, fail, stay pending
+// and are refused; a dead-lettered deposit and its replay — and finds each
+// metric on /metrics with the value the workload implies.
+func TestMetricsAfterAWorkload(t *testing.T) {
+	ctx := context.Background()
+	toCore := chaos.NewTransport(http.DefaultTransport)
+	history := &failingHistory{account: "demo-dave"}
+	d, err := startDemo(ctx, demoConfig{
+		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
+		Deadline: 4 * time.Second, CoreTransport: toCore,
+		WrapStore: func(s channel.Store) channel.Store { history.Store = s; return history },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	coreURL, chURL := "http://"+d.core.Addr(), d.URL()
+	transfer := func(customer, from, to string, amount int64) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", chURL+"/v1/transfers", strings.NewReader(
+			fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":%d}`, from, to, amount)))
+		req.Header.Set("Authorization", "Bearer "+d.Token(customer))
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("metrics-%d", time.Now().UnixNano()))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 3 {
+		if st := transfer("bob", "demo-bob", "demo-carol", 1_000); st != 200 {
+			t.Fatalf("transfer = %d, want 200", st)
+		}
+	}
+	for range 2 { // more than carol has
+		if st := transfer("carol", "demo-carol", "demo-bob", 900_000_000); st != 422 {
+			t.Fatalf("transfer = %d, want 422 failed", st)
+		}
+	}
+	toCore.Plan("POST", "/core/v1/transfers", chaos.DelayRequest) // never released: fenced, failed
+	if st := transfer("dave", "demo-dave", "demo-bob", 1_000); st != 202 {
+		t.Fatalf("held transfer = %d, want 202 pending", st)
+	}
+	if st := transfer("dave", "demo-dave", "demo-bob", 2_000); st != 409 {
+		t.Fatalf("transfer while one is pending = %d, want 409", st)
+	}
+	ch := scrape(t, chURL)
+	if n, age := value(t, ch, "banksync_pending_transfers"), value(t, ch, "banksync_pending_transfer_oldest_age_seconds"); n != 1 || age <= 0 {
+		t.Errorf("pending = %v, oldest age %v; want 1 and its age", n, age)
+	}
+
+	// Dave's history store fails: his next entry is dead-lettered.
+	history.on.Store(true)
+	if _, err := d.core.ledger.Deposit(ctx, banksync.DepositRequest{ExternalRef: "metrics-dlq", AccountID: "demo-dave", Amount: 5, Sender: "woori"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the dead letter", 30*time.Second, func() bool { return value(t, scrape(t, chURL), "banksync_dlq_depth") == 1 })
+	if n := value(t, scrape(t, chURL), "banksync_stale_accounts"); n != 1 {
+		t.Errorf("stale accounts = %v, want dave's", n)
+	}
+	history.on.Store(false)
+	// His next entry arrives behind the hole: the sync engine fills it from core.
+	if _, err := d.core.ledger.Deposit(ctx, banksync.DepositRequest{ExternalRef: "metrics-gap", AccountID: "demo-dave", Amount: 5, Sender: "woori"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the gap filled", 30*time.Second, func() bool { return value(t, scrape(t, chURL), "banksync_sync_gap_fills_total") >= 1 })
+	req, _ := http.NewRequest("POST", chURL+"/admin/v1/dlq/replay", strings.NewReader(`{"all":true}`))
+	req.Header.Set("Authorization", "Bearer "+d.secrets.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("replay = %v, %v", resp, err)
+	}
+	// The held transfer passes its deadline; the reconciler fences it.
+	waitFor(t, "the fence", 30*time.Second, func() bool {
+		return value(t, scrape(t, chURL), "banksync_reconciler_decisions_total", "action", "fenced", "outcome", "failed") == 1
+	})
+	entries, err := d.core.store.LastPosition(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the history to catch up", 30*time.Second, func() bool {
+		m := scrape(t, chURL)
+		return sum(m, "banksync_consumer_lag_records") == 0 && value(t, m, "banksync_stale_accounts") == 0
+	})
+
+	ch, co := scrape(t, chURL), scrape(t, coreURL)
+	for _, c := range []struct {
+		what string
+		got  float64
+		want float64
+	}{
+		{"transfers completed", value(t, ch, "banksync_transfers_total", "outcome", "completed"), 3},
+		{"transfers failed", value(t, ch, "banksync_transfers_total", "outcome", "failed"), 2},
+		{"transfers pending", value(t, ch, "banksync_transfers_total", "outcome", "pending"), 1},
+		{"transfers refused", value(t, ch, "banksync_transfers_total", "outcome", "refused"), 1},
+		{"completed transfers timed", value(t, ch, "banksync_transfer_duration_seconds", "outcome", "completed"), 3},
+		{"HTTP 200 transfers", value(t, ch, "banksync_http_requests_total", "route", "POST /v1/transfers", "code", "200"), 3},
+		{"HTTP 422 transfers", value(t, ch, "banksync_http_requests_total", "route", "POST /v1/transfers", "code", "422"), 2},
+		{"HTTP 202 transfers", value(t, ch, "banksync_http_requests_total", "route", "POST /v1/transfers", "code", "202"), 1},
+		{"HTTP 409 transfers", value(t, ch, "banksync_http_requests_total", "route", "POST /v1/transfers", "code", "409"), 1},
+		{"dead letters waiting", value(t, ch, "banksync_dlq_depth"), 0},
+		{"dead letters replayed", value(t, ch, "banksync_dlq_replayed_total"), 1},
+		{"pending after the fence", value(t, ch, "banksync_pending_transfers"), 0},
+		{"history entries applied", value(t, ch, "banksync_history_entries_applied_total"), float64(entries)},
+		{"core entries", value(t, co, "banksync_core_entries_total"), float64(entries)},
+		{"entries published", value(t, co, "banksync_outbox_published_total"), float64(entries)},
+		{"outbox backlog", value(t, co, "banksync_outbox_backlog"), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		what string
+		got  float64
+	}{
+		{"gap fill entries", value(t, ch, "banksync_sync_gap_fill_entries_total")},
+		{"core commits", value(t, co, "banksync_core_commits_total")},
+		{"commit durations", value(t, co, "banksync_core_commit_duration_seconds")},
+		{"commit batch sizes", value(t, co, "banksync_core_commit_requests")},
+		{"publish lags", value(t, co, "banksync_outbox_publish_lag_seconds")},
+		{"core HTTP requests", value(t, co, "banksync_http_requests_total", "route", "POST /core/v1/transfers", "code", "200")},
+	} {
+		if c.got <= 0 {
+			t.Errorf("%s = %v, want some", c.what, c.got)
+		}
+	}
+}
+
+// TestHealthAndReadiness: /healthz answers while the process runs;
+// /readyz names its checks and is ready once the database and Kafka answer
+// and the consumer has joined its group.
+func TestHealthAndReadiness(t *testing.T) {
+	d, err := startDemo(context.Background(), demoConfig{
+		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, base := range []string{"http://" + d.core.Addr(), d.URL()} {
+		if st, body := get(base + "/healthz"); st != 200 || !strings.Contains(body, `"ok"`) {
+			t.Errorf("%s/healthz = %d %s", base, st, body)
+		}
+	}
+	if st, body := get("http://" + d.core.Addr() + "/readyz"); st != 200 || !strings.Contains(body, `"database":"ok"`) || !strings.Contains(body, `"kafka":"ok"`) {
+		t.Errorf("core /readyz = %d %s", st, body)
+	}
+	waitFor(t, "the channel ready", 20*time.Second, func() bool {
+		st, body := get(d.URL() + "/readyz")
+		return st == 200 && strings.Contains(body, `"database":"ok"`) && strings.Contains(body, `"kafka":"ok"`)
+	})
+	// Kafka gone: core is not ready, and says why.
+	d.core.cluster.Close()
+	waitFor(t, "core not ready without Kafka", 20*time.Second, func() bool {
+		st, body := get("http://" + d.core.Addr() + "/readyz")
+		return st == 503 && strings.Contains(body, `"database":"ok"`) && !strings.Contains(body, `"kafka":"ok"`)
+	})
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
