@@ -46,9 +46,9 @@ func (cs Cursors) encode(account string, beforeSeq int64) string {
 
 func (cs Cursors) decode(account, cursor string) (int64, error) {
 	bad := banksync.Errorf(banksync.EINVALID, "cursor is not valid for this account")
-	raw, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil || len(raw) != 8+cursorMACLength {
-		return 0, bad
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
+	if err != nil || len(raw) != 8+cursorMACLength || base64.RawURLEncoding.EncodeToString(raw) != cursor {
+		return 0, bad // only the one spelling the channel made: the decoder skips CR and LF
 	}
 	if !hmac.Equal(raw[8:], cs.mac(account, raw[:8])) {
 		return 0, bad

@@ -372,7 +372,8 @@ func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*
 func (cp *chanProc) startConsumer() error {
 	cp.consumer.Lock()
 	defer cp.consumer.Unlock()
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cp.brokers, Group: "chaos-channel", Lanes: 8, AttemptsMax: 3,
+	// DrainTimeout -1: a stop here is a crash; the lanes' work is cut off.
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cp.brokers, Group: "chaos-channel", Lanes: 8, AttemptsMax: 3, DrainTimeout: -1,
 		Logger: cp.log, UnsafeCommitBeforeApply: cp.commitBeforeApply}, cp.ch)
 	if err != nil {
 		return err

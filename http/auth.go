@@ -97,6 +97,7 @@ func newParser(method jwt.SigningMethod, opts AuthOptions) *jwt.Parser {
 		jwt.WithValidMethods([]string{method.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
+		jwt.WithStrictDecoding(), // one spelling of each token: no padding, no stray bits
 		jwt.WithLeeway(opts.Leeway),
 	}
 	if opts.Issuer != "" {

@@ -88,6 +88,9 @@ func decodeError(err error) error {
 		if typeErr.Field == "amount" || strings.HasSuffix(typeErr.Field, ".amount") {
 			return banksync.Errorf(banksync.EINVALIDAMOUNT, "amount must be a whole number of won")
 		}
+		if typeErr.Field == "" {
+			return banksync.Errorf(banksync.EINVALID, "request body must be a JSON object")
+		}
 		return banksync.Errorf(banksync.EINVALID, "field %s has the wrong type", typeErr.Field)
 	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
 		return banksync.Errorf(banksync.EINVALID, "request body is not valid JSON")

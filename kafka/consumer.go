@@ -22,6 +22,7 @@ const (
 	consumerGroupDefault = "banksync-channel"
 	pollRecordsMax       = 10_000
 	commitInterval       = 200 * time.Millisecond
+	drainTimeoutDefault  = 10 * time.Second // how long a stopping member lets its lanes finish
 	applyAttemptsDefault = 5
 	// sessionTimeout is how long a dead member keeps its partitions before
 	// the group moves them: franz-go's default of 45 s is a long stall for a
@@ -82,7 +83,11 @@ type ConsumerConfig struct {
 	DLQTopic    string // where given-up records go
 	Lanes       int    // worker lanes; one account is always on one lane
 	AttemptsMax int    // tries of one record before it is given up (its account is then stale)
-	Logger      *slog.Logger
+	// DrainTimeout is how long a stopping member lets the jobs it handed
+	// out finish, so what they apply is committed rather than re-delivered;
+	// 0 takes the default, a negative value stops them at once.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
 
 	// UnsafeCommitBeforeApply completes each record as soon as it is
 	// dispatched, so offsets are committed past records not yet applied
@@ -121,6 +126,9 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 	if cfg.AttemptsMax <= 0 {
 		cfg.AttemptsMax = applyAttemptsDefault
 	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = drainTimeoutDefault
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -155,6 +163,9 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 // what was applied and leaves the group.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.cl.Close()
+	jobs, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	c.router.jobs = jobs
 	lastCommit := time.Now()
 	for ctx.Err() == nil {
 		// The poll gives up after commitInterval, so what the lanes
@@ -179,7 +190,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 			lastCommit = time.Now()
 		}
 	}
-	c.lanes.Close() // apply what is queued, then commit it
+	// Drain: the jobs handed out finish with their context alive, for at
+	// most DrainTimeout, so what they apply is committed, not re-delivered.
+	drain := time.AfterFunc(max(0, c.cfg.DrainTimeout), cancelJobs)
+	c.lanes.Close()
+	drain.Stop()
 	c.commit(context.Background())
 	return ctx.Err()
 }

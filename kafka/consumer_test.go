@@ -160,7 +160,7 @@ func TestConsumerStopCommitsOnlyApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func(apply kafka.ApplyFunc) (stop func()) {
-		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "stop-test", Lanes: 4}, apply)
+		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "stop-test", Lanes: 4, DrainTimeout: 100 * time.Millisecond}, apply)
 		if err != nil {
 			t.Fatal(err)
 		}

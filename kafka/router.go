@@ -25,6 +25,11 @@ type router struct {
 	log  *slog.Logger
 	// completeOnDispatch: ConsumerConfig.UnsafeCommitBeforeApply.
 	completeOnDispatch bool
+	// jobs, when set, is what the lanes' jobs run under instead of the
+	// poll loop's ctx: it outlives the loop, so that on shutdown the jobs
+	// already handed out finish (for a bounded time) and their records are
+	// committed instead of re-delivered.
+	jobs context.Context
 
 	batches map[int][]*kgo.Record // lane -> records not yet dispatched
 }
@@ -63,11 +68,15 @@ func (rt *router) add(ctx context.Context, r *kgo.Record) {
 func (rt *router) flush(ctx context.Context) {
 	for lane, recs := range rt.batches {
 		delete(rt.batches, lane)
+		parent := rt.jobs
+		if parent == nil {
+			parent = ctx
+		}
 		job := func(abandoned context.Context) {
-			// The job ends with the poll loop's ctx or, on revocation, the
-			// lanes' abandonment: a lane retrying a failing record must not
-			// hold up the rebalance.
-			jctx, cancel := context.WithCancel(ctx)
+			// The job ends with its parent (the consumer's drain) or, on
+			// revocation, the lanes' abandonment: a lane retrying a failing
+			// record must not hold up the rebalance.
+			jctx, cancel := context.WithCancel(parent)
 			defer context.AfterFunc(abandoned, cancel)()
 			defer cancel()
 			rt.handle(jctx, recs)

@@ -177,6 +177,7 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	root.Handle("GET /metrics", metrics.Handler(reg, cfg.Logger))
 	root.Handle("GET /healthz", bhttp.Healthz())
 	root.Handle("GET /readyz", bhttp.Readyz(checks))
+	root.Handle("GET /openapi.yaml", bhttp.ChannelOpenAPI())
 	adminAPI := bhttp.NewAdminServer(admin)
 	root.Handle("/admin/", adminAPI)
 	pages := web.Handler()

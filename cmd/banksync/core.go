@@ -47,6 +47,7 @@ type coreConfig struct {
 	KafkaData    string // data directory of the embedded cluster
 	Partitions   int
 	ServiceToken string
+	OpsListen    string // plain-HTTP address for /healthz, /readyz, /metrics; "" serves them only on Listen
 	TLSCert      string // PEM certificate to serve HTTPS with; "" serves HTTP
 	TLSKey       string // its private key
 	ClientCA     string // PEM bundle; set, a client certificate it signed is required
@@ -65,6 +66,7 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.String(&c.cfg.KafkaData, "kafka-data", "BANKSYNC_KAFKA_DATA", "data/kafka", "data directory of the embedded Kafka cluster")
 	f.Int(&c.cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries when core creates it")
 	f.String(&c.cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token the channel must present (required)")
+	f.String(&c.cfg.OpsListen, "ops-listen", "BANKSYNC_OPS_LISTEN", "", "plain-HTTP address for /healthz, /readyz and /metrics (probes and Prometheus need no client certificate there); unset, only on --listen")
 	f.String(&c.cfg.TLSCert, "tls-cert", "BANKSYNC_TLS_CERT", "", "PEM certificate (chain) to serve HTTPS with; unset, core serves plain HTTP")
 	f.String(&c.cfg.TLSKey, "tls-key", "BANKSYNC_TLS_KEY", "", "PEM private key of --tls-cert")
 	f.String(&c.cfg.ClientCA, "client-ca", "BANKSYNC_CLIENT_CA", "", "PEM bundle of CAs; set, core requires a client certificate signed by one of them (mutual TLS; needs --tls-cert)")
@@ -100,6 +102,8 @@ type coreNode struct {
 	brokers []string
 	ln      net.Listener
 	srv     *http.Server
+	opsLn   net.Listener // --ops-listen, if set
+	opsSrv  *http.Server
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	log     *slog.Logger
@@ -170,11 +174,28 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 	if n.pub != nil {
 		checks["kafka"] = n.pub.Ping
 	}
+	ops := func(mux *http.ServeMux) {
+		mux.Handle("GET /metrics", metrics.Handler(reg, cfg.Logger))
+		mux.Handle("GET /healthz", bhttp.Healthz())
+		mux.Handle("GET /readyz", bhttp.Readyz(checks))
+	}
 	root := http.NewServeMux()
-	root.Handle("GET /metrics", metrics.Handler(reg, cfg.Logger))
-	root.Handle("GET /healthz", bhttp.Healthz())
-	root.Handle("GET /readyz", bhttp.Readyz(checks))
+	ops(root)
+	root.Handle("GET /openapi.yaml", bhttp.CoreOpenAPI())
 	root.Handle("/", api)
+	if cfg.OpsListen != "" {
+		if n.opsLn, err = net.Listen("tcp", cfg.OpsListen); err != nil {
+			return n, err
+		}
+		opsMux := http.NewServeMux()
+		ops(opsMux)
+		n.opsSrv = newServer(opsMux, cfg.Logger)
+		n.wg.Go(func() {
+			if err := n.opsSrv.Serve(n.opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cfg.Logger.Error("core ops server stopped", "err", err)
+			}
+		})
+	}
 	route := func(r *http.Request) string {
 		if h, pattern := root.Handler(r); h != http.Handler(api) {
 			return pattern
@@ -221,10 +242,12 @@ func (n *coreNode) Brokers() []string { return n.brokers }
 // the relay, and closes Kafka and the store.
 func (n *coreNode) Close() error {
 	var errs []error
-	if n.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		errs = append(errs, n.srv.Shutdown(ctx))
-		cancel()
+	for _, srv := range []*http.Server{n.srv, n.opsSrv} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			errs = append(errs, srv.Shutdown(ctx))
+			cancel()
+		}
 	}
 	if n.ledger != nil {
 		errs = append(errs, n.ledger.Close())

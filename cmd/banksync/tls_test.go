@@ -153,7 +153,7 @@ func startMTLSCore(t *testing.T) *mtlsCore {
 	core, err := startCore(t.Context(), coreConfig{
 		Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(dir, "core.db"), Kafka: "embedded", KafkaListen: "127.0.0.1:0",
 		Partitions: 2, ServiceToken: tlsTestToken, AmountMax: banksync.AmountMaxDefault,
-		TLSCert: serverCert, TLSKey: serverKey, ClientCA: m.ca.file,
+		TLSCert: serverCert, TLSKey: serverKey, ClientCA: m.ca.file, OpsListen: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(m.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -269,6 +269,22 @@ func TestCoreMutualTLS(t *testing.T) {
 		resp2.Body.Close()
 		if resp2.StatusCode != http.StatusUnauthorized {
 			t.Errorf("without the service token: status = %s, want 401", resp2.Status)
+		}
+	})
+
+	t.Run("probes on the ops port", func(t *testing.T) {
+		// Kubelet probes and Prometheus carry no client certificate: the
+		// ops port answers them over plain HTTP, and serves nothing else.
+		ops := "http://" + m.core.opsLn.Addr().String()
+		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/core/v1/outbox": 404} {
+			resp, err := http.Get(ops + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s on the ops port = %d, want %d", path, resp.StatusCode, want)
+			}
 		}
 	})
 
