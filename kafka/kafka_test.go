@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
@@ -399,4 +401,36 @@ func kafkaPartition(key []byte, partitions int32) int32 {
 	h *= m
 	h ^= h >> 15
 	return int32(h&0x7fffffff) % partitions
+}
+
+// TestPublisherCreatesTheDeadLetterTopic: on a cluster that creates no
+// topics by itself, the publisher creates the ledger topic and its
+// dead-letter topic with the same partitions, so a consumer can always
+// dead-letter.
+func TestPublisherCreatesTheDeadLetterTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: c.ListenAddrs(), Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, banksync.TopicLedgerEntries, banksync.TopicLedgerEntriesDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{banksync.TopicLedgerEntries, banksync.TopicLedgerEntriesDLQ} {
+		if td, ok := topics[name]; !ok || td.Err != nil || len(td.Partitions) != 4 {
+			t.Errorf("topic %s: %+v", name, td)
+		}
+	}
 }

@@ -54,7 +54,12 @@ type PublisherConfig struct {
 	Brokers []string
 	// Topic defaults to banksync.TopicLedgerEntries.
 	Topic string
-	// Partitions is used only when the topic has to be created; 0 means
+	// DLQTopic, where the channel's consumers put records they give up on,
+	// is created beside Topic with as many partitions; defaults to
+	// banksync.TopicLedgerEntriesDLQ. Without it a consumer could not
+	// dead-letter and its partition would stop.
+	DLQTopic string
+	// Partitions is used only when the topics have to be created; 0 means
 	// partitionsDefault. An existing topic keeps its partition count, since
 	// changing it would move accounts to other partitions.
 	Partitions int
@@ -71,13 +76,17 @@ type Publisher struct {
 	log   *slog.Logger
 }
 
-// NewPublisher connects to the brokers and makes sure the topic exists.
+// NewPublisher connects to the brokers and makes sure the topic and its
+// dead-letter topic exist.
 func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("new kafka publisher: no brokers")
 	}
 	if cfg.Topic == "" {
 		cfg.Topic = banksync.TopicLedgerEntries
+	}
+	if cfg.DLQTopic == "" {
+		cfg.DLQTopic = banksync.TopicLedgerEntriesDLQ
 	}
 	if cfg.Partitions == 0 {
 		cfg.Partitions = partitionsDefault
@@ -105,9 +114,11 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 	if err != nil {
 		return nil, fmt.Errorf("new kafka publisher: %w", err)
 	}
-	if err := ensureTopic(ctx, cl, cfg.Topic, cfg.Partitions); err != nil {
-		cl.Close()
-		return nil, fmt.Errorf("new kafka publisher: %w", err)
+	for _, topic := range []string{cfg.Topic, cfg.DLQTopic} {
+		if err := ensureTopic(ctx, cl, topic, cfg.Partitions); err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("new kafka publisher: %w", err)
+		}
 	}
 	log.Info("kafka publisher ready", "brokers", cfg.Brokers)
 	return &Publisher{cl: cl, topic: cfg.Topic, log: log}, nil
