@@ -143,6 +143,25 @@ func (f *failingHistory) ApplyRuns(ctx context.Context, runs []channel.Run, at t
 	return f.Store.ApplyRuns(ctx, runs, at)
 }
 
+// hookedDemo starts the demo in-process, with its channel's requests to core
+// going through a transport the test can hold, and dave's history store
+// switchable to failing.
+func hookedDemo(t *testing.T, deadline time.Duration) (*demoNode, *chaos.Transport, *failingHistory) {
+	t.Helper()
+	toCore := chaos.NewTransport(http.DefaultTransport)
+	history := &failingHistory{account: "demo-dave"}
+	d, err := startDemo(context.Background(), demoConfig{
+		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
+		Deadline: deadline, CoreTransport: toCore,
+		WrapStore: func(s channel.Store) channel.Store { history.Store = s; return history },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, toCore, history
+}
+
 // TestBrowserAppAndOperations drives the demo's pages in headless Chromium:
 // a customer's history scrolled through every page with no row twice, a
 // transfer completed, a second refused while the first is held pending, a
@@ -152,17 +171,7 @@ func (f *failingHistory) ApplyRuns(ctx context.Context, runs []channel.Run, at t
 func TestBrowserAppAndOperations(t *testing.T) {
 	b := newBrowser(t)
 	ctx := context.Background()
-	toCore := chaos.NewTransport(http.DefaultTransport)
-	history := &failingHistory{account: "demo-dave"}
-	d, err := startDemo(ctx, demoConfig{
-		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
-		Deadline: 15 * time.Second, CoreTransport: toCore,
-		WrapStore: func(s channel.Store) channel.Store { history.Store = s; return history },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, toCore, history := hookedDemo(t, 15*time.Second)
 	l := d.core.ledger
 	aliceAt := func() banksync.Account {
 		a, err := l.Account(ctx, "demo-alice")

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"banksync"
-	"banksync/channel"
 	"banksync/chaos"
 )
 
@@ -93,17 +92,7 @@ func sum(m map[string]*dto.MetricFamily, name string) float64 {
 // metric on /metrics with the value the workload implies.
 func TestMetricsAfterAWorkload(t *testing.T) {
 	ctx := context.Background()
-	toCore := chaos.NewTransport(http.DefaultTransport)
-	history := &failingHistory{account: "demo-dave"}
-	d, err := startDemo(ctx, demoConfig{
-		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
-		Deadline: 4 * time.Second, CoreTransport: toCore,
-		WrapStore: func(s channel.Store) channel.Store { history.Store = s; return history },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d, toCore, history := hookedDemo(t, 4*time.Second)
 	coreURL, chURL := "http://"+d.core.Addr(), d.URL()
 	transfer := func(customer, from, to string, amount int64) int {
 		t.Helper()
