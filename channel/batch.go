@@ -72,8 +72,7 @@ func (c *Channel) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []e
 			}
 			appended += results[j].Appended
 		}
-		c.applied.add(c.now(), int64(appended))
-		c.cfg.Observer.Applied(appended)
+		c.noteApplied(int64(appended))
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errBatcherClosed) {
 			c.cfg.Logger.Warn("batch apply failed; applying its accounts one by one", "runs", len(runs), "err", err)
 		}

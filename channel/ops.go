@@ -64,7 +64,7 @@ func (c *Channel) Overview(ctx context.Context) (Overview, error) {
 	o := Overview{Decisions: c.decisions.recent()}
 	o.Applied.Total, o.Applied.PerSecond = c.applied.read(now)
 	var err error
-	if o.Pending, err = c.store.PendingBefore(ctx, now.AddDate(100, 0, 0), opsPendingMax); err != nil {
+	if o.Pending, err = c.pending(ctx, opsPendingMax); err != nil {
 		return o, fmt.Errorf("list pending transfers: %w", err)
 	}
 	if o.Pending == nil {
@@ -85,6 +85,19 @@ func (c *Channel) Overview(ctx context.Context) (Overview, error) {
 		}
 	}
 	return o, nil
+}
+
+// pending returns up to limit pending transfers, soonest deadline first,
+// whatever their deadline.
+func (c *Channel) pending(ctx context.Context, limit int) ([]Transfer, error) {
+	return c.store.PendingBefore(ctx, c.now().AddDate(100, 0, 0), limit)
+}
+
+// noteApplied counts entries written to the history, for the operations
+// view and the Observer.
+func (c *Channel) noteApplied(n int64) {
+	c.applied.add(c.now(), n)
+	c.cfg.Observer.Applied(int(n))
 }
 
 // decide records one of the reconciler's decisions.
@@ -173,7 +186,7 @@ const pendingCountMax = 10_000
 // PendingSummary counts the pending transfers (up to pendingCountMax) and
 // returns when the oldest was created (zero if none).
 func (c *Channel) PendingSummary(ctx context.Context) (count int, oldest time.Time, err error) {
-	ts, err := c.store.PendingBefore(ctx, c.now().AddDate(100, 0, 0), pendingCountMax)
+	ts, err := c.pending(ctx, pendingCountMax)
 	if err != nil {
 		return 0, time.Time{}, err
 	}

@@ -94,8 +94,7 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 		before := st.SyncedSeq
 		st, err = c.store.Apply(ctx, account, batch, c.now())
 		if err == nil {
-			c.applied.add(c.now(), st.SyncedSeq-before)
-			c.cfg.Observer.Applied(int(st.SyncedSeq - before))
+			c.noteApplied(st.SyncedSeq - before)
 		}
 		switch {
 		case errors.Is(err, ErrSeqConflict):

@@ -40,7 +40,7 @@ func NewDemoServer(customers []DemoCustomer, issue func(customer string) (string
 }
 
 func (s *DemoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !loopbackHost(r.Host) {
+	if !LoopbackHost(r.Host) {
 		writeError(w, r, s.log, banksync.Errorf(banksync.ENOTFOUND, "the demo's sign-in answers only on this machine"))
 		return
 	}
@@ -76,9 +76,9 @@ func (s *DemoServer) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// loopbackHost tells whether a request's Host names this machine:
-// localhost or a loopback address, with or without a port.
-func loopbackHost(host string) bool {
+// LoopbackHost tells whether host names this machine: localhost or a
+// loopback address, with or without a port.
+func LoopbackHost(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}

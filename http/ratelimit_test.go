@@ -47,7 +47,7 @@ func TestChannelRateLimits(t *testing.T) {
 					floodOK++
 				case st == 429:
 					limited++
-					if n, err := strconv.Atoi(h.Get("Retry-After")); err != nil || n < 1 || !contains(raw, banksync.ERATELIMITED) {
+					if n, err := strconv.Atoi(h.Get("Retry-After")); err != nil || n < 1 || !strings.Contains(string(raw), banksync.ERATELIMITED) {
 						badRetry = append(badRetry, fmt.Sprintf("Retry-After %q, body %s", h.Get("Retry-After"), raw))
 					}
 				default:
@@ -95,5 +95,3 @@ func TestChannelRateLimits(t *testing.T) {
 		t.Fatalf("a1 at core = %d %v; want 2 transfers of 10 taken, no more", st, m)
 	}
 }
-
-func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }

@@ -128,26 +128,9 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGr
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	listed, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = listed.Error()
-	}
+	ends, starts, err := replayPositions(ctx, adm, topic)
 	if err != nil {
-		return fmt.Errorf("end offsets of %s: %w", topic, err)
-	}
-	ends, starts := map[int32]int64{}, map[int32]int64{}
-	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
-	committed, err := adm.FetchOffsets(ctx, ReplayGroup)
-	if errors.Is(err, kerr.GroupIDNotFound) {
-		err = nil // never committed: nothing replayed yet
-	}
-	if err != nil {
-		return fmt.Errorf("replayed offsets of %s: %w", topic, err)
-	}
-	for p := range ends {
-		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At > 0 {
-			starts[p] = o.At
-		}
+		return err
 	}
 	if onStarts != nil {
 		onStarts(starts)
@@ -226,25 +209,40 @@ func DeadLetterDepth(ctx context.Context, brokers []string, topic string) (int64
 		return 0, err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, starts, err := replayPositions(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
-		return 0, fmt.Errorf("end offsets of %s: %w", topic, err)
-	}
-	committed, err := adm.FetchOffsets(ctx, ReplayGroup)
-	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-		return 0, fmt.Errorf("replayed offsets of %s: %w", topic, err)
+		return 0, err
 	}
 	var depth int64
-	ends.Each(func(o kadm.ListedOffset) {
-		start := int64(0)
-		if c, ok := committed.Lookup(topic, o.Partition); ok && c.Err == nil && c.At > 0 {
-			start = c.At
-		}
-		depth += max(0, o.Offset-start)
-	})
+	for p, end := range ends {
+		depth += max(0, end-starts[p])
+	}
 	return depth, nil
+}
+
+// replayPositions reads, per partition of topic, its end offset and the
+// offset ReplayGroup has replayed up to (absent when it never committed).
+func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (ends, starts map[int32]int64, err error) {
+	listed, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	ends, starts = map[int32]int64{}, map[int32]int64{}
+	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	committed, err := adm.FetchOffsets(ctx, ReplayGroup)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		err = nil // never committed: nothing replayed yet
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("replayed offsets of %s: %w", topic, err)
+	}
+	for p := range ends {
+		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At > 0 {
+			starts[p] = o.At
+		}
+	}
+	return ends, starts, nil
 }

@@ -33,22 +33,20 @@ func NewRegistry() *prometheus.Registry {
 // Handler serves reg at /metrics.
 func Handler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ErrorHandling:     promhttp.ContinueOnError,
-		Registry:          reg,
-		EnableOpenMetrics: false,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      reg,
 	})
 }
 
 // Ledger observes core's writer and relay.
 type Ledger struct {
-	commits      prometheus.Counter
-	batchSize    prometheus.Histogram
-	commitTime   prometheus.Histogram
-	entries      prometheus.Counter
-	published    prometheus.Counter
-	publishLag   prometheus.Histogram
-	outboxBacklg prometheus.GaugeFunc
+	commits    prometheus.Counter
+	batchSize  prometheus.Histogram
+	commitTime prometheus.Histogram
+	entries    prometheus.Counter
+	published  prometheus.Counter
+	publishLag prometheus.Histogram
 }
 
 // NewLedger registers core's metrics; backlog reads the outbox backlog at
@@ -71,7 +69,7 @@ func NewLedger(reg prometheus.Registerer, backlog func(context.Context) (int64, 
 			Help:    "How long the oldest entry of a relay round waited between its booking and its publication.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
-	m.outboxBacklg = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "banksync_outbox_backlog",
+	backlogGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "banksync_outbox_backlog",
 		Help: "Committed entries not yet published to Kafka (-1 if it could not be read)."}, func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 		defer cancel()
@@ -81,7 +79,7 @@ func NewLedger(reg prometheus.Registerer, backlog func(context.Context) (int64, 
 		}
 		return float64(n)
 	})
-	reg.MustRegister(m.commits, m.batchSize, m.commitTime, m.entries, m.published, m.publishLag, m.outboxBacklg)
+	reg.MustRegister(m.commits, m.batchSize, m.commitTime, m.entries, m.published, m.publishLag, backlogGauge)
 	return m
 }
 

@@ -252,11 +252,10 @@ func loadDemoSecrets(path string) (demoSecrets, error) {
 // loopbackOnly refuses a listen address other than loopback: the demo hands
 // customers' tokens to anyone who asks.
 func loopbackOnly(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("--listen %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !bhttp.LoopbackHost(addr) {
 		return fmt.Errorf("--listen %s: the demo signs anyone in as its customers, so it listens on loopback only (127.0.0.1, ::1 or localhost)", addr)
 	}
 	return nil
