@@ -74,7 +74,7 @@ func (c *Channel) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []e
 		}
 		c.noteApplied(int64(appended))
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errBatcherClosed) {
-			c.cfg.Logger.Warn("batch apply failed; applying its accounts one by one", "runs", len(runs), "err", err)
+			c.cfg.Logger.WarnContext(ctx, "batch apply failed; applying its accounts one by one", "runs", len(runs), "err", err)
 		}
 	}
 	if err := ctx.Err(); err != nil {

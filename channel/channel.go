@@ -214,7 +214,7 @@ func (c *Channel) Accounts(ctx context.Context, customer string) ([]AccountState
 	defer cancel()
 	accts, err := c.core.AccountsOf(rctx, customer)
 	if err != nil {
-		c.cfg.Logger.Warn("listing accounts from core failed; answering with known accounts", "customer", customer, "err", err)
+		c.cfg.Logger.WarnContext(ctx, "listing accounts from core failed; answering with known accounts", "customer", customer, "err", err)
 	}
 	for _, a := range accts {
 		if err := c.store.AddAccount(ctx, a.ID, a.Owner); err != nil {

@@ -3,6 +3,7 @@ package channel
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -100,11 +101,21 @@ func (c *Channel) noteApplied(n int64) {
 	c.cfg.Observer.Applied(int(n))
 }
 
-// decide records one of the reconciler's decisions.
-func (c *Channel) decide(d Decision) {
+// decide records one of the reconciler's decisions and logs it, once, with
+// its reason.
+func (c *Channel) decide(ctx context.Context, d Decision) {
 	d.At = c.now()
 	c.decisions.add(d)
 	c.cfg.Observer.Decided(d)
+	level := slog.LevelInfo
+	if d.Action == DecisionRepairFailed {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{slog.String("action", d.Action), slog.String("account", d.AccountID)}
+	if d.TransferID != "" {
+		attrs = append(attrs, slog.String("transfer_id", d.TransferID), slog.String("outcome", d.Outcome))
+	}
+	c.cfg.Logger.LogAttrs(ctx, level, "reconciler decision", append(attrs, slog.String("reason", d.Detail))...)
 }
 
 // decisionLog keeps the latest decisions.

@@ -149,8 +149,8 @@ func (c *Channel) markStale(ctx context.Context, account string, cause error) {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return
 	}
-	c.cfg.Logger.Warn("account history behind core; marked stale", "account", account, "err", cause)
+	c.cfg.Logger.WarnContext(ctx, "account history behind core; marked stale", "account", account, "err", cause)
 	if err := c.store.MarkStale(context.WithoutCancel(ctx), account, c.now()); err != nil {
-		c.cfg.Logger.Error("mark account stale", "account", account, "err", err)
+		c.cfg.Logger.ErrorContext(ctx, "mark account stale", "account", account, "err", err)
 	}
 }

@@ -59,6 +59,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 		return c.untracked(ctx, t)
 	case errors.Is(err, ErrInProgress):
 		c.cfg.Observer.Submitted(OutcomeRefused, time.Since(start))
+		c.cfg.Logger.InfoContext(ctx, "transfer refused", "account", req.FromAccount, "reason", "account has a transfer in progress")
 		return Transfer{}, banksync.Errorf(banksync.EINPROGRESS, "account %s has a transfer in progress; wait for it to finish", req.FromAccount)
 	case err != nil:
 		return Transfer{}, fmt.Errorf("store transfer: %w", err)
@@ -67,7 +68,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	case !created:
 		return existing, failedError(existing)
 	}
-	c.cfg.Logger.Info("transfer pending", "transfer_id", t.ID, "customer", t.Customer, "from", t.FromAccount, "to", t.ToAccount, "amount", t.Amount)
+	c.cfg.Logger.InfoContext(ctx, "transfer pending", "transfer_id", t.ID, "customer", t.Customer, "from", t.FromAccount, "to", t.ToAccount, "amount", t.Amount)
 
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.CoreTimeout)
 	out, err := c.core.Transfer(cctx, banksync.TransferRequest{TransferID: t.ID, FromAccount: t.FromAccount,
@@ -78,7 +79,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 		// than leave the account blocked until the deadline. The fence
 		// answers whatever core decided, should a copy of the request have
 		// run after all.
-		c.cfg.Logger.Warn("core refused the transfer; fencing it", "transfer_id", t.ID, "err", err)
+		c.cfg.Logger.WarnContext(ctx, "core refused the transfer; fencing it", "transfer_id", t.ID, "err", err)
 		cctx, cancel := c.coreCall(context.WithoutCancel(ctx))
 		out, err = c.core.Fence(cctx, t.ID)
 		cancel()
@@ -86,7 +87,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	if err != nil {
 		// Lost request, lost answer or a slow core: the outcome is unknown
 		// until the deadline passes and the reconciler fences it.
-		c.cfg.Logger.Warn("core did not answer; transfer stays pending", "transfer_id", t.ID, "err", err)
+		c.cfg.Logger.WarnContext(ctx, "core did not answer; transfer stays pending", "transfer_id", t.ID, "err", err)
 		c.cfg.Observer.Submitted(OutcomePending, time.Since(start))
 		return t, nil
 	}
@@ -151,7 +152,7 @@ func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferO
 		state = StateCompleted
 		for _, e := range out.Entries {
 			if _, err := c.Apply(ctx, e.AccountID, []banksync.Entry{e}); err != nil {
-				c.cfg.Logger.Warn("applying a completed transfer's entry failed", "transfer_id", t.ID, "account", e.AccountID, "err", err)
+				c.cfg.Logger.WarnContext(ctx, "applying a completed transfer's entry failed", "transfer_id", t.ID, "account", e.AccountID, "err", err)
 			}
 		}
 	case banksync.StatusRejected:
@@ -162,10 +163,10 @@ func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferO
 	}
 	settled, err := c.store.Settle(ctx, t.ID, state, reason, c.now())
 	if err != nil {
-		c.cfg.Logger.Error("settling transfer failed", "transfer_id", t.ID, "state", state, "err", err)
+		c.cfg.Logger.ErrorContext(ctx, "settling transfer failed", "transfer_id", t.ID, "state", state, "err", err)
 		return t, fmt.Errorf("settle %s: %w", t.ID, err)
 	}
-	c.cfg.Logger.Info("transfer settled", "transfer_id", t.ID, "state", settled.State, "reason", settled.Reason)
+	c.cfg.Logger.InfoContext(ctx, "transfer settled", "transfer_id", t.ID, "account", t.FromAccount, "state", settled.State, "reason", settled.Reason)
 	return settled, nil
 }
 
@@ -202,7 +203,7 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 			// The seed's way: past the deadline, a transfer without an
 			// answer is failed, trusting core to refuse it by its clock.
 			if st, err := c.settle(ctx, t, banksync.TransferOutcome{Status: banksync.StatusRejected, Reason: "timeout"}); err == nil {
-				c.decide(Decision{Action: DecisionFenced, TransferID: t.ID, AccountID: t.FromAccount, Outcome: st.State, Detail: "by the channel's clock, without fencing"})
+				c.decide(ctx, Decision{Action: DecisionFenced, TransferID: t.ID, AccountID: t.FromAccount, Outcome: st.State, Detail: "by the channel's clock, without fencing"})
 				settled++
 			}
 			continue
@@ -217,13 +218,12 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		c.cfg.Logger.Info("reconciler fenced transfer", "transfer_id", t.ID, "core_status", out.Status, "reason", out.Reason)
 		st, err := c.settle(ctx, t, out)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		c.decide(Decision{Action: DecisionFenced, TransferID: t.ID, AccountID: t.FromAccount, Outcome: st.State, Detail: fenceDetail(out)})
+		c.decide(ctx, Decision{Action: DecisionFenced, TransferID: t.ID, AccountID: t.FromAccount, Outcome: st.State, Detail: fenceDetail(out)})
 		settled++
 	}
 	return settled, errors.Join(append(errs, c.repairStale(ctx))...)
@@ -240,14 +240,13 @@ func (c *Channel) repairStale(ctx context.Context) error {
 	for _, id := range ids {
 		st, err := c.Sync(ctx, id)
 		if err != nil {
-			c.decide(Decision{Action: DecisionRepairFailed, AccountID: id, Detail: err.Error()})
+			c.decide(ctx, Decision{Action: DecisionRepairFailed, AccountID: id, Detail: err.Error()})
 			if errIsUnavailable(err) {
 				return fmt.Errorf("repair stale %s: %w", id, err) // core is down or slow: next round
 			}
-			c.cfg.Logger.Warn("repairing a stale account failed", "account", id, "err", err)
 			continue
 		}
-		c.decide(Decision{Action: DecisionRepaired, AccountID: id, Detail: fmt.Sprintf("history synced through seq %d", st.SyncedSeq)})
+		c.decide(ctx, Decision{Action: DecisionRepaired, AccountID: id, Detail: fmt.Sprintf("history synced through seq %d", st.SyncedSeq)})
 	}
 	return nil
 }
@@ -271,7 +270,7 @@ func (c *Channel) RunReconciler(ctx context.Context) error {
 		case <-tick.C:
 		}
 		if _, err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			c.cfg.Logger.Warn("reconcile round incomplete", "err", err)
+			c.cfg.Logger.WarnContext(ctx, "reconcile round incomplete", "err", err)
 		}
 	}
 }

@@ -458,7 +458,14 @@ func TestSelectorsMatchPods(t *testing.T) {
 
 func TestPodsAreLockedDown(t *testing.T) {
 	m := loadManifests(t)
-	shutdownBound := constSeconds(t, cmdDir, "shutdownTimeout") + constSeconds(t, cmdDir, "relayFlushTimeout")
+	// What each binary may take after SIGTERM: finishing requests, then
+	// core flushes its outbox relay and the channel lets its consumer's
+	// lanes drain.
+	requests := constSeconds(t, cmdDir, "shutdownTimeout")
+	shutdownBounds := map[string]time.Duration{
+		"core":    requests + constSeconds(t, cmdDir, "relayFlushTimeout"),
+		"channel": requests + constSeconds(t, "../kafka", "drainTimeoutDefault"),
+	}
 	checkTimeout := constSeconds(t, "../http", "healthCheckTimeout")
 	for name, c := range components {
 		t.Run(name, func(t *testing.T) {
@@ -520,8 +527,10 @@ func TestPodsAreLockedDown(t *testing.T) {
 			if l := ctr.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
 				preStop = time.Duration(l.PreStop.Sleep.Seconds) * time.Second
 			}
-			if grace <= preStop+shutdownBound {
-				t.Errorf("terminationGracePeriodSeconds %v, want more than preStop %v + the binary's shutdown bound %v", grace, preStop, shutdownBound)
+			if bound, ok := shutdownBounds[name]; !ok {
+				t.Errorf("no shutdown bound known for %s", name)
+			} else if grace <= preStop+bound {
+				t.Errorf("terminationGracePeriodSeconds %v, want more than preStop %v + the binary's shutdown bound %v", grace, preStop, bound)
 			}
 
 			a := d.Spec.Template.Annotations

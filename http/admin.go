@@ -204,13 +204,14 @@ func (s *AdminServer) replay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	addLog(r.Context(), LogAccount, req.Account)
 	applied, err := dlq.Replay(r.Context(), req.Account)
 	if err != nil {
-		s.log.Warn("dead-letter replay stopped", "account", req.Account, "applied", applied, "err", err)
+		s.log.WarnContext(r.Context(), "dead-letter replay stopped", "applied", applied, "err", err)
 		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAVAILABLE, "replay stopped after %d letters: a letter still fails to apply", applied))
 		return
 	}
-	s.log.Info("dead letters replayed", "account", req.Account, "applied", applied)
+	s.log.InfoContext(r.Context(), "dead letters replayed", "applied", applied)
 	writeJSON(w, http.StatusOK, struct {
 		Applied int `json:"applied"`
 	}{applied})

@@ -56,17 +56,18 @@ func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServ
 func (s *ChannelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	customer, err := s.auth.Authenticate(r)
 	if err != nil {
-		s.log.Debug("customer not authenticated", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.DebugContext(r.Context(), "customer not authenticated", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		writeError(w, r, s.log, err)
 		return
 	}
+	addLog(r.Context(), LogCustomer, customer)
 	budget := s.reads
 	if r.Method == http.MethodPost && r.URL.Path == "/v1/transfers" {
 		budget = s.transfers
 	}
 	if ok, retryAfter := budget.allow(customer, time.Now()); !ok {
-		s.log.Info("customer rate limited", "customer", customer, "method", r.Method, "path", r.URL.Path)
+		s.log.InfoContext(r.Context(), "customer rate limited", "method", r.Method, "path", r.URL.Path)
 		writeRateLimited(w, r, s, retryAfter)
 		return
 	}
@@ -110,10 +111,12 @@ func (s *ChannelServer) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	addLog(r.Context(), LogAccount, *req.FromAccount)
 	t, err := s.ch.Submit(r.Context(), channel.SubmitRequest{
 		Customer: customerOf(r), IdempotencyKey: keys[0], FromAccount: *req.FromAccount,
 		ToAccount: *req.ToAccount, Amount: *req.Amount, Memo: req.Memo,
 	})
+	addLog(r.Context(), LogTransferID, t.ID)
 	switch {
 	case banksync.ErrorCode(err) == banksync.EFAILED:
 		body := transferFailed{Transfer: t}
@@ -132,6 +135,7 @@ func (s *ChannelServer) submit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *ChannelServer) transfer(w http.ResponseWriter, r *http.Request) {
+	addLog(r.Context(), LogTransferID, r.PathValue("id"))
 	t, err := s.ch.Transfer(r.Context(), customerOf(r), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, s.log, err)
@@ -169,6 +173,7 @@ func (s *ChannelServer) history(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	addLog(r.Context(), LogAccount, r.PathValue("id"))
 	page, err := s.ch.History(r.Context(), s.cursors, customerOf(r), r.PathValue("id"), q.Get("cursor"), limit)
 	if err != nil {
 		writeError(w, r, s.log, err)
@@ -178,6 +183,7 @@ func (s *ChannelServer) history(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *ChannelServer) sync(w http.ResponseWriter, r *http.Request) {
+	addLog(r.Context(), LogAccount, r.PathValue("id"))
 	st, err := s.ch.ManualSync(r.Context(), customerOf(r), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, s.log, err)

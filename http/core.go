@@ -108,6 +108,7 @@ func (s *CoreServer) accountsOf(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *CoreServer) account(w http.ResponseWriter, r *http.Request) {
+	addLog(r.Context(), LogAccount, r.PathValue("id"))
 	acct, err := s.ledger.Account(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, s.log, err)
@@ -128,6 +129,7 @@ func (s *CoreServer) entries(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, banksync.Errorf(banksync.EINVALID, "limit must be a whole number"))
 		return
 	}
+	addLog(r.Context(), LogAccount, r.PathValue("id"))
 	entries, err := s.ledger.Entries(r.Context(), r.PathValue("id"), afterSeq, int(min(limit, 1<<20)))
 	if err != nil {
 		writeError(w, r, s.log, err)
@@ -176,6 +178,7 @@ func (s *CoreServer) deposit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	addLog(r.Context(), LogAccount, d.AccountID)
 	out, err := s.ledger.Deposit(r.Context(), d)
 	if err != nil {
 		writeError(w, r, s.log, err)
@@ -256,6 +259,8 @@ func (s *CoreServer) transfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	addLog(r.Context(), LogTransferID, *req.TransferID)
+	addLog(r.Context(), LogAccount, *req.FromAccount)
 	out, err := s.ledger.Transfer(r.Context(), banksync.TransferRequest{
 		TransferID: *req.TransferID, FromAccount: *req.FromAccount, ToAccount: *req.ToAccount,
 		Amount: *req.Amount, Deadline: *req.Deadline, Memo: req.Memo,
@@ -268,6 +273,7 @@ func (s *CoreServer) transfer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *CoreServer) transferStatus(w http.ResponseWriter, r *http.Request) {
+	addLog(r.Context(), LogTransferID, r.PathValue("id"))
 	out, err := s.ledger.TransferStatus(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, s.log, err)
@@ -287,6 +293,7 @@ func (s *CoreServer) outbox(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *CoreServer) fence(w http.ResponseWriter, r *http.Request) {
+	addLog(r.Context(), LogTransferID, r.PathValue("id"))
 	out, err := s.ledger.Fence(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, s.log, err)

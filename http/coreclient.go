@@ -58,6 +58,9 @@ func (c *CoreClient) do(ctx context.Context, method, path string, body, out any)
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if id := RequestID(ctx); id != "" {
+		req.Header.Set(HeaderRequestID, id)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -63,7 +63,7 @@ func describeError(r *http.Request, log *slog.Logger, err error, attrs ...any) (
 		status = http.StatusInternalServerError
 	}
 	if status >= 500 {
-		log.Error("request failed", append([]any{"method", r.Method, "path", r.URL.Path, "code", code, "err", err}, attrs...)...)
+		log.ErrorContext(r.Context(), "request failed", append([]any{"method", r.Method, "path", r.URL.Path, "code", code, "err", err}, attrs...)...)
 	}
 	return status, errorDetail{Code: code, Message: banksync.ErrorMessage(err)}
 }

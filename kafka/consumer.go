@@ -213,7 +213,6 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) {
 	for _, r := range recs {
 		ev, err := decode(r)
 		if err != nil {
-			c.cfg.Logger.Error("undecodable ledger event", "partition", r.Partition, "offset", r.Offset, "err", err)
 			if !c.deadLetter(ctx, r, err.Error(), 0) {
 				return
 			}
@@ -295,8 +294,6 @@ func (c *Consumer) retry(ctx context.Context, r *kgo.Record, ev banksync.LedgerE
 		case ctx.Err() != nil:
 			return false
 		case attempt >= c.cfg.AttemptsMax:
-			c.cfg.Logger.Error("ledger event dead-lettered; account left stale", "account", ev.AccountID, "seq", ev.Seq,
-				"partition", r.Partition, "offset", r.Offset, "attempts", attempt, "err", err)
 			return c.deadLetter(ctx, r, err.Error(), attempt)
 		}
 		select {
@@ -310,7 +307,8 @@ func (c *Consumer) retry(ctx context.Context, r *kgo.Record, ev banksync.LedgerE
 
 // deadLetter publishes r to the dead-letter topic with why, retrying until
 // the broker acknowledges it or ctx ends (then r is not done, and is
-// re-delivered rather than lost).
+// re-delivered rather than lost). A letter written is logged once, with
+// its reason.
 func (c *Consumer) deadLetter(ctx context.Context, r *kgo.Record, reason string, attempts int) bool {
 	headers := append(append([]kgo.RecordHeader(nil), r.Headers...),
 		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(reason)},
@@ -324,6 +322,9 @@ func (c *Consumer) deadLetter(ctx context.Context, r *kgo.Record, reason string,
 		dead := &kgo.Record{Topic: c.cfg.DLQTopic, Key: r.Key, Value: r.Value, Headers: headers}
 		err := c.cl.ProduceSync(ctx, dead).FirstErr()
 		if err == nil {
+			c.cfg.Logger.Error("ledger event dead-lettered; account left stale", "account", string(r.Key),
+				"partition", r.Partition, "offset", r.Offset, "attempts", attempts, "reason", reason,
+				"dlq_partition", dead.Partition, "dlq_offset", dead.Offset)
 			return true
 		}
 		if ctx.Err() != nil {

@@ -279,14 +279,14 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	var reapplied []int64
 	healthy := kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil })
 	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ,
-		func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy)
+		func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy, nil)
 	if err != nil || res.Applied != 10 {
 		t.Fatalf("replay of acc-3 = %+v, %v; want 10 applied", res, err)
 	}
 	if _, replayed, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); replayed[0] != 10 {
 		t.Fatalf("replayed offsets = %v, want partition 0 at 10", replayed)
 	}
-	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy)
+	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy, nil)
 	if err != nil || res.Applied != 0 {
 		t.Fatalf("full replay = %+v, %v; want nothing left", res, err)
 	}
@@ -319,7 +319,7 @@ func TestReplayStopsAtFailure(t *testing.T) {
 		}
 		return nil
 	})
-	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3)
+	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3, nil)
 	if err == nil || res.Applied != 2 {
 		t.Fatalf("replay = %+v, %v; want 2 applied, then the error", res, err)
 	}
@@ -327,7 +327,7 @@ func TestReplayStopsAtFailure(t *testing.T) {
 		t.Fatalf("replayed offsets = %v, want partition 0 at 2 (past the applied two only)", replayed)
 	}
 	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil,
-		kafka.ApplyFunc(func(context.Context, banksync.Entry) error { return nil }))
+		kafka.ApplyFunc(func(context.Context, banksync.Entry) error { return nil }), nil)
 	if err != nil || res.Applied != 3 {
 		t.Fatalf("replay after the fix = %+v, %v; want the remaining 3", res, err)
 	}
@@ -407,7 +407,7 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	if len(letters) == 0 {
 		t.Fatal("no record reached the dead-letter topic: the outage proved nothing")
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, apply)
+	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, apply, nil)
 	if err != nil || res.Applied != len(letters) {
 		t.Fatalf("replay = %+v, %v; want %d applied", res, err, len(letters))
 	}
@@ -458,7 +458,7 @@ func TestAccountReplayCommitsUpToALetterLeft(t *testing.T) {
 		if account != "" {
 			match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 		}
-		res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, match, apply)
+		res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, match, apply, nil)
 		if err != nil || int64(res.Applied) != wantApplied {
 			t.Fatalf("replay %q = %+v, %v; want %d applied", account, res, err, wantApplied)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -90,7 +91,12 @@ type ReplayResult struct {
 // on each partition only up to its first letter match passed over, so a
 // later replay still sees that one (re-applying is harmless: the sync
 // engine skips what it has). It stops at the first letter that still fails.
-func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, apply Applier) (ReplayResult, error) {
+// Each letter applied is logged once to log (nil: not logged), with the
+// reason it was dead-lettered.
+func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, apply Applier, log *slog.Logger) (ReplayResult, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	var res ReplayResult
 	err := scanDeadLetters(ctx, brokers, topic, true, func(r *kgo.Record) (bool, error) {
 		d, err := deadLetterOf(r)
@@ -105,6 +111,8 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 			err := apply.ApplyEntry(ctx, d.Event.Entry())
 			if err == nil {
 				res.Applied++
+				log.InfoContext(ctx, "dead letter replayed", "account", d.Event.AccountID, "seq", d.Event.Seq,
+					"dlq_partition", r.Partition, "dlq_offset", r.Offset, "reason", d.Reason)
 				return true, nil
 			}
 			if attempt >= replayAttemptsMax || ctx.Err() != nil {

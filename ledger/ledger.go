@@ -151,7 +151,8 @@ type request struct {
 	fenceID  string
 	bodyHash string
 
-	result chan result // buffered: the writer never blocks on a caller
+	result chan result     // buffered: the writer never blocks on a caller
+	logCtx context.Context // the caller's, for the attributes its log lines carry
 }
 
 type result struct {
@@ -160,6 +161,7 @@ type result struct {
 	transfer TransferRecord
 	deposit  DepositRecord
 	entries  []banksync.Entry // entries this request wrote, if any
+	decided  bool             // transfer was decided by this request, not before
 	err      error
 }
 
@@ -176,7 +178,7 @@ func (l *Ledger) submit(ctx context.Context, r *request) result {
 // many requests can queue them all and let them share group commits. A full
 // queue refuses at once rather than blocking: the caller retries later.
 func (l *Ledger) enqueue(ctx context.Context, r *request) error {
-	r.result = make(chan result, 1)
+	r.result, r.logCtx = make(chan result, 1), ctx
 	select {
 	case l.queue <- r:
 		return nil

@@ -178,35 +178,9 @@ func NewHTTP(reg prometheus.Registerer, server string) *HTTP {
 	return m
 }
 
-// Wrap counts next's requests under the route route names (a pattern such
-// as "POST /v1/transfers", so the label's values stay few).
-func (m *HTTP) Wrap(next http.Handler, route func(*http.Request) string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		name := route(r)
-		m.requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
-		m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
-	})
+// Observe counts one request answered on route (a pattern such as
+// "POST /v1/transfers", so the label's values stay few) with status.
+func (m *HTTP) Observe(route string, status int, took time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(took.Seconds())
 }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if !s.wrote {
-		s.status, s.wrote = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	s.wrote = true
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

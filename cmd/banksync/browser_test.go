@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -146,13 +147,13 @@ func (f *failingHistory) ApplyRuns(ctx context.Context, runs []channel.Run, at t
 // hookedDemo starts the demo in-process, with its channel's requests to core
 // going through a transport the test can hold, and dave's history store
 // switchable to failing.
-func hookedDemo(t *testing.T, deadline time.Duration) (*demoNode, *chaos.Transport, *failingHistory) {
+func hookedDemo(t *testing.T, deadline time.Duration, log *slog.Logger) (*demoNode, *chaos.Transport, *failingHistory) {
 	t.Helper()
 	toCore := chaos.NewTransport(http.DefaultTransport)
 	history := &failingHistory{account: "demo-dave"}
 	d, err := startDemo(context.Background(), demoConfig{
 		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
-		Deadline: deadline, CoreTransport: toCore,
+		Deadline: deadline, CoreTransport: toCore, Logger: log,
 		WrapStore: func(s channel.Store) channel.Store { history.Store = s; return history },
 	})
 	if err != nil {
@@ -171,7 +172,7 @@ func hookedDemo(t *testing.T, deadline time.Duration) (*demoNode, *chaos.Transpo
 func TestBrowserAppAndOperations(t *testing.T) {
 	b := newBrowser(t)
 	ctx := context.Background()
-	d, toCore, history := hookedDemo(t, 15*time.Second)
+	d, toCore, history := hookedDemo(t, 15*time.Second, nil)
 	l := d.core.ledger
 	aliceAt := func() banksync.Account {
 		a, err := l.Account(ctx, "demo-alice")

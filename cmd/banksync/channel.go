@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -27,6 +26,7 @@ type channelCommand struct{}
 // channelConfig is what a channel process needs; the demo builds one too.
 type channelConfig struct {
 	Listen                   string
+	OpsListen                string // address of the operator listener (/metrics, /admin/, /ops/); "" serves them on Listen
 	DB                       string
 	CoreURL                  string
 	ServiceToken             string  // the channel's credential at core
@@ -59,6 +59,7 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	var logFormat string
 	f := newFlags("channel", "Runs the channel tier's transfer server: the customer API, the reconciler and the sync engine.")
 	f.String(&cfg.Listen, "listen", "BANKSYNC_CHANNEL_LISTEN", "127.0.0.1:8080", "address to serve the customer API on")
+	f.String(&cfg.OpsListen, "ops-listen", "BANKSYNC_OPS_LISTEN", "", "address of the operator listener: /metrics, /healthz, /readyz, the operator API and page; set, they are off the customer listener (but the probes); unset, all on --listen")
 	f.String(&cfg.DB, "db", "BANKSYNC_CHANNEL_DB", "sqlite:data/channel.db", "channel database: sqlite:PATH or postgres://…")
 	f.String(&cfg.CoreURL, "core-url", "BANKSYNC_CORE_URL", "http://127.0.0.1:8081", "base URL of the core API")
 	f.String(&cfg.CoreCA, "core-ca", "BANKSYNC_CORE_CA", "", "PEM bundle of CAs core's certificate must chain to (https:// --core-url); unset, the system roots")
@@ -93,7 +94,7 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("channel listening", "addr", node.Addr(), "core", cfg.CoreURL)
+	log.Info("channel listening", "addr", node.Addr(), "ops_addr", node.ops.Addr(), "core", cfg.CoreURL)
 	<-ctx.Done()
 	return node.Close()
 }
@@ -102,8 +103,8 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 type channelNode struct {
 	store channel.Store
 	ch    *channel.Channel
-	ln    net.Listener
-	srv   *http.Server
+	api   *server
+	ops   *server // --ops-listen, if set
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 }
@@ -153,7 +154,7 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		if err != nil {
 			return n, err
 		}
-		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, apply: n.ch, history: store, replayed: m.Replayed}, consumer
+		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, apply: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, consumer
 		state.Lag = consumer.Lag
 		state.DeadLetters = func(ctx context.Context) (int64, error) {
 			return kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
@@ -169,21 +170,33 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	if err != nil {
 		return n, err
 	}
-	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return n, err
-	}
 	metrics.RegisterChannelState(reg, state)
-	root := http.NewServeMux()
-	root.Handle("GET /metrics", metrics.Handler(reg, cfg.Logger))
-	root.Handle("GET /healthz", bhttp.Healthz())
-	root.Handle("GET /readyz", bhttp.Readyz(checks))
-	root.Handle("GET /openapi.yaml", bhttp.ChannelOpenAPI())
+	httpMetrics := metrics.NewHTTP(reg, "channel")
 	adminAPI := bhttp.NewAdminServer(admin)
-	root.Handle("/admin/", adminAPI)
 	pages := web.Handler()
-	for _, p := range []string{"/app/", "/ops/", "/assets/"} {
-		root.Handle(p, pages)
+	probes := func(mux *http.ServeMux) *http.ServeMux {
+		mux.Handle("GET /healthz", bhttp.Healthz())
+		mux.Handle("GET /readyz", bhttp.Readyz(checks))
+		mux.Handle("GET /openapi.yaml", bhttp.ChannelOpenAPI())
+		mux.Handle("/assets/", pages)
+		return mux
 	}
+	operator := func(mux *http.ServeMux) *http.ServeMux {
+		mux.Handle("GET /metrics", metrics.Handler(reg, cfg.Logger))
+		mux.Handle("/admin/", adminAPI)
+		mux.Handle("/ops/", pages)
+		return mux
+	}
+	root := probes(http.NewServeMux())
+	if cfg.OpsListen != "" {
+		mux := operator(probes(http.NewServeMux()))
+		if n.ops, err = serve(&n.wg, "channel ops", cfg.OpsListen, mux, muxRoute(mux, adminAPI), nil, httpMetrics, cfg.Logger); err != nil {
+			return n, err
+		}
+	} else {
+		operator(root)
+	}
+	root.Handle("/app/", pages)
 	root.Handle("GET /{$}", http.RedirectHandler("/app/", http.StatusFound))
 	if cfg.Demo != nil {
 		root.Handle("/demo/", cfg.Demo)
@@ -193,28 +206,13 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		TransferLimit: perSecond(cfg.RateTransfers), ReadLimit: perSecond(cfg.RateReads),
 	})
 	root.Handle("/", api)
-	route := func(r *http.Request) string {
-		switch h, pattern := root.Handler(r); h {
-		case http.Handler(api):
-			return api.Route(r)
-		case http.Handler(adminAPI):
-			return adminAPI.Route(r)
-		default:
-			return pattern
-		}
+	if n.api, err = serve(&n.wg, "channel", cfg.Listen, root, muxRoute(root, api, adminAPI), nil, httpMetrics, cfg.Logger); err != nil {
+		return n, err
 	}
-	n.srv = newServer(metrics.NewHTTP(reg, "channel").Wrap(root, route), cfg.Logger)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			cfg.Logger.Error("channel server stopped", "err", err)
-		}
-	}()
 	return n, nil
 }
 
-func (n *channelNode) Addr() string { return n.ln.Addr().String() }
+func (n *channelNode) Addr() string { return n.api.Addr() }
 
 // customerAuth builds what verifies customers' tokens — the HS256 secret or
 // the identity provider's public key — and the cursor key.
@@ -264,12 +262,7 @@ func perSecond(rate float64) bhttp.RateLimit {
 // Close stops taking requests, finishes those in flight, stops the
 // reconciler and closes the store.
 func (n *channelNode) Close() error {
-	var errs []error
-	if n.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		errs = append(errs, n.srv.Shutdown(ctx))
-		cancel()
-	}
+	errs := []error{n.api.shutdown(), n.ops.shutdown()}
 	if n.stop != nil {
 		n.stop()
 	}

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"banksync"
 	bhttp "banksync/http"
@@ -20,17 +18,6 @@ import (
 	"banksync/metrics"
 	"banksync/postgres"
 	"banksync/sqlite"
-)
-
-// Server timeouts: slow clients cannot hold connections open.
-const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 15 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 120 * time.Second
-	headerBytesMax    = 16 << 10
-	shutdownTimeout   = 15 * time.Second
-	relayFlushTimeout = 5 * time.Second
 )
 
 type coreCommand struct {
@@ -100,10 +87,8 @@ type coreNode struct {
 	pub     *kafka.Publisher
 	relay   *ledger.Relay
 	brokers []string
-	ln      net.Listener
-	srv     *http.Server
-	opsLn   net.Listener // --ops-listen, if set
-	opsSrv  *http.Server
+	api     *server
+	ops     *server // --ops-listen, if set
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 	log     *slog.Logger
@@ -163,9 +148,6 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 			n.relay.Run(runCtx)
 		}()
 	}
-	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return n, err
-	}
 	api := bhttp.NewCoreServer(n.ledger, cfg.ServiceToken, cfg.Logger)
 	checks := map[string]bhttp.Check{"database": func(ctx context.Context) error {
 		_, err := n.store.LastPosition(ctx)
@@ -174,81 +156,36 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 	if n.pub != nil {
 		checks["kafka"] = n.pub.Ping
 	}
-	ops := func(mux *http.ServeMux) {
+	probes := func(mux *http.ServeMux) *http.ServeMux {
 		mux.Handle("GET /metrics", metrics.Handler(reg, cfg.Logger))
 		mux.Handle("GET /healthz", bhttp.Healthz())
 		mux.Handle("GET /readyz", bhttp.Readyz(checks))
+		return mux
 	}
-	root := http.NewServeMux()
-	ops(root)
-	root.Handle("GET /openapi.yaml", bhttp.CoreOpenAPI())
-	root.Handle("/", api)
+	httpMetrics := metrics.NewHTTP(reg, "core")
 	if cfg.OpsListen != "" {
-		if n.opsLn, err = net.Listen("tcp", cfg.OpsListen); err != nil {
+		mux := probes(http.NewServeMux())
+		if n.ops, err = serve(&n.wg, "core ops", cfg.OpsListen, mux, muxRoute(mux), nil, httpMetrics, cfg.Logger); err != nil {
 			return n, err
 		}
-		opsMux := http.NewServeMux()
-		ops(opsMux)
-		n.opsSrv = newServer(opsMux, cfg.Logger)
-		n.wg.Go(func() {
-			if err := n.opsSrv.Serve(n.opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				cfg.Logger.Error("core ops server stopped", "err", err)
-			}
-		})
 	}
-	route := func(r *http.Request) string {
-		if h, pattern := root.Handler(r); h != http.Handler(api) {
-			return pattern
-		}
-		return api.Route(r)
+	root := probes(http.NewServeMux())
+	root.Handle("GET /openapi.yaml", bhttp.CoreOpenAPI())
+	root.Handle("/", api)
+	if n.api, err = serve(&n.wg, "core", cfg.Listen, root, muxRoute(root, api), tlsCfg, httpMetrics, cfg.Logger); err != nil {
+		return n, err
 	}
-	n.srv = newServer(metrics.NewHTTP(reg, "core").Wrap(root, route), cfg.Logger)
-	n.srv.TLSConfig = tlsCfg
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		// ServeTLS wraps n.ln, which keeps the address, and offers HTTP/2;
-		// Shutdown closes the wrapped listener as it would the plain one.
-		var err error
-		if tlsCfg != nil {
-			err = n.srv.ServeTLS(n.ln, "", "")
-		} else {
-			err = n.srv.Serve(n.ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			cfg.Logger.Error("core server stopped", "err", err)
-		}
-	}()
 	return n, nil
 }
 
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    headerBytesMax,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-}
-
-func (n *coreNode) Addr() string { return n.ln.Addr().String() }
+func (n *coreNode) Addr() string { return n.api.Addr() }
 
 func (n *coreNode) Brokers() []string { return n.brokers }
 
 // Close stops taking requests, finishes those in flight, stops the writer and
 // the relay, and closes Kafka and the store.
 func (n *coreNode) Close() error {
-	var errs []error
-	for _, srv := range []*http.Server{n.srv, n.opsSrv} {
-		if srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-			errs = append(errs, srv.Shutdown(ctx))
-			cancel()
-		}
-	}
+	errs := []error{n.api.shutdown(), n.ops.shutdown()}
 	if n.ledger != nil {
 		errs = append(errs, n.ledger.Close())
 	}

@@ -41,7 +41,7 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	// Warnings only, so the terminal stays readable under --traffic.
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Logger = slog.New(bhttp.LogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	d, err := startDemo(ctx, cfg)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -62,13 +63,17 @@ func oneLine(s string, max int) string {
 }
 
 func dlqReplay(ctx context.Context, args []string) error {
-	var brokers, db, coreURL, token, account string
+	var brokers, db, coreURL, coreCA, coreCert, coreKey, token, account, logFormat string
 	var all bool
 	f := newFlags("dlq replay", "Re-applies dead letters through the channel's sync engine. --all replays every\nletter not yet replayed and records how far it got; --account ID applies that\naccount's letters and records nothing (a later --all sees them again, harmlessly).")
 	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers host:port,…")
 	f.String(&db, "db", "BANKSYNC_CHANNEL_DB", "sqlite:data/channel.db", "the channel's database")
 	f.String(&coreURL, "core-url", "BANKSYNC_CORE_URL", "http://127.0.0.1:8081", "base URL of the core API (to fill holes)")
+	f.String(&coreCA, "core-ca", "BANKSYNC_CORE_CA", "", "PEM bundle of CAs core's certificate must chain to (https:// --core-url); unset, the system roots")
+	f.String(&coreCert, "core-cert", "BANKSYNC_CORE_CERT", "", "PEM client certificate presented to core (for core's --client-ca)")
+	f.String(&coreKey, "core-key", "BANKSYNC_CORE_KEY", "", "PEM private key of --core-cert")
 	f.String(&token, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token for core (required)")
+	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "text", "log format: json or text (each letter replayed is logged)")
 	f.Bool(&all, "all", "BANKSYNC_DLQ_ALL", false, "replay every letter not yet replayed")
 	f.String(&account, "account", "BANKSYNC_DLQ_ACCOUNT", "", "replay only this account's letters")
 	if err := f.parse(args); err != nil {
@@ -77,17 +82,25 @@ func dlqReplay(ctx context.Context, args []string) error {
 	if all == (account != "") || token == "" {
 		return errors.New("give exactly one of --all and --account, and --service-token")
 	}
+	logger, err := newLogger(logFormat)
+	if err != nil {
+		return err
+	}
+	transport, err := coreClientTransport(coreURL, coreCA, coreCert, coreKey)
+	if err != nil {
+		return err
+	}
 	store, err := openChannelStore(ctx, db)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	ch := channel.New(store, bhttp.NewCoreClient(strings.TrimSuffix(coreURL, "/"), token, nil), channel.Config{})
+	ch := channel.New(store, bhttp.NewCoreClient(strings.TrimSuffix(coreURL, "/"), token, transport), channel.Config{Logger: logger})
 	var match func(banksync.LedgerEvent) bool
 	if account != "" {
 		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match, ch)
+	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match, ch, logger)
 	fmt.Printf("replayed %d dead letters (%d of other accounts left)\n", res.Applied, res.Skipped)
 	return err
 }
@@ -99,6 +112,7 @@ type dlqOps struct {
 	apply    kafka.Applier
 	history  channel.Store // to tell which letters' entries are in the history
 	replayed func(n int)   // counts letters a replay applied
+	log      *slog.Logger  // each letter replayed is logged
 }
 
 func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
@@ -129,7 +143,7 @@ func (o dlqOps) Replay(ctx context.Context, account string) (int, error) {
 	if account != "" {
 		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, match, o.apply)
+	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, match, o.apply, o.log)
 	if o.replayed != nil {
 		o.replayed(res.Applied)
 	}

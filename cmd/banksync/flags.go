@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	bhttp "banksync/http"
 )
 
 // flags is a FlagSet whose every flag also reads a BANKSYNC_* variable; the
@@ -83,9 +85,9 @@ func (f *flags) parse(args []string) error {
 func newLogger(format string) (*slog.Logger, error) {
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil
+		return slog.New(bhttp.LogHandler(slog.NewJSONHandler(os.Stderr, nil))), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, nil)), nil
+		return slog.New(bhttp.LogHandler(slog.NewTextHandler(os.Stderr, nil))), nil
 	}
 	return nil, fmt.Errorf("log format must be json or text, not %q", format)
 }

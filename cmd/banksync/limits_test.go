@@ -7,8 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"banksync/metrics"
 )
 
 // TestServerBoundsSlowAndHugeClients: the servers core and channel run
@@ -16,13 +21,16 @@ import (
 // (a slow client cannot hold it), and refuse headers over headerBytesMax
 // with 431.
 func TestServerBoundsSlowAndHugeClients(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	srv, err := serve(&wg, "test", "127.0.0.1:0", ok, func(*http.Request) string { return "/" }, nil,
+		metrics.NewHTTP(prometheus.NewRegistry(), "test"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), slog.New(slog.DiscardHandler))
-	go srv.Serve(ln)
-	defer srv.Close()
+	defer srv.srv.Close()
+	ln := srv.ln
 
 	// Headers that never end: the server hangs up after the timeout.
 	c, err := net.Dial("tcp", ln.Addr().String())

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 
 	"banksync"
 	"banksync/chaos"
+	bhttp "banksync/http"
 )
 
 // scrape reads url's /metrics as Prometheus would.
@@ -86,25 +91,42 @@ func sum(m map[string]*dto.MetricFamily, name string) float64 {
 	return total
 }
 
-// TestMetricsAfterAWorkload runs core and the channel (the demo's wiring),
-// sends a scripted workload — transfers that complete, fail, stay pending
-// and are refused; a dead-lettered deposit and its replay — and finds each
-// metric on /metrics with the value the workload implies.
-func TestMetricsAfterAWorkload(t *testing.T) {
+// TestMetricsAndLogsAfterAWorkload runs core and the channel (the demo's
+// wiring), sends a scripted workload — transfers that complete, fail, stay
+// pending and are refused; a dead-lettered deposit and its replay — and
+// finds each metric on /metrics with the value the workload implies, and
+// each decision in the JSON log once, with its reason and the request's
+// attributes.
+func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 	ctx := context.Background()
-	d, toCore, history := hookedDemo(t, 4*time.Second)
+	logs := &lockedBuffer{}
+	d, toCore, history := hookedDemo(t, 4*time.Second, slog.New(bhttp.LogHandler(slog.NewJSONHandler(logs, nil))))
 	coreURL, chURL := "http://"+d.core.Addr(), d.URL()
+	sent := map[string]string{} // request id -> transfer id
 	transfer := func(customer, from, to string, amount int64) int {
 		t.Helper()
 		req, _ := http.NewRequest("POST", chURL+"/v1/transfers", strings.NewReader(
 			fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":%d}`, from, to, amount)))
 		req.Header.Set("Authorization", "Bearer "+d.Token(customer))
 		req.Header.Set("Idempotency-Key", fmt.Sprintf("metrics-%d", time.Now().UnixNano()))
+		reqID := fmt.Sprintf("workload-%d", len(sent)+1)
+		req.Header.Set(bhttp.HeaderRequestID, reqID)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		if got := resp.Header.Get(bhttp.HeaderRequestID); got != reqID {
+			t.Errorf("answer's %s = %q, want the request's %q", bhttp.HeaderRequestID, got, reqID)
+		}
+		var body struct {
+			ID       string `json:"transfer_id"`
+			Transfer struct {
+				ID string `json:"transfer_id"`
+			} `json:"transfer"`
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		sent[reqID] = body.ID + body.Transfer.ID // "" when refused
 		return resp.StatusCode
 	}
 	for range 3 {
@@ -147,6 +169,7 @@ func TestMetricsAfterAWorkload(t *testing.T) {
 	req, _ := http.NewRequest("POST", chURL+"/admin/v1/dlq/replay", strings.NewReader(`{"all":true}`))
 	req.Header.Set("Authorization", "Bearer "+d.secrets.AdminToken)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(bhttp.HeaderRequestID, "workload-replay")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("replay = %v, %v", resp, err)
 	}
@@ -205,6 +228,119 @@ func TestMetricsAfterAWorkload(t *testing.T) {
 			t.Errorf("%s = %v, want some", c.what, c.got)
 		}
 	}
+	checkWorkloadLogs(t, logs.lines(t), sent)
+}
+
+// checkWorkloadLogs checks the log of the metrics workload: every decision
+// logged once, with its reason, carrying the request's id and attributes —
+// the channel's request id followed into core's lines.
+func checkWorkloadLogs(t *testing.T, lines []map[string]any, sent map[string]string) {
+	t.Helper()
+	find := func(msg string, attrs ...string) []map[string]any {
+		var out []map[string]any
+	next:
+		for _, l := range lines {
+			if l["msg"] != msg {
+				continue
+			}
+			for i := 0; i+1 < len(attrs); i += 2 {
+				if fmt.Sprint(l[attrs[i]]) != attrs[i+1] {
+					continue next
+				}
+			}
+			out = append(out, l)
+		}
+		return out
+	}
+	one := func(msg string, attrs ...string) map[string]any {
+		t.Helper()
+		found := find(msg, attrs...)
+		if len(found) != 1 {
+			t.Errorf("%d log lines %q %v, want exactly one", len(found), msg, attrs)
+			return map[string]any{}
+		}
+		return found[0]
+	}
+	// The customer's requests: an access line each, with customer, account
+	// and transfer id; the channel's request id on core's lines too.
+	var completed, failed, held int
+	for reqID, id := range sent {
+		access := one("request", "request_id", reqID, "route", "POST /v1/transfers")
+		if access["customer"] == nil || access["account"] == nil {
+			t.Errorf("access line %v lacks customer or account", access)
+		}
+		if id == "" { // refused: nothing reached core
+			r := one("transfer refused", "request_id", reqID)
+			if r["reason"] != "account has a transfer in progress" || r["customer"] != "dave" {
+				t.Errorf("refusal logged as %v", r)
+			}
+			continue
+		}
+		if access["transfer_id"] != id {
+			t.Errorf("access line %v, want transfer_id %s", access, id)
+		}
+		if access["status"] == float64(http.StatusAccepted) {
+			held++
+			// Core never got it; the reconciler fenced it.
+			one("transfer fenced", "transfer_id", id, "reason", banksync.ReasonFenced)
+			one("reconciler decision", "transfer_id", id, "action", "fenced", "outcome", "failed", "reason", "core: rejected (fenced)")
+			one("transfer settled", "transfer_id", id, "state", "failed", "reason", banksync.ReasonFenced)
+			continue
+		}
+		decided := one("transfer decided", "transfer_id", id, "request_id", reqID)
+		one("request", "request_id", reqID, "route", "POST /core/v1/transfers", "transfer_id", id)
+		switch decided["status"] {
+		case banksync.StatusCompleted:
+			completed++
+			one("transfer settled", "transfer_id", id, "request_id", reqID, "state", "completed")
+		case banksync.StatusRejected:
+			failed++
+			if decided["reason"] != banksync.ReasonInsufficientFunds {
+				t.Errorf("decision %v, want reason %s", decided, banksync.ReasonInsufficientFunds)
+			}
+			one("transfer settled", "transfer_id", id, "request_id", reqID, "state", "failed", "reason", banksync.ReasonInsufficientFunds)
+		}
+	}
+	if completed != 3 || failed != 2 || held != 1 {
+		t.Errorf("logged decisions: %d completed, %d failed, %d held; want 3, 2, 1", completed, failed, held)
+	}
+	// The dead letter: written once, with the history's error; replayed
+	// once, under the operator's request.
+	dead := one("ledger event dead-lettered; account left stale", "account", "demo-dave")
+	reason, _ := dead["reason"].(string)
+	if reason == "" {
+		t.Errorf("dead letter logged without a reason: %v", dead)
+	}
+	one("dead letter replayed", "account", "demo-dave", "request_id", "workload-replay", "reason", reason)
+	one("request", "request_id", "workload-replay", "route", "POST /admin/v1/dlq/replay", "status", "200")
+}
+
+// lockedBuffer collects log output written from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines decodes the JSON lines written so far.
+func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, line := range bytes.Split(bytes.TrimSpace(b.buf.Bytes()), []byte("\n")) {
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // TestHealthAndReadiness: /healthz answers while the process runs;

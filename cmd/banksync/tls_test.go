@@ -275,7 +275,7 @@ func TestCoreMutualTLS(t *testing.T) {
 	t.Run("probes on the ops port", func(t *testing.T) {
 		// Kubelet probes and Prometheus carry no client certificate: the
 		// ops port answers them over plain HTTP, and serves nothing else.
-		ops := "http://" + m.core.opsLn.Addr().String()
+		ops := "http://" + m.core.ops.Addr()
 		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/core/v1/outbox": 404} {
 			resp, err := http.Get(ops + path)
 			if err != nil {

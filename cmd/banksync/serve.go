@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	bhttp "banksync/http"
+	"banksync/metrics"
+)
+
+// Server timeouts: slow clients cannot hold connections open.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+	headerBytesMax    = 16 << 10
+	shutdownTimeout   = 15 * time.Second
+	relayFlushTimeout = 5 * time.Second
+)
+
+// server is one HTTP server on its own address: a service's API, or its
+// operator listener (--ops-listen).
+type server struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// serve listens on addr and serves h there — over TLS when tlsCfg is set —
+// until shutdown; wg waits for it. Every request gets an id, an access
+// line and its HTTP metrics, named by route.
+func serve(wg *sync.WaitGroup, name, addr string, h http.Handler, route func(*http.Request) string,
+	tlsCfg *tls.Config, m *metrics.HTTP, log *slog.Logger) (*server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{ln: ln, srv: &http.Server{
+		Handler: bhttp.Observe(h, bhttp.ObserveConfig{Logger: log, Route: route, Done: m.Observe,
+			Quiet: map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": true}}),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    headerBytesMax,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}
+	wg.Go(func() {
+		// ServeTLS wraps ln, which keeps the address, and offers HTTP/2;
+		// Shutdown closes the wrapped listener as it would the plain one.
+		var err error
+		if tlsCfg != nil {
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("server stopped", "server", name, "addr", ln.Addr().String(), "err", err)
+		}
+	})
+	return s, nil
+}
+
+// Addr is the address s listens on; "" for no server.
+func (s *server) Addr() string {
+	if s == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// shutdown stops taking requests and waits, within shutdownTimeout, for
+// those in flight. A nil server has nothing to shut down.
+func (s *server) shutdown() error {
+	if s == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
+
+// muxRoute names a request's route by mux's pattern, or by sub's own Route
+// when the pattern hands it to one of subs (the APIs, whose catch-all
+// pattern would say nothing).
+func muxRoute(mux *http.ServeMux, subs ...interface {
+	http.Handler
+	Route(*http.Request) string
+}) func(*http.Request) string {
+	return func(r *http.Request) string {
+		h, pattern := mux.Handler(r)
+		for _, s := range subs {
+			if h == http.Handler(s) {
+				return s.Route(r)
+			}
+		}
+		return pattern
+	}
+}
