@@ -44,9 +44,11 @@ const (
 	// while a previous produce request is in flight. Measured against the
 	// embedded cluster: ~380k entries/s at 0, ~80k at franz-go's 10ms default.
 	produceLinger = 0
-	// topicReplication is the replication factor we create the topic with;
-	// one is all the embedded cluster has.
-	topicReplication = 1
+	// topicReplication is the replication factor core creates its topics
+	// with: -1 asks for the cluster's default.replication.factor (Kafka
+	// 2.4 and later), so a production cluster's 3 applies and the embedded
+	// single-broker cluster gets 1.
+	topicReplication = -1
 )
 
 // PublisherConfig configures a Publisher.

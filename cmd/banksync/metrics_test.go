@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -99,7 +98,7 @@ func sum(m map[string]*dto.MetricFamily, name string) float64 {
 // attributes.
 func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 	ctx := context.Background()
-	logs := &lockedBuffer{}
+	logs := &syncBuffer{}
 	d, toCore, history := hookedDemo(t, 4*time.Second, slog.New(bhttp.LogHandler(slog.NewJSONHandler(logs, nil))))
 	coreURL, chURL := "http://"+d.core.Addr(), d.URL()
 	sent := map[string]string{} // request id -> transfer id
@@ -315,20 +314,8 @@ func checkWorkloadLogs(t *testing.T, lines []map[string]any, sent map[string]str
 	one("request", "request_id", "workload-replay", "route", "POST /admin/v1/dlq/replay", "status", "200")
 }
 
-// lockedBuffer collects log output written from many goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
 // lines decodes the JSON lines written so far.
-func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
