@@ -478,3 +478,8 @@ func (s *ChannelStore) History(ctx context.Context, account string, beforeSeq in
 	}
 	return es, nil
 }
+
+// Migrations lists the channel schema's migrations, embedded and applied.
+func (s *ChannelStore) Migrations(ctx context.Context) (known, applied []string, err error) {
+	return migrations(ctx, s.pool, "channel")
+}

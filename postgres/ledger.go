@@ -594,3 +594,8 @@ func (s *LedgerStore) Totals(ctx context.Context) (ledger.Totals, error) {
 	}
 	return t, nil
 }
+
+// Migrations lists the ledger schema's migrations, embedded and applied.
+func (s *LedgerStore) Migrations(ctx context.Context) (known, applied []string, err error) {
+	return migrations(ctx, s.pool, "ledger")
+}

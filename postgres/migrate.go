@@ -116,3 +116,23 @@ func applyMigration(ctx context.Context, pool *pgxpool.Pool, m migration) error 
 		return nil
 	})
 }
+
+// migrations returns the names of set's migrations this binary embeds and
+// those the database has recorded, for the readiness check.
+func migrations(ctx context.Context, pool *pgxpool.Pool, set string) (known, applied []string, err error) {
+	ms, err := loadMigrations(set)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range ms {
+		known = append(known, m.name)
+	}
+	rows, err := pool.Query(ctx, "SELECT name FROM schema_migrations WHERE name LIKE $1 ORDER BY name", set+"/%")
+	if err != nil {
+		return nil, nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	if applied, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return nil, nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	return known, applied, nil
+}

@@ -484,3 +484,8 @@ func fromNullMicros(us sql.NullInt64) time.Time {
 	}
 	return fromMicros(us.Int64)
 }
+
+// Migrations lists the channel schema's migrations, embedded and applied.
+func (s *ChannelStore) Migrations(ctx context.Context) (known, applied []string, err error) {
+	return s.db.migrations(ctx, "channel")
+}

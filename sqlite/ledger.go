@@ -345,3 +345,8 @@ func duplicateKey(err error) error {
 	}
 	return err
 }
+
+// Migrations lists the ledger schema's migrations, embedded and applied.
+func (s *LedgerStore) Migrations(ctx context.Context) (known, applied []string, err error) {
+	return s.db.migrations(ctx, "ledger")
+}

@@ -153,19 +153,51 @@ func (d *db) migrate(ctx context.Context, set string) error {
 		name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	dir := "migrations/" + set
-	files, err := fs.Glob(migrations, dir+"/*.sql")
+	files, names, err := embeddedMigrations(set)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	sort.Strings(files)
-	for _, f := range files {
-		name := set + "/" + strings.TrimPrefix(f, dir+"/")
-		if err := d.applyMigration(ctx, f, name); err != nil {
+	for i, f := range files {
+		if err := d.applyMigration(ctx, f, names[i]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// embeddedMigrations returns set's migration files in version order, and
+// the name each is recorded under in schema_migrations.
+func embeddedMigrations(set string) (files, names []string, err error) {
+	dir := "migrations/" + set
+	if files, err = fs.Glob(migrations, dir+"/*.sql"); err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		names = append(names, set+"/"+strings.TrimPrefix(f, dir+"/"))
+	}
+	return files, names, nil
+}
+
+// migrations returns the names of set's migrations this binary embeds and
+// those the database has recorded, for the readiness check.
+func (d *db) migrations(ctx context.Context, set string) (known, applied []string, err error) {
+	if _, known, err = embeddedMigrations(set); err != nil {
+		return nil, nil, err
+	}
+	rows, err := d.read.QueryContext(ctx, `SELECT name FROM schema_migrations WHERE name LIKE ? ORDER BY name`, set+"/%")
+	if err != nil {
+		return nil, nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		applied = append(applied, name)
+	}
+	return known, applied, rows.Err()
 }
 
 func (d *db) applyMigration(ctx context.Context, file, name string) error {

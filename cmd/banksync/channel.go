@@ -141,6 +141,9 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		_, _, err := n.store.Account(ctx, "readyz")
 		return err
 	}}
+	if m, ok := n.store.(migrated); ok {
+		checks["migrations"] = bhttp.MigrationCheck(m.Migrations)
+	}
 	runCtx, stop := context.WithCancel(context.Background())
 	n.stop = stop
 	n.wg.Add(1)

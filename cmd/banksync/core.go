@@ -153,6 +153,9 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 		_, err := n.store.LastPosition(ctx)
 		return err
 	}}
+	if m, ok := n.store.(migrated); ok {
+		checks["migrations"] = bhttp.MigrationCheck(m.Migrations)
+	}
 	if n.pub != nil {
 		checks["kafka"] = n.pub.Ping
 	}

@@ -355,12 +355,13 @@ func TestHealthAndReadiness(t *testing.T) {
 			t.Errorf("%s/healthz = %d %s", base, st, body)
 		}
 	}
-	if st, body := get("http://" + d.core.Addr() + "/readyz"); st != 200 || !strings.Contains(body, `"database":"ok"`) || !strings.Contains(body, `"kafka":"ok"`) {
+	if st, body := get("http://" + d.core.Addr() + "/readyz"); st != 200 || !strings.Contains(body, `"database":"ok"`) ||
+		!strings.Contains(body, `"migrations":"ok"`) || !strings.Contains(body, `"kafka":"ok"`) {
 		t.Errorf("core /readyz = %d %s", st, body)
 	}
 	waitFor(t, "the channel ready", 20*time.Second, func() bool {
 		st, body := get(d.URL() + "/readyz")
-		return st == 200 && strings.Contains(body, `"database":"ok"`) && strings.Contains(body, `"kafka":"ok"`)
+		return st == 200 && strings.Contains(body, `"database":"ok"`) && strings.Contains(body, `"migrations":"ok"`) && strings.Contains(body, `"kafka":"ok"`)
 	})
 	// Kafka gone: core is not ready, and says why.
 	d.core.cluster.Close()

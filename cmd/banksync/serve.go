@@ -12,6 +12,8 @@ import (
 
 	bhttp "banksync/http"
 	"banksync/metrics"
+	"banksync/postgres"
+	"banksync/sqlite"
 )
 
 // Server timeouts: slow clients cannot hold connections open.
@@ -24,6 +26,14 @@ const (
 	shutdownTimeout   = 15 * time.Second
 	relayFlushTimeout = 5 * time.Second
 )
+
+// migrated is a store that can list its schema migrations (all of ours),
+// for the readiness check.
+type migrated interface {
+	Migrations(ctx context.Context) (known, applied []string, err error)
+}
+
+var _ = []migrated{(*sqlite.LedgerStore)(nil), (*sqlite.ChannelStore)(nil), (*postgres.LedgerStore)(nil), (*postgres.ChannelStore)(nil)}
 
 // server is one HTTP server on its own address: a service's API, or its
 // operator listener (--ops-listen).
