@@ -47,7 +47,7 @@ func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServ
 	s.mux.HandleFunc("GET /v1/accounts", s.accounts)
 	s.mux.HandleFunc("GET /v1/accounts/{id}/transactions", s.history)
 	s.mux.HandleFunc("POST /v1/accounts/{id}/sync", s.sync)
-	s.mux.HandleFunc("/", s.notFound)
+	s.mux.HandleFunc("/", noRoute(s.mux, s.log))
 	return s
 }
 
@@ -77,10 +77,6 @@ func (s *ChannelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func customerOf(r *http.Request) string {
 	c, _ := CustomerFrom(r.Context())
 	return c // ServeHTTP put it there
-}
-
-func (s *ChannelServer) notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, s.log, banksync.Errorf(banksync.ENOTFOUND, "no such endpoint"))
 }
 
 // transferFailed is the answer to a transfer core refused: the error, and

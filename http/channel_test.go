@@ -709,7 +709,7 @@ func TestChannelRefusesBadInput(t *testing.T) {
 			{"another's history", "GET", "/v1/accounts/b1/transactions", ``, 404, banksync.ENOTFOUND, nil},
 			{"another's sync", "POST", "/v1/accounts/b1/sync", ``, 404, banksync.ENOTFOUND, nil},
 			{"another's transfer", "GET", "/v1/transfers/" + theirs["transfer_id"].(string), ``, 404, banksync.ENOTFOUND, nil},
-			{"wrong method", "DELETE", "/v1/accounts", ``, 404, banksync.ENOTFOUND, nil},
+			{"wrong method", "DELETE", "/v1/accounts", ``, 405, "method_not_allowed", nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				st, m := s.call(t, "cust-a", tc.method, tc.path, tc.body, tc.hdr...)

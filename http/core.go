@@ -40,7 +40,7 @@ func NewCoreServer(l *ledger.Ledger, serviceToken string, log *slog.Logger) *Cor
 	s.mux.HandleFunc("GET /core/v1/transfers/{id}", s.transferStatus)
 	s.mux.HandleFunc("POST /core/v1/transfers/{id}/fence", s.fence)
 	s.mux.HandleFunc("GET /core/v1/outbox", s.outbox)
-	s.mux.HandleFunc("/", s.notFound)
+	s.mux.HandleFunc("/", noRoute(s.mux, s.log))
 	return s
 }
 
@@ -62,10 +62,6 @@ func bearerMatches(r *http.Request, token []byte) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(h[len(prefix):]), token) == 1
-}
-
-func (s *CoreServer) notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, s.log, banksync.Errorf(banksync.ENOTFOUND, "no such endpoint"))
 }
 
 func (s *CoreServer) createAccount(w http.ResponseWriter, r *http.Request) {

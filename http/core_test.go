@@ -216,7 +216,7 @@ func coreRefusals(t *testing.T, f *coreFixture) {
 		{"entries limit too big", "GET", "/core/v1/accounts/a/entries?limit=100000", ``, 400, banksync.EINVALID, nil},
 		{"fence bad id", "POST", "/core/v1/transfers/%20x/fence", ``, 400, banksync.EINVALID, nil},
 		{"status bad id", "GET", "/core/v1/transfers/%20x", ``, 400, banksync.EINVALID, nil},
-		{"outbox wrong method", "POST", "/core/v1/outbox", `{}`, 404, banksync.ENOTFOUND, nil},
+		{"outbox wrong method", "POST", "/core/v1/outbox", `{}`, 405, "method_not_allowed", nil},
 		{"unknown route", "GET", "/core/v1/nothing", ``, 404, banksync.ENOTFOUND, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

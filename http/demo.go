@@ -33,9 +33,7 @@ func NewDemoServer(customers []DemoCustomer, issue func(customer string) (string
 	}
 	s := &DemoServer{customers: customers, issue: issue, log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /demo/v1/customers", s.list)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, s.log, banksync.Errorf(banksync.ENOTFOUND, "no such endpoint"))
-	})
+	s.mux.HandleFunc("/", noRoute(s.mux, s.log))
 	return s
 }
 

@@ -33,6 +33,7 @@ var statusOf = map[string]int{
 	banksync.EUNAVAILABLE:    http.StatusServiceUnavailable,
 	banksync.EINTERNAL:       http.StatusInternalServerError,
 	eUnsupportedMediaType:    http.StatusUnsupportedMediaType,
+	eMethodNotAllowed:        http.StatusMethodNotAllowed,
 }
 
 // errorDetail is how the API shows an error: inside errorBody for a whole

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
-
-	"banksync"
 )
 
 // The OpenAPI 3.0 documents of the APIs, served as they are written.
@@ -28,7 +26,7 @@ func ChannelOpenAPI() http.Handler { return openAPIDocument("openapi/channel.yam
 
 // openAPIDocument serves one embedded document to GET and HEAD, with an
 // ETag so a client can keep its copy until the binary changes. Another
-// method is answered as the APIs answer any route they do not have.
+// method is answered 405, as the APIs answer a method a path does not take.
 func openAPIDocument(name string) http.Handler {
 	doc, err := openAPIDocuments.ReadFile(name)
 	if err != nil {
@@ -39,7 +37,7 @@ func openAPIDocument(name string) http.Handler {
 	log := slog.New(slog.DiscardHandler)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			writeError(w, r, log, banksync.Errorf(banksync.ENOTFOUND, "no such endpoint"))
+			methodNotAllowed(w, r, log, []string{http.MethodGet, http.MethodHead})
 			return
 		}
 		w.Header().Set("Content-Type", "application/yaml")

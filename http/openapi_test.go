@@ -407,8 +407,8 @@ func TestOpenAPIDocumentsServed(t *testing.T) {
 				rec := serve(method)
 				var m map[string]any
 				json.Unmarshal(rec.Body.Bytes(), &m)
-				if rec.Code != 404 || errCode(m) != banksync.ENOTFOUND {
-					t.Errorf("%s = %d %q, want 404 %s as for any route the API does not have", method, rec.Code, rec.Body, banksync.ENOTFOUND)
+				if rec.Code != 405 || errCode(m) != "method_not_allowed" || rec.Header().Get("Allow") != "GET, HEAD" {
+					t.Errorf("%s = %d %q Allow %q, want 405 method_not_allowed with Allow: GET, HEAD", method, rec.Code, rec.Body, rec.Header().Get("Allow"))
 				}
 			}
 		})
@@ -563,7 +563,7 @@ func TestOpenAPICore(t *testing.T) {
 
 		// Not in the document, and not served.
 		c("GET", "/core/v1/nothing", "", 404, banksync.ENOTFOUND).refused(),
-		c("POST", "/core/v1/outbox", `{}`, 404, banksync.ENOTFOUND).refused(),
+		c("POST", "/core/v1/outbox", `{}`, 405, "method_not_allowed").refused(),
 	} {
 		rec.run(t, call)
 	}
@@ -768,7 +768,7 @@ func TestOpenAPIChannel(t *testing.T) {
 		c("POST", "/v1/accounts/a1/sync", `{}`, 200, "").refused(), // a body where none belongs: ignored
 		// Not in the document, and not served.
 		c("GET", "/v1/nothing", "", 404, banksync.ENOTFOUND).refused(),
-		c("DELETE", "/v1/accounts", "", 404, banksync.ENOTFOUND).refused(),
+		c("DELETE", "/v1/accounts", "", 405, "method_not_allowed").refused(),
 	)
 
 	// A transfer core does not answer in time stays pending; the account
