@@ -78,9 +78,11 @@ type Store interface {
 	CreateTransfer(ctx context.Context, t Transfer) (existing Transfer, created bool, err error)
 	// Transfer returns a transfer by id.
 	Transfer(ctx context.Context, id string) (Transfer, bool, error)
-	// Settle moves a pending transfer to completed or failed; settling one
-	// that is no longer pending changes nothing and returns its current row.
-	Settle(ctx context.Context, id, state, reason string, at time.Time) (Transfer, error)
+	// Settle moves a pending transfer to completed or failed and reports
+	// changed; settling one that is no longer pending changes nothing and
+	// returns its current row with changed false (another replica settled
+	// it first).
+	Settle(ctx context.Context, id, state, reason string, at time.Time) (t Transfer, changed bool, err error)
 	// PendingBefore returns up to limit pending transfers whose deadline is
 	// before t, oldest deadline first.
 	PendingBefore(ctx context.Context, t time.Time, limit int) ([]Transfer, error)

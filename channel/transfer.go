@@ -91,7 +91,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 		c.cfg.Observer.Submitted(OutcomePending, time.Since(start))
 		return t, nil
 	}
-	settled, err := c.settle(context.WithoutCancel(ctx), t, out)
+	settled, _, err := c.settle(context.WithoutCancel(ctx), t, out)
 	if err != nil {
 		c.cfg.Observer.Submitted(OutcomePending, time.Since(start))
 		return t, nil // still pending in the store; the reconciler will settle it
@@ -144,8 +144,10 @@ func failedError(t Transfer) error {
 // settle records core's decision on t. A completed transfer's entries go
 // through the sync engine first, so by the time the customer sees
 // "completed" the history shows it (if the history store fails, the account
-// is marked stale and repaired on the next read).
-func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferOutcome) (Transfer, error) {
+// is marked stale and repaired on the next read). changed is false when
+// another caller (a replica's reconciler, a slow Submit) settled t first;
+// the settlement is logged once, by the one that changed it.
+func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferOutcome) (settled Transfer, changed bool, err error) {
 	var state, reason string
 	switch out.Status {
 	case banksync.StatusCompleted:
@@ -159,15 +161,17 @@ func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferO
 		state, reason = StateFailed, out.Reason
 	default:
 		// "unknown" is only ever a read-only answer; a fence never gives it.
-		return t, fmt.Errorf("settle %s: core answered status %q", t.ID, out.Status)
+		return t, false, fmt.Errorf("settle %s: core answered status %q", t.ID, out.Status)
 	}
-	settled, err := c.store.Settle(ctx, t.ID, state, reason, c.now())
+	settled, changed, err = c.store.Settle(ctx, t.ID, state, reason, c.now())
 	if err != nil {
 		c.cfg.Logger.ErrorContext(ctx, "settling transfer failed", "transfer_id", t.ID, "state", state, "err", err)
-		return t, fmt.Errorf("settle %s: %w", t.ID, err)
+		return t, false, fmt.Errorf("settle %s: %w", t.ID, err)
 	}
-	c.cfg.Logger.InfoContext(ctx, "transfer settled", "transfer_id", t.ID, "account", t.FromAccount, "state", settled.State, "reason", settled.Reason)
-	return settled, nil
+	if changed {
+		c.cfg.Logger.InfoContext(ctx, "transfer settled", "transfer_id", t.ID, "account", t.FromAccount, "state", settled.State, "reason", settled.Reason)
+	}
+	return settled, changed, nil
 }
 
 // Transfer returns a customer's transfer; another customer's is not found.
@@ -202,7 +206,7 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 		if c.cfg.Unsafe.NoFence {
 			// The seed's way: past the deadline, a transfer without an
 			// answer is failed, trusting core to refuse it by its clock.
-			if st, err := c.settle(ctx, t, banksync.TransferOutcome{Status: banksync.StatusRejected, Reason: "timeout"}); err == nil {
+			if st, changed, err := c.settle(ctx, t, banksync.TransferOutcome{Status: banksync.StatusRejected, Reason: "timeout"}); err == nil && changed {
 				c.decide(ctx, Decision{Action: DecisionFenced, TransferID: t.ID, AccountID: t.FromAccount, Outcome: st.State, Detail: "by the channel's clock, without fencing"})
 				settled++
 			}
@@ -218,10 +222,13 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		st, err := c.settle(ctx, t, out)
+		st, changed, err := c.settle(ctx, t, out)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if !changed {
+			continue // settled meanwhile by another replica or the request itself: its decision, not ours
 		}
 		c.decide(ctx, Decision{Action: DecisionFenced, TransferID: t.ID, AccountID: t.FromAccount, Outcome: st.State, Detail: fenceDetail(out)})
 		settled++

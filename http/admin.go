@@ -75,7 +75,7 @@ func NewAdminServer(cfg AdminConfig) *AdminServer {
 	s.mux.HandleFunc("GET /admin/v1/overview", s.overview)
 	s.mux.HandleFunc("GET /admin/v1/dlq", s.list)
 	s.mux.HandleFunc("POST /admin/v1/dlq/replay", s.replay)
-	s.mux.HandleFunc("/", noRoute(s.mux, s.log))
+	s.mux.HandleFunc("/", NoRoute(s.mux, s.log))
 	return s
 }
 

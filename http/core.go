@@ -40,7 +40,7 @@ func NewCoreServer(l *ledger.Ledger, serviceToken string, log *slog.Logger) *Cor
 	s.mux.HandleFunc("GET /core/v1/transfers/{id}", s.transferStatus)
 	s.mux.HandleFunc("POST /core/v1/transfers/{id}/fence", s.fence)
 	s.mux.HandleFunc("GET /core/v1/outbox", s.outbox)
-	s.mux.HandleFunc("/", noRoute(s.mux, s.log))
+	s.mux.HandleFunc("/", NoRoute(s.mux, s.log))
 	return s
 }
 

@@ -33,7 +33,7 @@ func NewDemoServer(customers []DemoCustomer, issue func(customer string) (string
 	}
 	s := &DemoServer{customers: customers, issue: issue, log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /demo/v1/customers", s.list)
-	s.mux.HandleFunc("/", noRoute(s.mux, s.log))
+	s.mux.HandleFunc("/", NoRoute(s.mux, s.log))
 	return s
 }
 

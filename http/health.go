@@ -3,7 +3,6 @@ package http
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -64,32 +63,24 @@ func Readyz(checks map[string]Check) http.Handler {
 // and those its database has recorded as applied.
 type Migrations func(ctx context.Context) (known, applied []string, err error)
 
-// MigrationCheck is the readiness check that the database's schema is the
-// one this binary expects: every migration it knows applied, and none it
-// does not know (the schema of a newer binary, as during a rollback).
+// MigrationCheck is the readiness check that the database has every
+// migration this binary needs. Migrations it does not know are not a
+// failure: during a rolling upgrade the first new replica migrates the
+// database while old ones still serve, which our additive migrations allow.
 func MigrationCheck(list Migrations) Check {
 	return func(ctx context.Context) error {
 		known, applied, err := list(ctx)
 		if err != nil {
 			return err
 		}
-		have := make(map[string]bool, len(applied))
-		for _, name := range applied {
-			have[name] = true
-		}
 		var missing []string
 		for _, name := range known {
-			if !have[name] {
+			if !slices.Contains(applied, name) {
 				missing = append(missing, name)
 			}
-			delete(have, name)
 		}
-		switch {
-		case len(missing) > 0:
+		if len(missing) > 0 {
 			return fmt.Errorf("migrations not applied: %s", strings.Join(missing, ", "))
-		case len(have) > 0:
-			unknown := slices.Sorted(maps.Keys(have))
-			return fmt.Errorf("database has migrations this binary does not know (a newer version's schema): %s", strings.Join(unknown, ", "))
 		}
 		return nil
 	}

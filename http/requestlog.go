@@ -38,10 +38,11 @@ type logFields struct {
 type logFieldsKey struct{}
 
 // addLog sets key to value on the request ctx belongs to; outside a request
-// it does nothing.
+// it does nothing. Every value is an id, so one that is not a valid id (a
+// request's field not yet validated) is left out rather than logged.
 func addLog(ctx context.Context, key, value string) {
 	f, ok := ctx.Value(logFieldsKey{}).(*logFields)
-	if !ok || value == "" {
+	if !ok || !banksync.ValidID(value) {
 		return
 	}
 	f.mu.Lock()

@@ -12,10 +12,10 @@ import (
 // not take there.
 const eMethodNotAllowed = "method_not_allowed"
 
-// noRoute answers what none of mux's routes took: 405 method_not_allowed,
+// NoRoute answers what none of mux's routes took: 405 method_not_allowed,
 // with Allow, when the path is served for other methods; else 404
-// not_found.
-func noRoute(mux *http.ServeMux, log *slog.Logger) http.HandlerFunc {
+// not_found. Mount it at "/" of mux.
+func NoRoute(mux *http.ServeMux, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
 			methodNotAllowed(w, r, log, allow)

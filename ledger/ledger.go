@@ -191,22 +191,66 @@ func (l *Ledger) enqueue(ctx context.Context, r *request) error {
 	}
 }
 
-// wait returns the outcome of r, which enqueue has queued.
+// wait returns the outcome of r, which enqueue has queued, and logs the
+// decision it carries. A caller that gives up leaves a goroutine to log
+// the decision when it comes, so every decision is logged, and by the
+// caller's goroutine, never by the writer, whose pace a slow log must not
+// set.
 func (l *Ledger) wait(ctx context.Context, r *request) result {
+	res, ok := l.receive(ctx, r)
+	if !ok {
+		go func() {
+			if late, ok := l.receive(context.Background(), r); ok {
+				l.logDecision(r, late)
+			}
+		}()
+		return result{err: ctx.Err()}
+	}
+	l.logDecision(r, res)
+	return res
+}
+
+// receive waits for r's outcome; ok is false if ctx ended first.
+func (l *Ledger) receive(ctx context.Context, r *request) (res result, ok bool) {
 	select {
 	case res := <-r.result:
-		return res
+		return res, true
 	case <-l.done:
 		// Queued as the writer stopped: it never ran, unless the writer
 		// answered it on its way out.
 		select {
 		case res := <-r.result:
-			return res
+			return res, true
 		default:
-			return result{err: banksync.Errorf(banksync.EUNAVAILABLE, "ledger is shutting down")}
+			return result{err: banksync.Errorf(banksync.EUNAVAILABLE, "ledger is shutting down")}, true
 		}
 	case <-ctx.Done():
-		return result{err: ctx.Err()}
+		return result{}, false
+	}
+}
+
+// logDecision logs, once, what the writer decided for r: a transfer
+// decided and a fence (info), a deposit booked (debug: payroll files are
+// large; the ledger is the record) and an account opened. A request decided
+// before (a retry) is not logged again.
+func (l *Ledger) logDecision(r *request, res result) {
+	log := l.cfg.Logger
+	switch {
+	case res.err != nil:
+	case r.kind == kindTransfer && res.decided:
+		t := res.transfer
+		log.LogAttrs(r.logCtx, slog.LevelInfo, "transfer decided", slog.String("transfer_id", t.ID),
+			slog.String("account", t.FromAccount), slog.String("to_account", t.ToAccount), slog.Int64("amount", t.Amount),
+			slog.String("status", t.Status), slog.String("reason", t.Reason))
+	case r.kind == kindFence && res.decided:
+		log.LogAttrs(r.logCtx, slog.LevelInfo, "transfer fenced", slog.String("transfer_id", r.fenceID),
+			slog.String("status", banksync.StatusRejected), slog.String("reason", banksync.ReasonFenced))
+	case r.kind == kindDeposit && len(res.entries) == 1:
+		log.LogAttrs(r.logCtx, slog.LevelDebug, "deposit booked", slog.String("account", r.deposit.AccountID),
+			slog.String("external_ref", r.deposit.ExternalRef), slog.Int64("amount", r.deposit.Amount))
+	case r.kind == kindCreateAccount && res.created:
+		log.LogAttrs(r.logCtx, slog.LevelInfo, "account opened", slog.String("account", res.account.ID),
+			slog.String("owner", res.account.Owner))
 	}
 }
 

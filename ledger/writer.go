@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
 	"banksync"
@@ -124,39 +123,10 @@ func (l *Ledger) commitBatch(batch []*request) {
 		for i, r := range batch {
 			r.result <- results[i]
 		}
-		l.logDecisions(batch, results)
 		return
 	}
 }
 
-// logDecisions logs, once each, the committed decisions of a batch: every
-// transfer decided and every fence (info), every deposit booked (debug:
-// payroll files are large) and account opened. A request decided before
-// (a retry) is not logged again. It runs after the callers have their
-// answers.
-func (l *Ledger) logDecisions(batch []*request, results []result) {
-	log := l.cfg.Logger
-	for i, r := range batch {
-		res := results[i]
-		switch {
-		case res.err != nil:
-		case r.kind == kindTransfer && res.decided:
-			t := res.transfer
-			log.LogAttrs(r.logCtx, slog.LevelInfo, "transfer decided", slog.String("transfer_id", t.ID),
-				slog.String("account", t.FromAccount), slog.String("to_account", t.ToAccount), slog.Int64("amount", t.Amount),
-				slog.String("status", t.Status), slog.String("reason", t.Reason))
-		case r.kind == kindFence && res.decided:
-			log.LogAttrs(r.logCtx, slog.LevelInfo, "transfer fenced", slog.String("transfer_id", r.fenceID),
-				slog.String("status", banksync.StatusRejected), slog.String("reason", banksync.ReasonFenced))
-		case r.kind == kindDeposit && len(res.entries) == 1:
-			log.LogAttrs(r.logCtx, slog.LevelDebug, "deposit booked", slog.String("account", r.deposit.AccountID),
-				slog.String("external_ref", r.deposit.ExternalRef), slog.Int64("amount", r.deposit.Amount))
-		case r.kind == kindCreateAccount && res.created:
-			log.LogAttrs(r.logCtx, slog.LevelInfo, "account opened", slog.String("account", res.account.ID),
-				slog.String("owner", res.account.Owner))
-		}
-	}
-}
 
 // key is the idempotency key a request records under, or "" if none.
 func (r *request) key() string {

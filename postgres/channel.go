@@ -191,14 +191,15 @@ func (s *ChannelStore) Transfer(ctx context.Context, id string) (channel.Transfe
 }
 
 // Settle moves a pending transfer to state; one settled already is read
-// back as it is.
-func (s *ChannelStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, error) {
+// back as it is, unchanged.
+func (s *ChannelStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, bool, error) {
 	if state != channel.StateCompleted && state != channel.StateFailed {
-		return channel.Transfer{}, fmt.Errorf("settle transfer %s: state %q is not a settled state", id, state)
+		return channel.Transfer{}, false, fmt.Errorf("settle transfer %s: state %q is not a settled state", id, state)
 	}
 	rows, _ := s.pool.Query(ctx, `UPDATE channel_transfers SET state = $2, reason = $3, settled_at = $4
 		WHERE id = $1 AND state = 'pending' RETURNING `+transferColumns, id, state, reason, banksync.Timestamp(at))
 	t, err := pgx.CollectExactlyOneRow(rows, scanTransfer)
+	changed := err == nil
 	if errors.Is(err, pgx.ErrNoRows) {
 		var ok bool
 		if t, ok, err = s.transfer(ctx, `id = $1`, id); err == nil && !ok {
@@ -206,9 +207,9 @@ func (s *ChannelStore) Settle(ctx context.Context, id, state, reason string, at 
 		}
 	}
 	if err != nil {
-		return channel.Transfer{}, fmt.Errorf("settle transfer %s: %w", id, err)
+		return channel.Transfer{}, false, fmt.Errorf("settle transfer %s: %w", id, err)
 	}
-	return t, nil
+	return t, changed, nil
 }
 
 // PendingBefore returns up to limit pending transfers whose deadline is

@@ -259,27 +259,33 @@ func (s *ChannelStore) Transfer(ctx context.Context, id string) (channel.Transfe
 	return t, ok, nil
 }
 
-func (s *ChannelStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, error) {
+func (s *ChannelStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, bool, error) {
 	if err := checkSettleState(state); err != nil {
-		return channel.Transfer{}, fmt.Errorf("settle transfer %s: %w", id, err)
+		return channel.Transfer{}, false, fmt.Errorf("settle transfer %s: %w", id, err)
 	}
 	var t channel.Transfer
+	var changed bool
 	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE channel_transfers SET state = ?, reason = ?, settled_at = ?
-			WHERE id = ? AND state = 'pending'`, state, reason, micros(at), id); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE channel_transfers SET state = ?, reason = ?, settled_at = ?
+			WHERE id = ? AND state = 'pending'`, state, reason, micros(at), id)
+		if err != nil {
 			return err
 		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		changed = n == 1
 		var ok bool
-		var err error
 		if t, ok, err = readTransfer(ctx, tx, `id = ?`, id); err == nil && !ok {
 			err = banksync.Errorf(banksync.ENOTFOUND, "no transfer %s", id)
 		}
 		return err
 	})
 	if err != nil {
-		return channel.Transfer{}, fmt.Errorf("settle transfer %s: %w", id, err)
+		return channel.Transfer{}, false, fmt.Errorf("settle transfer %s: %w", id, err)
 	}
-	return t, nil
+	return t, changed, nil
 }
 
 func checkSettleState(state string) error {

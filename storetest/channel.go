@@ -45,6 +45,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"ConcurrentApplyRuns", testChannelConcurrentApplyRuns},
 		{"ConcurrentOnePending", testChannelConcurrentOnePending},
 		{"ConcurrentSameKey", testChannelConcurrentSameKey},
+		{"ConcurrentSettle", testChannelConcurrentSettle},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -356,7 +357,7 @@ func testChannelIdempotent(t *testing.T, h ChannelHarness) {
 	// Keys are per customer.
 	mustCreate(t, s, newTransfer("t-3", "bob", "key-1", "acc-b"))
 
-	settled, err := s.Settle(ctx, "t-1", channel.StateFailed, "insufficient_funds", channelT0.Add(time.Second))
+	settled, _, err := s.Settle(ctx, "t-1", channel.StateFailed, "insufficient_funds", channelT0.Add(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +414,7 @@ func testChannelOnePending(t *testing.T, h ChannelHarness) {
 	}
 	diff(t, "pending of acc-a", pending, []channel.Transfer{first})
 
-	if _, err := s.Settle(ctx, "t-1", channel.StateCompleted, "", channelT0.Add(time.Second)); err != nil {
+	if _, _, err := s.Settle(ctx, "t-1", channel.StateCompleted, "", channelT0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	next := mustCreate(t, s, newTransfer("t-2", "alice", "key-2", "acc-a"))
@@ -433,17 +434,17 @@ func testChannelSettle(t *testing.T, h ChannelHarness) {
 	tr := mustCreate(t, s, newTransfer("t-1", "alice", "key-1", "acc-a"))
 	at := channelT0.Add(1500 * time.Millisecond)
 
-	if _, err := s.Settle(ctx, "t-1", channel.StatePending, "", at); err == nil {
+	if _, _, err := s.Settle(ctx, "t-1", channel.StatePending, "", at); err == nil {
 		t.Fatal("Settle to pending succeeded; want an error")
 	}
-	if _, err := s.Settle(ctx, "t-1", "lost", "", at); err == nil {
+	if _, _, err := s.Settle(ctx, "t-1", "lost", "", at); err == nil {
 		t.Fatal("Settle to an unknown state succeeded; want an error")
 	}
 	diff(t, "transfer after refused settles", mustTransfer(t, s, "t-1"), tr)
 
-	got, err := s.Settle(ctx, "t-1", channel.StateCompleted, "", at)
-	if err != nil {
-		t.Fatal(err)
+	got, changed, err := s.Settle(ctx, "t-1", channel.StateCompleted, "", at)
+	if err != nil || !changed {
+		t.Fatalf("Settle of a pending transfer: changed %v, %v; want changed", changed, err)
 	}
 	want := tr
 	want.State, want.SettledAt = channel.StateCompleted, at
@@ -451,22 +452,22 @@ func testChannelSettle(t *testing.T, h ChannelHarness) {
 	diff(t, "stored settled transfer", mustTransfer(t, s, "t-1"), want)
 
 	// Only pending moves: a late "failed" changes nothing.
-	got, err = s.Settle(ctx, "t-1", channel.StateFailed, "expired", at.Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
+	got, changed, err = s.Settle(ctx, "t-1", channel.StateFailed, "expired", at.Add(time.Minute))
+	if err != nil || changed {
+		t.Fatalf("Settle of a settled transfer: changed %v, %v; want unchanged", changed, err)
 	}
 	diff(t, "settling a settled transfer", got, want)
 	diff(t, "stored transfer after a second settle", mustTransfer(t, s, "t-1"), want)
 
 	tr2 := mustCreate(t, s, newTransfer("t-2", "alice", "key-2", "acc-b"))
-	got, err = s.Settle(ctx, "t-2", channel.StateFailed, "insufficient_funds", at)
-	if err != nil {
-		t.Fatal(err)
+	got, changed, err = s.Settle(ctx, "t-2", channel.StateFailed, "insufficient_funds", at)
+	if err != nil || !changed {
+		t.Fatalf("Settle of a pending transfer: changed %v, %v; want changed", changed, err)
 	}
 	tr2.State, tr2.Reason, tr2.SettledAt = channel.StateFailed, "insufficient_funds", at
 	diff(t, "failed transfer", got, tr2)
 
-	if _, err := s.Settle(ctx, "t-nope", channel.StateCompleted, "", at); err == nil {
+	if _, _, err := s.Settle(ctx, "t-nope", channel.StateCompleted, "", at); err == nil {
 		t.Fatal("Settle of an unknown transfer succeeded; want an error")
 	}
 	wantNoTransfer(t, s, "t-nope")
@@ -481,7 +482,7 @@ func testChannelPendingBefore(t *testing.T, h ChannelHarness) {
 		tr.Deadline = channelT0.Add(time.Duration(d) * time.Second)
 		mustCreate(t, s, tr)
 	}
-	if _, err := s.Settle(ctx, "t-5", channel.StateCompleted, "", channelT0); err != nil {
+	if _, _, err := s.Settle(ctx, "t-5", channel.StateCompleted, "", channelT0); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

@@ -175,7 +175,7 @@ func testChannelConcurrentOnePending(t *testing.T, h ChannelHarness) {
 				wantNoTransfer(t, s, id)
 			}
 		}
-		if _, err := stores[0].Settle(ctx, winners[0].ID, channel.StateCompleted, "", channelT0); err != nil {
+		if _, _, err := stores[0].Settle(ctx, winners[0].ID, channel.StateCompleted, "", channelT0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -224,7 +224,7 @@ func testChannelConcurrentSameKey(t *testing.T, h ChannelHarness) {
 				wantNoTransfer(t, stores[0], fmt.Sprintf("t-%d-%02d", round, g))
 			}
 		}
-		if _, err := stores[1%len(stores)].Settle(ctx, got[winner].ID, channel.StateFailed, "insufficient_funds", channelT0); err != nil {
+		if _, _, err := stores[1%len(stores)].Settle(ctx, got[winner].ID, channel.StateFailed, "insufficient_funds", channelT0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -324,6 +324,43 @@ func testChannelConcurrentApplyRuns(t *testing.T, h ChannelHarness) {
 				t.Errorf("process %d: %s = %+v, want synced through %d", i, id, st, entriesCount)
 			}
 			diff(t, fmt.Sprintf("history of %s in process %d", id, i), mustHistory(t, s, id, math.MaxInt64, 2*entriesCount), reversed(es))
+		}
+	}
+}
+
+// testChannelConcurrentSettle has many settlers — replicas' reconcilers, a
+// slow Submit — settle each pending transfer at once, some as completed and
+// some as failed: exactly one of them changes it, and the stored state is
+// the one that did.
+func testChannelConcurrentSettle(t *testing.T, h ChannelHarness) {
+	const transfers, settlers = 20, 8
+	ctx := context.Background()
+	stores := openChannelProcesses(t, h)
+	for i := range transfers {
+		id := fmt.Sprintf("t-%d", i)
+		mustCreate(t, stores[0], newTransfer(id, "alice", "key-"+id, fmt.Sprintf("acc-%d", i)))
+		var changed atomic.Int32
+		var winner atomic.Value
+		race(settlers, func(g int) {
+			state := channel.StateCompleted
+			if g%2 == 1 {
+				state = channel.StateFailed
+			}
+			got, ok, err := stores[g%len(stores)].Settle(ctx, id, state, "", channelT0)
+			if err != nil {
+				t.Errorf("settle %s: %v", id, err)
+				return
+			}
+			if ok {
+				changed.Add(1)
+				winner.Store(got.State)
+			}
+		})
+		if n := changed.Load(); n != 1 {
+			t.Fatalf("%s: %d settlers changed it, want exactly one", id, n)
+		}
+		if got := mustTransfer(t, stores[0], id); got.State != winner.Load() {
+			t.Errorf("%s stored as %s, but the settler that changed it set %v", id, got.State, winner.Load())
 		}
 	}
 }

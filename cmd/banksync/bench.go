@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/uuid"
 
 	"banksync"
+	bhttp "banksync/http"
 	"banksync/postgres"
 )
 
@@ -44,6 +46,7 @@ type benchCoreConfig struct {
 	Baseline bool
 	Relay    bool
 	JSON     bool
+	Log      string // file core's JSON log goes to; "" logs nothing
 }
 
 // benchResult is one measured configuration.
@@ -70,11 +73,12 @@ func benchCore(ctx context.Context, args []string) error {
 	f.Bool(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", true, "also measure one transaction per request")
 	f.Bool(&cfg.Relay, "relay", "BANKSYNC_BENCH_RELAY", false, "also run the outbox relay into an in-process Kafka cluster")
 	f.Bool(&cfg.JSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
+	f.String(&cfg.Log, "log", "BANKSYNC_BENCH_LOG", "", "append core's JSON log (info: an access line per request, every transfer decided) to this file, to measure what logging costs; unset, nothing is logged")
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	fmt.Printf("banksync bench core: %d clients, %s each, %d accounts, db %s, relay %v, %d CPUs, %s\n",
-		cfg.Clients, cfg.Duration, cfg.Accounts, dbKind(cfg.DB), cfg.Relay, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("banksync bench core: %d clients, %s each, %d accounts, db %s, relay %v, log %q, %d CPUs, %s\n",
+		cfg.Clients, cfg.Duration, cfg.Accounts, dbKind(cfg.DB), cfg.Relay, cfg.Log, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
 	var results []benchResult
 	runs := []struct {
 		name  string
@@ -142,8 +146,17 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 	if cfg.Relay {
 		kafkaMode = "embedded" // in memory: no KafkaData
 	}
+	var log *slog.Logger // nil: nothing
+	if cfg.Log != "" {
+		f, err := os.OpenFile(cfg.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		log = slog.New(bhttp.LogHandler(slog.NewJSONHandler(f, nil)))
+	}
 	node, err := startCore(ctx, coreConfig{Listen: "127.0.0.1:0", DB: dsn, Kafka: kafkaMode, KafkaListen: "127.0.0.1:0", ServiceToken: token,
-		AmountMax: banksync.AmountMaxDefault, BatchSizeMax: batchSizeMax})
+		AmountMax: banksync.AmountMaxDefault, BatchSizeMax: batchSizeMax, Logger: log})
 	if err != nil {
 		return res, err
 	}

@@ -180,7 +180,7 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	probes := func(mux *http.ServeMux) *http.ServeMux {
 		mux.Handle("GET /healthz", bhttp.Healthz())
 		mux.Handle("GET /readyz", bhttp.Readyz(checks))
-		mux.Handle("GET /openapi.yaml", bhttp.ChannelOpenAPI())
+		mux.Handle("/openapi.yaml", bhttp.ChannelOpenAPI()) // any method: it answers 405 itself
 		mux.Handle("/assets/", pages)
 		return mux
 	}
@@ -193,6 +193,7 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	root := probes(http.NewServeMux())
 	if cfg.OpsListen != "" {
 		mux := operator(probes(http.NewServeMux()))
+		mux.Handle("/", bhttp.NoRoute(mux, cfg.Logger))
 		if n.ops, err = serve(&n.wg, "channel ops", cfg.OpsListen, mux, muxRoute(mux, adminAPI), nil, httpMetrics, cfg.Logger); err != nil {
 			return n, err
 		}
@@ -265,7 +266,7 @@ func perSecond(rate float64) bhttp.RateLimit {
 // Close stops taking requests, finishes those in flight, stops the
 // reconciler and closes the store.
 func (n *channelNode) Close() error {
-	errs := []error{n.api.shutdown(), n.ops.shutdown()}
+	errs := []error{shutdown(n.api, n.ops)}
 	if n.stop != nil {
 		n.stop()
 	}

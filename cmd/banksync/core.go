@@ -168,12 +168,13 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 	httpMetrics := metrics.NewHTTP(reg, "core")
 	if cfg.OpsListen != "" {
 		mux := probes(http.NewServeMux())
+		mux.Handle("/", bhttp.NoRoute(mux, cfg.Logger))
 		if n.ops, err = serve(&n.wg, "core ops", cfg.OpsListen, mux, muxRoute(mux), nil, httpMetrics, cfg.Logger); err != nil {
 			return n, err
 		}
 	}
 	root := probes(http.NewServeMux())
-	root.Handle("GET /openapi.yaml", bhttp.CoreOpenAPI())
+	root.Handle("/openapi.yaml", bhttp.CoreOpenAPI()) // any method: it answers 405 itself
 	root.Handle("/", api)
 	if n.api, err = serve(&n.wg, "core", cfg.Listen, root, muxRoute(root, api), tlsCfg, httpMetrics, cfg.Logger); err != nil {
 		return n, err
@@ -188,7 +189,7 @@ func (n *coreNode) Brokers() []string { return n.brokers }
 // Close stops taking requests, finishes those in flight, stops the writer and
 // the relay, and closes Kafka and the store.
 func (n *coreNode) Close() error {
-	errs := []error{n.api.shutdown(), n.ops.shutdown()}
+	errs := []error{shutdown(n.api, n.ops)}
 	if n.ledger != nil {
 		errs = append(errs, n.ledger.Close())
 	}

@@ -12,7 +12,8 @@ import (
 // TestChannelOpsListener: with --ops-listen, metrics, the operator API and
 // page are served there and nowhere on the customer listener; the probes
 // and the app's assets answer on both; the customer API stays on the
-// customer listener only.
+// customer listener only. Wrong methods and unknown paths get the APIs'
+// JSON answers (405, 404) on both.
 func TestChannelOpsListener(t *testing.T) {
 	n, err := startChannel(t.Context(), channelConfig{
 		Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "channel.db"),
@@ -24,8 +25,8 @@ func TestChannelOpsListener(t *testing.T) {
 	}
 	defer n.Close()
 	customer, ops := "http://"+n.Addr(), "http://"+n.ops.Addr()
-	get := func(url, token string) int {
-		req, _ := http.NewRequest("GET", url, nil)
+	call := func(method, url, token string) (int, string) {
+		req, _ := http.NewRequest(method, url, nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -33,42 +34,50 @@ func TestChannelOpsListener(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer resp.Body.Close()
 		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		return resp.StatusCode, resp.Header.Get("Content-Type")
 	}
 	for _, c := range []struct {
-		base, path, token string
-		want              int
+		base, method, path, token string
+		want                      int
 	}{
-		{ops, "/metrics", "", 200},
-		{ops, "/healthz", "", 200},
-		{ops, "/readyz", "", 200},
-		{ops, "/ops/", "", 200},
-		{ops, "/assets/common.js", "", 200},
-		{ops, "/openapi.yaml", "", 200},
-		{ops, "/admin/v1/dlq", "ops-test-admin-token", 503}, // no Kafka here; the route is served
-		{ops, "/admin/v1/dlq", "", 401},
-		{ops, "/v1/accounts", "", 404},
-		{ops, "/app/", "", 404},
-		{customer, "/healthz", "", 200},
-		{customer, "/readyz", "", 200},
-		{customer, "/app/", "", 200},
-		{customer, "/assets/common.js", "", 200},
-		{customer, "/openapi.yaml", "", 200},
+		{ops, "GET", "/metrics", "", 200},
+		{ops, "GET", "/healthz", "", 200},
+		{ops, "GET", "/readyz", "", 200},
+		{ops, "GET", "/ops/", "", 200},
+		{ops, "GET", "/assets/common.js", "", 200},
+		{ops, "GET", "/openapi.yaml", "", 200},
+		{ops, "GET", "/admin/v1/dlq", "ops-test-admin-token", 503}, // no Kafka here; the route is served
+		{ops, "GET", "/admin/v1/dlq", "", 401},
+		{ops, "GET", "/v1/accounts", "", 404},
+		{ops, "GET", "/app/", "", 404},
+		{ops, "GET", "/nothing", "", 404},
+		{ops, "POST", "/metrics", "", 405},
+		{ops, "POST", "/openapi.yaml", "", 405},
+		{customer, "GET", "/healthz", "", 200},
+		{customer, "GET", "/readyz", "", 200},
+		{customer, "GET", "/app/", "", 200},
+		{customer, "GET", "/assets/common.js", "", 200},
+		{customer, "GET", "/openapi.yaml", "", 200},
+		{customer, "POST", "/openapi.yaml", "", 405},
 		// Off the customer listener: the customer API's catch-all takes
 		// them, and it wants a customer first.
-		{customer, "/metrics", "", 401},
-		{customer, "/ops/", "", 401},
-		{customer, "/admin/v1/dlq", "ops-test-admin-token", 401},
-		{customer, "/v1/accounts", "", 401},
+		{customer, "GET", "/metrics", "", 401},
+		{customer, "GET", "/ops/", "", 401},
+		{customer, "GET", "/admin/v1/dlq", "ops-test-admin-token", 401},
+		{customer, "GET", "/v1/accounts", "", 401},
 	} {
-		if got := get(c.base+c.path, c.token); got != c.want {
-			where := "customer"
-			if c.base == ops {
-				where = "ops"
-			}
-			t.Errorf("GET %s on the %s listener = %d, want %d", c.path, where, got, c.want)
+		got, ctype := call(c.method, c.base+c.path, c.token)
+		where := "customer"
+		if c.base == ops {
+			where = "ops"
+		}
+		if got != c.want {
+			t.Errorf("%s %s on the %s listener = %d, want %d", c.method, c.path, where, got, c.want)
+		}
+		if got >= 400 && ctype != "application/json" {
+			t.Errorf("%s %s on the %s listener answered %d as %q, want a JSON error", c.method, c.path, where, got, ctype)
 		}
 	}
 }

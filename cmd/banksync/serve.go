@@ -86,15 +86,21 @@ func (s *server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// shutdown stops taking requests and waits, within shutdownTimeout, for
-// those in flight. A nil server has nothing to shut down.
-func (s *server) shutdown() error {
-	if s == nil {
-		return nil
-	}
+// shutdown stops every server taking requests at once and waits, within
+// one shutdownTimeout for them all, for those in flight. Nil servers are
+// skipped.
+func shutdown(servers ...*server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	return s.srv.Shutdown(ctx)
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		if s != nil {
+			wg.Go(func() { errs[i] = s.srv.Shutdown(ctx) })
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // muxRoute names a request's route by mux's pattern, or by sub's own Route
