@@ -127,7 +127,6 @@ func (l *Ledger) commitBatch(batch []*request) {
 	}
 }
 
-
 // key is the idempotency key a request records under, or "" if none.
 func (r *request) key() string {
 	switch r.kind {
