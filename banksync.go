@@ -6,7 +6,6 @@ package banksync
 
 import (
 	"math"
-	"regexp"
 	"time"
 )
 
@@ -17,17 +16,27 @@ const (
 	memoLengthMax = 140
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
-
 // AmountMaxDefault is the default largest amount of one transfer or deposit
 // (₩1,000,000,000). Core and channel must agree on the limit, so both
 // default to this one value.
 const AmountMaxDefault = 1_000_000_000
 
 // ValidID reports whether s is an acceptable account, customer, transfer or
-// external reference id.
+// external reference id: 1-64 letters, digits or ._:-, starting with a
+// letter or digit. (A loop, not a regexp: every request checks several.)
 func ValidID(s string) bool {
-	return len(s) > 0 && len(s) <= idLengthMax && idPattern.MatchString(s)
+	if len(s) == 0 || len(s) > idLengthMax {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		case i > 0 && (b == '.' || b == '_' || b == ':' || b == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateMemo refuses memos that are too long or carry control characters.

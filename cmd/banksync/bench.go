@@ -47,6 +47,7 @@ type benchCoreConfig struct {
 	Relay    bool
 	JSON     bool
 	Log      string // file core's JSON log goes to; "" logs nothing
+	Profile  string // CPU profile of the whole run; "" for none
 }
 
 // benchResult is one measured configuration.
@@ -74,9 +75,15 @@ func benchCore(ctx context.Context, args []string) error {
 	f.Bool(&cfg.Relay, "relay", "BANKSYNC_BENCH_RELAY", false, "also run the outbox relay into an in-process Kafka cluster")
 	f.Bool(&cfg.JSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
 	f.String(&cfg.Log, "log", "BANKSYNC_BENCH_LOG", "", "append core's JSON log (info: an access line per request, every transfer decided) to this file, to measure what logging costs; unset, nothing is logged")
+	f.String(&cfg.Profile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	stopProfile, err := cpuProfile(cfg.Profile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	fmt.Printf("banksync bench core: %d clients, %s each, %d accounts, db %s, relay %v, log %q, %d CPUs, %s\n",
 		cfg.Clients, cfg.Duration, cfg.Accounts, dbKind(cfg.DB), cfg.Relay, cfg.Log, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
 	var results []benchResult

@@ -91,17 +91,11 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	if cfg.CPUProfile != "" {
-		out, err := os.Create(cfg.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		if err := pprof.StartCPUProfile(out); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := cpuProfile(cfg.CPUProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	switch {
 	case cfg.Deposits < 1 || cfg.Accounts < 1:
 		return errors.New("--deposits and --accounts must be positive")
@@ -117,7 +111,6 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 	}
 	fmt.Printf("banksync bench payday: %s to %d accounts, db %s, %d partitions, %d lanes, %d CPUs, %s\n",
 		load, cfg.Accounts, res.DB, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
-	var err error
 	if cfg.Rate > 0 {
 		res.Mode = "rate"
 		err = paydayRate(ctx, cfg, &res)
@@ -754,4 +747,24 @@ func (s *observedStore) ApplyRuns(ctx context.Context, runs []channel.Run, at ti
 		}
 	}
 	return results, err
+}
+
+// cpuProfile starts writing a CPU profile to path ("" for none) and returns
+// what stops it.
+func cpuProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }
