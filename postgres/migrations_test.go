@@ -6,46 +6,43 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	bhttp "banksync/http"
 	"banksync/postgres"
 	"banksync/storetest"
 )
 
 func TestMigrations(t *testing.T) {
-	for _, set := range []string{"ledger", "channel"} {
-		t.Run(set, func(t *testing.T) {
-			dsn := postgres.TestDatabase(t)
+	storetest.Migrations(t, storetest.MigrationsHarness{
+		Open: func(tb testing.TB, set string) (bhttp.Migrations, func(testing.TB, string), func(testing.TB, string)) {
 			ctx := context.Background()
-			var store interface {
-				Migrations(context.Context) ([]string, []string, error)
-				Close() error
-			}
-			var err error
+			var list bhttp.Migrations
+			var dsn string
 			if set == "ledger" {
-				store, err = postgres.OpenLedger(ctx, dsn)
+				var s *postgres.LedgerStore
+				s, dsn = mustOpenLedger(tb)
+				list = s.Migrations
 			} else {
-				store, err = postgres.OpenChannel(ctx, dsn)
+				dsn = postgres.TestDatabase(tb)
+				s, err := postgres.OpenChannel(ctx, dsn)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				tb.Cleanup(func() { s.Close() })
+				list = s.Migrations
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
 			conn, err := pgx.Connect(ctx, dsn)
 			if err != nil {
-				t.Fatal(err)
+				tb.Fatal(err)
 			}
-			defer conn.Close(ctx)
+			tb.Cleanup(func() { conn.Close(ctx) })
 			exec := func(tb testing.TB, query, name string) {
 				if _, err := conn.Exec(ctx, query, name); err != nil {
 					tb.Fatalf("%s %s: %v", query, name, err)
 				}
 			}
-			storetest.Migrations(t, storetest.MigrationsHarness{
-				Set: set, List: store.Migrations,
-				Record: func(tb testing.TB, name string) {
-					exec(tb, `INSERT INTO schema_migrations (name) VALUES ($1)`, name)
-				},
-				Forget: func(tb testing.TB, name string) { exec(tb, `DELETE FROM schema_migrations WHERE name = $1`, name) },
-			})
-		})
-	}
+			return list,
+				func(tb testing.TB, name string) { exec(tb, `INSERT INTO schema_migrations (name) VALUES ($1)`, name) },
+				func(tb testing.TB, name string) { exec(tb, `DELETE FROM schema_migrations WHERE name = $1`, name) }
+		},
+	})
 }

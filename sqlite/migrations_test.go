@@ -6,46 +6,47 @@ import (
 	"path/filepath"
 	"testing"
 
+	bhttp "banksync/http"
 	"banksync/sqlite"
 	"banksync/storetest"
 )
 
 func TestMigrations(t *testing.T) {
-	for _, set := range []string{"ledger", "channel"} {
-		t.Run(set, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), set+".db")
+	storetest.Migrations(t, storetest.MigrationsHarness{
+		Open: func(tb testing.TB, set string) (bhttp.Migrations, func(testing.TB, string), func(testing.TB, string)) {
+			path := filepath.Join(tb.TempDir(), set+".db")
 			ctx := context.Background()
-			var store interface {
-				Migrations(context.Context) ([]string, []string, error)
-				Close() error
-			}
-			var err error
+			var list bhttp.Migrations
 			if set == "ledger" {
-				store, err = sqlite.OpenLedger(ctx, path)
+				s, err := sqlite.OpenLedger(ctx, path)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				tb.Cleanup(func() { s.Close() })
+				list = s.Migrations
 			} else {
-				store, err = sqlite.OpenChannel(ctx, path)
+				s, err := sqlite.OpenChannel(ctx, path)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				tb.Cleanup(func() { s.Close() })
+				list = s.Migrations
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
 			db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
 			if err != nil {
-				t.Fatal(err)
+				tb.Fatal(err)
 			}
-			defer db.Close()
+			tb.Cleanup(func() { db.Close() })
 			exec := func(tb testing.TB, query, name string) {
 				if _, err := db.Exec(query, name); err != nil {
 					tb.Fatalf("%s %s: %v", query, name, err)
 				}
 			}
-			storetest.Migrations(t, storetest.MigrationsHarness{
-				Set: set, List: store.Migrations,
-				Record: func(tb testing.TB, name string) {
+			return list,
+				func(tb testing.TB, name string) {
 					exec(tb, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, 0)`, name)
 				},
-				Forget: func(tb testing.TB, name string) { exec(tb, `DELETE FROM schema_migrations WHERE name = ?`, name) },
-			})
-		})
-	}
+				func(tb testing.TB, name string) { exec(tb, `DELETE FROM schema_migrations WHERE name = ?`, name) }
+		},
+	})
 }
