@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -897,8 +898,8 @@ func TestSecretsHoldOnlyPlaceholders(t *testing.T) {
 }
 
 // binaryEnvNames returns every BANKSYNC_* name the binary's non-test
-// sources mention, and by subcommand those between its newFlags call and
-// the next.
+// sources mention, and by subcommand the variables its -h lists: built and
+// asked, so a flag defined in a shared helper counts too.
 func binaryEnvNames(t *testing.T) (all map[string]bool, byCommand map[string]map[string]bool) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(cmdDir, "*.go"))
@@ -906,7 +907,6 @@ func binaryEnvNames(t *testing.T) (all map[string]bool, byCommand map[string]map
 		t.Fatal(err)
 	}
 	quoted := regexp.MustCompile(`"(BANKSYNC_[A-Z_]*)"`)
-	flagSet := regexp.MustCompile(`newFlags\("([a-z-]+)"`)
 	all, byCommand = map[string]bool{}, map[string]map[string]bool{}
 	for _, file := range files {
 		if strings.HasSuffix(file, "_test.go") {
@@ -916,28 +916,23 @@ func binaryEnvNames(t *testing.T) (all map[string]bool, byCommand map[string]map
 		if err != nil {
 			t.Fatal(err)
 		}
-		src := string(data)
-		for _, mm := range quoted.FindAllStringSubmatch(src, -1) {
+		for _, mm := range quoted.FindAllStringSubmatch(string(data), -1) {
 			all[mm[1]] = true
 		}
-		starts := flagSet.FindAllStringSubmatchIndex(src, -1)
-		for i, s := range starts {
-			end := len(src)
-			if i+1 < len(starts) {
-				end = starts[i+1][0]
-			}
-			cmd := src[s[2]:s[3]]
-			if byCommand[cmd] == nil {
-				byCommand[cmd] = map[string]bool{}
-			}
-			for _, mm := range quoted.FindAllStringSubmatch(src[s[0]:end], -1) {
-				byCommand[cmd][mm[1]] = true
-			}
-		}
 	}
+	bin := filepath.Join(t.TempDir(), "banksync")
+	if out, err := exec.Command("go", "build", "-o", bin, "./"+cmdDir).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", cmdDir, err, out)
+	}
+	listed := regexp.MustCompile(`\[(BANKSYNC_[A-Z_]*)\]`)
 	for _, c := range components {
+		out, _ := exec.Command(bin, c.command, "-h").CombinedOutput() // -h exits non-zero
+		byCommand[c.command] = map[string]bool{}
+		for _, mm := range listed.FindAllStringSubmatch(string(out), -1) {
+			byCommand[c.command][mm[1]] = true
+		}
 		if len(byCommand[c.command]) == 0 {
-			t.Fatalf("found no flags of banksync %s in %s/*.go", c.command, cmdDir)
+			t.Fatalf("banksync %s -h lists no variables:\n%s", c.command, out)
 		}
 	}
 	return all, byCommand

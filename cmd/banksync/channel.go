@@ -56,7 +56,6 @@ type channelConfig struct {
 
 func (channelCommand) Run(ctx context.Context, args []string) error {
 	var cfg channelConfig
-	var logFormat string
 	f := newFlags("channel", "Runs the channel tier's transfer server: the customer API, the reconciler and the sync engine.")
 	f.String(&cfg.Listen, "listen", "BANKSYNC_CHANNEL_LISTEN", "127.0.0.1:8080", "address to serve the customer API on")
 	f.String(&cfg.OpsListen, "ops-listen", "BANKSYNC_OPS_LISTEN", "", "address of the operator listener: /metrics, /healthz, /readyz, the operator API and page; set, they are off the customer listener (but the probes); unset, all on --listen")
@@ -78,14 +77,14 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
 	f.Duration(&cfg.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
 	f.Int64(&cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest transfer, in won (as core's)")
-	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "json", "log format: json or text")
+	logger := f.logFlags("json")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if cfg.ServiceToken == "" || (cfg.JWTSecret == "") == (cfg.JWTPublicKey == "") {
 		return errors.New("--service-token and one of --jwt-secret and --jwt-public-key are required (or BANKSYNC_SERVICE_TOKEN, BANKSYNC_JWT_SECRET, BANKSYNC_JWT_PUBLIC_KEY)")
 	}
-	log, err := newLogger(logFormat)
+	log, err := logger()
 	if err != nil {
 		return err
 	}

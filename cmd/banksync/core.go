@@ -44,7 +44,6 @@ type coreConfig struct {
 }
 
 func (c *coreCommand) Run(ctx context.Context, args []string) error {
-	var logFormat string
 	f := newFlags("core", "Runs the core ledger API and its outbox relay to Kafka.")
 	f.String(&c.cfg.Listen, "listen", "BANKSYNC_CORE_LISTEN", "127.0.0.1:8081", "address to serve the core API on")
 	f.String(&c.cfg.DB, "db", "BANKSYNC_CORE_DB", "sqlite:data/core.db", "ledger database: sqlite:PATH or postgres://…")
@@ -58,14 +57,14 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.String(&c.cfg.TLSKey, "tls-key", "BANKSYNC_TLS_KEY", "", "PEM private key of --tls-cert")
 	f.String(&c.cfg.ClientCA, "client-ca", "BANKSYNC_CLIENT_CA", "", "PEM bundle of CAs; set, core requires a client certificate signed by one of them (mutual TLS; needs --tls-cert)")
 	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest amount of one transfer or deposit, in won")
-	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "json", "log format: json or text")
+	logger := f.logFlags("json")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if c.cfg.ServiceToken == "" {
 		return errors.New("a service token is required (--service-token or BANKSYNC_SERVICE_TOKEN)")
 	}
-	log, err := newLogger(logFormat)
+	log, err := logger()
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func oneLine(s string, max int) string {
 }
 
 func dlqReplay(ctx context.Context, args []string) error {
-	var brokers, db, coreURL, coreCA, coreCert, coreKey, token, account, logFormat string
+	var brokers, db, coreURL, coreCA, coreCert, coreKey, token, account string
 	var all bool
 	f := newFlags("dlq replay", "Re-applies dead letters through the channel's sync engine. --all replays every\nletter not yet replayed and records how far it got; --account ID applies that\naccount's letters and records nothing (a later --all sees them again, harmlessly).")
 	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers host:port,…")
@@ -73,7 +73,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 	f.String(&coreCert, "core-cert", "BANKSYNC_CORE_CERT", "", "PEM client certificate presented to core (for core's --client-ca)")
 	f.String(&coreKey, "core-key", "BANKSYNC_CORE_KEY", "", "PEM private key of --core-cert")
 	f.String(&token, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token for core (required)")
-	f.String(&logFormat, "log-format", "BANKSYNC_LOG_FORMAT", "text", "log format: json or text (each letter replayed is logged)")
+	newLog := f.logFlags("text") // each letter replayed is logged
 	f.Bool(&all, "all", "BANKSYNC_DLQ_ALL", false, "replay every letter not yet replayed")
 	f.String(&account, "account", "BANKSYNC_DLQ_ACCOUNT", "", "replay only this account's letters")
 	if err := f.parse(args); err != nil {
@@ -82,7 +82,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 	if all == (account != "") || token == "" {
 		return errors.New("give exactly one of --all and --account, and --service-token")
 	}
-	logger, err := newLogger(logFormat)
+	logger, err := newLog()
 	if err != nil {
 		return err
 	}

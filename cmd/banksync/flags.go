@@ -81,13 +81,28 @@ func (f *flags) parse(args []string) error {
 	return nil
 }
 
-// newLogger returns a JSON logger for services or a text logger for humans.
-func newLogger(format string) (*slog.Logger, error) {
+// logFlags adds --log-format (format by default) and --log-level; after
+// parse, the function it returns builds the logger they name.
+func (f *flags) logFlags(format string) func() (*slog.Logger, error) {
+	var level string
+	f.String(&format, "log-format", "BANKSYNC_LOG_FORMAT", format, "log format: json or text")
+	f.String(&level, "log-level", "BANKSYNC_LOG_LEVEL", "info", "least severe level logged: debug, info, warn or error")
+	return func() (*slog.Logger, error) { return newLogger(format, level) }
+}
+
+// newLogger returns a JSON logger for services or a text logger for humans,
+// logging level and above, with each request's attributes on its lines.
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level must be debug, info, warn or error, not %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "json":
-		return slog.New(bhttp.LogHandler(slog.NewJSONHandler(os.Stderr, nil))), nil
+		return slog.New(bhttp.LogHandler(slog.NewJSONHandler(os.Stderr, opts))), nil
 	case "text":
-		return slog.New(bhttp.LogHandler(slog.NewTextHandler(os.Stderr, nil))), nil
+		return slog.New(bhttp.LogHandler(slog.NewTextHandler(os.Stderr, opts))), nil
 	}
 	return nil, fmt.Errorf("log format must be json or text, not %q", format)
 }
