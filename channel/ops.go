@@ -191,26 +191,8 @@ func (m *meter) read(now time.Time) (total int64, perSecond float64) {
 	return m.total, float64(n) / meterWindowSecs
 }
 
-// pendingCountMax bounds what PendingSummary counts.
-const pendingCountMax = 10_000
-
-// PendingSummary counts the pending transfers (up to pendingCountMax) and
-// returns when the oldest was created (zero if none).
-func (c *Channel) PendingSummary(ctx context.Context) (count int, oldest time.Time, err error) {
-	ts, err := c.pending(ctx, pendingCountMax)
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	for _, t := range ts {
-		if oldest.IsZero() || t.CreatedAt.Before(oldest) {
-			oldest = t.CreatedAt
-		}
-	}
-	return len(ts), oldest, nil
-}
-
-// StaleCount counts the accounts marked stale, up to pendingCountMax.
-func (c *Channel) StaleCount(ctx context.Context) (int, error) {
-	ids, err := c.store.StaleAccounts(ctx, pendingCountMax)
-	return len(ids), err
+// Backlog counts the pending transfers, with the oldest's creation time,
+// and the stale accounts: one read of the store, whatever their number.
+func (c *Channel) Backlog(ctx context.Context) (Backlog, error) {
+	return c.store.Backlog(ctx)
 }

@@ -108,6 +108,8 @@ type Store interface {
 	MarkStale(ctx context.Context, account string, at time.Time) error
 	// StaleAccounts returns up to limit stale accounts, stale longest first.
 	StaleAccounts(ctx context.Context, limit int) ([]string, error)
+	// Backlog counts what is waiting, in one read: for the metrics.
+	Backlog(ctx context.Context) (Backlog, error)
 	// ClearStale clears the flag if StaleGen still equals gen: a sync that
 	// read gen and then reached core's head, with no failure marked since.
 	ClearStale(ctx context.Context, account string, gen int64) error
@@ -219,4 +221,13 @@ func CheckRun(account string, entries []banksync.Entry) error {
 		}
 	}
 	return nil
+}
+
+// Backlog is what is waiting in the channel's store: the pending transfers,
+// when the oldest of them was created (zero if none), and the accounts
+// marked stale.
+type Backlog struct {
+	Pending       int64
+	OldestPending time.Time
+	Stale         int64
 }

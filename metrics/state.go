@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"banksync/channel"
 	"banksync/kafka"
 )
 
@@ -15,10 +16,9 @@ import (
 // source is left out (no Kafka: no lag, no dead letters).
 type ChannelState struct {
 	Lag         func(context.Context) (kafka.GroupLag, error)
-	DeadLetters func(context.Context) (int64, error)          // not yet replayed
-	Pending     func(context.Context) (int, time.Time, error) // count, oldest created
-	Stale       func(context.Context) (int, error)            // accounts marked stale
-	Now         func() time.Time                              // default time.Now
+	DeadLetters func(context.Context) (int64, error)           // not yet replayed
+	Backlog     func(context.Context) (channel.Backlog, error) // pending transfers, stale accounts
+	Now         func() time.Time                               // default time.Now
 	Logger      *slog.Logger
 }
 
@@ -28,11 +28,11 @@ var (
 	dlqDesc = prometheus.NewDesc("banksync_dlq_depth",
 		"Dead letters not yet replayed.", nil, nil)
 	pendingDesc = prometheus.NewDesc("banksync_pending_transfers",
-		"Transfers waiting for core's answer (counted up to 10,000).", nil, nil)
+		"Transfers waiting for core's answer.", nil, nil)
 	oldestDesc = prometheus.NewDesc("banksync_pending_transfer_oldest_age_seconds",
 		"Age of the oldest pending transfer; 0 when none is pending.", nil, nil)
 	staleDesc = prometheus.NewDesc("banksync_stale_accounts",
-		"Accounts whose history may be behind core's (counted up to 10,000).", nil, nil)
+		"Accounts whose history may be behind core's.", nil, nil)
 )
 
 // channelCollector reads ChannelState at each scrape.
@@ -82,23 +82,19 @@ func (c channelCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(n))
 		}
 	}
-	if c.s.Pending != nil {
-		if n, oldest, err := c.s.Pending(ctx); err != nil {
-			fail(pendingDesc, err)
+	if c.s.Backlog != nil {
+		if b, err := c.s.Backlog(ctx); err != nil {
+			for _, d := range []*prometheus.Desc{pendingDesc, oldestDesc, staleDesc} {
+				fail(d, err)
+			}
 		} else {
 			age := 0.0
-			if !oldest.IsZero() {
-				age = max(0, c.s.Now().Sub(oldest).Seconds())
+			if !b.OldestPending.IsZero() {
+				age = max(0, c.s.Now().Sub(b.OldestPending).Seconds())
 			}
-			ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(n))
+			ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(b.Pending))
 			ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age)
-		}
-	}
-	if c.s.Stale != nil {
-		if n, err := c.s.Stale(ctx); err != nil {
-			fail(staleDesc, err)
-		} else {
-			ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, float64(n))
+			ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.GaugeValue, float64(b.Stale))
 		}
 	}
 }

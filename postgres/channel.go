@@ -439,6 +439,24 @@ func (s *ChannelStore) StaleAccounts(ctx context.Context, limit int) ([]string, 
 	return ids, nil
 }
 
+// Backlog counts the pending transfers, the oldest one's creation, and the
+// stale accounts, in one statement.
+func (s *ChannelStore) Backlog(ctx context.Context) (channel.Backlog, error) {
+	var b channel.Backlog
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM channel_transfers WHERE state = 'pending'),
+		(SELECT min(created_at) FROM channel_transfers WHERE state = 'pending'),
+		(SELECT count(*) FROM channel_accounts WHERE stale)`).Scan(&b.Pending, &oldest, &b.Stale)
+	if err != nil {
+		return b, fmt.Errorf("read backlog: %w", err)
+	}
+	if oldest != nil {
+		b.OldestPending = oldest.UTC()
+	}
+	return b, nil
+}
+
 // ClearStale clears the stale flag if no MarkStale came after the one that
 // gave gen.
 func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64) error {

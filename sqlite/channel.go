@@ -445,6 +445,22 @@ func (s *ChannelStore) StaleAccounts(ctx context.Context, limit int) ([]string, 
 	return ids, rows.Err()
 }
 
+func (s *ChannelStore) Backlog(ctx context.Context) (channel.Backlog, error) {
+	var b channel.Backlog
+	var oldest sql.NullInt64
+	err := s.db.read.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM channel_transfers WHERE state = 'pending'),
+		(SELECT min(created_at) FROM channel_transfers WHERE state = 'pending'),
+		(SELECT count(*) FROM channel_accounts WHERE stale = 1)`).Scan(&b.Pending, &oldest, &b.Stale)
+	if err != nil {
+		return b, fmt.Errorf("read backlog: %w", err)
+	}
+	if oldest.Valid {
+		b.OldestPending = fromMicros(oldest.Int64)
+	}
+	return b, nil
+}
+
 func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64) error {
 	if _, err := s.db.write.ExecContext(ctx, `UPDATE channel_accounts SET stale = 0, stale_since = NULL
 		WHERE id = ? AND stale = 1 AND stale_gen = ?`, account, gen); err != nil {

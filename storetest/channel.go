@@ -46,6 +46,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"ConcurrentOnePending", testChannelConcurrentOnePending},
 		{"ConcurrentSameKey", testChannelConcurrentSameKey},
 		{"ConcurrentSettle", testChannelConcurrentSettle},
+		{"Backlog", testChannelBacklog},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -707,4 +708,35 @@ func testChannelApplyRuns(t *testing.T, h ChannelHarness) {
 		diff(t, "acc-1 after ApplyRuns "+tc.name, mustAccountState(t, s, "acc-1"), want1)
 		diff(t, "acc-2 after ApplyRuns "+tc.name, mustAccountState(t, s, "acc-2"), res[1].State)
 	}
+}
+
+// testChannelBacklog: the backlog counts pending transfers — not settled
+// ones — with the oldest one's creation time, and stale accounts.
+func testChannelBacklog(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	backlog := func() channel.Backlog {
+		t.Helper()
+		b, err := s.Backlog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	diff(t, "empty store's backlog", backlog(), channel.Backlog{})
+	for i := range 4 {
+		tr := newTransfer(fmt.Sprintf("t-%d", i), "alice", fmt.Sprintf("key-%d", i), fmt.Sprintf("acc-%d", i))
+		tr.CreatedAt = channelT0.Add(time.Duration(i) * time.Second)
+		mustCreate(t, s, tr)
+	}
+	// The oldest is settled: the next one is the oldest pending.
+	if _, _, err := s.Settle(ctx, "t-0", channel.StateCompleted, "", channelT0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"acc-1", "acc-2"} {
+		if err := s.MarkStale(ctx, id, channelT0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	diff(t, "backlog", backlog(), channel.Backlog{Pending: 3, OldestPending: channelT0.Add(time.Second), Stale: 2})
 }

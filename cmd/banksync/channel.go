@@ -135,7 +135,7 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	reg := metrics.NewRegistry()
 	m := metrics.NewChannel(reg)
 	n.ch = channel.New(store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, Logger: cfg.Logger, Observer: m})
-	state := metrics.ChannelState{Pending: n.ch.PendingSummary, Stale: n.ch.StaleCount, Logger: cfg.Logger}
+	state := metrics.ChannelState{Backlog: n.ch.Backlog, Logger: cfg.Logger}
 	checks := map[string]bhttp.Check{"database": func(ctx context.Context) error {
 		_, _, err := n.store.Account(ctx, "readyz")
 		return err
