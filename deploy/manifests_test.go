@@ -926,7 +926,11 @@ func binaryEnvNames(t *testing.T) (all map[string]bool, byCommand map[string]map
 	}
 	listed := regexp.MustCompile(`\[(BANKSYNC_[A-Z_]*)\]`)
 	for _, c := range components {
-		out, _ := exec.Command(bin, c.command, "-h").CombinedOutput() // -h exits non-zero
+		cmd := exec.Command(bin, c.command, "-h")
+		// Without the test's own BANKSYNC_* variables: the binary reads
+		// them before -h, and a bad one would print an error instead.
+		cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "BANKSYNC_") })
+		out, _ := cmd.CombinedOutput() // -h exits non-zero
 		byCommand[c.command] = map[string]bool{}
 		for _, mm := range listed.FindAllStringSubmatch(string(out), -1) {
 			byCommand[c.command][mm[1]] = true

@@ -84,9 +84,9 @@ func (c channelCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.s.Backlog != nil {
 		if b, err := c.s.Backlog(ctx); err != nil {
-			for _, d := range []*prometheus.Desc{pendingDesc, oldestDesc, staleDesc} {
-				fail(d, err)
-			}
+			fail(pendingDesc, err) // logs once for the three
+			ch <- prometheus.NewInvalidMetric(oldestDesc, err)
+			ch <- prometheus.NewInvalidMetric(staleDesc, err)
 		} else {
 			age := 0.0
 			if !b.OldestPending.IsZero() {
