@@ -68,6 +68,33 @@ func startProc(t *testing.T, env []string, msg, attr string, args ...string) *pr
 	}
 }
 
+// procCluster is `banksync kafka` and `banksync core` running as processes
+// (service token "svc"), to start channels against.
+type procCluster struct {
+	t       *testing.T
+	env     []string
+	kafka   *proc
+	coreURL string
+}
+
+// startProcCluster starts kafka (its log under dir) and core on coreDB.
+func startProcCluster(t *testing.T, dir, coreDB string) *procCluster {
+	t.Helper()
+	c := &procCluster{t: t, env: []string{"BANKSYNC_SERVICE_TOKEN=svc", "BANKSYNC_JWT_SECRET=0123456789abcdef0123456789abcdef", "BANKSYNC_LOG_FORMAT=json"}}
+	c.kafka = startProc(t, c.env, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka"))
+	core := startProc(t, c.env, "core listening", "addr", "core", "--listen", "127.0.0.1:0", "--db", coreDB, "--kafka", c.kafka.addr)
+	c.coreURL = "http://" + core.addr
+	return c
+}
+
+// channel starts a channel process on chDB consuming the cluster, with
+// more flags if given.
+func (c *procCluster) channel(chDB string, args ...string) *proc {
+	c.t.Helper()
+	return startProc(c.t, c.env, "channel listening", "addr", append([]string{"channel", "--listen", "127.0.0.1:0",
+		"--db", chDB, "--core-url", c.coreURL, "--kafka", c.kafka.addr}, args...)...)
+}
+
 // TestClusterSurvivesAChannelKill: banksync kafka, core and three channel
 // processes sharing one consumer group and one history database. During a
 // burst one channel is killed with SIGKILL and another joins. A reader
@@ -89,15 +116,9 @@ func TestClusterSurvivesAChannelKill(t *testing.T) {
 }
 
 func clusterSurvivesAChannelKill(t *testing.T, dir, coreDB, chDB string, openHistory func() (channel.Store, error)) {
-	env := []string{"BANKSYNC_SERVICE_TOKEN=svc", "BANKSYNC_JWT_SECRET=0123456789abcdef0123456789abcdef", "BANKSYNC_LOG_FORMAT=json"}
-	kafka := startProc(t, env, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka"))
-	core := startProc(t, env, "core listening", "addr", "core", "--listen", "127.0.0.1:0",
-		"--db", coreDB, "--kafka", kafka.addr)
-	coreURL := "http://" + core.addr
-	newChannel := func() *proc {
-		return startProc(t, env, "channel listening", "addr", "channel", "--listen", "127.0.0.1:0", "--db", chDB,
-			"--core-url", coreURL, "--kafka", kafka.addr, "--lanes", "16")
-	}
+	cluster := startProcCluster(t, dir, coreDB)
+	coreURL := cluster.coreURL
+	newChannel := func() *proc { return cluster.channel(chDB, "--lanes", "16") }
 	channels := []*proc{newChannel(), newChannel(), newChannel()}
 
 	const accounts = 40

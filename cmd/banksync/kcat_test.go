@@ -19,7 +19,8 @@ import (
 
 // kcatPath finds kcat (Debian's package; older systems call it kafkacat).
 // Without it the test skips, except under CI, where .ci/run installs it and
-// a skip is a failure — the rule chromiumPath follows.
+// a skip is a failure — the rule chromiumPath follows (in package main, so
+// the two cannot share one helper).
 func kcatPath(t *testing.T) string {
 	for _, p := range []string{os.Getenv("BANKSYNC_KCAT"), "kcat", "kafkacat"} {
 		if p == "" {
@@ -94,11 +95,8 @@ func TestKcatReadsTheEvents(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	env := []string{"BANKSYNC_SERVICE_TOKEN=svc", "BANKSYNC_JWT_SECRET=0123456789abcdef0123456789abcdef", "BANKSYNC_LOG_FORMAT=json"}
-	kfk := startProc(t, env, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka"))
-	core := startProc(t, env, "core listening", "addr", "core", "--listen", "127.0.0.1:0",
-		"--db", "sqlite:"+filepath.Join(dir, "core.db"), "--kafka", kfk.addr)
-	coreURL := "http://" + core.addr
+	cluster := startProcCluster(t, dir, "sqlite:"+filepath.Join(dir, "core.db"))
+	coreURL := cluster.coreURL
 
 	accounts := []string{"kc-alice", "kc-bob", "kc-carol"}
 	for _, id := range accounts {
@@ -136,7 +134,7 @@ func TestKcatReadsTheEvents(t *testing.T) {
 	var lines int
 	until := time.Now().Add(30 * time.Second)
 	for {
-		got, lines = kcatRead(t, kcat, kfk.addr)
+		got, lines = kcatRead(t, kcat, cluster.kafka.addr)
 		if len(got) >= len(want) || time.Now().After(until) {
 			break
 		}

@@ -26,16 +26,10 @@ import (
 // history equals core's.
 func TestSIGTERMDuringABurst(t *testing.T) {
 	dir := t.TempDir()
-	env := []string{"BANKSYNC_SERVICE_TOKEN=svc", "BANKSYNC_JWT_SECRET=0123456789abcdef0123456789abcdef", "BANKSYNC_LOG_FORMAT=json"}
-	kafka := startProc(t, env, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka"))
-	core := startProc(t, env, "core listening", "addr", "core", "--listen", "127.0.0.1:0",
-		"--db", "sqlite:"+filepath.Join(dir, "core.db"), "--kafka", kafka.addr)
-	coreURL := "http://" + core.addr
+	cluster := startProcCluster(t, dir, "sqlite:"+filepath.Join(dir, "core.db"))
+	coreURL := cluster.coreURL
 	chPath := filepath.Join(dir, "channel.db")
-	startChannel := func() *proc {
-		return startProc(t, env, "channel listening", "addr", "channel", "--listen", "127.0.0.1:0",
-			"--db", "sqlite:"+chPath, "--core-url", coreURL, "--kafka", kafka.addr)
-	}
+	startChannel := func() *proc { return cluster.channel("sqlite:" + chPath) }
 	const accounts = 20
 	for i := range accounts {
 		if st, body := send(t, "POST", coreURL+"/core/v1/accounts", "svc", fmt.Sprintf(`{"owner":"c%d","account_id":"acc-%d"}`, i, i)); st != 201 {
@@ -92,7 +86,7 @@ func TestSIGTERMDuringABurst(t *testing.T) {
 		applied += st.SyncedSeq
 	}
 	history.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.addr))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.kafka.addr))
 	if err != nil {
 		t.Fatal(err)
 	}
