@@ -29,9 +29,15 @@ const (
 	// bank app's history.
 	sessionTimeout    = 10 * time.Second
 	heartbeatInterval = time.Second
-	applyBackoffInit  = 20 * time.Millisecond
-	applyBackoffMax   = 2 * time.Second
-	dlqBackoffMax     = 5 * time.Second
+	// rebalanceTimeout is how long a rebalance waits for every member to
+	// rejoin; franz-go's default is 60 s. A member killed as a rebalance
+	// begins holds the whole group that long (the embedded cluster then
+	// let the joins time out, 70 s without consuming, in the cluster test);
+	// a live member rejoins within a poll, which is bounded by its lanes.
+	rebalanceTimeout = 20 * time.Second
+	applyBackoffInit = 20 * time.Millisecond
+	applyBackoffMax  = 2 * time.Second
+	dlqBackoffMax    = 5 * time.Second
 )
 
 // Headers a dead-lettered record carries besides the original's.
@@ -147,6 +153,7 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(sessionTimeout),
 		kgo.HeartbeatInterval(heartbeatInterval),
+		kgo.RebalanceTimeout(rebalanceTimeout),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
 		kgo.WithLogger(kgoLogger{cfg.Logger}),
