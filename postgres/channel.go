@@ -42,6 +42,10 @@ func OpenChannel(ctx context.Context, dsn string, opts ...Option) (*ChannelStore
 	if err != nil {
 		return nil, fmt.Errorf("open channel store: %w", err)
 	}
+	if err := ping(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open channel store: %w", err)
+	}
 	if err := migrate(ctx, pool, "channel"); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open channel store: %w", err)

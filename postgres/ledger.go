@@ -41,6 +41,10 @@ const (
 	// its lock, so a write after a lost session fails in bounded time while
 	// the server is unreachable rather than holding the writer up.
 	writerConnectTimeout = 5 * time.Second
+	// openConnectTimeout bounds reaching the server when a store opens, so
+	// an address that drops packets fails the start with the cause instead
+	// of hanging it (pgx has no connect timeout unless the DSN sets one).
+	openConnectTimeout = 10 * time.Second
 	// writerCloseTimeout bounds saying goodbye to the server on a session
 	// being given up.
 	writerCloseTimeout = 5 * time.Second
@@ -92,6 +96,10 @@ func OpenLedger(ctx context.Context, dsn string, opts ...Option) (*LedgerStore, 
 	if err != nil {
 		return nil, fmt.Errorf("open ledger store: %w", err)
 	}
+	if err := ping(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open ledger store: %w", err)
+	}
 	if err := migrate(ctx, pool, "ledger"); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open ledger store: %w", err)
@@ -111,6 +119,22 @@ func OpenLedger(ctx context.Context, dsn string, opts ...Option) (*LedgerStore, 
 		return nil, fmt.Errorf("open ledger store: %w", err)
 	}
 	return &LedgerStore{pool: pool, writerCfg: writerCfg, log: o.logger, writer: writer}, nil
+}
+
+// ping connects once, within openConnectTimeout, so that a server that
+// cannot be reached, or has no such database, is reported as such rather
+// than as the first migration failing.
+func ping(ctx context.Context, pool *pgxpool.Pool) error {
+	pingCtx, cancel := context.WithTimeout(ctx, openConnectTimeout)
+	defer cancel()
+	err := pool.Ping(pingCtx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() == nil && pingCtx.Err() != nil:
+		return fmt.Errorf("connect: no answer within %s: %w", openConnectTimeout, err)
+	}
+	return fmt.Errorf("connect: %w", err)
 }
 
 func connectWriter(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {

@@ -115,7 +115,8 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	n = &channelNode{}
 	defer func() {
 		if err != nil {
-			n.Close()
+			n.Close() // whatever had started
+			n = nil
 		}
 	}()
 	if n.store, err = openChannelStore(ctx, cfg.DB); err != nil {
@@ -152,6 +153,9 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	}()
 	admin := bhttp.AdminConfig{Token: cfg.AdminToken, Channel: n.ch, Core: core, Logger: cfg.Logger}
 	if brokers := parseBrokers(cfg.Kafka); len(brokers) > 0 {
+		if err := reachKafka(ctx, brokers); err != nil {
+			return n, err
+		}
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger}, n.ch)
 		if err != nil {
 			return n, err
@@ -279,16 +283,23 @@ func (n *channelNode) Close() error {
 	return errors.Join(errs...)
 }
 
-// openChannelStore opens the channel database named by dsn.
+// openChannelStore opens the channel database named by dsn. On error the
+// store is a nil interface, as openLedgerStore's is.
 func openChannelStore(ctx context.Context, dsn string) (channel.Store, error) {
 	path, err := sqlitePath(dsn)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err
-	case path != "":
-		return sqlite.OpenChannel(ctx, path)
 	}
-	return postgres.OpenChannel(ctx, dsn)
+	var s channel.Store
+	if path != "" {
+		s, err = sqlite.OpenChannel(ctx, path)
+	} else {
+		s, err = postgres.OpenChannel(ctx, dsn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open channel database %s: %w", redactDSN(dsn), err)
+	}
+	return s, nil
 }
 
 type tokenCommand struct{}

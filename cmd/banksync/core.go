@@ -100,7 +100,8 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 	n = &coreNode{log: cfg.Logger}
 	defer func() {
 		if err != nil {
-			n.Close()
+			n.Close() // whatever had started
+			n = nil
 		}
 	}()
 	// Bad certificate files fail before anything is opened.
@@ -136,6 +137,9 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 		n.brokers = parseBrokers(cfg.Kafka)
 	}
 	if len(n.brokers) > 0 {
+		if err := reachKafka(ctx, n.brokers); err != nil {
+			return n, err
+		}
 		n.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: n.brokers, Partitions: cfg.Partitions, Logger: cfg.Logger})
 		if err != nil {
 			return n, fmt.Errorf("connect to kafka %v: %w", n.brokers, err)
@@ -221,16 +225,24 @@ func (n *coreNode) Close() error {
 	return errors.Join(errs...)
 }
 
-// openLedgerStore opens the ledger database named by dsn.
+// openLedgerStore opens the ledger database named by dsn. On error the
+// store is a nil interface: returned as it is, the nil *LedgerStore of a
+// failed open would be a ledger.Store whose Close dereferences nil.
 func openLedgerStore(ctx context.Context, dsn string) (ledger.Store, error) {
 	path, err := sqlitePath(dsn)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err
-	case path != "":
-		return sqlite.OpenLedger(ctx, path)
 	}
-	return postgres.OpenLedger(ctx, dsn)
+	var s ledger.Store
+	if path != "" {
+		s, err = sqlite.OpenLedger(ctx, path)
+	} else {
+		s, err = postgres.OpenLedger(ctx, dsn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open ledger database %s: %w", redactDSN(dsn), err)
+	}
+	return s, nil
 }
 
 // sqlitePath checks a database DSN, sqlite:PATH or postgres://…, and for

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -62,7 +63,30 @@ func main() {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
 	default:
-		fmt.Fprintf(os.Stderr, "banksync %s: %v\n", os.Args[1], err)
+		fmt.Fprintf(os.Stderr, "banksync %s: %s\n", os.Args[1], errorLine(err))
 		os.Exit(1)
 	}
+}
+
+// errorLine is err's message on one line, so that a failure is one line a
+// supervisor's log keeps whole and a reader finds last: the lines of a
+// multi-line message (errors.Join, pgx's error per address tried) are
+// joined with "; ".
+func errorLine(err error) string {
+	var b strings.Builder
+	for line := range strings.Lines(err.Error()) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }

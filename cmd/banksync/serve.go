@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
 	bhttp "banksync/http"
+	"banksync/kafka"
 	"banksync/metrics"
 	"banksync/postgres"
 	"banksync/sqlite"
@@ -25,6 +29,11 @@ const (
 	headerBytesMax    = 16 << 10
 	shutdownTimeout   = 15 * time.Second
 	relayFlushTimeout = 5 * time.Second
+	// kafkaReachTimeout bounds the wait at startup for a broker to answer:
+	// long enough for a broker started at the same moment to come up, short
+	// enough that a wrong --kafka fails the start rather than logging
+	// warnings for ever (clients connect lazily and retry without end).
+	kafkaReachTimeout = 10 * time.Second
 )
 
 // migrated is a store that can list its schema migrations (all of ours),
@@ -34,6 +43,40 @@ type migrated interface {
 }
 
 var _ = []migrated{(*sqlite.LedgerStore)(nil), (*sqlite.ChannelStore)(nil), (*postgres.LedgerStore)(nil), (*postgres.ChannelStore)(nil)}
+
+// reachKafka waits, within kafkaReachTimeout, for one of brokers to answer.
+// Stopped by ctx (a signal), it returns ctx's error, a clean exit.
+func reachKafka(ctx context.Context, brokers []string) error {
+	reachCtx, cancel := context.WithTimeout(ctx, kafkaReachTimeout)
+	defer cancel()
+	err := kafka.Reach(reachCtx, brokers)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("reach kafka %v (tried for %s): %w", brokers, kafkaReachTimeout, err)
+}
+
+// redactDSN is dsn fit for an error message: a PostgreSQL URL without its
+// password, in the user part or as a parameter.
+func redactDSN(dsn string) string {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// Unparsable, it may hold a password anywhere: name only the scheme.
+		scheme, _, _ := strings.Cut(dsn, "://")
+		return scheme + "://…"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
 
 // server is one HTTP server on its own address: a service's API, or its
 // operator listener (--ops-listen).
@@ -49,7 +92,7 @@ func serve(wg *sync.WaitGroup, name, addr string, h http.Handler, route func(*ht
 	tlsCfg *tls.Config, m *metrics.HTTP, log *slog.Logger) (*server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("serve %s: %w", name, err)
 	}
 	s := &server{ln: ln, srv: &http.Server{
 		Handler: bhttp.Observe(h, bhttp.ObserveConfig{Logger: log, Route: route, Done: m.Observe,
