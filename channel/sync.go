@@ -47,6 +47,24 @@ func (c *Channel) Sync(ctx context.Context, account string) (AccountState, error
 	return st, err
 }
 
+// SyncAccount is Sync for callers that need only the error: the
+// dead-letter repair of a letter that cannot be decoded.
+func (c *Channel) SyncAccount(ctx context.Context, account string) error {
+	_, err := c.Sync(ctx, account)
+	return err
+}
+
+// MarkStale flags an account whose history may be behind core's, so the
+// next read or the reconciler syncs it: the consumer's fast path for a
+// record it could not even decode. It is a hint, not the repair: the
+// dead-letter repair syncs the account whether or not the mark was written.
+func (c *Channel) MarkStale(ctx context.Context, account string) error {
+	if !banksync.ValidID(account) {
+		return banksync.Errorf(banksync.EINVALID, "mark stale: %q is not an account id", account)
+	}
+	return c.store.MarkStale(ctx, account, c.now())
+}
+
 // apply runs under the account's lock. With no entries it syncs to core's
 // head. Other processes may apply the same account at the same time; the
 // store's conditional Apply (ErrSeqConflict) keeps them from interleaving.

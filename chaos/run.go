@@ -44,10 +44,11 @@ type Config struct {
 
 // Unsafe names the protections a test can switch off.
 type Unsafe struct {
-	NoFence           bool // the reconciler fails transfers by its clock (P3)
-	NoInFlightRefusal bool // a second transfer while one is pending goes to core (P1)
-	OutOfOrder        bool // history written past a hole (P4, P5)
-	CommitBeforeApply bool // offsets committed before the records are applied (P4)
+	NoFence            bool // the reconciler fails transfers by its clock (P3)
+	NoInFlightRefusal  bool // a second transfer while one is pending goes to core (P1)
+	OutOfOrder         bool // history written past a hole (P4, P5)
+	CommitBeforeApply  bool // offsets committed before the records are applied (P4)
+	NoDeadLetterRepair bool // dead letters wait for an operator's replay (P4)
 }
 
 // Faults sets how often each kind of fault is injected. A negative rate or
@@ -63,8 +64,10 @@ type Faults struct {
 	// it lasts.
 	HistoryOutageEvery, HistoryOutageFor time.Duration
 	// How often core restarts; a consumer restarts; the relay re-publishes
-	// recent entries (duplicate delivery); held requests reach core late.
-	CoreRestartEvery, ConsumerRestartEvery, DuplicateEvery, ReleaseLateEvery time.Duration
+	// recent entries (duplicate delivery); held requests reach core late;
+	// core publishes an entry's event in a schema version the channels
+	// cannot decode.
+	CoreRestartEvery, ConsumerRestartEvery, DuplicateEvery, ReleaseLateEvery, UndecodableEvery time.Duration
 	// ClockSkewMax bounds how far each channel's clock is off core's.
 	ClockSkewMax time.Duration
 }
@@ -93,6 +96,7 @@ func (f *Faults) setDefaults() {
 	every(&f.ConsumerRestartEvery, 5*time.Second)
 	every(&f.DuplicateEvery, 3*time.Second)
 	every(&f.ReleaseLateEvery, 2*time.Second)
+	every(&f.UndecodableEvery, 3*time.Second)
 	every(&f.ClockSkewMax, 200*time.Millisecond)
 }
 
@@ -121,6 +125,7 @@ const (
 	coreTimeout       = 300 * time.Millisecond
 	reconcileInterval = 200 * time.Millisecond
 	reconcileGrace    = 200 * time.Millisecond
+	repairInterval    = 300 * time.Millisecond
 	serviceToken      = "chaos-token"
 	accountsEach      = 2
 	openingBalance    = 1_000_000
@@ -195,9 +200,11 @@ type coreProc struct {
 	ledger *ledger.Ledger
 	relay  *ledger.Relay
 	pub    *kafka.Publisher
+	poison *poisoningPublisher
 	srv    *http.Server
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
+	stats  *counters
 }
 
 func (s *system) start(ctx context.Context) error {
@@ -217,7 +224,7 @@ func (s *system) start(ctx context.Context) error {
 		}
 		return true
 	})
-	s.core = &coreProc{path: filepath.Join(s.dir, "core.db"), addr: "127.0.0.1:0"}
+	s.core = &coreProc{path: filepath.Join(s.dir, "core.db"), addr: "127.0.0.1:0", stats: s.stats}
 	if err := s.core.start(ctx, s.cluster.Addrs(), s.cfg.Logger); err != nil {
 		return err
 	}
@@ -254,6 +261,11 @@ func (c *coreProc) start(ctx context.Context, brokers []string, log *slog.Logger
 			store.Close()
 			return err
 		}
+		if c.poison, err = newPoisoningPublisher(c.pub, brokers, c.stats); err != nil {
+			l.Close()
+			store.Close()
+			return err
+		}
 	}
 	ln, err := listen(c.addr)
 	if err != nil {
@@ -265,7 +277,7 @@ func (c *coreProc) start(ctx context.Context, brokers []string, log *slog.Logger
 	c.srv = &http.Server{Handler: bhttp.NewCoreServer(l, serviceToken, log), ReadHeaderTimeout: 5 * time.Second}
 	runCtx, stop := context.WithCancel(context.Background())
 	c.stop = stop
-	c.relay = ledger.NewRelay(store, c.pub, ledger.RelayConfig{Wake: l.Committed(), Logger: log})
+	c.relay = ledger.NewRelay(store, c.poison, ledger.RelayConfig{Wake: l.Committed(), Logger: log})
 	c.wg.Go(func() { c.relay.Run(runCtx) })
 	c.wg.Go(func() { c.srv.Serve(ln) })
 	return nil
@@ -311,6 +323,9 @@ func (c *coreProc) halt() {
 
 func (c *coreProc) close() {
 	c.halt()
+	if c.poison != nil {
+		c.poison.close()
+	}
 	if c.pub != nil {
 		c.pub.Close()
 	}
@@ -362,6 +377,11 @@ func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*
 	runCtx, stop := context.WithCancel(context.Background())
 	cp.stop = stop
 	cp.wg.Go(func() { cp.ch.RunReconciler(runCtx) })
+	if !s.cfg.Unsafe.NoDeadLetterRepair {
+		cp.wg.Go(func() {
+			kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Brokers: cp.brokers, Interval: repairInterval, Logger: s.cfg.Logger}, cp.ch)
+		})
+	}
 	if err := cp.startConsumer(); err != nil {
 		return nil, err
 	}
@@ -434,6 +454,7 @@ func (s *system) injectFaults(ctx context.Context) {
 		{f.HistoryOutageEvery, func(*rand.Rand) { s.historyOutage(ctx, f.HistoryOutageFor) }},
 		{f.DuplicateEvery, func(rng *rand.Rand) { s.duplicateEvents(ctx, 1+rng.Int64N(50)) }},
 		{f.ReleaseLateEvery, func(*rand.Rand) { s.releaseLate() }},
+		{f.UndecodableEvery, func(*rand.Rand) { s.core.poison.arm(1) }},
 	}
 	var wg sync.WaitGroup
 	for i, k := range kinds {
@@ -531,6 +552,11 @@ func (s *system) crashDuringStall(ctx context.Context, w *workload) {
 	for _, cp := range s.chans {
 		cp.store.stall(true)
 	}
+	// Some of the burst's events are undecodable too: the last entries of
+	// their accounts, which no later event will fill in.
+	if s.cfg.Faults.UndecodableEvery > 0 {
+		s.core.poison.arm(3)
+	}
 	w.depositToAll(ctx, "final")
 	sleep(ctx, 300*time.Millisecond)
 	for _, cp := range s.chans {
@@ -580,11 +606,13 @@ func chooser(f Faults, seed uint64, stats *counters, calmed *atomic.Bool) func(*
 	}
 }
 
-// errInjected is what an injected history write failure returns.
+// errInjected is what an injected history database failure returns.
 var errInjected = errors.New("chaos: injected history database failure")
 
-// faultyStore fails history writes: at a rate, and every one during an
-// outage.
+// faultyStore is the history database under faults: writes fail at a rate;
+// during an outage every call fails, reads and writes alike — MarkStale and
+// ClearStale too, as a real outage spares nothing; during a stall writes
+// hang, then fail.
 type faultyStore struct {
 	channel.Store
 	stats *counters
@@ -626,6 +654,7 @@ func (f *faultyStore) calm() {
 	f.calmed, f.down = true, false
 }
 
+// fail decides the fate of a write.
 func (f *faultyStore) fail(ctx context.Context) error {
 	f.mu.Lock()
 	if stalled := f.stalled; stalled != nil {
@@ -652,6 +681,17 @@ func (f *faultyStore) fail(ctx context.Context) error {
 	return nil
 }
 
+// unreachable decides the fate of a read: it fails during an outage.
+func (f *faultyStore) unreachable() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		f.stats.fault("history_read_failed_outage")
+		return errInjected
+	}
+	return nil
+}
+
 func (f *faultyStore) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
 	if err := f.fail(ctx); err != nil {
 		return channel.AccountState{}, err
@@ -664,4 +704,88 @@ func (f *faultyStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time
 		return nil, err
 	}
 	return f.Store.ApplyRuns(ctx, runs, at)
+}
+
+func (f *faultyStore) MarkStale(ctx context.Context, account string, at time.Time) error {
+	if err := f.fail(ctx); err != nil {
+		return err
+	}
+	return f.Store.MarkStale(ctx, account, at)
+}
+
+func (f *faultyStore) ClearStale(ctx context.Context, account string, gen int64) error {
+	if err := f.fail(ctx); err != nil {
+		return err
+	}
+	return f.Store.ClearStale(ctx, account, gen)
+}
+
+func (f *faultyStore) AddAccount(ctx context.Context, id, owner string) error {
+	if err := f.fail(ctx); err != nil {
+		return err
+	}
+	return f.Store.AddAccount(ctx, id, owner)
+}
+
+func (f *faultyStore) CreateTransfer(ctx context.Context, t channel.Transfer) (channel.Transfer, bool, error) {
+	if err := f.fail(ctx); err != nil {
+		return channel.Transfer{}, false, err
+	}
+	return f.Store.CreateTransfer(ctx, t)
+}
+
+func (f *faultyStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, bool, error) {
+	if err := f.fail(ctx); err != nil {
+		return channel.Transfer{}, false, err
+	}
+	return f.Store.Settle(ctx, id, state, reason, at)
+}
+
+func (f *faultyStore) Account(ctx context.Context, id string) (channel.AccountState, bool, error) {
+	if err := f.unreachable(); err != nil {
+		return channel.AccountState{}, false, err
+	}
+	return f.Store.Account(ctx, id)
+}
+
+func (f *faultyStore) AccountsOf(ctx context.Context, owner string) ([]channel.AccountState, error) {
+	if err := f.unreachable(); err != nil {
+		return nil, err
+	}
+	return f.Store.AccountsOf(ctx, owner)
+}
+
+func (f *faultyStore) Transfer(ctx context.Context, id string) (channel.Transfer, bool, error) {
+	if err := f.unreachable(); err != nil {
+		return channel.Transfer{}, false, err
+	}
+	return f.Store.Transfer(ctx, id)
+}
+
+func (f *faultyStore) PendingBefore(ctx context.Context, t time.Time, limit int) ([]channel.Transfer, error) {
+	if err := f.unreachable(); err != nil {
+		return nil, err
+	}
+	return f.Store.PendingBefore(ctx, t, limit)
+}
+
+func (f *faultyStore) PendingOf(ctx context.Context, account string) ([]channel.Transfer, error) {
+	if err := f.unreachable(); err != nil {
+		return nil, err
+	}
+	return f.Store.PendingOf(ctx, account)
+}
+
+func (f *faultyStore) StaleAccounts(ctx context.Context, limit int) ([]string, error) {
+	if err := f.unreachable(); err != nil {
+		return nil, err
+	}
+	return f.Store.StaleAccounts(ctx, limit)
+}
+
+func (f *faultyStore) History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error) {
+	if err := f.unreachable(); err != nil {
+		return nil, err
+	}
+	return f.Store.History(ctx, account, beforeSeq, limit)
 }

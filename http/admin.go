@@ -14,26 +14,40 @@ import (
 	"banksync/kafka"
 )
 
-// DeadLetterView is one dead letter as the admin API shows it.
+// DeadLetterView is one dead letter as the admin API shows it. A letter
+// that cannot be decoded has Undecodable set, its account taken from its
+// key (when that is an account id) and no seq or event id.
 type DeadLetterView struct {
-	AccountID     string    `json:"account_id"`
-	Seq           int64     `json:"seq"`
-	EventID       int64     `json:"event_id"`
-	Reason        string    `json:"reason"`
-	Attempts      int       `json:"attempts"`
-	At            time.Time `json:"dead_lettered_at,omitzero"`
-	FromPartition int32     `json:"from_partition"`
-	FromOffset    int64     `json:"from_offset"`
-	Replayed      bool      `json:"replayed"`   // a replay applied it and committed past it
-	InHistory     bool      `json:"in_history"` // the account's history holds its entry, however it got there
+	AccountID     string       `json:"account_id"`
+	Key           string       `json:"key"`
+	Seq           int64        `json:"seq"`
+	EventID       int64        `json:"event_id"`
+	Undecodable   string       `json:"undecodable,omitempty"` // why its value is no event this version reads
+	Reason        string       `json:"reason"`
+	Attempts      int          `json:"attempts"`
+	At            time.Time    `json:"dead_lettered_at,omitzero"`
+	FromPartition int32        `json:"from_partition"`
+	FromOffset    int64        `json:"from_offset"`
+	Partition     int32        `json:"dlq_partition"`
+	Offset        int64        `json:"dlq_offset"`
+	Headers       []HeaderView `json:"headers"`
+	State         string       `json:"state"`      // waiting, held, replayed or parked
+	Replayed      bool         `json:"replayed"`   // a replay is done with it: applied (replayed) or parked
+	InHistory     bool         `json:"in_history"` // the account's history holds its entry, however it got there
+}
+
+// HeaderView is one header of a dead letter's record.
+type HeaderView struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
 }
 
 // DeadLetters is what the admin API needs of the dead-letter topic.
 type DeadLetters interface {
 	List(ctx context.Context) ([]DeadLetterView, error)
 	// Replay re-applies letters: all not yet replayed (account ""), or one
-	// account's; it returns how many it applied.
-	Replay(ctx context.Context, account string) (applied int, err error)
+	// account's.
+	Replay(ctx context.Context, account string) (kafka.ReplayResult, error)
 }
 
 // AdminConfig wires the channel's operator API. Without a Token the API is
@@ -203,16 +217,19 @@ func (s *AdminServer) replay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addLog(r.Context(), LogAccount, req.Account)
-	applied, err := dlq.Replay(r.Context(), req.Account)
+	res, err := dlq.Replay(r.Context(), req.Account)
 	if err != nil {
-		s.log.WarnContext(r.Context(), "dead-letter replay stopped", "applied", applied, "err", err)
-		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAVAILABLE, "replay stopped after %d letters: a letter still fails to apply", applied))
+		s.log.WarnContext(r.Context(), "dead-letter replay stopped", "applied", res.Applied, "parked", res.Parked, "held", res.Held, "err", err)
+		writeError(w, r, s.log, banksync.Errorf(banksync.EUNAVAILABLE, "replay stopped after %d letters applied: letters still fail to apply (is the history database or core down?)", res.Applied))
 		return
 	}
-	s.log.InfoContext(r.Context(), "dead letters replayed", "applied", applied)
+	s.log.InfoContext(r.Context(), "dead letters replayed", "applied", res.Applied, "parked", res.Parked, "held", res.Held)
 	writeJSON(w, http.StatusOK, struct {
 		Applied int `json:"applied"`
-	}{applied})
+		Parked  int `json:"parked"`
+		Held    int `json:"held"`
+		Skipped int `json:"skipped"`
+	}{res.Applied, res.Parked, res.Held, res.Skipped})
 }
 
 // replicaName names this process among the channel's replicas: host and pid.

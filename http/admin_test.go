@@ -23,9 +23,9 @@ type countingDLQ struct{ replays []string }
 
 func (c *countingDLQ) List(context.Context) ([]bhttp.DeadLetterView, error) { return nil, nil }
 
-func (c *countingDLQ) Replay(_ context.Context, account string) (int, error) {
+func (c *countingDLQ) Replay(_ context.Context, account string) (kafka.ReplayResult, error) {
 	c.replays = append(c.replays, account)
-	return 0, nil
+	return kafka.ReplayResult{}, nil
 }
 
 func TestAdminRefusesBadInput(t *testing.T) {

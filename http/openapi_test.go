@@ -620,11 +620,11 @@ func (d *openAPIDLQ) List(context.Context) ([]bhttp.DeadLetterView, error) {
 	return d.letters, d.listErr
 }
 
-func (d *openAPIDLQ) Replay(context.Context, string) (int, error) {
+func (d *openAPIDLQ) Replay(context.Context, string) (kafka.ReplayResult, error) {
 	if d.replErr != nil {
-		return 0, d.replErr
+		return kafka.ReplayResult{}, d.replErr
 	}
-	return len(d.letters), nil
+	return kafka.ReplayResult{Applied: len(d.letters) - 1, Parked: 1}, nil
 }
 
 // TestOpenAPIChannel drives every route of the channel's customer and
@@ -672,8 +672,12 @@ func TestOpenAPIChannel(t *testing.T) {
 	lag := kafka.GroupLag{Group: "g", Topic: banksync.TopicLedgerEntries, Lag: 7,
 		Partitions: []kafka.PartitionLag{{Partition: 0, Committed: 3, End: 10, Lag: 7}, {Partition: 1, Committed: -1, End: -1, Lag: -1, Error: "not leader"}}}
 	letters := &openAPIDLQ{letters: []bhttp.DeadLetterView{
-		{AccountID: "a1", Seq: 3, EventID: 9, Reason: "history store down", Attempts: 5, At: time.Now().UTC(), FromPartition: 2, FromOffset: 41},
-		{AccountID: "b1", Seq: 1, EventID: 2, Reason: "history store down", Attempts: 5, FromPartition: 0, FromOffset: 7, Replayed: true, InHistory: true},
+		{AccountID: "a1", Key: "a1", Seq: 3, EventID: 9, Reason: "history store down", Attempts: 5, At: time.Now().UTC(), FromPartition: 2, FromOffset: 41,
+			Partition: 1, Offset: 0, Headers: []bhttp.HeaderView{{Key: kafka.HeaderDLQReason, Value: "history store down"}}, State: kafka.LetterWaiting},
+		{AccountID: "b1", Key: "b1", Seq: 1, EventID: 2, Reason: "history store down", Attempts: 5, FromPartition: 0, FromOffset: 7,
+			Partition: 0, Offset: 3, Headers: []bhttp.HeaderView{}, State: kafka.LetterReplayed, Replayed: true, InHistory: true},
+		{AccountID: "c1", Key: "c1", Undecodable: "decode ledger event: unsupported version 2 type \"ledger.entry\"", Reason: "undecodable",
+			FromPartition: 3, FromOffset: 9, Partition: 0, Offset: 4, Headers: []bhttp.HeaderView{}, State: kafka.LetterParked, Replayed: true},
 	}}
 	admin := serve(bhttp.NewAdminServer(bhttp.AdminConfig{Token: adminToken, Channel: s.ch, Consumer: fixedLag{lag: lag},
 		Core: bhttp.NewCoreClient(s.coreURL, token, nil), DeadLetters: letters}))

@@ -223,6 +223,7 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) {
 			if !c.deadLetter(ctx, r, err.Error(), 0) {
 				return
 			}
+			c.markStale(ctx, string(r.Key))
 			c.complete(r)
 			continue
 		}
@@ -265,6 +266,25 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) {
 	}
 }
 
+// staleMarker is the part of the sync engine that flags an account whose
+// history is behind core's.
+type staleMarker interface {
+	MarkStale(ctx context.Context, account string) error
+}
+
+// markStale flags the account a record that cannot be decoded is keyed by,
+// when the key names one, so a read syncs it at once. Only a fast path: the
+// record is in the dead-letter topic, whose repair syncs the account anyway.
+func (c *Consumer) markStale(ctx context.Context, account string) {
+	m, ok := c.apply.(staleMarker)
+	if !ok || !banksync.ValidID(account) {
+		return
+	}
+	if err := m.MarkStale(ctx, account); err != nil {
+		c.cfg.Logger.WarnContext(ctx, "marking the account of an undecodable record stale failed; the dead-letter repair syncs it", "account", account, "err", err)
+	}
+}
+
 // complete marks r applied in the offset tracker.
 func (c *Consumer) complete(r *kgo.Record) {
 	if err := c.offsets.Complete(r.Partition, r.Offset); err != nil {
@@ -287,10 +307,12 @@ func decode(r *kgo.Record) (banksync.LedgerEvent, error) {
 
 // retry applies one record's event, retrying with capped backoff, and
 // reports whether the record is done with: applied, or — failing
-// AttemptsMax times, tried of them already made — published to the dead-letter topic (the sync engine
-// has marked the account stale, so the next read or manual sync repairs it
-// meanwhile), so the partition moves on. A record left when ctx ends is not
-// done: it is re-delivered.
+// AttemptsMax times, tried of them already made — published to the
+// dead-letter topic, so the partition moves on. That topic is the durable
+// repair queue: RunDeadLetterRepair applies the record once the history
+// database answers again (the sync engine has also tried to mark the
+// account stale, a fast path for reads that an outage may refuse). A
+// record left when ctx ends is not done: it is re-delivered.
 func (c *Consumer) retry(ctx context.Context, r *kgo.Record, ev banksync.LedgerEvent, tried int) bool {
 	backoff := applyBackoffInit
 	for attempt := tried + 1; ; attempt++ {
@@ -329,7 +351,7 @@ func (c *Consumer) deadLetter(ctx context.Context, r *kgo.Record, reason string,
 		dead := &kgo.Record{Topic: c.cfg.DLQTopic, Key: r.Key, Value: r.Value, Headers: headers}
 		err := c.cl.ProduceSync(ctx, dead).FirstErr()
 		if err == nil {
-			c.cfg.Logger.Error("ledger event dead-lettered; account left stale", "account", string(r.Key),
+			c.cfg.Logger.Error("ledger event dead-lettered; the dead-letter repair applies it", "account", string(r.Key),
 				"partition", r.Partition, "offset", r.Offset, "attempts", attempts, "reason", reason,
 				"dlq_partition", dead.Partition, "dlq_offset", dead.Offset)
 			return true

@@ -33,7 +33,7 @@ type pipeline struct {
 	ledger    *ledger.Ledger
 	coreStore ledger.Store
 	history   channel.Store // the real store, unwrapped
-	apply     kafka.Applier
+	apply     kafka.Syncer
 }
 
 func newPipeline(t *testing.T, wrap func(channel.Store) channel.Store) *pipeline {
@@ -266,9 +266,9 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	}
 
 	// Listing shows them all, none replayed yet.
-	letters, replayed, err := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
-	if err != nil || len(letters) != 10 || len(replayed) != 0 {
-		t.Fatalf("ReadDeadLetters = %d letters, replayed %v, %v; want 10, none replayed", len(letters), replayed, err)
+	letters, err := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	if err != nil || len(letters) != 10 || countStates(letters)[kafka.LetterWaiting] != 10 {
+		t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 10 waiting", len(letters), countStates(letters), err)
 	}
 	if d := letters[0]; d.Attempts != 3 || d.Event.AccountID != "acc-3" || d.FromPartition != 0 || d.At.IsZero() {
 		t.Fatalf("first dead letter = %+v", d)
@@ -277,14 +277,14 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	// letters are its: the replay commits past them), then everything
 	// (nothing left).
 	var reapplied []int64
-	healthy := kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil })
+	healthy := applyOnly(func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil })
 	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ,
 		func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy, nil)
 	if err != nil || res.Applied != 10 {
 		t.Fatalf("replay of acc-3 = %+v, %v; want 10 applied", res, err)
 	}
-	if _, replayed, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); replayed[0] != 10 {
-		t.Fatalf("replayed offsets = %v, want partition 0 at 10", replayed)
+	if letters, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); countStates(letters)[kafka.LetterReplayed] != 10 {
+		t.Fatalf("after the replay the letters are %v, want 10 replayed", countStates(letters))
 	}
 	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy, nil)
 	if err != nil || res.Applied != 0 {
@@ -295,41 +295,210 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	}
 }
 
-// A replay stops at a letter that still fails and commits only what it
-// applied before it.
-func TestReplayStopsAtFailure(t *testing.T) {
+// applyOnly is a Syncer from a function that applies one entry; it cannot
+// sync an account from core.
+type applyOnly kafka.ApplyFunc
+
+func (f applyOnly) ApplyEntry(ctx context.Context, e banksync.Entry) error { return f(ctx, e) }
+
+func (f applyOnly) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []error {
+	return kafka.ApplyFunc(f).ApplyBatch(ctx, groups)
+}
+
+func (f applyOnly) SyncAccount(_ context.Context, account string) error {
+	return fmt.Errorf("no core to sync %s from", account)
+}
+
+// countStates counts letters by state.
+func countStates(letters []kafka.DeadLetter) map[string]int {
+	n := map[string]int{}
+	for _, d := range letters {
+		n[d.State]++
+	}
+	return n
+}
+
+// states lists the letters' states in dead-letter order.
+func states(letters []kafka.DeadLetter) []string {
+	var out []string
+	for _, d := range letters {
+		out = append(out, d.State)
+	}
+	return out
+}
+
+// A letter that still fails is held: the replay goes on with the letters
+// behind it, commits past them, and the next replay tries the held one
+// again, and only it.
+func TestReplayHoldsALetterThatFails(t *testing.T) {
 	ctx := context.Background()
 	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...))
+	for i := 1; i <= 5; i++ {
+		produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", int64(i)))
+	}
+	var applied []int64
+	fixed := false
+	failOn3 := applyOnly(func(_ context.Context, e banksync.Entry) error {
+		if e.Seq == 3 && !fixed {
+			return fmt.Errorf("still broken")
+		}
+		applied = append(applied, e.Seq)
+		return nil
+	})
+	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3, nil)
+	if err != nil || res != (kafka.ReplayResult{Applied: 4, Held: 1}) {
+		t.Fatalf("replay = %+v, %v; want 4 applied, 1 held", res, err)
+	}
+	letters, _ := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	want := []string{kafka.LetterReplayed, kafka.LetterReplayed, kafka.LetterHeld, kafka.LetterReplayed, kafka.LetterReplayed}
+	if got := states(letters); !slices.Equal(got, want) {
+		t.Fatalf("letters after the replay = %v, want %v", got, want)
+	}
+	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{Waiting: 1}) {
+		t.Fatalf("depth = %+v, want the held letter waiting", d)
+	}
+	fixed = true
+	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3, nil)
+	if err != nil || res != (kafka.ReplayResult{Applied: 1}) {
+		t.Fatalf("replay after the fix = %+v, %v; want the held letter alone", res, err)
+	}
+	if want := []int64{1, 2, 4, 5, 3}; !slices.Equal(applied, want) {
+		t.Fatalf("applied %v, want %v", applied, want)
+	}
+	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{}) {
+		t.Fatalf("depth = %+v, want 0", d)
+	}
+}
+
+// Letters failing one after another mean the history database (or core)
+// is down: the replay stops instead of trying every letter, says so, and
+// records what it did.
+func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
+	ctx := context.Background()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
+	for i := 1; i <= 20; i++ {
+		produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", int64(i)))
+	}
+	tried := 0
+	down := applyOnly(func(_ context.Context, e banksync.Entry) error {
+		tried++
+		if e.Seq == 1 {
+			return nil
+		}
+		return fmt.Errorf("history database unreachable")
+	})
+	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, down, nil)
+	if err == nil || !strings.Contains(err.Error(), "history database unreachable") || res != (kafka.ReplayResult{Applied: 1, Held: 3}) {
+		t.Fatalf("replay = %+v, %v; want 1 applied, 3 held, then an error", res, err)
+	}
+	if tried > 1+3*3 {
+		t.Fatalf("tried %d times: the replay went on past letters failing in a row", tried)
+	}
+	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{Waiting: 19}) {
+		t.Fatalf("depth = %+v, want 19 waiting", d)
+	}
+}
+
+// A poison letter (a value this version cannot decode, as a newer core's
+// schema) followed by valid ones: the list shows every one, the poison one
+// with its raw key, headers and why; a replay applies the valid ones,
+// syncs the poison one's account from core and parks it; the depth falls
+// to the parked count, and a second replay has nothing to do.
+func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
+	ctx := context.Background()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
+	produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", 1))
+	produceLetter(t, cluster, 0, "acc-2", []byte(`{"version":2,"type":"ledger.entry","account_id":"acc-2","seq":1}`))
+	produceLetter(t, cluster, 0, "\x00not-an-account", []byte(`not json`))
+	produceLetter(t, cluster, 0, "acc-3", mustEvent(t, "acc-3", 1))
+	produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", 2))
+
+	letters, err := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	if err != nil || len(letters) != 5 || countStates(letters)[kafka.LetterWaiting] != 5 {
+		t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 5 waiting", len(letters), countStates(letters), err)
+	}
+	poison := letters[1]
+	if poison.Key != "acc-2" || poison.Account() != "acc-2" || !strings.Contains(poison.Undecodable, "unsupported version 2") ||
+		poison.Offset != 1 || len(poison.Headers) == 0 {
+		t.Fatalf("poison letter listed as %+v", poison)
+	}
+	if d := letters[2]; d.Account() != "" || d.Undecodable == "" {
+		t.Fatalf("letter keyed by no account listed as %+v", d)
+	}
+
+	var applied, synced []string
+	sync := &recordingSyncer{applied: &applied, synced: &synced}
+	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil)
+	if err != nil || res != (kafka.ReplayResult{Applied: 3, Parked: 2}) {
+		t.Fatalf("replay = %+v, %v; want 3 applied, 2 parked", res, err)
+	}
+	if want := []string{"acc-1/1", "acc-3/1", "acc-1/2"}; !slices.Equal(applied, want) {
+		t.Fatalf("applied %v, want %v", applied, want)
+	}
+	if want := []string{"acc-2"}; !slices.Equal(synced, want) {
+		t.Fatalf("synced %v from core, want %v (the poison letter's account)", synced, want)
+	}
+	letters, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	want := []string{kafka.LetterReplayed, kafka.LetterParked, kafka.LetterParked, kafka.LetterReplayed, kafka.LetterReplayed}
+	if got := states(letters); !slices.Equal(got, want) {
+		t.Fatalf("letters after the replay = %v, want %v", got, want)
+	}
+	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{Parked: 2}) || d.Total() != 2 {
+		t.Fatalf("depth = %+v, %v; want the 2 parked only", d, err)
+	}
+	if res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil); err != nil || res != (kafka.ReplayResult{}) {
+		t.Fatalf("second replay = %+v, %v; want nothing to do", res, err)
+	}
+}
+
+// recordingSyncer records what a replay applies and syncs.
+type recordingSyncer struct {
+	applied, synced *[]string
+	syncErr         error
+}
+
+func (r *recordingSyncer) ApplyEntry(_ context.Context, e banksync.Entry) error {
+	*r.applied = append(*r.applied, fmt.Sprintf("%s/%d", e.AccountID, e.Seq))
+	return nil
+}
+
+func (r *recordingSyncer) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []error {
+	return kafka.ApplyFunc(r.ApplyEntry).ApplyBatch(ctx, groups)
+}
+
+func (r *recordingSyncer) SyncAccount(_ context.Context, account string) error {
+	if r.syncErr != nil {
+		return r.syncErr
+	}
+	*r.synced = append(*r.synced, account)
+	return nil
+}
+
+// mustEvent is the value of a ledger event of account at seq.
+func mustEvent(t *testing.T, account string, seq int64) []byte {
+	t.Helper()
+	e := banksync.Entry{AccountID: account, Seq: seq, Position: seq, Kind: banksync.KindDeposit,
+		Amount: 1, BalanceAfter: seq, Counterparty: "kb", BookedAt: banksync.Timestamp(time.Now())}
+	value, err := json.Marshal(banksync.EventOf(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return value
+}
+
+// produceLetter writes a record to the dead-letter topic's partition as
+// the consumer would: with a reason header.
+func produceLetter(t *testing.T, cluster *kafka.Cluster, partition int32, key string, value []byte) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	for i := 1; i <= 5; i++ {
-		e := banksync.Entry{AccountID: "acc-1", Seq: int64(i), Position: int64(i), Kind: banksync.KindDeposit,
-			Amount: 1, BalanceAfter: int64(i), Counterparty: "kb", BookedAt: banksync.Timestamp(time.Now())}
-		value, _ := json.Marshal(banksync.EventOf(e))
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: banksync.TopicLedgerEntriesDLQ, Key: []byte("acc-1"), Value: value}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	failOn3 := kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error {
-		if e.Seq == 3 {
-			return fmt.Errorf("still broken")
-		}
-		return nil
-	})
-	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3, nil)
-	if err == nil || res.Applied != 2 {
-		t.Fatalf("replay = %+v, %v; want 2 applied, then the error", res, err)
-	}
-	if _, replayed, _ := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); replayed[0] != 2 {
-		t.Fatalf("replayed offsets = %v, want partition 0 at 2 (past the applied two only)", replayed)
-	}
-	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil,
-		kafka.ApplyFunc(func(context.Context, banksync.Entry) error { return nil }), nil)
-	if err != nil || res.Applied != 3 {
-		t.Fatalf("replay after the fix = %+v, %v; want the remaining 3", res, err)
+	r := &kgo.Record{Topic: banksync.TopicLedgerEntriesDLQ, Partition: partition, Key: []byte(key), Value: value,
+		Headers: []kgo.RecordHeader{{Key: kafka.HeaderDLQReason, Value: []byte("test letter")}}}
+	if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -395,7 +564,7 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	flaky.mu.Unlock()
 	var letters []kafka.DeadLetter
 	for prev, stable := -1, 0; stable < 5; time.Sleep(200 * time.Millisecond) {
-		if letters, _, err = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil {
+		if letters, err = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil {
 			t.Fatal(err)
 		}
 		if len(letters) == prev {
@@ -424,52 +593,43 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	t.Logf("%d entries, %d dead-lettered during the outage, all consistent after replay", len(all), len(letters))
 }
 
-// An account's replay commits past its letters only up to the first letter
-// of another account it passed over: that one is still there for the next
-// replay, and nothing is replayed twice but what lay behind it.
-func TestAccountReplayCommitsUpToALetterLeft(t *testing.T) {
+// An account's replay applies its letters and holds the others' letters
+// it passes over; a later replay tries only those, and nothing is applied
+// twice.
+func TestAccountReplayHoldsOtherAccountsLetters(t *testing.T) {
 	ctx := context.Background()
 	cluster := mustStartCluster(t, kafka.ClusterConfig{})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	for _, l := range []struct {
 		account string
 		seq     int64
 	}{{"acc-1", 1}, {"acc-2", 1}, {"acc-1", 2}} {
-		e := banksync.Entry{AccountID: l.account, Seq: l.seq, Position: l.seq, Kind: banksync.KindDeposit,
-			Amount: 1, BalanceAfter: l.seq, Counterparty: "kb", BookedAt: banksync.Timestamp(time.Now())}
-		value, _ := json.Marshal(banksync.EventOf(e))
-		r := &kgo.Record{Topic: banksync.TopicLedgerEntriesDLQ, Partition: 0, Key: []byte(l.account), Value: value}
-		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+		produceLetter(t, cluster, 0, l.account, mustEvent(t, l.account, l.seq))
 	}
 	var applied []string
-	apply := kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error {
+	apply := applyOnly(func(_ context.Context, e banksync.Entry) error {
 		applied = append(applied, fmt.Sprintf("%s/%d", e.AccountID, e.Seq))
 		return nil
 	})
-	replay := func(account string, wantApplied, wantCommitted int64) {
+	replay := func(account string, want kafka.ReplayResult, wantStates ...string) {
 		t.Helper()
 		var match func(banksync.LedgerEvent) bool
 		if account != "" {
 			match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 		}
 		res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, match, apply, nil)
-		if err != nil || int64(res.Applied) != wantApplied {
-			t.Fatalf("replay %q = %+v, %v; want %d applied", account, res, err, wantApplied)
+		if err != nil || res != want {
+			t.Fatalf("replay %q = %+v, %v; want %+v", account, res, err, want)
 		}
-		if _, replayed, _ := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); replayed[0] != wantCommitted {
-			t.Fatalf("after replay %q the replayed offset is %v, want %d", account, replayed, wantCommitted)
+		letters, _ := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+		if got := states(letters); !slices.Equal(got, wantStates) {
+			t.Fatalf("after replay %q the letters are %v, want %v", account, got, wantStates)
 		}
 	}
-	replay("acc-1", 2, 1) // both of acc-1's; the commit stops at acc-2's letter
-	replay("acc-2", 1, 2) // from acc-2's letter; acc-1/2 is passed over
-	replay("", 1, 3)      // acc-1/2 again (harmless), and all is replayed
-	if want := []string{"acc-1/1", "acc-1/2", "acc-2/1", "acc-1/2"}; !slices.Equal(applied, want) {
+	r, h := kafka.LetterReplayed, kafka.LetterHeld
+	replay("acc-1", kafka.ReplayResult{Applied: 2, Skipped: 1}, r, h, r)
+	replay("acc-3", kafka.ReplayResult{Skipped: 1}, r, h, r) // only the held letter is looked at
+	replay("", kafka.ReplayResult{Applied: 1}, r, r, r)
+	if want := []string{"acc-1/1", "acc-1/2", "acc-2/1"}; !slices.Equal(applied, want) {
 		t.Fatalf("applied %v, want %v", applied, want)
 	}
 }

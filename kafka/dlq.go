@@ -2,9 +2,11 @@ package kafka
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -16,15 +18,41 @@ import (
 )
 
 // ReplayGroup is the consumer group whose committed offsets on the
-// dead-letter topic mark what has been replayed.
+// dead-letter topic, with the replay mark committed beside them, record
+// what has been replayed.
 const ReplayGroup = "banksync-dlq-replay"
 
-// replayAttemptsMax bounds the tries of one dead letter during a replay.
-const replayAttemptsMax = 3
+// Limits of a replay.
+const (
+	// replayAttemptsMax bounds the tries of one dead letter in one replay.
+	replayAttemptsMax = 3
+	// replayFailuresInARowMax ends a replay: that many letters failing one
+	// after another means the history database or core is down, and
+	// trying every letter behind them would only take longer to fail.
+	replayFailuresInARowMax = 3
+	// replayHeldMax bounds, per partition, the letters a replay passed
+	// over or could not apply that it remembers so as to move on past
+	// them. It keeps the mark within the broker's limit on commit
+	// metadata (offset.metadata.max.bytes, 4 KiB by default).
+	replayHeldMax = 64
+)
+
+// Letter states, as listed.
+const (
+	LetterWaiting  = "waiting"  // not replayed yet
+	LetterHeld     = "held"     // a replay tried it and could not apply it (or passed it over): it is tried again
+	LetterReplayed = "replayed" // applied by a replay
+	LetterParked   = "parked"   // cannot be decoded: its account, if its key names one, was synced from core instead
+)
 
 // DeadLetter is a record of the dead-letter topic.
 type DeadLetter struct {
-	Event         banksync.LedgerEvent
+	Event banksync.LedgerEvent // zero when Undecodable is set
+	// Undecodable says why the value is not a ledger event this version
+	// reads (a newer schema, a broken record); "" for a good letter.
+	Undecodable   string
+	Key           string // the record's key: the account, for a letter the consumer wrote
+	Headers       []kgo.RecordHeader
 	Reason        string
 	Attempts      int
 	FromPartition int32 // where it was in the ledger topic
@@ -32,15 +60,32 @@ type DeadLetter struct {
 	At            time.Time // when it was dead-lettered
 	Partition     int32     // where it is in the dead-letter topic
 	Offset        int64
+	State         string // LetterWaiting, LetterHeld, LetterReplayed or LetterParked
 }
 
-func deadLetterOf(r *kgo.Record) (DeadLetter, error) {
-	d := DeadLetter{Partition: r.Partition, Offset: r.Offset}
+// Account is the account the letter is of: its event's, or for a letter
+// that cannot be decoded, its key when that is a valid account id.
+func (d DeadLetter) Account() string {
+	if d.Undecodable == "" {
+		return d.Event.AccountID
+	}
+	if banksync.ValidID(d.Key) {
+		return d.Key
+	}
+	return ""
+}
+
+// deadLetterOf reads a record of the dead-letter topic. It never fails: a
+// value that is no ledger event gives a letter with Undecodable set, so
+// listing and replay go on past it.
+func deadLetterOf(r *kgo.Record) DeadLetter {
+	d := DeadLetter{Key: string(r.Key), Headers: r.Headers, Partition: r.Partition, Offset: r.Offset}
 	ev, err := banksync.DecodeLedgerEvent(r.Value)
 	if err != nil {
-		return d, err
+		d.Undecodable = err.Error()
+	} else {
+		d.Event = ev
 	}
-	d.Event = ev
 	for _, h := range r.Headers {
 		v := string(h.Value)
 		switch h.Key {
@@ -57,7 +102,46 @@ func deadLetterOf(r *kgo.Record) (DeadLetter, error) {
 			d.At, _ = time.Parse(time.RFC3339Nano, v)
 		}
 	}
-	return d, nil
+	return d
+}
+
+// replayMark is how far ReplayGroup has replayed one partition of the
+// dead-letter topic, committed as the metadata of its offset. Every letter
+// below Through was tried and is done with (applied or parked) unless it is
+// in Held; the committed offset is the first held letter, or Through. So
+// one letter that cannot be applied holds back neither the letters behind
+// it nor the commit of their progress, and a reader of the group's offsets
+// alone (a stock Kafka tool) still sees a safe place to start again.
+type replayMark struct {
+	Through int64   `json:"through"`
+	Held    []int64 `json:"held,omitempty"` // ascending, all below Through
+	Parked  int64   `json:"parked"`         // letters below Through parked, counted for the depth
+}
+
+// commitAt is the offset the mark commits: its first held letter, else Through.
+func (m replayMark) commitAt() int64 {
+	if len(m.Held) > 0 {
+		return m.Held[0]
+	}
+	return m.Through
+}
+
+// done tells whether the letter at offset has been dealt with.
+func (m replayMark) done(offset int64) bool {
+	return offset < m.Through && !slices.Contains(m.Held, offset)
+}
+
+// markOf reads a mark from a committed offset. A commit without one (made
+// by an older version, or a stock tool moving the group) means every
+// letter below it is done.
+func markOf(o kadm.OffsetResponse) replayMark {
+	var m replayMark
+	ok := o.Metadata != "" && json.Unmarshal([]byte(o.Metadata), &m) == nil && m.commitAt() == o.At &&
+		m.Parked >= 0 && slices.IsSorted(m.Held) && (len(m.Held) == 0 || m.Held[len(m.Held)-1] < m.Through)
+	if ok {
+		return m
+	}
+	return replayMark{Through: max(0, o.At)}
 }
 
 // deadLettersReadMax bounds what ReadDeadLetters returns: the newest
@@ -65,106 +149,179 @@ func deadLetterOf(r *kgo.Record) (DeadLetter, error) {
 const deadLettersReadMax = 1000
 
 // ReadDeadLetters returns the records of the dead-letter topic, up to its
-// end when called — at most the newest deadLettersReadMax of each partition
-// — and the offsets up to which ReplayGroup has replayed them.
-func ReadDeadLetters(ctx context.Context, brokers []string, topic string) (letters []DeadLetter, replayed map[int32]int64, err error) {
-	replayed = map[int32]int64{}
-	err = scanDeadLetters(ctx, brokers, topic, false, func(r *kgo.Record) (bool, error) {
-		d, err := deadLetterOf(r)
-		if err != nil {
-			return false, fmt.Errorf("dead letter %d/%d: %w", r.Partition, r.Offset, err)
+// end when called — at most the newest deadLettersReadMax of each
+// partition — each with its state. A letter that cannot be decoded is
+// listed like any other, with why.
+func ReadDeadLetters(ctx context.Context, brokers []string, topic string) ([]DeadLetter, error) {
+	var letters []DeadLetter
+	var marks map[int32]replayMark
+	err := scanDeadLetters(ctx, brokers, topic, false, func(m map[int32]replayMark) { marks = m },
+		func(r *kgo.Record) letterOutcome {
+			letters = append(letters, deadLetterOf(r))
+			return letterDone
+		})
+	for i, d := range letters {
+		m := marks[d.Partition]
+		switch {
+		case !m.done(d.Offset) && d.Offset < m.Through:
+			letters[i].State = LetterHeld
+		case !m.done(d.Offset):
+			letters[i].State = LetterWaiting
+		case d.Undecodable != "":
+			letters[i].State = LetterParked
+		default:
+			letters[i].State = LetterReplayed
 		}
-		letters = append(letters, d)
-		return true, nil
-	}, func(starts map[int32]int64) { replayed = starts })
-	return letters, replayed, err
+	}
+	return letters, err
+}
+
+// Syncer is the sync engine as the dead-letter replay drives it.
+type Syncer interface {
+	Applier
+	// SyncAccount brings an account's history up to core's head: the
+	// repair of a letter that cannot be decoded.
+	SyncAccount(ctx context.Context, account string) error
 }
 
 // ReplayResult says what a replay did.
 type ReplayResult struct {
-	Applied, Skipped int
+	Applied int // letters whose entry the sync engine applied
+	Parked  int // letters that cannot be decoded, moved past (their account synced from core)
+	Held    int // letters that still failed: a later replay tries them again
+	Skipped int // letters of other accounts, passed over: held for a later replay too
 }
 
-// ReplayDeadLetters re-applies dead letters not yet replayed through apply
-// (the sync engine), in dead-letter order: every one (match nil) or those
-// match accepts. It commits ReplayGroup's offsets past the letters applied,
-// on each partition only up to its first letter match passed over, so a
-// later replay still sees that one (re-applying is harmless: the sync
-// engine skips what it has). It stops at the first letter that still fails.
-// Each letter applied is logged once to log (nil: not logged), with the
-// reason it was dead-lettered.
-func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, apply Applier, log *slog.Logger) (ReplayResult, error) {
+// ReplayDeadLetters re-applies, through the sync engine, the dead letters
+// not yet replayed — every one (match nil) or those whose event match
+// accepts — in dead-letter order, and commits how far it got. A letter
+// that cannot be decoded is parked: its account (when its key names one)
+// is synced from core, and the replay moves past it. A letter that still
+// fails, or that match passes over, is held: the replay goes on with the
+// letters behind it and a later one tries it again. The replay ends early,
+// with an error, when replayFailuresInARowMax letters fail in a row (the
+// history database or core is down); what it did is committed all the
+// same. Re-applying is harmless: the sync engine skips what it has. Each
+// letter applied or parked is logged once to log (nil: not logged).
+func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, sync Syncer, log *slog.Logger) (ReplayResult, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var res ReplayResult
-	err := scanDeadLetters(ctx, brokers, topic, true, func(r *kgo.Record) (bool, error) {
-		d, err := deadLetterOf(r)
-		if err != nil {
-			return false, fmt.Errorf("dead letter %d/%d cannot be replayed: %w", r.Partition, r.Offset, err)
+	var last error
+	inARow := 0
+	err := scanDeadLetters(ctx, brokers, topic, true, nil, func(r *kgo.Record) letterOutcome {
+		if inARow >= replayFailuresInARowMax {
+			return letterStop
 		}
-		if match != nil && !match(d.Event) {
+		d := deadLetterOf(r)
+		if match != nil && (d.Undecodable != "" || !match(d.Event)) {
 			res.Skipped++
-			return false, nil
+			return letterHeld
 		}
-		for attempt := 1; ; attempt++ {
-			err := apply.ApplyEntry(ctx, d.Event.Entry())
-			if err == nil {
-				res.Applied++
-				log.InfoContext(ctx, "dead letter replayed", "account", d.Event.AccountID, "seq", d.Event.Seq,
-					"dlq_partition", r.Partition, "dlq_offset", r.Offset, "reason", d.Reason)
-				return true, nil
-			}
-			if attempt >= replayAttemptsMax || ctx.Err() != nil {
-				return false, fmt.Errorf("replay %s seq %d: %w", d.Event.AccountID, d.Event.Seq, err)
-			}
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		err := replayLetter(ctx, d, sync)
+		if err != nil {
+			last = err
+			inARow++
+			res.Held++
+			log.WarnContext(ctx, "dead letter not replayed; held for the next replay", "account", d.Account(),
+				"seq", d.Event.Seq, "dlq_partition", r.Partition, "dlq_offset", r.Offset, "err", err)
+			return letterHeld
 		}
-	}, nil)
+		inARow = 0
+		if d.Undecodable != "" {
+			res.Parked++
+			log.WarnContext(ctx, "dead letter parked: it cannot be decoded", "account", d.Account(), "key", d.Key,
+				"dlq_partition", r.Partition, "dlq_offset", r.Offset, "undecodable", d.Undecodable, "reason", d.Reason)
+			return letterParked
+		}
+		res.Applied++
+		log.InfoContext(ctx, "dead letter replayed", "account", d.Event.AccountID, "seq", d.Event.Seq,
+			"dlq_partition", r.Partition, "dlq_offset", r.Offset, "reason", d.Reason)
+		return letterDone
+	})
+	if err == nil && inARow >= replayFailuresInARowMax {
+		err = fmt.Errorf("replay stopped after %d letters failed in a row: %w", inARow, last)
+	}
 	return res, err
 }
 
-// scanDeadLetters calls fn for each record of topic from ReplayGroup's
-// committed offsets (fromGroup) or the start, up to the end offsets as of
-// the call. With fromGroup, it commits, also when it stops at an error, past
-// the records fn accepted (done true) on each partition up to the first it
-// did not.
-func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGroup bool, fn func(*kgo.Record) (done bool, err error), onStarts func(map[int32]int64)) (err error) {
+// replayLetter applies a letter's entry, or for a letter that cannot be
+// decoded syncs its account from core, trying a few times.
+func replayLetter(ctx context.Context, d DeadLetter, sync Syncer) error {
+	for attempt := 1; ; attempt++ {
+		var err error
+		switch account := d.Account(); {
+		case d.Undecodable == "":
+			err = sync.ApplyEntry(ctx, d.Event.Entry())
+		case account != "":
+			err = sync.SyncAccount(ctx, account)
+		}
+		if err == nil {
+			return nil
+		}
+		if attempt >= replayAttemptsMax || ctx.Err() != nil {
+			return fmt.Errorf("replay %s seq %d: %w", d.Account(), d.Event.Seq, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+	}
+}
+
+// letterOutcome is what a scan's visitor did with a letter.
+type letterOutcome int
+
+const (
+	letterDone   letterOutcome = iota // applied (or only read)
+	letterParked                      // moved past without applying
+	letterHeld                        // not done: to be tried again
+	letterStop                        // not looked at: the scan ends here
+)
+
+// scanDeadLetters calls visit for each record of topic up to the end
+// offsets as of the call: from the start (the newest deadLettersReadMax of
+// each partition) or, replaying, from ReplayGroup's marks, skipping
+// letters done. Replaying, it then commits the marks the outcomes give,
+// also when it stops early or at an error. onMarks, if set, is given the
+// marks read.
+func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay bool, onMarks func(map[int32]replayMark), visit func(*kgo.Record) letterOutcome) (err error) {
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	ends, starts, err := replayPositions(ctx, adm, topic)
+	ends, marks, err := replayPositions(ctx, adm, topic)
 	if err != nil {
 		return err
 	}
-	if onStarts != nil {
-		onStarts(starts)
+	if onMarks != nil {
+		onMarks(marks)
 	}
 	from := map[int32]kgo.Offset{}
-	next := map[int32]int64{} // the offset to commit, per partition
-	held := map[int32]bool{}  // a record was passed over: commit no further
+	scans := map[int32]*markScan{}
 	for p, end := range ends {
 		start := max(0, end-deadLettersReadMax)
-		if fromGroup {
-			start = starts[p]
+		if replay {
+			start = marks[p].commitAt()
+			scans[p] = newMarkScan(marks[p])
 		}
 		if start < end {
 			from[p] = kgo.NewOffset().At(start)
-			next[p] = start
 		}
 	}
 	if len(from) == 0 {
 		return nil
 	}
-	if fromGroup {
+	if replay {
 		defer func() {
 			offsets := kadm.Offsets{}
-			for p, at := range next {
-				if at > starts[p] {
-					offsets.Add(kadm.Offset{Topic: topic, Partition: p, At: at, LeaderEpoch: -1})
+			for p, sc := range scans {
+				if next := sc.finish(); !slices.Equal(next.Held, marks[p].Held) || next.Through != marks[p].Through || next.Parked != marks[p].Parked {
+					meta, _ := json.Marshal(next)
+					offsets.Add(kadm.Offset{Topic: topic, Partition: p, At: next.commitAt(), LeaderEpoch: -1, Metadata: string(meta)})
 				}
 			}
 			if len(offsets) > 0 {
@@ -193,44 +350,114 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, fromGr
 			if _, open := from[r.Partition]; !open || r.Offset >= ends[r.Partition] {
 				continue
 			}
-			done, err := fn(r)
-			if err != nil {
-				return err
-			}
-			if done && !held[r.Partition] {
-				next[r.Partition] = r.Offset + 1
-			}
-			held[r.Partition] = held[r.Partition] || !done
 			if r.Offset+1 >= ends[r.Partition] {
 				delete(from, r.Partition)
+			}
+			sc := scans[r.Partition]
+			if sc != nil && sc.read.done(r.Offset) {
+				continue
+			}
+			out := visit(r)
+			if out == letterStop {
+				return nil
+			}
+			if sc != nil {
+				sc.record(r.Offset, out)
 			}
 		}
 	}
 	return nil
 }
 
-// DeadLetterDepth returns how many dead letters ReplayGroup has not yet
-// replayed: per partition, the end offset less the group's committed one.
-func DeadLetterDepth(ctx context.Context, brokers []string, topic string) (int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	ends, starts, err := replayPositions(ctx, kadm.NewClient(cl), topic)
-	if err != nil {
-		return 0, err
-	}
-	var depth int64
-	for p, end := range ends {
-		depth += max(0, end-starts[p])
-	}
-	return depth, nil
+// markScan builds a partition's next mark from the outcomes of a replay,
+// letter by letter in offset order.
+type markScan struct {
+	read   replayMark // as committed when the replay began
+	next   replayMark
+	tried  int64 // the offset after the last letter recorded
+	frozen bool  // Held is full: Through moves no further this replay
 }
 
-// replayPositions reads, per partition of topic, its end offset and the
-// offset ReplayGroup has replayed up to (absent when it never committed).
-func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (ends, starts map[int32]int64, err error) {
+func newMarkScan(m replayMark) *markScan {
+	return &markScan{read: m, next: replayMark{Through: m.Through, Parked: m.Parked}, tried: m.commitAt()}
+}
+
+// record notes the outcome of the letter at offset, one the read mark does
+// not count as done.
+func (s *markScan) record(offset int64, out letterOutcome) {
+	s.tried = offset + 1
+	if offset < s.read.Through {
+		// A held letter tried again: it is still held, or done now.
+		switch out {
+		case letterHeld:
+			s.next.Held = append(s.next.Held, offset)
+		case letterParked:
+			s.next.Parked++
+		}
+		return
+	}
+	if s.frozen {
+		return // a later replay tries it again
+	}
+	if out == letterHeld {
+		if len(s.next.Held) >= replayHeldMax {
+			s.frozen = true
+			return
+		}
+		s.next.Held = append(s.next.Held, offset)
+	}
+	if out == letterParked {
+		s.next.Parked++
+	}
+	s.next.Through = offset + 1
+}
+
+// finish returns the next mark: held letters of the read mark the replay
+// did not reach are still held.
+func (s *markScan) finish() replayMark {
+	next := s.next
+	for _, o := range s.read.Held {
+		if o >= s.tried {
+			next.Held = append(next.Held, o)
+		}
+	}
+	slices.Sort(next.Held)
+	return next
+}
+
+// DeadLetterDepth counts the dead letters that need an operator or a
+// replay: those not yet replayed (waiting or held) and those parked.
+func DeadLetterDepth(ctx context.Context, brokers []string, topic string) (Depth, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return Depth{}, err
+	}
+	defer cl.Close()
+	ends, marks, err := replayPositions(ctx, kadm.NewClient(cl), topic)
+	if err != nil {
+		return Depth{}, err
+	}
+	var d Depth
+	for p, end := range ends {
+		m := marks[p]
+		d.Waiting += max(0, end-m.Through) + int64(len(m.Held))
+		d.Parked += m.Parked
+	}
+	return d, nil
+}
+
+// Depth is how many dead letters are not replayed (Waiting, held ones
+// included) and how many are parked.
+type Depth struct {
+	Waiting, Parked int64
+}
+
+// Total is every letter an operator may have to look at.
+func (d Depth) Total() int64 { return d.Waiting + d.Parked }
+
+// replayPositions reads, per partition of topic, its end offset and
+// ReplayGroup's mark (the zero mark when it never committed).
+func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (ends map[int32]int64, marks map[int32]replayMark, err error) {
 	listed, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = listed.Error()
@@ -238,7 +465,7 @@ func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (ends,
 	if err != nil {
 		return nil, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
-	ends, starts = map[int32]int64{}, map[int32]int64{}
+	ends, marks = map[int32]int64{}, map[int32]replayMark{}
 	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
 	committed, err := adm.FetchOffsets(ctx, ReplayGroup)
 	if errors.Is(err, kerr.GroupIDNotFound) {
@@ -248,9 +475,9 @@ func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (ends,
 		return nil, nil, fmt.Errorf("replayed offsets of %s: %w", topic, err)
 	}
 	for p := range ends {
-		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At > 0 {
-			starts[p] = o.At
+		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At >= 0 {
+			marks[p] = markOf(o)
 		}
 	}
-	return ends, starts, nil
+	return ends, marks, nil
 }

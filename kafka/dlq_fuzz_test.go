@@ -14,8 +14,8 @@ import (
 
 // FuzzDeadLetterOf feeds dead-letter records: any value, and any headers
 // the original record carried (rawHeaders, one "key:value" a line). The
-// parser must never panic; it accepts exactly the values DecodeLedgerEvent
-// accepts, as that event; and the headers Consumer.deadLetter appends
+// parser must never panic nor fail; it decodes exactly the values
+// DecodeLedgerEvent accepts, as that event, and marks the others undecodable; and the headers Consumer.deadLetter appends
 // after the original ones are read back as written, whatever came before.
 func FuzzDeadLetterOf(f *testing.F) {
 	event := []byte(`{"version":1,"type":"ledger.entry","event_id":9,"account_id":"a1","seq":3,"kind":"deposit","amount":500,` +
@@ -28,14 +28,17 @@ func FuzzDeadLetterOf(f *testing.F) {
 	f.Add([]byte(""), []byte(""), "", 0, int32(0), int64(0), int64(0))
 	f.Fuzz(func(t *testing.T, value, rawHeaders []byte, reason string, attempts int, partition int32, offset, atNanos int64) {
 		r := &kgo.Record{Value: value, Headers: headersOf(rawHeaders), Partition: 5, Offset: 77}
-		d, err := deadLetterOf(r)
+		d := deadLetterOf(r)
 		ev, evErr := banksync.DecodeLedgerEvent(value)
 		switch {
-		case (err == nil) != (evErr == nil):
-			t.Fatalf("deadLetterOf(%q) error %v, DecodeLedgerEvent error %v", value, err, evErr)
+		case (d.Undecodable == "") != (evErr == nil):
+			t.Fatalf("deadLetterOf(%q) undecodable %q, DecodeLedgerEvent error %v", value, d.Undecodable, evErr)
 		case d.Partition != 5 || d.Offset != 77:
 			t.Fatalf("letter at %d/%d, want 5/77", d.Partition, d.Offset)
-		case err != nil:
+		case evErr != nil:
+			if d.Event != (banksync.LedgerEvent{}) {
+				t.Fatalf("undecodable letter carries event %+v", d.Event)
+			}
 			return
 		}
 		if dd := cmp.Diff(ev, d.Event); dd != "" {
@@ -51,12 +54,9 @@ func FuzzDeadLetterOf(f *testing.F) {
 			kgo.RecordHeader{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(offset, 10))},
 			kgo.RecordHeader{Key: HeaderDLQAt, Value: []byte(when.Format(time.RFC3339Nano))},
 		)
-		d, err = deadLetterOf(r)
-		want := DeadLetter{Event: ev, Reason: reason, Attempts: attempts, FromPartition: partition,
+		d = deadLetterOf(r)
+		want := DeadLetter{Event: ev, Headers: r.Headers, Reason: reason, Attempts: attempts, FromPartition: partition,
 			FromOffset: offset, At: when, Partition: 5, Offset: 77}
-		if err != nil {
-			t.Fatal(err)
-		}
 		if dd := cmp.Diff(want, d); dd != "" {
 			t.Fatalf("letter read back differs from what was written (-written +read):\n%s", dd)
 		}

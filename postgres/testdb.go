@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestDSNEnv names the environment variable holding the DSN of a PostgreSQL
@@ -61,4 +63,34 @@ func withDatabase(dsn, name string) (string, error) {
 	}
 	// In keyword/value form a later keyword overrides an earlier one.
 	return dsn + " dbname=" + name, nil
+}
+
+// RefuseConnections makes the database of dsn refuse new connections and
+// ends the sessions it has (refuse true), or lets connections in again
+// (refuse false): an outage of that one database as its clients see it,
+// for failure tests. It connects to the server's postgres database to do
+// so, as the user of dsn (who must own the database or be a superuser).
+func RefuseConnections(ctx context.Context, dsn string, refuse bool) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	admin, err := withDatabase(dsn, "postgres")
+	if err != nil {
+		return err
+	}
+	db := pgx.Identifier{cfg.Database}.Sanitize()
+	if !refuse {
+		return adminExec(ctx, admin, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS true")
+	}
+	if err := adminExec(ctx, admin, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS false"); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", cfg.Database)
+	return err
 }

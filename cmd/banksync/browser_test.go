@@ -147,14 +147,15 @@ func (f *failingHistory) ApplyRuns(ctx context.Context, runs []channel.Run, at t
 // hookedDemo starts the demo in-process, with its channel's requests to core
 // going through a transport the test can hold, and dave's history store
 // switchable to failing.
-func hookedDemo(t *testing.T, deadline time.Duration, log *slog.Logger) (*demoNode, *chaos.Transport, *failingHistory) {
+func hookedDemo(t *testing.T, deadline time.Duration, log *slog.Logger, noRepair bool) (*demoNode, *chaos.Transport, *failingHistory) {
 	t.Helper()
 	toCore := chaos.NewTransport(http.DefaultTransport)
 	history := &failingHistory{account: "demo-dave"}
 	d, err := startDemo(context.Background(), demoConfig{
 		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
 		Deadline: deadline, CoreTransport: toCore, Logger: log,
-		WrapStore: func(s channel.Store) channel.Store { history.Store = s; return history },
+		WrapStore:          func(s channel.Store) channel.Store { history.Store = s; return history },
+		NoDeadLetterRepair: noRepair,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +173,7 @@ func hookedDemo(t *testing.T, deadline time.Duration, log *slog.Logger) (*demoNo
 func TestBrowserAppAndOperations(t *testing.T) {
 	b := newBrowser(t)
 	ctx := context.Background()
-	d, toCore, history := hookedDemo(t, 15*time.Second, nil)
+	d, toCore, history := hookedDemo(t, 15*time.Second, nil, false)
 	l := d.core.ledger
 	aliceAt := func() banksync.Account {
 		a, err := l.Account(ctx, "demo-alice")
@@ -264,14 +265,20 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	b.do("open the operations page", chromedp.Navigate(d.URL()+"/ops/#token="+d.secrets.AdminToken))
 	b.waitFor("the dead letter", `document.querySelector('#dead-letters tr[data-account="demo-dave"][data-replayed="false"] button.replay') !== null`, 60*time.Second)
 	b.shot("08-ops-dead-letter")
-	history.on.Store(false)
+	// Replay while dave's writes still fail: the letter is held, and the
+	// page says so.
 	b.do("replay", chromedp.Click(chromedp.CSS(`#dead-letters tr[data-account="demo-dave"] button.replay`)))
+	b.waitFor("the replay held", `(document.querySelector('#ops-message')?.textContent || '').includes('still failing, held')`, 30*time.Second)
+	b.shot("09-ops-replay-held")
+	// The store answers again: the channel's own dead-letter repair
+	// replays the letter, with nobody pressing anything.
+	history.on.Store(false)
 	b.waitFor("the letter replayed", `document.querySelector('#dead-letters tr[data-account="demo-dave"][data-replayed="true"]') !== null`, 30*time.Second)
 	b.waitFor("the lag drained", `document.querySelector('#lag-total')?.textContent.trim() === '0'`, 30*time.Second)
 	// The reconciler's next round finds dave at core's head and clears his
 	// stale flag; the page then lists no stale account.
 	b.waitFor("no stale account", `document.querySelector('#stale li') === null`, 15*time.Second)
-	b.shot("09-ops-replayed")
+	b.shot("10-ops-replayed")
 	dave, err := l.Account(ctx, "demo-dave")
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +293,7 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
 		t.Errorf("the operations page is wider than a phone's window")
 	}
-	b.shot("10-ops-phone")
+	b.shot("11-ops-phone")
 	b.do("app on a phone", chromedp.Navigate(d.URL()+"/app/"))
 	b.waitFor("the app on a phone", `document.querySelectorAll('#history li.tx').length > 0 || document.querySelector('#customers button') !== null`, 20*time.Second)
 	if evalJS[bool](b, `document.querySelector('#customers button[data-customer="alice"]') !== null && document.querySelectorAll('#history li.tx').length === 0`) {
@@ -296,5 +303,5 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
 		t.Errorf("the app page is wider than a phone's window")
 	}
-	b.shot("11-app-phone")
+	b.shot("12-app-phone")
 }

@@ -52,6 +52,9 @@ type channelConfig struct {
 	// store (to make it fail). Only tests set them.
 	CoreTransport http.RoundTripper
 	WrapStore     func(channel.Store) channel.Store
+	// NoDeadLetterRepair switches the channel's own dead-letter repair
+	// off, for tests that must see a letter wait for an operator.
+	NoDeadLetterRepair bool
 }
 
 func (channelCommand) Run(ctx context.Context, args []string) error {
@@ -160,10 +163,11 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		if err != nil {
 			return n, err
 		}
-		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, apply: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, consumer
+		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, sync: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, consumer
 		state.Lag = consumer.Lag
 		state.DeadLetters = func(ctx context.Context) (int64, error) {
-			return kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
+			depth, err := kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
+			return depth.Total(), err
 		}
 		checks["kafka"] = consumer.Joined
 		n.wg.Add(1)
@@ -171,6 +175,14 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 			defer n.wg.Done()
 			consumer.Run(runCtx)
 		}()
+		if !cfg.NoDeadLetterRepair {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Brokers: brokers, Logger: cfg.Logger,
+					Replayed: func(r kafka.ReplayResult) { m.Replayed(r.Applied) }}, n.ch)
+			}()
+		}
 	}
 	auth, cursors, err := customerAuth(cfg)
 	if err != nil {

@@ -62,6 +62,9 @@ type demoConfig struct {
 
 	CoreTransport http.RoundTripper                 // the channel's transport to core (tests)
 	WrapStore     func(channel.Store) channel.Store // wraps the history store (tests)
+	// NoDeadLetterRepair leaves dead letters to an operator's replay
+	// (tests that need to see one waiting).
+	NoDeadLetterRepair bool
 }
 
 var demoCustomers = []bhttp.DemoCustomer{
@@ -138,7 +141,7 @@ func startDemo(ctx context.Context, cfg demoConfig) (d *demoNode, err error) {
 		Deadline: cfg.Deadline, Kafka: strings.Join(d.core.Brokers(), ","), AmountMax: banksync.AmountMaxDefault, Logger: cfg.Logger,
 		RateTransfers: 5, RateReads: 50,
 		Demo:          bhttp.NewDemoServer(demoCustomers, func(c string) (string, error) { return d.auth.Issue(c, demoTokenTTL) }, cfg.Logger),
-		CoreTransport: cfg.CoreTransport, WrapStore: cfg.WrapStore,
+		CoreTransport: cfg.CoreTransport, WrapStore: cfg.WrapStore, NoDeadLetterRepair: cfg.NoDeadLetterRepair,
 	})
 	if err != nil {
 		return d, err

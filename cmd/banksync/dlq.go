@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,27 +31,35 @@ func (dlqCommand) Run(ctx context.Context, args []string) error {
 
 func dlqList(ctx context.Context, args []string) error {
 	var brokers string
-	f := newFlags("dlq list", "Lists the records of the dead-letter topic: account, seq, reason, age, and whether replayed.")
+	f := newFlags("dlq list", "Lists the records of the dead-letter topic: account, seq, state (waiting, held,\nreplayed, parked), reason, age, where it came from and where it is. A letter that\ncannot be decoded is listed with its raw key and why.")
 	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers host:port,…")
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	letters, replayed, err := kafka.ReadDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ)
+	letters, err := kafka.ReadDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ)
 	if err != nil {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ACCOUNT\tSEQ\tREASON\tATTEMPTS\tAGE\tFROM\tREPLAYED")
+	fmt.Fprintln(w, "ACCOUNT\tSEQ\tSTATE\tREASON\tATTEMPTS\tAGE\tFROM\tAT")
+	states := map[string]int{}
 	for _, d := range letters {
 		age := "?"
 		if !d.At.IsZero() {
 			age = time.Since(d.At).Round(time.Second).String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\t%d/%d\t%v\n", d.Event.AccountID, d.Event.Seq, oneLine(d.Reason, 60),
-			d.Attempts, age, d.FromPartition, d.FromOffset, d.Offset < replayed[d.Partition])
+		account, seq, reason := d.Event.AccountID, strconv.FormatInt(d.Event.Seq, 10), d.Reason
+		if d.Undecodable != "" {
+			// The raw key, quoted: it may be anything.
+			account, seq, reason = strconv.Quote(oneLine(d.Key, 40)), "?", "undecodable: "+d.Undecodable+"; "+reason
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d/%d\t%d/%d\n", account, seq, d.State, oneLine(reason, 60),
+			d.Attempts, age, d.FromPartition, d.FromOffset, d.Partition, d.Offset)
+		states[d.State]++
 	}
 	w.Flush()
-	fmt.Printf("%d dead letters\n", len(letters))
+	fmt.Printf("%d dead letters: %d waiting, %d held, %d replayed, %d parked\n", len(letters),
+		states[kafka.LetterWaiting], states[kafka.LetterHeld], states[kafka.LetterReplayed], states[kafka.LetterParked])
 	return nil
 }
 
@@ -65,7 +74,7 @@ func oneLine(s string, max int) string {
 func dlqReplay(ctx context.Context, args []string) error {
 	var brokers, db, coreURL, coreCA, coreCert, coreKey, token, account string
 	var all bool
-	f := newFlags("dlq replay", "Re-applies dead letters through the channel's sync engine. --all replays every\nletter not yet replayed and records how far it got; --account ID applies that\naccount's letters and records nothing (a later --all sees them again, harmlessly).")
+	f := newFlags("dlq replay", "Re-applies dead letters through the channel's sync engine, as every channel\nreplica also does on its own. --all replays every letter not yet replayed and\nrecords how far it got: a letter that cannot be decoded is parked (its account\nsynced from core), one that still fails is held and tried again later.\n--account ID applies that account's letters and holds the others.")
 	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers host:port,…")
 	f.String(&db, "db", "BANKSYNC_CHANNEL_DB", "sqlite:data/channel.db", "the channel's database")
 	f.String(&coreURL, "core-url", "BANKSYNC_CORE_URL", "http://127.0.0.1:8081", "base URL of the core API (to fill holes)")
@@ -101,7 +110,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 	}
 	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match, ch, logger)
-	fmt.Printf("replayed %d dead letters (%d of other accounts left)\n", res.Applied, res.Skipped)
+	fmt.Printf("replayed %d dead letters, parked %d, held %d still failing, skipped %d of other accounts\n", res.Applied, res.Parked, res.Held, res.Skipped)
 	return err
 }
 
@@ -109,43 +118,49 @@ func dlqReplay(ctx context.Context, args []string) error {
 // through the channel's sync engine.
 type dlqOps struct {
 	brokers  []string
-	apply    kafka.Applier
+	sync     kafka.Syncer
 	history  channel.Store // to tell which letters' entries are in the history
 	replayed func(n int)   // counts letters a replay applied
 	log      *slog.Logger  // each letter replayed is logged
 }
 
 func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
-	letters, replayed, err := kafka.ReadDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ)
+	letters, err := kafka.ReadDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ)
 	if err != nil {
 		return nil, err
 	}
 	synced := map[string]int64{}
 	views := make([]bhttp.DeadLetterView, 0, len(letters))
 	for _, d := range letters {
-		account := d.Event.AccountID
-		if _, ok := synced[account]; !ok {
+		account := d.Account()
+		if _, ok := synced[account]; !ok && account != "" {
 			st, _, err := o.history.Account(ctx, account)
 			if err != nil {
 				return nil, fmt.Errorf("read history state of %s: %w", account, err)
 			}
 			synced[account] = st.SyncedSeq
 		}
-		views = append(views, bhttp.DeadLetterView{AccountID: account, Seq: d.Event.Seq, EventID: d.Event.EventID,
-			Reason: d.Reason, Attempts: d.Attempts, At: d.At, FromPartition: d.FromPartition, FromOffset: d.FromOffset,
-			Replayed: d.Offset < replayed[d.Partition], InHistory: d.Event.Seq <= synced[account]})
+		headers := make([]bhttp.HeaderView, len(d.Headers))
+		for i, h := range d.Headers {
+			headers[i] = bhttp.HeaderView{Key: h.Key, Value: string(h.Value)}
+		}
+		views = append(views, bhttp.DeadLetterView{AccountID: account, Key: d.Key, Seq: d.Event.Seq, EventID: d.Event.EventID,
+			Undecodable: d.Undecodable, Reason: d.Reason, Attempts: d.Attempts, At: d.At,
+			FromPartition: d.FromPartition, FromOffset: d.FromOffset, Partition: d.Partition, Offset: d.Offset,
+			Headers: headers, State: d.State, Replayed: d.State == kafka.LetterReplayed || d.State == kafka.LetterParked,
+			InHistory: d.Undecodable == "" && d.Event.Seq <= synced[account]})
 	}
 	return views, nil
 }
 
-func (o dlqOps) Replay(ctx context.Context, account string) (int, error) {
+func (o dlqOps) Replay(ctx context.Context, account string) (kafka.ReplayResult, error) {
 	var match func(banksync.LedgerEvent) bool
 	if account != "" {
 		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, match, o.apply, o.log)
+	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, match, o.sync, o.log)
 	if o.replayed != nil {
 		o.replayed(res.Applied)
 	}
-	return res.Applied, err
+	return res, err
 }

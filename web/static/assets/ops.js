@@ -333,15 +333,20 @@ function renderReconciler(list) {
 
 function renderDeadLetters(data) {
   const items = arr(data && data.dead_letters).filter((d) => d && typeof d.account_id === 'string');
+  // Waiting: neither replayed nor parked, and not in the history by
+  // another way. Parked letters cannot be decoded; they stay listed for an
+  // operator to read, but need nothing more.
   const waiting = items.filter((d) => !d.replayed && !d.in_history);
+  const parked = items.filter((d) => d.state === 'parked').length;
   setText($('dlq-count'), formatNumber(waiting.length));
-  setText($('dlq-sub'), items.length ? `waiting · ${formatNumber(items.length - waiting.length)} replayed or in history` : 'none');
-  setData($('dlq-card'), 'level', waiting.length ? 'bad' : '');
+  const done = items.length - waiting.length - parked;
+  setText($('dlq-sub'), items.length ? `waiting · ${formatNumber(parked)} parked · ${formatNumber(done)} replayed or in history` : 'none');
+  setData($('dlq-card'), 'level', waiting.length ? 'bad' : parked ? 'warn' : '');
   $('dead-letters-empty').hidden = items.length > 0;
   const sorted = items.map((d, i) => ({ d, i }))
     .sort((a, b) => Number(!!a.d.replayed) - Number(!!b.d.replayed) || a.i - b.i)
     .map((x) => x.d);
-  const key = (d) => [d.account_id, d.seq, d.event_id, d.from_partition, d.from_offset].join('|');
+  const key = (d) => [d.dlq_partition, d.dlq_offset, d.account_id, d.seq, d.event_id].join('|');
   syncChildren($('dead-letters').tBodies[0], sorted, key, () => h('tr', {},
     h('td', { class: 'mono', 'data-label': 'Account' }),
     h('td', { class: 'num', 'data-label': 'Seq' }),
@@ -352,29 +357,34 @@ function renderDeadLetters(data) {
     h('td', { 'data-label': 'State' }, h('span', { class: 'badge' })),
     h('td', { 'data-label': '' })), (tr, d) => {
     const replayed = !!d.replayed;
+    const undecodable = typeof d.undecodable === 'string' && d.undecodable !== '';
     setData(tr, 'account', d.account_id);
     setData(tr, 'seq', num(d.seq));
     setData(tr, 'replayed', replayed ? 'true' : 'false');
+    setData(tr, 'state', String(d.state || ''));
     setData(tr, 'inHistory', d.in_history ? 'true' : 'false');
-    setText(tr.cells[0], d.account_id);
-    setText(tr.cells[1], String(num(d.seq)));
-    setText(tr.cells[2], d.reason ? String(d.reason) : '—');
+    // A letter that cannot be decoded shows its raw key, quoted.
+    setText(tr.cells[0], d.account_id || JSON.stringify(String(d.key || '')));
+    setText(tr.cells[1], undecodable ? '—' : String(num(d.seq)));
+    setText(tr.cells[2], undecodable ? `Cannot be decoded: ${d.undecodable}` + (d.reason ? ` (${d.reason})` : '') : d.reason ? String(d.reason) : '—');
     setText(tr.cells[3], String(num(d.attempts)));
     setText(tr.cells[4], d.dead_lettered_at ? formatWhen(d.dead_lettered_at) : '—');
     tr.cells[4].title = formatFull(d.dead_lettered_at);
     setText(tr.cells[5], `${num(d.from_partition)} / ${formatNumber(d.from_offset)}`);
-    tr.cells[5].title = 'event ' + num(d.event_id);
+    tr.cells[5].title = `event ${num(d.event_id)}; dead-letter topic ${num(d.dlq_partition)} / ${formatNumber(d.dlq_offset)}`;
     const badge = tr.cells[6].firstChild;
-    // Replayed: a replay applied it and committed past it. In history:
-    // its entry reached the history (a replay held back behind another
-    // account's letter, or the reconciler's repair); replaying it again
-    // changes nothing.
-    setText(badge, replayed ? 'Replayed' : d.in_history ? 'In history' : 'Waiting');
-    badge.className = 'badge ' + (replayed || d.in_history ? 'badge-ok' : 'badge-bad');
+    // Replayed: a replay applied it. Parked: it cannot be decoded; its
+    // account was synced from core instead. In history: its entry reached
+    // the history another way (the reconciler's repair, a later event).
+    // Held: a replay could not apply it yet; the channel tries again on
+    // its own.
+    const label = d.state === 'parked' ? 'Parked' : replayed ? 'Replayed' : d.in_history ? 'In history' : d.state === 'held' ? 'Held' : 'Waiting';
+    setText(badge, label);
+    badge.className = 'badge ' + (d.state === 'parked' ? 'badge-warn' : replayed || d.in_history ? 'badge-ok' : 'badge-bad');
 
     const cell = tr.cells[7];
     let btn = cell.querySelector('button.replay');
-    if (replayed) {
+    if (replayed || undecodable || !d.account_id) {
       if (btn) btn.remove();
       return;
     }
@@ -410,7 +420,12 @@ async function replay(body, account) {
     const { data } = await api('/admin/v1/dlq/replay', { method: 'POST', token: state.token, json: body, timeout: 60000 });
     if (epoch !== state.epoch) return;
     const n = num(data && data.applied);
-    setMessage('ok', `Replayed ${formatNumber(n)} record${n === 1 ? '' : 's'}` + (account ? ` for ${account}.` : '.'));
+    const held = num(data && data.held);
+    const parkedNow = num(data && data.parked);
+    let text = `Replayed ${formatNumber(n)} record${n === 1 ? '' : 's'}` + (account ? ` for ${account}` : '');
+    if (parkedNow) text += `; parked ${formatNumber(parkedNow)} that cannot be decoded`;
+    if (held) text += `; ${formatNumber(held)} still failing, held (the channel tries again on its own)`;
+    setMessage(held ? 'error' : 'ok', text + '.');
   } catch (err) {
     if (epoch !== state.epoch) return;
     if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {

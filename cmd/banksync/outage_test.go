@@ -1,0 +1,138 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"banksync"
+	"banksync/kafka"
+	"banksync/postgres"
+)
+
+// outageHealBound is how long after the history database lets the channel
+// in again every history must reach core's last seq, with no customer
+// request: the dead-letter repair's bound (docs/operations.md).
+const outageHealBound = 30 * time.Second
+
+// TestPostgresHistoryOutageHealsItself drives a history-database outage
+// from outside, on the deployed shape: `banksync kafka`, `core` (on its own
+// PostgreSQL database) and `channel` (on another) as processes. The
+// channel's database refuses every connection and loses the ones it had
+// (ALLOW_CONNECTIONS false, its backends terminated) for longer than the
+// consumer's retries last, while deposits land at core: the consumer
+// dead-letters them and moves on, and the stale mark cannot be written
+// either. Then the database lets connections in again, and with no read,
+// no manual sync and no new event, every account's history reaches core's
+// last seq within outageHealBound.
+func TestPostgresHistoryOutageHealsItself(t *testing.T) {
+	coreDB, chDB := postgres.TestDatabase(t), postgres.TestDatabase(t)
+	dir := t.TempDir()
+	cluster := startProcCluster(t, dir, coreDB)
+	coreURL := cluster.coreURL
+	cluster.channel(chDB, "--lanes", "16")
+	ctx := context.Background()
+	t.Cleanup(func() { postgres.RefuseConnections(context.Background(), chDB, false) })
+
+	const accounts = 20
+	for i := range accounts {
+		if st, body := send(t, "POST", coreURL+"/core/v1/accounts", "svc", fmt.Sprintf(`{"owner":"c%d","account_id":"acc-%d"}`, i, i)); st != 201 {
+			t.Fatalf("create account = %d %s", st, body)
+		}
+	}
+	deposit := func(round int) {
+		for i := range accounts {
+			body := fmt.Sprintf(`{"external_ref":"d-%d-%d","account_id":"acc-%d","amount":100,"sender":"kb"}`, round, i, i)
+			if st, resp := send(t, "POST", coreURL+"/core/v1/deposits", "svc", body); st != 201 && st != 200 {
+				t.Fatalf("deposit = %d %s", st, resp)
+			}
+		}
+	}
+	deposit(0)
+	waitHistoriesReachCore(t, chDB, coreURL, accounts, 60*time.Second)
+
+	if err := postgres.RefuseConnections(ctx, chDB, true); err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 4; round++ {
+		deposit(round)
+		time.Sleep(2 * time.Second)
+	}
+	// The consumer's five tries of a record take about a second; the
+	// repair's tries fail too while the database refuses.
+	time.Sleep(4 * time.Second)
+	letters, err := kafka.ReadDeadLetters(ctx, []string{cluster.kafka.addr}, banksync.TopicLedgerEntriesDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) == 0 {
+		t.Fatal("no record was dead-lettered during the outage: it proved nothing")
+	}
+	if err := postgres.RefuseConnections(ctx, chDB, false); err != nil {
+		t.Fatal(err)
+	}
+	took := waitHistoriesReachCore(t, chDB, coreURL, accounts, outageHealBound)
+	t.Logf("%d dead letters written during the outage; every history reached core's last seq %v after the database let connections in again (bound %v)",
+		len(letters), took.Round(100*time.Millisecond), outageHealBound)
+	depth, err := kafka.DeadLetterDepth(ctx, []string{cluster.kafka.addr}, banksync.TopicLedgerEntriesDLQ)
+	for deadline := time.Now().Add(10 * time.Second); err == nil && depth.Total() > 0 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		depth, err = kafka.DeadLetterDepth(ctx, []string{cluster.kafka.addr}, banksync.TopicLedgerEntriesDLQ)
+	}
+	if err != nil || depth.Total() != 0 {
+		t.Fatalf("dead-letter depth after the repair = %+v, %v; want 0", depth, err)
+	}
+}
+
+// waitHistoriesReachCore waits until every account's history in the
+// channel database equals core's entries, reading the database directly
+// (a read through the channel's API would sync), and returns how long it
+// took; it fails the test after bound.
+func waitHistoriesReachCore(t *testing.T, chDB, coreURL string, accounts int, bound time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		behind := histories(t, chDB, coreURL, accounts)
+		if behind == "" {
+			return time.Since(start)
+		}
+		if time.Since(start) > bound {
+			t.Fatalf("after %v: %s", bound, behind)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// histories compares each account's history with core's entries and says
+// which one is behind ("" when none is); a history that differs from
+// core's where it has entries fails the test.
+func histories(t *testing.T, chDB, coreURL string, accounts int) string {
+	t.Helper()
+	store, err := postgres.OpenChannel(context.Background(), chDB)
+	if err != nil {
+		if strings.Contains(err.Error(), "connect") {
+			return "the channel database: " + err.Error()
+		}
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for i := range accounts {
+		id := fmt.Sprintf("acc-%d", i)
+		want := coreEntries(t, coreURL, id)
+		got, err := store.History(context.Background(), id, 1<<62, 1<<20)
+		if err != nil {
+			return fmt.Sprintf("%s: %v", id, err)
+		}
+		for k := range got {
+			if got[len(got)-1-k] != want[k] {
+				t.Fatalf("%s entry %d: channel %+v, core %+v", id, k, got[len(got)-1-k], want[k])
+			}
+		}
+		if len(got) != len(want) {
+			return fmt.Sprintf("%s: the history has %d entries, core %d", id, len(got), len(want))
+		}
+	}
+	return ""
+}
