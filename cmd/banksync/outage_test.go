@@ -2,14 +2,21 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"banksync"
 	"banksync/kafka"
 	"banksync/postgres"
+	"banksync/sqlite"
 )
 
 // outageHealBound is how long after the history database lets the channel
@@ -135,4 +142,89 @@ func histories(t *testing.T, chDB, coreURL string, accounts int) string {
 		}
 	}
 	return ""
+}
+
+// TestDLQCommandsParkAPoisonLetter: a poison letter (an event of a schema
+// version this channel cannot read, keyed by a real account) followed by
+// valid ones. `banksync dlq list` lists all three, the poison one with its
+// raw key and why; `banksync dlq replay --all` applies the valid ones,
+// syncs the poison one's account from core and parks it; the list then
+// says so, the depth falls to the parked count, and both histories equal
+// core's.
+func TestDLQCommandsParkAPoisonLetter(t *testing.T) {
+	dir := t.TempDir()
+	cluster := startProcCluster(t, dir, "sqlite:"+filepath.Join(dir, "core.db"))
+	coreURL, brokers := cluster.coreURL, []string{cluster.kafka.addr}
+	ctx := context.Background()
+	for _, a := range []string{"acc-1", "acc-2"} {
+		if st, body := send(t, "POST", coreURL+"/core/v1/accounts", "svc", `{"owner":"c1","account_id":"`+a+`"}`); st != 201 {
+			t.Fatalf("create account = %d %s", st, body)
+		}
+		for i := range 2 {
+			if st, body := send(t, "POST", coreURL+"/core/v1/deposits", "svc", fmt.Sprintf(`{"external_ref":"%s-%d","account_id":"%s","amount":100,"sender":"kb"}`, a, i, a)); st != 200 && st != 201 {
+				t.Fatalf("deposit = %d %s", st, body)
+			}
+		}
+	}
+	acc1, acc2 := coreEntries(t, coreURL, "acc-1"), coreEntries(t, coreURL, "acc-2")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(banksync.TopicLedgerEntriesDLQ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	poison := banksync.EventOf(acc2[1])
+	poison.Version = banksync.EventSchemaVersion + 1
+	for _, ev := range []banksync.LedgerEvent{poison, banksync.EventOf(acc1[0]), banksync.EventOf(acc1[1])} {
+		value, _ := json.Marshal(ev)
+		r := &kgo.Record{Key: []byte(ev.AccountID), Value: value, Headers: []kgo.RecordHeader{{Key: kafka.HeaderDLQReason, Value: []byte("test")}}}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dlq := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binary, append([]string{"dlq"}, args...)...)
+		cmd.Env = append(cmd.Environ(), "BANKSYNC_KAFKA_BROKERS="+cluster.kafka.addr, "BANKSYNC_SERVICE_TOKEN=svc",
+			"BANKSYNC_CORE_URL="+coreURL, "BANKSYNC_CHANNEL_DB=sqlite:"+filepath.Join(dir, "channel.db"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("banksync dlq %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	list := dlq("list")
+	t.Logf("banksync dlq list:\n%s", list)
+	if !strings.Contains(list, "3 dead letters: 3 waiting, 0 held, 0 replayed, 0 parked") ||
+		!regexp.MustCompile(`"acc-2"\s+\?\s+waiting\s+undecodable: decode ledger event: unsupported version 2`).MatchString(list) {
+		t.Fatalf("banksync dlq list does not show the three letters, the poison one undecodable:\n%s", list)
+	}
+	replay := dlq("replay", "--all")
+	t.Logf("banksync dlq replay --all:\n%s", replay)
+	if !strings.Contains(replay, "replayed 2 dead letters, parked 1, held 0") {
+		t.Fatalf("replay did not apply two and park one:\n%s", replay)
+	}
+	if list = dlq("list"); !strings.Contains(list, "3 dead letters: 0 waiting, 0 held, 2 replayed, 1 parked") {
+		t.Fatalf("after the replay:\n%s", list)
+	}
+	depth, err := kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
+	if err != nil || depth != (kafka.Depth{Parked: 1}) {
+		t.Fatalf("depth = %+v, %v; want the parked letter only", depth, err)
+	}
+	store, err := sqlite.OpenChannel(ctx, filepath.Join(dir, "channel.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for id, want := range map[string][]banksync.Entry{"acc-1": acc1, "acc-2": acc2} {
+		got, err := store.History(ctx, id, 1<<62, 100)
+		if err != nil || len(got) != len(want) {
+			t.Fatalf("%s: history has %d entries (%v), core %d", id, len(got), err, len(want))
+		}
+		for k := range got {
+			if got[len(got)-1-k] != want[k] {
+				t.Fatalf("%s entry %d: channel %+v, core %+v", id, k, got[len(got)-1-k], want[k])
+			}
+		}
+	}
 }
