@@ -20,6 +20,7 @@ import (
 const (
 	DeadlineDefault          = 10 * time.Second
 	coreTimeoutDefault       = 3 * time.Second
+	storeTimeoutDefault      = 3 * time.Second
 	reconcileIntervalDefault = 2 * time.Second
 	reconcileGraceDefault    = time.Second
 	readSyncTimeoutDefault   = 500 * time.Millisecond
@@ -37,6 +38,7 @@ type Config struct {
 	AmountMax         int64         // largest transfer, as core's
 	Deadline          time.Duration // how long core may take to execute a transfer
 	CoreTimeout       time.Duration // how long a submit waits for core before answering pending
+	StoreTimeout      time.Duration // how long one history-database call of a settlement or the reconciler may take
 	ReconcileInterval time.Duration // how often pending transfers past their deadline are settled
 	ReconcileGrace    time.Duration // extra wait after a deadline before fencing
 	ReadSyncTimeout   time.Duration // how long a history read may spend syncing first
@@ -101,6 +103,9 @@ func (c *Config) setDefaults() {
 	if c.CoreTimeout <= 0 {
 		c.CoreTimeout = coreTimeoutDefault
 	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = storeTimeoutDefault
+	}
 	if c.ReconcileInterval <= 0 {
 		c.ReconcileInterval = reconcileIntervalDefault
 	}
@@ -164,6 +169,31 @@ func (c *Channel) lock(ctx context.Context, account string) (unlock func(), err 
 // without a deadline.
 func (c *Channel) coreCall(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.cfg.CoreTimeout)
+}
+
+// storeCall bounds one history-database call by StoreTimeout, even on a
+// context without a deadline: a database that hangs (a PostgreSQL behind a
+// dead network path blocks until the context ends) must not hold a
+// settlement or a reconcile round forever.
+func (c *Channel) storeCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.StoreTimeout)
+}
+
+// syncCall bounds one Apply or Sync of a settlement or the reconciler's
+// repair: a page read from core and its writes to the history. A sync cut
+// short keeps what it wrote and leaves the account marked stale, for the
+// next round to carry on.
+func (c *Channel) syncCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.CoreTimeout+c.cfg.StoreTimeout)
+}
+
+// roundTimeout bounds one reconcile round: about when the next one is due,
+// plus room for a call to core and one to the history database already
+// under way. Each call in a round is bounded, but 500 fences and 100
+// repairs of bounded calls still add up; a round cut short leaves the rest
+// to the next, which starts at once.
+func (c *Channel) roundTimeout() time.Duration {
+	return c.cfg.ReconcileInterval + c.cfg.CoreTimeout + c.cfg.StoreTimeout
 }
 
 func (c *Channel) now() time.Time { return banksync.Timestamp(c.cfg.Now()) }

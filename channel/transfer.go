@@ -70,7 +70,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	}
 	c.cfg.Logger.InfoContext(ctx, "transfer pending", "transfer_id", t.ID, "customer", t.Customer, "from", t.FromAccount, "to", t.ToAccount, "amount", t.Amount)
 
-	cctx, cancel := context.WithTimeout(ctx, c.cfg.CoreTimeout)
+	cctx, cancel := c.coreCall(ctx)
 	out, err := c.core.Transfer(cctx, banksync.TransferRequest{TransferID: t.ID, FromAccount: t.FromAccount,
 		ToAccount: t.ToAccount, Amount: t.Amount, Deadline: t.Deadline, Memo: t.Memo})
 	cancel()
@@ -91,6 +91,10 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 		c.cfg.Observer.Submitted(OutcomePending, time.Since(start))
 		return t, nil
 	}
+	// Core has decided: record it even if the customer has gone, or the
+	// account stays blocked until the reconciler fences it after the
+	// deadline. WithoutCancel drops the request's deadline too; settle
+	// bounds each of its calls itself.
 	settled, _, err := c.settle(context.WithoutCancel(ctx), t, out)
 	if err != nil {
 		c.cfg.Observer.Submitted(OutcomePending, time.Since(start))
@@ -146,15 +150,28 @@ func failedError(t Transfer) error {
 // "completed" the history shows it (if the history store fails, the account
 // is marked stale and repaired on the next read). changed is false when
 // another caller (a replica's reconciler, a slow Submit) settled t first;
-// the settlement is logged once, by the one that changed it.
+// the settlement is logged once, by the one that changed it. Each entry's
+// Apply and the Settle are bounded (syncCall, storeCall), so a history
+// database that hangs holds a settlement for one sync, the stale mark the
+// sync engine then writes, and one store call; the transfer then stays
+// pending for the reconciler.
 func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferOutcome) (settled Transfer, changed bool, err error) {
 	var state, reason string
 	switch out.Status {
 	case banksync.StatusCompleted:
 		state = StateCompleted
 		for _, e := range out.Entries {
-			if _, err := c.Apply(ctx, e.AccountID, []banksync.Entry{e}); err != nil {
+			actx, cancel := c.syncCall(ctx)
+			_, err := c.Apply(actx, e.AccountID, []banksync.Entry{e})
+			cancel()
+			if err != nil {
 				c.cfg.Logger.WarnContext(ctx, "applying a completed transfer's entry failed", "transfer_id", t.ID, "account", e.AccountID, "err", err)
+			}
+			if errIsUnavailable(err) {
+				// The history database or core is down or slow: the other
+				// entries come through the consumer, and recording the
+				// decision matters more than waiting for them.
+				break
 			}
 		}
 	case banksync.StatusRejected:
@@ -163,7 +180,9 @@ func (c *Channel) settle(ctx context.Context, t Transfer, out banksync.TransferO
 		// "unknown" is only ever a read-only answer; a fence never gives it.
 		return t, false, fmt.Errorf("settle %s: core answered status %q", t.ID, out.Status)
 	}
-	settled, changed, err = c.store.Settle(ctx, t.ID, state, reason, c.now())
+	sctx, cancel := c.storeCall(ctx)
+	settled, changed, err = c.store.Settle(sctx, t.ID, state, reason, c.now())
+	cancel()
 	if err != nil {
 		c.cfg.Logger.ErrorContext(ctx, "settling transfer failed", "transfer_id", t.ID, "state", state, "err", err)
 		return t, false, fmt.Errorf("settle %s: %w", t.ID, err)
@@ -194,9 +213,15 @@ func (c *Channel) Transfer(ctx context.Context, customer, id string) (Transfer, 
 // core never saw is recorded there as rejected/fenced, so it can never run
 // later (P3). It returns how many it settled; transfers core cannot be
 // reached for stay pending for the next round. Then it repairs stale
-// accounts.
+// accounts. The round runs under one deadline, roundTimeout, and each call
+// in it under its own bound, so that neither core nor the history database
+// can hold it by hanging.
 func (c *Channel) Reconcile(ctx context.Context) (int, error) {
-	due, err := c.store.PendingBefore(ctx, c.now().Add(-c.cfg.ReconcileGrace), reconcileBatchMax)
+	ctx, endRound := context.WithTimeout(ctx, c.roundTimeout())
+	defer endRound()
+	lctx, cancel := c.storeCall(ctx)
+	due, err := c.store.PendingBefore(lctx, c.now().Add(-c.cfg.ReconcileGrace), reconcileBatchMax)
+	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("list pending transfers: %w", err)
 	}
@@ -212,7 +237,7 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, c.cfg.CoreTimeout)
+		cctx, cancel := c.coreCall(ctx)
 		out, err := c.core.Fence(cctx, t.ID)
 		cancel()
 		if err != nil {
@@ -225,6 +250,9 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 		st, changed, err := c.settle(ctx, t, out)
 		if err != nil {
 			errs = append(errs, err)
+			if errIsUnavailable(err) {
+				break // the history database is down or slow (or the round is over): the next round tries again
+			}
 			continue
 		}
 		if !changed {
@@ -240,16 +268,20 @@ func (c *Channel) Reconcile(ctx context.Context) (int, error) {
 // so a history left behind (a dead-lettered event, a failed write) catches
 // up within a reconcile round or so even if nobody reads it.
 func (c *Channel) repairStale(ctx context.Context) error {
-	ids, err := c.store.StaleAccounts(ctx, staleRepairMax)
+	lctx, cancel := c.storeCall(ctx)
+	ids, err := c.store.StaleAccounts(lctx, staleRepairMax)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("list stale accounts: %w", err)
 	}
 	for _, id := range ids {
-		st, err := c.Sync(ctx, id)
+		sctx, cancel := c.syncCall(ctx)
+		st, err := c.Sync(sctx, id)
+		cancel()
 		if err != nil {
 			c.decide(ctx, Decision{Action: DecisionRepairFailed, AccountID: id, Detail: err.Error()})
 			if errIsUnavailable(err) {
-				return fmt.Errorf("repair stale %s: %w", id, err) // core is down or slow: next round
+				return fmt.Errorf("repair stale %s: %w", id, err) // core or the history database is down or slow: next round
 			}
 			continue
 		}
@@ -266,7 +298,8 @@ func fenceDetail(out banksync.TransferOutcome) string {
 	return "core: " + out.Status + " (" + out.Reason + ")"
 }
 
-// RunReconciler reconciles every ReconcileInterval until ctx is done.
+// RunReconciler reconciles every ReconcileInterval until ctx is done. Its
+// ctx lives as long as the process; each round bounds itself (Reconcile).
 func (c *Channel) RunReconciler(ctx context.Context) error {
 	tick := time.NewTicker(c.cfg.ReconcileInterval)
 	defer tick.Stop()
