@@ -36,7 +36,7 @@ type pipeline struct {
 	apply     kafka.Syncer
 }
 
-func newPipeline(t *testing.T, wrap func(channel.Store) channel.Store) *pipeline {
+func newPipeline(t testing.TB, wrap func(channel.Store) channel.Store) *pipeline {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -357,13 +357,13 @@ func TestReplayHoldsALetterThatFails(t *testing.T) {
 	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{Waiting: 1}) {
 		t.Fatalf("depth = %+v, want the held letter waiting", d)
 	}
-	fixed = true
+	fixed, applied = true, nil
 	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3, nil)
 	if err != nil || res != (kafka.ReplayResult{Applied: 1}) {
 		t.Fatalf("replay after the fix = %+v, %v; want the held letter alone", res, err)
 	}
-	if want := []int64{1, 2, 4, 5, 3}; !slices.Equal(applied, want) {
-		t.Fatalf("applied %v, want %v", applied, want)
+	if want := []int64{3}; !slices.Equal(applied, want) {
+		t.Fatalf("the second replay applied %v, want %v", applied, want)
 	}
 	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{}) {
 		t.Fatalf("depth = %+v, want 0", d)
@@ -391,7 +391,9 @@ func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "history database unreachable") || res != (kafka.ReplayResult{Applied: 1, Held: 3}) {
 		t.Fatalf("replay = %+v, %v; want 1 applied, 3 held, then an error", res, err)
 	}
-	if tried > 1+3*3 {
+	// One try of the batch (seq 1 in, seq 2 fails), then letter by letter:
+	// seq 1, and three tries each of seqs 2, 3 and 4.
+	if tried > 2+1+3*3 {
 		t.Fatalf("tried %d times: the replay went on past letters failing in a row", tried)
 	}
 	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{Waiting: 19}) {
@@ -432,7 +434,8 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 	if err != nil || res != (kafka.ReplayResult{Applied: 3, Parked: 2}) {
 		t.Fatalf("replay = %+v, %v; want 3 applied, 2 parked", res, err)
 	}
-	if want := []string{"acc-1/1", "acc-3/1", "acc-1/2"}; !slices.Equal(applied, want) {
+	slices.Sort(applied) // one batch, by account
+	if want := []string{"acc-1/1", "acc-1/2", "acc-3/1"}; !slices.Equal(applied, want) {
 		t.Fatalf("applied %v, want %v", applied, want)
 	}
 	if want := []string{"acc-2"}; !slices.Equal(synced, want) {

@@ -35,6 +35,11 @@ const (
 	// them. It keeps the mark within the broker's limit on commit
 	// metadata (offset.metadata.max.bytes, 4 KiB by default).
 	replayHeldMax = 64
+	// replayBatchTimeout bounds the one transaction a batch of letters
+	// goes in, and replayLetterTimeout each try of one letter, so a
+	// history database that hangs delays a replay, never freezes it.
+	replayBatchTimeout  = 30 * time.Second
+	replayLetterTimeout = 10 * time.Second
 )
 
 // Letter states, as listed.
@@ -156,9 +161,11 @@ func ReadDeadLetters(ctx context.Context, brokers []string, topic string) ([]Dea
 	var letters []DeadLetter
 	var marks map[int32]replayMark
 	err := scanDeadLetters(ctx, brokers, topic, false, func(m map[int32]replayMark) { marks = m },
-		func(r *kgo.Record) letterOutcome {
-			letters = append(letters, deadLetterOf(r))
-			return letterDone
+		func(recs []*kgo.Record) []letterOutcome {
+			for _, r := range recs {
+				letters = append(letters, deadLetterOf(r))
+			}
+			return make([]letterOutcome, len(recs)) // letterDone
 		})
 	for i, d := range letters {
 		m := marks[d.Partition]
@@ -210,35 +217,46 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 	var res ReplayResult
 	var last error
 	inARow := 0
-	err := scanDeadLetters(ctx, brokers, topic, true, nil, func(r *kgo.Record) letterOutcome {
-		if inARow >= replayFailuresInARowMax {
-			return letterStop
+	err := scanDeadLetters(ctx, brokers, topic, true, nil, func(recs []*kgo.Record) []letterOutcome {
+		letters := make([]DeadLetter, len(recs))
+		for i, r := range recs {
+			letters[i] = deadLetterOf(r)
 		}
-		d := deadLetterOf(r)
-		if match != nil && (d.Undecodable != "" || !match(d.Event)) {
-			res.Skipped++
-			return letterHeld
+		applied := applyTogether(ctx, letters, match, sync)
+		outs := make([]letterOutcome, len(recs))
+		for i, d := range letters {
+			switch {
+			case inARow >= replayFailuresInARowMax:
+				outs[i] = letterStop
+				continue
+			case match != nil && (d.Undecodable != "" || !match(d.Event)):
+				res.Skipped++
+				outs[i] = letterHeld
+				continue
+			case !applied[i]:
+				if err := replayLetter(ctx, d, sync); err != nil {
+					last = err
+					inARow++
+					res.Held++
+					outs[i] = letterHeld
+					log.WarnContext(ctx, "dead letter not replayed; held for the next replay", "account", d.Account(),
+						"seq", d.Event.Seq, "dlq_partition", d.Partition, "dlq_offset", d.Offset, "err", err)
+					continue
+				}
+			}
+			inARow = 0
+			if d.Undecodable != "" {
+				res.Parked++
+				outs[i] = letterParked
+				log.WarnContext(ctx, "dead letter parked: it cannot be decoded", "account", d.Account(), "key", d.Key,
+					"dlq_partition", d.Partition, "dlq_offset", d.Offset, "undecodable", d.Undecodable, "reason", d.Reason)
+				continue
+			}
+			res.Applied++
+			log.InfoContext(ctx, "dead letter replayed", "account", d.Event.AccountID, "seq", d.Event.Seq,
+				"dlq_partition", d.Partition, "dlq_offset", d.Offset, "reason", d.Reason)
 		}
-		err := replayLetter(ctx, d, sync)
-		if err != nil {
-			last = err
-			inARow++
-			res.Held++
-			log.WarnContext(ctx, "dead letter not replayed; held for the next replay", "account", d.Account(),
-				"seq", d.Event.Seq, "dlq_partition", r.Partition, "dlq_offset", r.Offset, "err", err)
-			return letterHeld
-		}
-		inARow = 0
-		if d.Undecodable != "" {
-			res.Parked++
-			log.WarnContext(ctx, "dead letter parked: it cannot be decoded", "account", d.Account(), "key", d.Key,
-				"dlq_partition", r.Partition, "dlq_offset", r.Offset, "undecodable", d.Undecodable, "reason", d.Reason)
-			return letterParked
-		}
-		res.Applied++
-		log.InfoContext(ctx, "dead letter replayed", "account", d.Event.AccountID, "seq", d.Event.Seq,
-			"dlq_partition", r.Partition, "dlq_offset", r.Offset, "reason", d.Reason)
-		return letterDone
+		return outs
 	})
 	if err == nil && inARow >= replayFailuresInARowMax {
 		err = fmt.Errorf("replay stopped after %d letters failed in a row: %w", inARow, last)
@@ -246,17 +264,60 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 	return res, err
 }
 
+// applyTogether applies the entries of the letters match accepts in one
+// ApplyBatch, the consumer's group-committed path, so a backlog of
+// thousands of letters after an outage is a few transactions, not
+// thousands; applied[i] tells whether letter i's entry is in. What did not
+// go in is then tried letter by letter, with retries. During an outage the
+// batch fails at once, so it costs little to try.
+func applyTogether(ctx context.Context, letters []DeadLetter, match func(banksync.LedgerEvent) bool, sync Syncer) (applied []bool) {
+	applied = make([]bool, len(letters))
+	var accounts []string
+	groups := map[string][]int{} // account -> its letters, in order
+	for i, d := range letters {
+		if d.Undecodable != "" || (match != nil && !match(d.Event)) {
+			continue
+		}
+		a := d.Event.AccountID
+		if groups[a] == nil {
+			accounts = append(accounts, a)
+		}
+		groups[a] = append(groups[a], i)
+	}
+	if len(accounts) == 0 {
+		return applied
+	}
+	entries := make([][]banksync.Entry, len(accounts))
+	for j, a := range accounts {
+		for _, i := range groups[a] {
+			entries[j] = append(entries[j], letters[i].Event.Entry())
+		}
+	}
+	bctx, cancel := context.WithTimeout(ctx, replayBatchTimeout)
+	defer cancel()
+	for j, err := range sync.ApplyBatch(bctx, entries) {
+		if err == nil {
+			for _, i := range groups[accounts[j]] {
+				applied[i] = true
+			}
+		}
+	}
+	return applied
+}
+
 // replayLetter applies a letter's entry, or for a letter that cannot be
 // decoded syncs its account from core, trying a few times.
 func replayLetter(ctx context.Context, d DeadLetter, sync Syncer) error {
 	for attempt := 1; ; attempt++ {
 		var err error
+		actx, cancel := context.WithTimeout(ctx, replayLetterTimeout)
 		switch account := d.Account(); {
 		case d.Undecodable == "":
-			err = sync.ApplyEntry(ctx, d.Event.Entry())
+			err = sync.ApplyEntry(actx, d.Event.Entry())
 		case account != "":
-			err = sync.SyncAccount(ctx, account)
+			err = sync.SyncAccount(actx, account)
 		}
+		cancel()
 		if err == nil {
 			return nil
 		}
@@ -277,16 +338,17 @@ const (
 	letterDone   letterOutcome = iota // applied (or only read)
 	letterParked                      // moved past without applying
 	letterHeld                        // not done: to be tried again
-	letterStop                        // not looked at: the scan ends here
+	letterStop                        // not looked at: the scan ends here, before this letter
 )
 
-// scanDeadLetters calls visit for each record of topic up to the end
+// scanDeadLetters calls visit with the records of topic, a partition's
+// run at a time, in offset order, up to the end
 // offsets as of the call: from the start (the newest deadLettersReadMax of
 // each partition) or, replaying, from ReplayGroup's marks, skipping
 // letters done. Replaying, it then commits the marks the outcomes give,
 // also when it stops early or at an error. onMarks, if set, is given the
 // marks read.
-func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay bool, onMarks func(map[int32]replayMark), visit func(*kgo.Record) letterOutcome) (err error) {
+func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay bool, onMarks func(map[int32]replayMark), visit func([]*kgo.Record) []letterOutcome) (err error) {
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
@@ -346,24 +408,39 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay
 		if ferr != nil {
 			return ferr
 		}
-		for _, r := range fetches.Records() {
-			if _, open := from[r.Partition]; !open || r.Offset >= ends[r.Partition] {
-				continue
+		stop := false
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if stop {
+				return
 			}
-			if r.Offset+1 >= ends[r.Partition] {
-				delete(from, r.Partition)
+			p := fp.Partition
+			var recs []*kgo.Record
+			for _, r := range fp.Records {
+				if _, open := from[p]; !open || r.Offset >= ends[p] {
+					break
+				}
+				if r.Offset+1 >= ends[p] {
+					delete(from, p)
+				}
+				if sc := scans[p]; sc == nil || !sc.read.done(r.Offset) {
+					recs = append(recs, r)
+				}
 			}
-			sc := scans[r.Partition]
-			if sc != nil && sc.read.done(r.Offset) {
-				continue
+			if len(recs) == 0 {
+				return
 			}
-			out := visit(r)
-			if out == letterStop {
-				return nil
+			for i, out := range visit(recs) {
+				if out == letterStop {
+					stop = true
+					return
+				}
+				if sc := scans[p]; sc != nil {
+					sc.record(recs[i].Offset, out)
+				}
 			}
-			if sc != nil {
-				sc.record(r.Offset, out)
-			}
+		})
+		if stop {
+			return nil
 		}
 	}
 	return nil
