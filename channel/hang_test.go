@@ -403,7 +403,6 @@ func TestReconcileRoundIsBounded(t *testing.T) {
 // one sync and the stale mark; and once the database answers, the
 // reconciler records completed and repairs the account (P2, P4).
 func TestHistoryDatabaseHangsWhileApplying(t *testing.T) {
-	t.Skip("needs the sync engine's stale mark bounded (channel/sync.go markStale: MarkStale runs under context.WithoutCancel with no timeout, so it blocks for as long as the database hangs)")
 	for _, cs := range channelStores {
 		t.Run(cs.name, func(t *testing.T) {
 			s, hs, hc := newHangStack(t, cs.open)

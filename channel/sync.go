@@ -62,6 +62,8 @@ func (c *Channel) MarkStale(ctx context.Context, account string) error {
 	if !banksync.ValidID(account) {
 		return banksync.Errorf(banksync.EINVALID, "mark stale: %q is not an account id", account)
 	}
+	ctx, cancel := c.storeCall(ctx)
+	defer cancel()
 	return c.store.MarkStale(ctx, account, c.now())
 }
 
@@ -168,7 +170,11 @@ func (c *Channel) markStale(ctx context.Context, account string, cause error) {
 		return
 	}
 	c.cfg.Logger.WarnContext(ctx, "account history behind core; marked stale", "account", account, "err", cause)
-	if err := c.store.MarkStale(context.WithoutCancel(ctx), account, c.now()); err != nil {
+	// Not cut short with its caller (the mark is why the caller failed),
+	// but bounded: on a hung database it would hold the account's lock.
+	mctx, cancel := c.storeCall(context.WithoutCancel(ctx))
+	defer cancel()
+	if err := c.store.MarkStale(mctx, account, c.now()); err != nil {
 		c.cfg.Logger.ErrorContext(ctx, "mark account stale", "account", account, "err", err)
 	}
 }

@@ -18,6 +18,10 @@ const (
 	// repairBackoffMax caps the wait after a replay that ended early (the
 	// history database or core still down).
 	repairBackoffMax = 5 * time.Second
+	// repairRoundTimeout bounds one look and its replay, Kafka's part
+	// included (a broker that stops answering mid-fetch): what the replay
+	// did by then is committed, and the next round goes on from there.
+	repairRoundTimeout = 2 * time.Minute
 )
 
 // RepairConfig configures RunDeadLetterRepair. Zero values take the
@@ -60,24 +64,38 @@ func RunDeadLetterRepair(ctx context.Context, cfg RepairConfig, sync Syncer) err
 		case <-time.After(jittered):
 		}
 		wait = cfg.Interval
-		depth, err := DeadLetterDepth(ctx, cfg.Brokers, cfg.Topic)
-		if err != nil {
-			if ctx.Err() == nil {
-				cfg.Logger.WarnContext(ctx, "dead-letter repair: reading the topic's depth failed", "err", err)
-			}
-			continue
-		}
-		if depth.Waiting == 0 {
-			continue
-		}
-		res, err := ReplayDeadLetters(ctx, cfg.Brokers, cfg.Topic, nil, sync, cfg.Logger)
-		if cfg.Replayed != nil {
-			cfg.Replayed(res)
-		}
-		if err != nil && ctx.Err() == nil {
-			cfg.Logger.WarnContext(ctx, "dead-letter repair incomplete; trying again", "applied", res.Applied,
-				"parked", res.Parked, "held", res.Held, "err", err)
+		if !repairRound(ctx, cfg, sync) {
 			wait = min(2*cfg.Interval, repairBackoffMax)
 		}
 	}
+}
+
+// repairRound replays the dead letters if any wait, and reports whether
+// the round went through (nothing to do counts).
+func repairRound(parent context.Context, cfg RepairConfig, sync Syncer) bool {
+	ctx, cancel := context.WithTimeout(parent, repairRoundTimeout)
+	defer cancel()
+	depth, err := DeadLetterDepth(ctx, cfg.Brokers, cfg.Topic)
+	if err != nil {
+		if parent.Err() == nil {
+			cfg.Logger.WarnContext(ctx, "dead-letter repair: reading the topic's depth failed", "err", err)
+		}
+		return false
+	}
+	if depth.Waiting == 0 {
+		return true
+	}
+	res, err := ReplayDeadLetters(ctx, cfg.Brokers, cfg.Topic, nil, sync, cfg.Logger)
+	if cfg.Replayed != nil {
+		cfg.Replayed(res)
+	}
+	if err != nil {
+		if parent.Err() != nil {
+			return false // stopping
+		}
+		cfg.Logger.WarnContext(ctx, "dead-letter repair incomplete; trying again", "applied", res.Applied,
+			"parked", res.Parked, "held", res.Held, "err", err)
+		return false
+	}
+	return true
 }
