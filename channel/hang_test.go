@@ -18,7 +18,7 @@ import (
 // dead network path does. It can also be slow: each call waits delay
 // first. It never fails on its own.
 type hangingStore struct {
-	channel.Store
+	chaos.HookedStore
 	mu     sync.Mutex
 	over   chan struct{} // closed when the hang ends; nil while not hanging
 	blocks atomic.Int64  // calls that found the store hanging
@@ -60,111 +60,6 @@ func (h *hangingStore) wait(ctx context.Context) error {
 	case <-over:
 		return nil
 	}
-}
-
-func (h *hangingStore) Account(ctx context.Context, id string) (channel.AccountState, bool, error) {
-	if err := h.wait(ctx); err != nil {
-		return channel.AccountState{}, false, err
-	}
-	return h.Store.Account(ctx, id)
-}
-
-func (h *hangingStore) AccountsOf(ctx context.Context, owner string) ([]channel.AccountState, error) {
-	if err := h.wait(ctx); err != nil {
-		return nil, err
-	}
-	return h.Store.AccountsOf(ctx, owner)
-}
-
-func (h *hangingStore) AddAccount(ctx context.Context, id, owner string) error {
-	if err := h.wait(ctx); err != nil {
-		return err
-	}
-	return h.Store.AddAccount(ctx, id, owner)
-}
-
-func (h *hangingStore) CreateTransfer(ctx context.Context, t channel.Transfer) (channel.Transfer, bool, error) {
-	if err := h.wait(ctx); err != nil {
-		return channel.Transfer{}, false, err
-	}
-	return h.Store.CreateTransfer(ctx, t)
-}
-
-func (h *hangingStore) Transfer(ctx context.Context, id string) (channel.Transfer, bool, error) {
-	if err := h.wait(ctx); err != nil {
-		return channel.Transfer{}, false, err
-	}
-	return h.Store.Transfer(ctx, id)
-}
-
-func (h *hangingStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, bool, error) {
-	if err := h.wait(ctx); err != nil {
-		return channel.Transfer{}, false, err
-	}
-	return h.Store.Settle(ctx, id, state, reason, at)
-}
-
-func (h *hangingStore) PendingBefore(ctx context.Context, t time.Time, limit int) ([]channel.Transfer, error) {
-	if err := h.wait(ctx); err != nil {
-		return nil, err
-	}
-	return h.Store.PendingBefore(ctx, t, limit)
-}
-
-func (h *hangingStore) PendingOf(ctx context.Context, account string) ([]channel.Transfer, error) {
-	if err := h.wait(ctx); err != nil {
-		return nil, err
-	}
-	return h.Store.PendingOf(ctx, account)
-}
-
-func (h *hangingStore) Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (channel.AccountState, error) {
-	if err := h.wait(ctx); err != nil {
-		return channel.AccountState{}, err
-	}
-	return h.Store.Apply(ctx, account, entries, at)
-}
-
-func (h *hangingStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
-	if err := h.wait(ctx); err != nil {
-		return nil, err
-	}
-	return h.Store.ApplyRuns(ctx, runs, at)
-}
-
-func (h *hangingStore) MarkStale(ctx context.Context, account string, at time.Time) error {
-	if err := h.wait(ctx); err != nil {
-		return err
-	}
-	return h.Store.MarkStale(ctx, account, at)
-}
-
-func (h *hangingStore) StaleAccounts(ctx context.Context, limit int) ([]string, error) {
-	if err := h.wait(ctx); err != nil {
-		return nil, err
-	}
-	return h.Store.StaleAccounts(ctx, limit)
-}
-
-func (h *hangingStore) Backlog(ctx context.Context) (channel.Backlog, error) {
-	if err := h.wait(ctx); err != nil {
-		return channel.Backlog{}, err
-	}
-	return h.Store.Backlog(ctx)
-}
-
-func (h *hangingStore) ClearStale(ctx context.Context, account string, gen int64) error {
-	if err := h.wait(ctx); err != nil {
-		return err
-	}
-	return h.Store.ClearStale(ctx, account, gen)
-}
-
-func (h *hangingStore) History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error) {
-	if err := h.wait(ctx); err != nil {
-		return nil, err
-	}
-	return h.Store.History(ctx, account, beforeSeq, limit)
 }
 
 // hookCore is core as the channel sees it, running a hook after core
@@ -243,7 +138,8 @@ func returnsWithin(t *testing.T, hs *hangingStore, bound time.Duration, what str
 // hangingStore and core through a hookCore, with short timeouts.
 func newHangStack(t *testing.T, open func(t *testing.T) channel.Store) (*stack, *hangingStore, *hookCore) {
 	t.Helper()
-	hs := &hangingStore{Store: open(t)}
+	hs := &hangingStore{}
+	hs.HookedStore = chaos.HookedStore{Store: open(t), Before: func(ctx context.Context, _ bool) error { return hs.wait(ctx) }}
 	clk := &clock{now: time.Now()}
 	cfg := channel.Config{Deadline: 10 * time.Second, CoreTimeout: hangCoreTimeout, StoreTimeout: hangStoreTimeout,
 		ReconcileInterval: hangInterval, ReconcileGrace: time.Second, Now: clk.Now}

@@ -22,7 +22,7 @@ func TestChaosKeepsThePromises(t *testing.T) {
 		t.Logf("seed %d: %s", seed, b)
 		for _, kind := range []string{"request_lost", "response_lost", "request_held", "late_delivery", "core_slow",
 			"core_restart", "history_write_failed", "history_outage", "consumer_restart", "broker_produce_failed",
-			"broker_fetch_failed", "duplicate_events", "crash_during_stall", "event_undecodable", "history_read_failed_outage"} {
+			"broker_fetch_failed", "duplicate_events", "crash_during_stall", "event_undecodable", "history_read_failed_outage", "outage_at_the_end"} {
 			if rep.Faults[kind] == 0 {
 				t.Errorf("seed %d: no %s fault was injected: the run proved less than it claims", seed, kind)
 			}

@@ -22,9 +22,9 @@ func TestCheckerCatchesEachBrokenProtection(t *testing.T) {
 		// Holes come from dead-lettered events; outages make many.
 		{"out of order", chaos.Unsafe{OutOfOrder: true}, chaos.Faults{HistoryOutageEvery: time.Second}, chaos.P5},
 		{"commit before apply", chaos.Unsafe{CommitBeforeApply: true}, chaos.Faults{}, chaos.P4},
-		// Outages refuse the stale mark too, and undecodable events are
-		// dead-lettered: without the dead-letter repair their entries
-		// wait for an operator.
+		// Outages refuse the stale mark too: without the dead-letter
+		// repair the entries dead-lettered in the outage at the end of
+		// the run wait for an operator.
 		{"no dead-letter repair", chaos.Unsafe{NoDeadLetterRepair: true}, chaos.Faults{HistoryOutageEvery: time.Second}, chaos.P4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -182,6 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, ctx.Err()
 	}
 	s.crashDuringStall(ctx, w)
+	s.outageAtTheEnd(ctx, w)
 	s.calm()
 	report := s.check(ctx, w)
 	if ctx.Err() != nil {
@@ -570,6 +571,29 @@ func (s *system) crashDuringStall(ctx context.Context, w *workload) {
 	}
 }
 
+// outageAtTheEnd is the run's last fault: a deposit to every other account
+// while the history database refuses every call, for longer than the
+// consumers' retries last. Those accounts' last entries are then
+// dead-lettered, their stale marks refused, and no later event fills the
+// hole: only the dead-letter repair brings them into the histories (P4).
+// The other half get no later event either, so what an earlier fault lost
+// there is not filled in by this one's entries.
+func (s *system) outageAtTheEnd(ctx context.Context, w *workload) {
+	s.stats.fault("outage_at_the_end")
+	for _, cp := range s.chans {
+		cp.store.outage(true)
+	}
+	for i, id := range w.all {
+		if i%2 == 0 {
+			w.deposit(ctx, banksync.DepositRequest{ExternalRef: "outage-" + id, AccountID: id, Amount: 1000, Sender: "kb-bank"})
+		}
+	}
+	sleep(ctx, 2*time.Second)
+	for _, cp := range s.chans {
+		cp.store.outage(false)
+	}
+}
+
 // calm switches every fault off and delivers what the network still held.
 func (s *system) calm() {
 	s.calmed.Store(true)
@@ -614,7 +638,7 @@ var errInjected = errors.New("chaos: injected history database failure")
 // ClearStale too, as a real outage spares nothing; during a stall writes
 // hang, then fail.
 type faultyStore struct {
-	channel.Store
+	HookedStore
 	stats *counters
 
 	mu      sync.Mutex
@@ -626,7 +650,14 @@ type faultyStore struct {
 }
 
 func newFaultyStore(s channel.Store, rate float64, seed uint64, stats *counters) *faultyStore {
-	return &faultyStore{Store: s, rate: rate, rng: rand.New(rand.NewPCG(seed, 4)), stats: stats}
+	f := &faultyStore{rate: rate, rng: rand.New(rand.NewPCG(seed, 4)), stats: stats}
+	f.HookedStore = HookedStore{Store: s, Before: func(ctx context.Context, write bool) error {
+		if write {
+			return f.fail(ctx)
+		}
+		return f.unreachable()
+	}}
+	return f
 }
 
 func (f *faultyStore) outage(down bool) {
@@ -690,102 +721,4 @@ func (f *faultyStore) unreachable() error {
 		return errInjected
 	}
 	return nil
-}
-
-func (f *faultyStore) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
-	if err := f.fail(ctx); err != nil {
-		return channel.AccountState{}, err
-	}
-	return f.Store.Apply(ctx, account, es, at)
-}
-
-func (f *faultyStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
-	if err := f.fail(ctx); err != nil {
-		return nil, err
-	}
-	return f.Store.ApplyRuns(ctx, runs, at)
-}
-
-func (f *faultyStore) MarkStale(ctx context.Context, account string, at time.Time) error {
-	if err := f.fail(ctx); err != nil {
-		return err
-	}
-	return f.Store.MarkStale(ctx, account, at)
-}
-
-func (f *faultyStore) ClearStale(ctx context.Context, account string, gen int64) error {
-	if err := f.fail(ctx); err != nil {
-		return err
-	}
-	return f.Store.ClearStale(ctx, account, gen)
-}
-
-func (f *faultyStore) AddAccount(ctx context.Context, id, owner string) error {
-	if err := f.fail(ctx); err != nil {
-		return err
-	}
-	return f.Store.AddAccount(ctx, id, owner)
-}
-
-func (f *faultyStore) CreateTransfer(ctx context.Context, t channel.Transfer) (channel.Transfer, bool, error) {
-	if err := f.fail(ctx); err != nil {
-		return channel.Transfer{}, false, err
-	}
-	return f.Store.CreateTransfer(ctx, t)
-}
-
-func (f *faultyStore) Settle(ctx context.Context, id, state, reason string, at time.Time) (channel.Transfer, bool, error) {
-	if err := f.fail(ctx); err != nil {
-		return channel.Transfer{}, false, err
-	}
-	return f.Store.Settle(ctx, id, state, reason, at)
-}
-
-func (f *faultyStore) Account(ctx context.Context, id string) (channel.AccountState, bool, error) {
-	if err := f.unreachable(); err != nil {
-		return channel.AccountState{}, false, err
-	}
-	return f.Store.Account(ctx, id)
-}
-
-func (f *faultyStore) AccountsOf(ctx context.Context, owner string) ([]channel.AccountState, error) {
-	if err := f.unreachable(); err != nil {
-		return nil, err
-	}
-	return f.Store.AccountsOf(ctx, owner)
-}
-
-func (f *faultyStore) Transfer(ctx context.Context, id string) (channel.Transfer, bool, error) {
-	if err := f.unreachable(); err != nil {
-		return channel.Transfer{}, false, err
-	}
-	return f.Store.Transfer(ctx, id)
-}
-
-func (f *faultyStore) PendingBefore(ctx context.Context, t time.Time, limit int) ([]channel.Transfer, error) {
-	if err := f.unreachable(); err != nil {
-		return nil, err
-	}
-	return f.Store.PendingBefore(ctx, t, limit)
-}
-
-func (f *faultyStore) PendingOf(ctx context.Context, account string) ([]channel.Transfer, error) {
-	if err := f.unreachable(); err != nil {
-		return nil, err
-	}
-	return f.Store.PendingOf(ctx, account)
-}
-
-func (f *faultyStore) StaleAccounts(ctx context.Context, limit int) ([]string, error) {
-	if err := f.unreachable(); err != nil {
-		return nil, err
-	}
-	return f.Store.StaleAccounts(ctx, limit)
-}
-
-func (f *faultyStore) History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error) {
-	if err := f.unreachable(); err != nil {
-		return nil, err
-	}
-	return f.Store.History(ctx, account, beforeSeq, limit)
 }

@@ -10,6 +10,7 @@ import (
 
 	"banksync"
 	"banksync/channel"
+	"banksync/chaos"
 	"banksync/kafka"
 )
 
@@ -18,79 +19,13 @@ var errDown = errors.New("injected: history database unreachable")
 
 // downStore is a history database that refuses every call while down, as
 // a real outage does: writes, reads, MarkStale and ClearStale alike.
-type downStore struct {
-	channel.Store
-	down atomic.Bool
-}
-
-func (s *downStore) err() error {
-	if s.down.Load() {
-		return errDown
-	}
-	return nil
-}
-
-func (s *downStore) Account(ctx context.Context, id string) (channel.AccountState, bool, error) {
-	if err := s.err(); err != nil {
-		return channel.AccountState{}, false, err
-	}
-	return s.Store.Account(ctx, id)
-}
-
-func (s *downStore) AccountsOf(ctx context.Context, owner string) ([]channel.AccountState, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.AccountsOf(ctx, owner)
-}
-
-func (s *downStore) AddAccount(ctx context.Context, id, owner string) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.AddAccount(ctx, id, owner)
-}
-
-func (s *downStore) Apply(ctx context.Context, account string, es []banksync.Entry, at time.Time) (channel.AccountState, error) {
-	if err := s.err(); err != nil {
-		return channel.AccountState{}, err
-	}
-	return s.Store.Apply(ctx, account, es, at)
-}
-
-func (s *downStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.ApplyRuns(ctx, runs, at)
-}
-
-func (s *downStore) MarkStale(ctx context.Context, account string, at time.Time) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.MarkStale(ctx, account, at)
-}
-
-func (s *downStore) ClearStale(ctx context.Context, account string, gen int64) error {
-	if err := s.err(); err != nil {
-		return err
-	}
-	return s.Store.ClearStale(ctx, account, gen)
-}
-
-func (s *downStore) StaleAccounts(ctx context.Context, limit int) ([]string, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.StaleAccounts(ctx, limit)
-}
-
-func (s *downStore) History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error) {
-	if err := s.err(); err != nil {
-		return nil, err
-	}
-	return s.Store.History(ctx, account, beforeSeq, limit)
+func downStore(real channel.Store, down *atomic.Bool) channel.Store {
+	return &chaos.HookedStore{Store: real, Before: func(context.Context, bool) error {
+		if down.Load() {
+			return errDown
+		}
+		return nil
+	}}
 }
 
 // historyHealBound is how long after the history database answers again
@@ -111,11 +46,8 @@ const historyHealBound = 30 * time.Second
 // fresh.
 func TestHistoryOutageHealsItself(t *testing.T) {
 	ctx := context.Background()
-	var store *downStore
-	p := newPipeline(t, func(real channel.Store) channel.Store {
-		store = &downStore{Store: real}
-		return store
-	})
+	var down atomic.Bool
+	p := newPipeline(t, func(real channel.Store) channel.Store { return downStore(real, &down) })
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: p.cluster.Addrs(), Group: "heal", Lanes: 8, AttemptsMax: 3}, p.apply)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +79,7 @@ func TestHistoryOutageHealsItself(t *testing.T) {
 	deposit(0)
 	waitHistoriesEqualCore(t, p, accounts, historyHealBound)
 
-	store.down.Store(true)
+	down.Store(true)
 	for round := 1; round <= 3; round++ {
 		deposit(round)
 		time.Sleep(time.Second)
@@ -159,7 +91,7 @@ func TestHistoryOutageHealsItself(t *testing.T) {
 	if err != nil || len(letters) == 0 {
 		t.Fatalf("the outage dead-lettered %d records (%v): it proved nothing", len(letters), err)
 	}
-	store.down.Store(false)
+	down.Store(false)
 	took := waitHistoriesEqualCore(t, p, accounts, historyHealBound)
 	t.Logf("%d dead letters; every history equal to core's %v after the database answered again (bound %v)",
 		len(letters), took.Round(100*time.Millisecond), historyHealBound)
