@@ -88,7 +88,7 @@ type ConsumerConfig struct {
 	Topic       string
 	DLQTopic    string // where given-up records go
 	Lanes       int    // worker lanes; one account is always on one lane
-	AttemptsMax int    // tries of one record before it is given up (its account is then stale)
+	AttemptsMax int    // tries of one record before it is given up to the dead-letter topic
 	// DrainTimeout is how long a stopping member lets the jobs it handed
 	// out finish, so what they apply is committed rather than re-delivered;
 	// 0 takes the default, a negative value stops them at once.
@@ -220,7 +220,7 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) {
 	for _, r := range recs {
 		ev, err := decode(r)
 		if err != nil {
-			if !c.deadLetter(ctx, r, err.Error(), 0) {
+			if !c.deadLetter(ctx, r, "undecodable: "+err.Error(), 0) {
 				return
 			}
 			c.markStale(ctx, string(r.Key))
@@ -293,14 +293,15 @@ func (c *Consumer) complete(r *kgo.Record) {
 }
 
 // decode reads a record's ledger event, which must be of the account the
-// record is keyed by.
+// record is keyed by: the consumer and the dead-letter replay read records
+// with this one rule, so a record one refuses the other does not apply.
 func decode(r *kgo.Record) (banksync.LedgerEvent, error) {
 	ev, err := banksync.DecodeLedgerEvent(r.Value)
 	if err != nil {
-		return ev, fmt.Errorf("undecodable: %w", err)
+		return ev, err
 	}
 	if ev.AccountID != string(r.Key) {
-		return ev, fmt.Errorf("undecodable: event of account %q under key %q", ev.AccountID, r.Key)
+		return ev, fmt.Errorf("event of account %q under key %q", ev.AccountID, r.Key)
 	}
 	return ev, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
@@ -401,6 +402,95 @@ func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
 	}
 }
 
+// Letters that always fail (held) end no replay: each later replay tries
+// them once and goes on, so the letters behind them and on other
+// partitions are applied, and only the three stay in the depth.
+func TestReplayGoesOnPastLettersThatAlwaysFail(t *testing.T) {
+	ctx := context.Background()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 2})
+	for i := int64(1); i <= 3; i++ {
+		produceLetter(t, cluster, 0, "broken", mustEvent(t, "broken", i))
+	}
+	for i := int64(1); i <= 5; i++ {
+		produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", i))
+		produceLetter(t, cluster, 1, "acc-2", mustEvent(t, "acc-2", i))
+	}
+	applied := map[string]bool{}
+	sync := applyOnly(func(_ context.Context, e banksync.Entry) error {
+		if e.AccountID == "broken" {
+			return fmt.Errorf("core has no entry %s/%d that an event announced", e.AccountID, e.Seq)
+		}
+		applied[fmt.Sprintf("%s/%d", e.AccountID, e.Seq)] = true
+		return nil
+	})
+	for range 3 {
+		kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil)
+	}
+	if len(applied) != 10 {
+		t.Fatalf("applied %d of the 10 good letters: the ones that always fail held up the others", len(applied))
+	}
+	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{Waiting: 3}) {
+		t.Fatalf("depth = %+v, %v; want the 3 broken letters only", d, err)
+	}
+}
+
+// Letters retention deleted are not waited for: the depth counts only what
+// is in the topic, a held letter deleted is no longer held, and listing and
+// replay end instead of fetching for letters that are not there.
+func TestReplayAfterRetention(t *testing.T) {
+	ctx := context.Background()
+	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
+	for i := int64(1); i <= 4; i++ {
+		produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", i))
+	}
+	failing := true
+	sync := applyOnly(func(_ context.Context, e banksync.Entry) error {
+		if failing && e.Seq == 2 {
+			return fmt.Errorf("still broken")
+		}
+		return nil
+	})
+	if res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil); err != nil || res.Held != 1 {
+		t.Fatalf("replay = %+v, %v; want letter 2 held", res, err)
+	}
+	produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", 5))
+	// Retention removes the first three letters (the held one among them).
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: banksync.TopicLedgerEntriesDLQ, Partition: 0, At: 3})
+	if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{Waiting: 1}) {
+		t.Fatalf("depth = %+v, %v; want the one letter not replayed that is still there", d, err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	letters, err := kafka.ReadDeadLetters(tctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	if err != nil || len(letters) != 2 {
+		t.Fatalf("ReadDeadLetters = %d letters, %v; want the 2 left", len(letters), err)
+	}
+	if res, err := kafka.ReplayDeadLetters(tctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil); err != nil || res != (kafka.ReplayResult{Applied: 1}) {
+		t.Fatalf("replay = %+v, %v; want the new letter applied", res, err)
+	}
+	// Every letter retention left gone, too: nothing to fetch, no wait.
+	del = kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: banksync.TopicLedgerEntriesDLQ, Partition: 0, At: 5})
+	if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	if letters, err := kafka.ReadDeadLetters(tctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || len(letters) != 0 {
+		t.Fatalf("ReadDeadLetters of an emptied topic = %d letters, %v", len(letters), err)
+	}
+	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{}) {
+		t.Fatalf("depth = %+v, %v; want 0", d, err)
+	}
+}
+
 // A poison letter (a value this version cannot decode, as a newer core's
 // schema) followed by valid ones: the list shows every one, the poison one
 // with its raw key, headers and why; a replay applies the valid ones,
@@ -414,10 +504,14 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 	produceLetter(t, cluster, 0, "\x00not-an-account", []byte(`not json`))
 	produceLetter(t, cluster, 0, "acc-3", mustEvent(t, "acc-3", 1))
 	produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", 2))
+	produceLetter(t, cluster, 0, "acc-4", mustEvent(t, "acc-1", 3)) // another account's event under acc-4's key
 
 	letters, err := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
-	if err != nil || len(letters) != 5 || countStates(letters)[kafka.LetterWaiting] != 5 {
-		t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 5 waiting", len(letters), countStates(letters), err)
+	if err != nil || len(letters) != 6 || countStates(letters)[kafka.LetterWaiting] != 6 {
+		t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 6 waiting", len(letters), countStates(letters), err)
+	}
+	if d := letters[5]; d.Account() != "acc-4" || !strings.Contains(d.Undecodable, `event of account "acc-1" under key "acc-4"`) {
+		t.Fatalf("letter of acc-1 under acc-4's key listed as %+v; want undecodable, of acc-4", d)
 	}
 	poison := letters[1]
 	if poison.Key != "acc-2" || poison.Account() != "acc-2" || !strings.Contains(poison.Undecodable, "unsupported version 2") ||
@@ -431,23 +525,23 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 	var applied, synced []string
 	sync := &recordingSyncer{applied: &applied, synced: &synced}
 	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil)
-	if err != nil || res != (kafka.ReplayResult{Applied: 3, Parked: 2}) {
-		t.Fatalf("replay = %+v, %v; want 3 applied, 2 parked", res, err)
+	if err != nil || res != (kafka.ReplayResult{Applied: 3, Parked: 3}) {
+		t.Fatalf("replay = %+v, %v; want 3 applied, 3 parked", res, err)
 	}
 	slices.Sort(applied) // one batch, by account
 	if want := []string{"acc-1/1", "acc-1/2", "acc-3/1"}; !slices.Equal(applied, want) {
 		t.Fatalf("applied %v, want %v", applied, want)
 	}
-	if want := []string{"acc-2"}; !slices.Equal(synced, want) {
-		t.Fatalf("synced %v from core, want %v (the poison letter's account)", synced, want)
+	if want := []string{"acc-2", "acc-4"}; !slices.Equal(synced, want) {
+		t.Fatalf("synced %v from core, want %v (the poison letters' accounts)", synced, want)
 	}
 	letters, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
-	want := []string{kafka.LetterReplayed, kafka.LetterParked, kafka.LetterParked, kafka.LetterReplayed, kafka.LetterReplayed}
-	if got := states(letters); !slices.Equal(got, want) {
+	p, r := kafka.LetterParked, kafka.LetterReplayed
+	if got, want := states(letters), []string{r, p, p, r, r, p}; !slices.Equal(got, want) {
 		t.Fatalf("letters after the replay = %v, want %v", got, want)
 	}
-	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{Parked: 2}) || d.Total() != 2 {
-		t.Fatalf("depth = %+v, %v; want the 2 parked only", d, err)
+	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{Parked: 3}) || d.Total() != 3 {
+		t.Fatalf("depth = %+v, %v; want the 3 parked only", d, err)
 	}
 	if res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil); err != nil || res != (kafka.ReplayResult{}) {
 		t.Fatalf("second replay = %+v, %v; want nothing to do", res, err)

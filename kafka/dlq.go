@@ -24,11 +24,14 @@ const ReplayGroup = "banksync-dlq-replay"
 
 // Limits of a replay.
 const (
-	// replayAttemptsMax bounds the tries of one dead letter in one replay.
+	// replayAttemptsMax bounds the tries of one dead letter in one replay,
+	// replayBackoff × the try number apart.
 	replayAttemptsMax = 3
+	replayBackoff     = 100 * time.Millisecond
 	// replayFailuresInARowMax ends a replay: that many letters failing one
-	// after another means the history database or core is down, and
-	// trying every letter behind them would only take longer to fail.
+	// after another (letters not held before) means the history database
+	// or core is down, and trying every letter behind them would only take
+	// longer to fail.
 	replayFailuresInARowMax = 3
 	// replayHeldMax bounds, per partition, the letters a replay passed
 	// over or could not apply that it remembers so as to move on past
@@ -40,6 +43,8 @@ const (
 	// history database that hangs delays a replay, never freezes it.
 	replayBatchTimeout  = 30 * time.Second
 	replayLetterTimeout = 10 * time.Second
+	// replayCommitTimeout bounds recording how far a replay got.
+	replayCommitTimeout = 10 * time.Second
 )
 
 // Letter states, as listed.
@@ -80,12 +85,13 @@ func (d DeadLetter) Account() string {
 	return ""
 }
 
-// deadLetterOf reads a record of the dead-letter topic. It never fails: a
-// value that is no ledger event gives a letter with Undecodable set, so
-// listing and replay go on past it.
+// deadLetterOf reads a record of the dead-letter topic by the consumer's
+// rule (decode). It never fails: a value that is no ledger event of the
+// record's key gives a letter with Undecodable set, so listing and replay
+// go on past it.
 func deadLetterOf(r *kgo.Record) DeadLetter {
 	d := DeadLetter{Key: string(r.Key), Headers: r.Headers, Partition: r.Partition, Offset: r.Offset}
-	ev, err := banksync.DecodeLedgerEvent(r.Value)
+	ev, err := decode(r)
 	if err != nil {
 		d.Undecodable = err.Error()
 	} else {
@@ -161,7 +167,7 @@ func ReadDeadLetters(ctx context.Context, brokers []string, topic string) ([]Dea
 	var letters []DeadLetter
 	var marks map[int32]replayMark
 	err := scanDeadLetters(ctx, brokers, topic, false, func(m map[int32]replayMark) { marks = m },
-		func(recs []*kgo.Record) []letterOutcome {
+		func(recs []*kgo.Record, _ []bool) []letterOutcome {
 			for _, r := range recs {
 				letters = append(letters, deadLetterOf(r))
 			}
@@ -217,7 +223,7 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 	var res ReplayResult
 	var last error
 	inARow := 0
-	err := scanDeadLetters(ctx, brokers, topic, true, nil, func(recs []*kgo.Record) []letterOutcome {
+	err := scanDeadLetters(ctx, brokers, topic, true, nil, func(recs []*kgo.Record, held []bool) []letterOutcome {
 		letters := make([]DeadLetter, len(recs))
 		for i, r := range recs {
 			letters[i] = deadLetterOf(r)
@@ -234,9 +240,19 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 				outs[i] = letterHeld
 				continue
 			case !applied[i]:
-				if err := replayLetter(ctx, d, sync); err != nil {
+				// A held letter gets one try a replay, and its failure says
+				// nothing new about the history database: one that always
+				// fails must not end every replay before the letters
+				// behind it.
+				attempts := replayAttemptsMax
+				if held[i] {
+					attempts = 1
+				}
+				if err := replayLetter(ctx, d, sync, attempts); err != nil {
 					last = err
-					inARow++
+					if !held[i] {
+						inARow++
+					}
 					res.Held++
 					outs[i] = letterHeld
 					log.WarnContext(ctx, "dead letter not replayed; held for the next replay", "account", d.Account(),
@@ -306,8 +322,8 @@ func applyTogether(ctx context.Context, letters []DeadLetter, match func(banksyn
 }
 
 // replayLetter applies a letter's entry, or for a letter that cannot be
-// decoded syncs its account from core, trying a few times.
-func replayLetter(ctx context.Context, d DeadLetter, sync Syncer) error {
+// decoded syncs its account from core, trying up to attempts times.
+func replayLetter(ctx context.Context, d DeadLetter, sync Syncer, attempts int) error {
 	for attempt := 1; ; attempt++ {
 		var err error
 		actx, cancel := context.WithTimeout(ctx, replayLetterTimeout)
@@ -321,12 +337,12 @@ func replayLetter(ctx context.Context, d DeadLetter, sync Syncer) error {
 		if err == nil {
 			return nil
 		}
-		if attempt >= replayAttemptsMax || ctx.Err() != nil {
+		if attempt >= attempts || ctx.Err() != nil {
 			return fmt.Errorf("replay %s seq %d: %w", d.Account(), d.Event.Seq, err)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		case <-time.After(time.Duration(attempt) * replayBackoff):
 		}
 	}
 }
@@ -348,14 +364,14 @@ const (
 // letters done. Replaying, it then commits the marks the outcomes give,
 // also when it stops early or at an error. onMarks, if set, is given the
 // marks read.
-func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay bool, onMarks func(map[int32]replayMark), visit func([]*kgo.Record) []letterOutcome) (err error) {
+func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay bool, onMarks func(map[int32]replayMark), visit func(recs []*kgo.Record, held []bool) []letterOutcome) (err error) {
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	ends, marks, err := replayPositions(ctx, adm, topic)
+	firsts, ends, marks, err := replayPositions(ctx, adm, topic)
 	if err != nil {
 		return err
 	}
@@ -365,7 +381,7 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay
 	from := map[int32]kgo.Offset{}
 	scans := map[int32]*markScan{}
 	for p, end := range ends {
-		start := max(0, end-deadLettersReadMax)
+		start := max(firsts[p], end-deadLettersReadMax)
 		if replay {
 			start = marks[p].commitAt()
 			scans[p] = newMarkScan(marks[p])
@@ -387,7 +403,10 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay
 				}
 			}
 			if len(offsets) > 0 {
-				if _, cerr := adm.CommitOffsets(context.WithoutCancel(ctx), ReplayGroup, offsets); cerr != nil && err == nil {
+				// Also when ctx ended: what the replay did is recorded.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replayCommitTimeout)
+				defer cancel()
+				if _, cerr := adm.CommitOffsets(cctx, ReplayGroup, offsets); cerr != nil && err == nil {
 					err = fmt.Errorf("commit replayed offsets: %w", cerr)
 				}
 			}
@@ -415,6 +434,7 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay
 			}
 			p := fp.Partition
 			var recs []*kgo.Record
+			var held []bool // the record is a held letter, tried before
 			for _, r := range fp.Records {
 				if _, open := from[p]; !open || r.Offset >= ends[p] {
 					break
@@ -424,12 +444,13 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay
 				}
 				if sc := scans[p]; sc == nil || !sc.read.done(r.Offset) {
 					recs = append(recs, r)
+					held = append(held, sc != nil && r.Offset < sc.read.Through)
 				}
 			}
 			if len(recs) == 0 {
 				return
 			}
-			for i, out := range visit(recs) {
+			for i, out := range visit(recs, held) {
 				if out == letterStop {
 					stop = true
 					return
@@ -510,7 +531,7 @@ func DeadLetterDepth(ctx context.Context, brokers []string, topic string) (Depth
 		return Depth{}, err
 	}
 	defer cl.Close()
-	ends, marks, err := replayPositions(ctx, kadm.NewClient(cl), topic)
+	_, ends, marks, err := replayPositions(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
 		return Depth{}, err
 	}
@@ -532,29 +553,59 @@ type Depth struct {
 // Total is every letter an operator may have to look at.
 func (d Depth) Total() int64 { return d.Waiting + d.Parked }
 
-// replayPositions reads, per partition of topic, its end offset and
-// ReplayGroup's mark (the zero mark when it never committed).
-func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (ends map[int32]int64, marks map[int32]replayMark, err error) {
+// replayPositions reads, per partition of topic, the offsets its letters
+// span — from the log start (letters below it are gone: retention deleted
+// them) to the end — and ReplayGroup's mark (the zero mark when it never
+// committed), with what retention deleted taken out: a mark's held
+// letters below the log start can no longer be replayed, and its Through
+// is at least the log start, so neither a replay nor the depth waits for
+// letters that are not there.
+func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (starts, ends map[int32]int64, marks map[int32]replayMark, err error) {
 	listed, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = listed.Error()
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+		return nil, nil, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
-	ends, marks = map[int32]int64{}, map[int32]replayMark{}
+	first, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = first.Error()
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("start offsets of %s: %w", topic, err)
+	}
+	starts, ends, marks = map[int32]int64{}, map[int32]int64{}, map[int32]replayMark{}
 	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	first.Each(func(o kadm.ListedOffset) { starts[o.Partition] = max(0, o.Offset) })
 	committed, err := adm.FetchOffsets(ctx, ReplayGroup)
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		err = nil // never committed: nothing replayed yet
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("replayed offsets of %s: %w", topic, err)
+		return nil, nil, nil, fmt.Errorf("replayed offsets of %s: %w", topic, err)
 	}
 	for p := range ends {
+		var m replayMark
 		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At >= 0 {
-			marks[p] = markOf(o)
+			m = markOf(o)
+		}
+		marks[p] = m.after(starts[p])
+	}
+	return starts, ends, marks, nil
+}
+
+// after is the mark with the letters below start gone: held ones dropped,
+// Through at least start.
+func (m replayMark) after(start int64) replayMark {
+	if m.Through >= start && (len(m.Held) == 0 || m.Held[0] >= start) {
+		return m
+	}
+	kept := []int64(nil)
+	for _, o := range m.Held {
+		if o >= start {
+			kept = append(kept, o)
 		}
 	}
-	return ends, marks, nil
+	return replayMark{Through: max(m.Through, start), Held: kept, Parked: m.Parked}
 }

@@ -27,9 +27,18 @@ func FuzzDeadLetterOf(f *testing.F) {
 	f.Add([]byte(`{"version":1}`), []byte(HeaderDLQReason+":x"), "x", 0, int32(1), int64(1), at)
 	f.Add([]byte(""), []byte(""), "", 0, int32(0), int64(0), int64(0))
 	f.Fuzz(func(t *testing.T, value, rawHeaders []byte, reason string, attempts int, partition int32, offset, atNanos int64) {
-		r := &kgo.Record{Value: value, Headers: headersOf(rawHeaders), Partition: 5, Offset: 77}
-		d := deadLetterOf(r)
 		ev, evErr := banksync.DecodeLedgerEvent(value)
+		// Keyed as the consumer keys it; a key naming another account is
+		// tried on the seed whose event is for a1.
+		r := &kgo.Record{Key: []byte(ev.AccountID), Value: value, Headers: headersOf(rawHeaders), Partition: 5, Offset: 77}
+		if ev.AccountID == "a1" && attempts%2 == 1 {
+			r.Key = []byte("a2")
+			if d := deadLetterOf(r); d.Undecodable == "" || d.Account() != "a2" {
+				t.Fatalf("a letter of a1 keyed a2 reads as %+v; want undecodable, of a2", d)
+			}
+			r.Key = []byte("a1")
+		}
+		d := deadLetterOf(r)
 		switch {
 		case (d.Undecodable == "") != (evErr == nil):
 			t.Fatalf("deadLetterOf(%q) undecodable %q, DecodeLedgerEvent error %v", value, d.Undecodable, evErr)
@@ -55,7 +64,7 @@ func FuzzDeadLetterOf(f *testing.F) {
 			kgo.RecordHeader{Key: HeaderDLQAt, Value: []byte(when.Format(time.RFC3339Nano))},
 		)
 		d = deadLetterOf(r)
-		want := DeadLetter{Event: ev, Headers: r.Headers, Reason: reason, Attempts: attempts, FromPartition: partition,
+		want := DeadLetter{Event: ev, Key: string(r.Key), Headers: r.Headers, Reason: reason, Attempts: attempts, FromPartition: partition,
 			FromOffset: offset, At: when, Partition: 5, Offset: 77}
 		if dd := cmp.Diff(want, d); dd != "" {
 			t.Fatalf("letter read back differs from what was written (-written +read):\n%s", dd)
