@@ -258,5 +258,6 @@ func sqlitePath(dsn string) (string, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return "", nil
 	}
-	return "", fmt.Errorf("database must be sqlite:PATH or postgres://…, not %q", dsn)
+	// Not echoed: a DSN of another form (host=… password=…) may hold a password.
+	return "", errors.New("database must be sqlite:PATH or postgres://… (a keyword=value DSN is not taken)")
 }
