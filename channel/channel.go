@@ -205,7 +205,7 @@ func (c *Channel) authorize(ctx context.Context, customer, account string) (Acco
 	if !banksync.ValidID(account) {
 		return AccountState{}, notFound
 	}
-	st, ok, err := c.store.Account(ctx, account)
+	st, ok, err := c.account(ctx, account)
 	if err != nil {
 		return st, fmt.Errorf("read account: %w", err)
 	}
@@ -220,10 +220,13 @@ func (c *Channel) authorize(ctx context.Context, customer, account string) (Acco
 		case err != nil:
 			return st, err
 		}
-		if err := c.store.AddAccount(ctx, account, a.Owner); err != nil {
+		sctx, cancel := c.storeCall(ctx)
+		err = c.store.AddAccount(sctx, account, a.Owner)
+		cancel()
+		if err != nil {
 			return st, fmt.Errorf("add account: %w", err)
 		}
-		if st, _, err = c.store.Account(ctx, account); err != nil {
+		if st, _, err = c.account(ctx, account); err != nil {
 			return st, fmt.Errorf("read account: %w", err)
 		}
 	}
@@ -231,6 +234,14 @@ func (c *Channel) authorize(ctx context.Context, customer, account string) (Acco
 		return AccountState{}, notFound
 	}
 	return st, nil
+}
+
+// account reads an account's state, bounded by StoreTimeout: a request
+// waits no longer than that on a hung database.
+func (c *Channel) account(ctx context.Context, id string) (AccountState, bool, error) {
+	ctx, cancel := c.storeCall(ctx)
+	defer cancel()
+	return c.store.Account(ctx, id)
 }
 
 // Accounts returns the customer's accounts. Core is asked for the list (so

@@ -363,3 +363,30 @@ func TestHistoryDatabaseHangsWhileApplying(t *testing.T) {
 		})
 	}
 }
+
+// A customer's transfer on a history database that hangs from the start
+// gets an error within the store's bound instead of waiting on it, and
+// nothing reaches core; once the database answers, the same request goes
+// through.
+func TestSubmitOnAHungDatabase(t *testing.T) {
+	for _, cs := range channelStores {
+		t.Run(cs.name, func(t *testing.T) {
+			s, hs, _ := newHangStack(t, cs.open)
+			before := s.coreBalance(t, "alice-1")
+			hs.setHang(true)
+			var err error
+			returnsWithin(t, hs, hangStoreTimeout+hangSlack, "Submit", func() { _, err = s.submit(t, "k-hung", 1_000) })
+			if err == nil {
+				t.Fatal("Submit on a hung database = nil error; want it refused")
+			}
+			if got := s.coreBalance(t, "alice-1"); got != before {
+				t.Fatalf("alice-1 at core = %d, want %d: a refused submit reached core", got, before)
+			}
+			hs.setHang(false)
+			tr, err := s.submit(t, "k-hung", 1_000)
+			if err != nil || tr.State != channel.StateCompleted {
+				t.Fatalf("Submit after the database answered = %+v, %v; want completed", tr, err)
+			}
+		})
+	}
+}

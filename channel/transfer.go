@@ -53,7 +53,13 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 		ToAccount: req.ToAccount, Amount: req.Amount, Memo: req.Memo, State: StatePending,
 		Deadline: now.Add(c.cfg.Deadline), CreatedAt: now,
 	}
-	existing, created, err := c.store.CreateTransfer(ctx, t)
+	// Bounded like every history call of a request: a hung database
+	// answers the customer with an error rather than holding them. A row
+	// written as the bound ran out is still pending: the same key finds
+	// it, and the reconciler fences it.
+	sctx, cancel := c.storeCall(ctx)
+	existing, created, err := c.store.CreateTransfer(sctx, t)
+	cancel()
 	switch {
 	case errors.Is(err, ErrInProgress) && c.cfg.Unsafe.NoInFlightRefusal:
 		return c.untracked(ctx, t)
