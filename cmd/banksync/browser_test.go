@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
 	"banksync/channel"
@@ -288,12 +290,37 @@ func TestBrowserAppAndOperations(t *testing.T) {
 		t.Fatalf("dave's history after the replay = %+v, %v; core has seq %d, balance %d", st, err, dave.LastSeq, dave.Balance)
 	}
 
+	// A core newer than this channel publishes carol's last entry as an
+	// event of the next schema version: the consumer cannot decode it, the
+	// repair syncs carol from core and parks the letter, and the page shows
+	// it parked, with why.
+	carol, err := l.Entries(ctx, "demo-carol", 0, 1000)
+	if err != nil || len(carol) == 0 {
+		t.Fatalf("carol's entries = %d, %v", len(carol), err)
+	}
+	ev := banksync.EventOf(carol[len(carol)-1])
+	ev.Version = banksync.EventSchemaVersion + 1
+	value, _ := json.Marshal(ev)
+	pub, err := kgo.NewClient(kgo.SeedBrokers(d.core.Brokers()...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if err := pub.ProduceSync(ctx, &kgo.Record{Topic: banksync.TopicLedgerEntries, Key: []byte("demo-carol"), Value: value}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("the letter parked", `document.querySelector('#dead-letters tr[data-account="demo-carol"][data-state="parked"]') !== null`, 30*time.Second)
+	if text := evalJS[string](b, `document.querySelector('#dead-letters tr[data-account="demo-carol"]').textContent`); !strings.Contains(text, "Cannot be decoded") || !strings.Contains(text, "Parked") {
+		t.Errorf("carol's parked letter reads %q; want it said undecodable and parked", text)
+	}
+	b.shot("11-ops-parked")
+
 	// A phone-sized window: nothing wider than the screen.
 	b.do("phone size", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
 		t.Errorf("the operations page is wider than a phone's window")
 	}
-	b.shot("11-ops-phone")
+	b.shot("12-ops-phone")
 	b.do("app on a phone", chromedp.Navigate(d.URL()+"/app/"))
 	b.waitFor("the app on a phone", `document.querySelectorAll('#history li.tx').length > 0 || document.querySelector('#customers button') !== null`, 20*time.Second)
 	if evalJS[bool](b, `document.querySelector('#customers button[data-customer="alice"]') !== null && document.querySelectorAll('#history li.tx').length === 0`) {
@@ -303,5 +330,5 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
 		t.Errorf("the app page is wider than a phone's window")
 	}
-	b.shot("12-app-phone")
+	b.shot("13-app-phone")
 }

@@ -366,7 +366,12 @@ function renderDeadLetters(data) {
     // A letter that cannot be decoded shows its raw key, quoted.
     setText(tr.cells[0], d.account_id || JSON.stringify(String(d.key || '')));
     setText(tr.cells[1], undecodable ? '—' : String(num(d.seq)));
-    setText(tr.cells[2], undecodable ? `Cannot be decoded: ${d.undecodable}` + (d.reason ? ` (${d.reason})` : '') : d.reason ? String(d.reason) : '—');
+    // The consumer's reason for a letter it could not decode repeats why;
+    // say it once.
+    const reason = d.reason ? String(d.reason) : '';
+    setText(tr.cells[2], undecodable
+      ? `Cannot be decoded: ${d.undecodable}` + (reason && !reason.includes(d.undecodable) ? ` (${reason})` : '')
+      : reason || '—');
     setText(tr.cells[3], String(num(d.attempts)));
     setText(tr.cells[4], d.dead_lettered_at ? formatWhen(d.dead_lettered_at) : '—');
     tr.cells[4].title = formatFull(d.dead_lettered_at);
