@@ -16,7 +16,7 @@ import (
 // source is left out (no Kafka: no lag, no dead letters).
 type ChannelState struct {
 	Lag         func(context.Context) (kafka.GroupLag, error)
-	DeadLetters func(context.Context) (int64, error)           // not yet replayed
+	DeadLetters func(context.Context) (kafka.Depth, error)     // not yet replayed, and parked
 	Backlog     func(context.Context) (channel.Backlog, error) // pending transfers, stale accounts
 	Now         func() time.Time                               // default time.Now
 	Logger      *slog.Logger
@@ -26,7 +26,9 @@ var (
 	lagDesc = prometheus.NewDesc("banksync_consumer_lag_records",
 		"Records of the topic not yet committed by the consumer group, per partition.", []string{"topic", "partition"}, nil)
 	dlqDesc = prometheus.NewDesc("banksync_dlq_depth",
-		"Dead letters not yet replayed.", nil, nil)
+		"Dead letters not yet replayed (waiting or held), plus the parked ones.", nil, nil)
+	dlqParkedDesc = prometheus.NewDesc("banksync_dlq_parked",
+		"Dead letters parked: they cannot be decoded, and their accounts were synced from core instead. A running count.", nil, nil)
 	pendingDesc = prometheus.NewDesc("banksync_pending_transfers",
 		"Transfers waiting for core's answer.", nil, nil)
 	oldestDesc = prometheus.NewDesc("banksync_pending_transfer_oldest_age_seconds",
@@ -50,7 +52,7 @@ func RegisterChannelState(reg prometheus.Registerer, s ChannelState) {
 }
 
 func (c channelCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{lagDesc, dlqDesc, pendingDesc, oldestDesc, staleDesc} {
+	for _, d := range []*prometheus.Desc{lagDesc, dlqDesc, dlqParkedDesc, pendingDesc, oldestDesc, staleDesc} {
 		ch <- d
 	}
 }
@@ -76,10 +78,12 @@ func (c channelCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if c.s.DeadLetters != nil {
-		if n, err := c.s.DeadLetters(ctx); err != nil {
-			fail(dlqDesc, err)
+		if d, err := c.s.DeadLetters(ctx); err != nil {
+			fail(dlqDesc, err) // logs once for the two
+			ch <- prometheus.NewInvalidMetric(dlqParkedDesc, err)
 		} else {
-			ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(n))
+			ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(d.Total()))
+			ch <- prometheus.MustNewConstMetric(dlqParkedDesc, prometheus.GaugeValue, float64(d.Parked))
 		}
 	}
 	if c.s.Backlog != nil {

@@ -165,9 +165,8 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		}
 		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, sync: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, consumer
 		state.Lag = consumer.Lag
-		state.DeadLetters = func(ctx context.Context) (int64, error) {
-			depth, err := kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
-			return depth.Total(), err
+		state.DeadLetters = func(ctx context.Context) (kafka.Depth, error) {
+			return kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
 		}
 		checks["kafka"] = consumer.Joined
 		n.wg.Add(1)

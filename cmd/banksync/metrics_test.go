@@ -203,6 +203,7 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 		{"HTTP 202 transfers", value(t, ch, "banksync_http_requests_total", "route", "POST /v1/transfers", "code", "202"), 1},
 		{"HTTP 409 transfers", value(t, ch, "banksync_http_requests_total", "route", "POST /v1/transfers", "code", "409"), 1},
 		{"dead letters waiting", value(t, ch, "banksync_dlq_depth"), 0},
+		{"dead letters parked", value(t, ch, "banksync_dlq_parked"), 0},
 		{"dead letters replayed", value(t, ch, "banksync_dlq_replayed_total"), 1},
 		{"pending after the fence", value(t, ch, "banksync_pending_transfers"), 0},
 		{"history entries applied", value(t, ch, "banksync_history_entries_applied_total"), float64(entries)},
