@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"banksync"
 	"banksync/kafka"
+	"banksync/kafka/kafkatest"
 )
 
 // consumeTimeout bounds how long a test waits for records it published.
@@ -43,11 +45,42 @@ func mustStartCluster(tb testing.TB, cfg kafka.ClusterConfig) *kafka.Cluster {
 	return c
 }
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kafkatest.StopShared()
+	os.Exit(code)
+}
+
+// eachBroker runs body against both Kafka deployments banksync supports,
+// as one conformance test: the embedded cluster (franz-go's kfake, a fresh
+// one) and the reference Apache Kafka cluster (three KRaft nodes, shared
+// by the package's tests; skipped without its jars, except under CI).
+// body gets the brokers and a topic name of its own: the shared cluster's
+// topics outlive a test.
+func eachBroker(t *testing.T, body func(t *testing.T, brokers []string, topic string)) {
+	t.Run("kfake", func(t *testing.T) {
+		body(t, mustStartCluster(t, kafka.ClusterConfig{}).Addrs(), banksync.TopicLedgerEntries)
+	})
+	t.Run("apache", func(t *testing.T) {
+		topic := "test." + strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()) + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
+		body(t, kafkatest.Shared(t).Addrs(), topic)
+	})
+}
+
 func mustNewPublisher(tb testing.TB, brokers []string) *kafka.Publisher {
+	return mustNewTopicPublisher(tb, brokers, "")
+}
+
+// mustNewTopicPublisher publishes to topic ("" for the default).
+func mustNewTopicPublisher(tb testing.TB, brokers []string, topic string) *kafka.Publisher {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
 	defer cancel()
-	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: brokers, Logger: testLogger()})
+	dlq := ""
+	if topic != "" {
+		dlq = topic + ".dlq"
+	}
+	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: brokers, Topic: topic, DLQTopic: dlq, Logger: testLogger()})
 	if err != nil {
 		tb.Fatalf("NewPublisher: %v", err)
 	}
@@ -168,31 +201,33 @@ func checkLedgerRecords(t *testing.T, records []*kgo.Record, published []banksyn
 }
 
 func TestPublishOrderAndKeys(t *testing.T) {
-	const (
-		entriesCount  = 10_000
-		accountsCount = 500
-		batchSize     = 1000
-	)
-	c := mustStartCluster(t, kafka.ClusterConfig{})
-	p := mustNewPublisher(t, c.Addrs())
-	entries := makeEntries(entriesCount, accountsCount)
-	ctx := context.Background()
-	for i := 0; i < len(entries); i += batchSize {
-		if err := p.Publish(ctx, entries[i:min(i+batchSize, len(entries))]); err != nil {
-			t.Fatalf("Publish: %v", err)
+	eachBroker(t, func(t *testing.T, brokers []string, topic string) {
+		const (
+			entriesCount  = 10_000
+			accountsCount = 500
+			batchSize     = 1000
+		)
+		p := mustNewTopicPublisher(t, brokers, topic)
+		entries := makeEntries(entriesCount, accountsCount)
+		ctx := context.Background()
+		for i := 0; i < len(entries); i += batchSize {
+			if err := p.Publish(ctx, entries[i:min(i+batchSize, len(entries))]); err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
 		}
-	}
-	records := consumeAll(t, c.Addrs(), banksync.TopicLedgerEntries, entriesCount)
-	checkLedgerRecords(t, records, entries)
+		records := consumeAll(t, brokers, topic, entriesCount)
+		checkLedgerRecords(t, records, entries)
 
-	// Other clients (Java, kcat, Kafka Streams) must agree on an account's
-	// partition, so check against Kafka's own murmur2 formula.
-	const partitions = 10
-	for _, r := range records {
-		if got, want := r.Partition, kafkaPartition(r.Key, partitions); got != want {
-			t.Fatalf("key %q in partition %d, want %d (Java default partitioner)", r.Key, got, want)
+		// Other clients (Java, kcat, Kafka Streams) must agree on an
+		// account's partition, so check against Kafka's own murmur2
+		// formula.
+		const partitions = 10
+		for _, r := range records {
+			if got, want := r.Partition, kafkaPartition(r.Key, partitions); got != want {
+				t.Fatalf("key %q in partition %d, want %d (Java default partitioner)", r.Key, got, want)
+			}
 		}
-	}
+	})
 }
 
 func TestPublishRefusesBrokenInvariants(t *testing.T) {
