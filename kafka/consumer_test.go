@@ -21,27 +21,41 @@ import (
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/kafka"
+	"banksync/kafka/kafkatest"
 	"banksync/ledger"
 	"banksync/sqlite"
 	"banksync/storetest"
 )
 
-// pipeline is core (ledger on SQLite, its relay publishing to a real
-// Kafka-protocol cluster, its HTTP API) and a channel over its own SQLite
-// history store, optionally wrapped.
+// pipeline is core (ledger on SQLite, its relay publishing to a Kafka
+// cluster, its HTTP API) and a channel over its own SQLite history store,
+// optionally wrapped.
 type pipeline struct {
-	cluster   *kafka.Cluster
+	brokers   []string
+	topic     string // the ledger topic
+	dlq       string // its dead-letter topic
 	ledger    *ledger.Ledger
 	coreStore ledger.Store
 	history   channel.Store // the real store, unwrapped
 	apply     kafka.Syncer
 }
 
+// newPipeline is a pipeline on an embedded cluster of its own.
 func newPipeline(t testing.TB, wrap func(channel.Store) channel.Store) *pipeline {
+	t.Helper()
+	return newPipelineOn(t, mustStartCluster(t, kafka.ClusterConfig{}).Addrs(), banksync.TopicLedgerEntries, wrap)
+}
+
+// newPipelineOn is a pipeline publishing to topic (and topic.dlq, or the
+// default dead-letter topic for the default topic) on brokers.
+func newPipelineOn(t testing.TB, brokers []string, topic string, wrap func(channel.Store) channel.Store) *pipeline {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	p := &pipeline{cluster: mustStartCluster(t, kafka.ClusterConfig{})}
+	p := &pipeline{brokers: brokers, topic: topic, dlq: banksync.TopicLedgerEntriesDLQ}
+	if topic != banksync.TopicLedgerEntries {
+		p.dlq = topic + ".dlq"
+	}
 	var err error
 	if p.coreStore, err = sqlite.OpenLedger(ctx, filepath.Join(dir, "core.db")); err != nil {
 		t.Fatal(err)
@@ -53,7 +67,8 @@ func newPipeline(t testing.TB, wrap func(channel.Store) channel.Store) *pipeline
 	t.Cleanup(func() { p.ledger.Close() })
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	t.Cleanup(stopRelay)
-	go ledger.NewRelay(p.coreStore, mustNewPublisher(t, p.cluster.Addrs()), ledger.RelayConfig{Wake: p.ledger.Committed()}).Run(relayCtx)
+	pub := mustNewTopicPublisher(t, brokers, topic)
+	go ledger.NewRelay(p.coreStore, pub, ledger.RelayConfig{Wake: p.ledger.Committed()}).Run(relayCtx)
 	coreAPI := httptest.NewServer(bhttp.NewCoreServer(p.ledger, "svc", nil))
 	t.Cleanup(coreAPI.Close)
 	if p.history, err = sqlite.OpenChannel(ctx, filepath.Join(dir, "channel.db")); err != nil {
@@ -70,17 +85,29 @@ func newPipeline(t testing.TB, wrap func(channel.Store) channel.Store) *pipeline
 	return p
 }
 
+// consumer is a consumer configuration for the pipeline's topics, in group
+// (made the topic's own, so tests sharing a cluster do not share groups).
+func (p *pipeline) consumer(group string) kafka.ConsumerConfig {
+	return kafka.ConsumerConfig{Brokers: p.brokers, Topic: p.topic, DLQTopic: p.dlq, Group: group + "." + p.topic}
+}
+
 // TestConsumerKeepsHistoryInStep runs core (ledger, relay into a real
 // Kafka-protocol cluster) and a channel whose history is fed by a consumer
 // group member. The member is stopped mid-stream and another takes over the
 // group; afterwards every account's channel history equals its core ledger
 // entry for entry (P4), each applied once.
 func TestConsumerKeepsHistoryInStep(t *testing.T) {
+	eachBroker(t, consumerKeepsHistoryInStep)
+}
+
+func consumerKeepsHistoryInStep(t *testing.T, brokers []string, topic string) {
 	ctx := context.Background()
-	p := newPipeline(t, nil)
-	cluster, l, coreStore, chStore, apply := p.cluster, p.ledger, p.coreStore, p.history, p.apply
+	p := newPipelineOn(t, brokers, topic, nil)
+	l, coreStore, chStore, apply := p.ledger, p.coreStore, p.history, p.apply
 	startMember := func() (stop func()) {
-		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "test-channel", Lanes: 16}, apply)
+		cfg := p.consumer("test-channel")
+		cfg.Lanes = 16
+		c, err := kafka.NewConsumer(cfg, apply)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,42 +360,43 @@ func states(letters []kafka.DeadLetter) []string {
 // again, and only it.
 func TestReplayHoldsALetterThatFails(t *testing.T) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
-	for i := 1; i <= 5; i++ {
-		produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", int64(i)))
-	}
-	var applied []int64
-	fixed := false
-	failOn3 := applyOnly(func(_ context.Context, e banksync.Entry) error {
-		if e.Seq == 3 && !fixed {
-			return fmt.Errorf("still broken")
+	eachDLQ(t, 1, func(t *testing.T, q dlqTopic) {
+		for i := 1; i <= 5; i++ {
+			q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", int64(i)))
 		}
-		applied = append(applied, e.Seq)
-		return nil
+		var applied []int64
+		fixed := false
+		failOn3 := applyOnly(func(_ context.Context, e banksync.Entry) error {
+			if e.Seq == 3 && !fixed {
+				return fmt.Errorf("still broken")
+			}
+			applied = append(applied, e.Seq)
+			return nil
+		})
+		res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, failOn3, nil)
+		if err != nil || res != (kafka.ReplayResult{Applied: 4, Held: 1}) {
+			t.Fatalf("replay = %+v, %v; want 4 applied, 1 held", res, err)
+		}
+		letters, _ := kafka.ReadDeadLetters(ctx, q.brokers, q.name)
+		want := []string{kafka.LetterReplayed, kafka.LetterReplayed, kafka.LetterHeld, kafka.LetterReplayed, kafka.LetterReplayed}
+		if got := states(letters); !slices.Equal(got, want) {
+			t.Fatalf("letters after the replay = %v, want %v", got, want)
+		}
+		if d, _ := kafka.DeadLetterDepth(ctx, q.brokers, q.name); d != (kafka.Depth{Waiting: 1}) {
+			t.Fatalf("depth = %+v, want the held letter waiting", d)
+		}
+		fixed, applied = true, nil
+		res, err = kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, failOn3, nil)
+		if err != nil || res != (kafka.ReplayResult{Applied: 1}) {
+			t.Fatalf("replay after the fix = %+v, %v; want the held letter alone", res, err)
+		}
+		if want := []int64{3}; !slices.Equal(applied, want) {
+			t.Fatalf("the second replay applied %v, want %v", applied, want)
+		}
+		if d, _ := kafka.DeadLetterDepth(ctx, q.brokers, q.name); d != (kafka.Depth{}) {
+			t.Fatalf("depth = %+v, want 0", d)
+		}
 	})
-	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3, nil)
-	if err != nil || res != (kafka.ReplayResult{Applied: 4, Held: 1}) {
-		t.Fatalf("replay = %+v, %v; want 4 applied, 1 held", res, err)
-	}
-	letters, _ := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
-	want := []string{kafka.LetterReplayed, kafka.LetterReplayed, kafka.LetterHeld, kafka.LetterReplayed, kafka.LetterReplayed}
-	if got := states(letters); !slices.Equal(got, want) {
-		t.Fatalf("letters after the replay = %v, want %v", got, want)
-	}
-	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{Waiting: 1}) {
-		t.Fatalf("depth = %+v, want the held letter waiting", d)
-	}
-	fixed, applied = true, nil
-	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, failOn3, nil)
-	if err != nil || res != (kafka.ReplayResult{Applied: 1}) {
-		t.Fatalf("replay after the fix = %+v, %v; want the held letter alone", res, err)
-	}
-	if want := []int64{3}; !slices.Equal(applied, want) {
-		t.Fatalf("the second replay applied %v, want %v", applied, want)
-	}
-	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{}) {
-		t.Fatalf("depth = %+v, want 0", d)
-	}
 }
 
 // Letters failing one after another mean the history database (or core)
@@ -376,30 +404,31 @@ func TestReplayHoldsALetterThatFails(t *testing.T) {
 // records what it did.
 func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
-	for i := 1; i <= 20; i++ {
-		produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", int64(i)))
-	}
-	tried := 0
-	down := applyOnly(func(_ context.Context, e banksync.Entry) error {
-		tried++
-		if e.Seq == 1 {
-			return nil
+	eachDLQ(t, 1, func(t *testing.T, q dlqTopic) {
+		for i := 1; i <= 20; i++ {
+			q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", int64(i)))
 		}
-		return fmt.Errorf("history database unreachable")
+		tried := 0
+		down := applyOnly(func(_ context.Context, e banksync.Entry) error {
+			tried++
+			if e.Seq == 1 {
+				return nil
+			}
+			return fmt.Errorf("history database unreachable")
+		})
+		res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, down, nil)
+		if err == nil || !strings.Contains(err.Error(), "history database unreachable") || res != (kafka.ReplayResult{Applied: 1, Held: 3}) {
+			t.Fatalf("replay = %+v, %v; want 1 applied, 3 held, then an error", res, err)
+		}
+		// One try of the batch (seq 1 in, seq 2 fails), then letter by letter:
+		// seq 1, and three tries each of seqs 2, 3 and 4.
+		if tried > 2+1+3*3 {
+			t.Fatalf("tried %d times: the replay went on past letters failing in a row", tried)
+		}
+		if d, _ := kafka.DeadLetterDepth(ctx, q.brokers, q.name); d != (kafka.Depth{Waiting: 19}) {
+			t.Fatalf("depth = %+v, want 19 waiting", d)
+		}
 	})
-	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, down, nil)
-	if err == nil || !strings.Contains(err.Error(), "history database unreachable") || res != (kafka.ReplayResult{Applied: 1, Held: 3}) {
-		t.Fatalf("replay = %+v, %v; want 1 applied, 3 held, then an error", res, err)
-	}
-	// One try of the batch (seq 1 in, seq 2 fails), then letter by letter:
-	// seq 1, and three tries each of seqs 2, 3 and 4.
-	if tried > 2+1+3*3 {
-		t.Fatalf("tried %d times: the replay went on past letters failing in a row", tried)
-	}
-	if d, _ := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); d != (kafka.Depth{Waiting: 19}) {
-		t.Fatalf("depth = %+v, want 19 waiting", d)
-	}
 }
 
 // Letters that always fail (held) end no replay: each later replay tries
@@ -407,31 +436,32 @@ func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
 // partitions are applied, and only the three stay in the depth.
 func TestReplayGoesOnPastLettersThatAlwaysFail(t *testing.T) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 2})
-	for i := int64(1); i <= 3; i++ {
-		produceLetter(t, cluster, 0, "broken", mustEvent(t, "broken", i))
-	}
-	for i := int64(1); i <= 5; i++ {
-		produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", i))
-		produceLetter(t, cluster, 1, "acc-2", mustEvent(t, "acc-2", i))
-	}
-	applied := map[string]bool{}
-	sync := applyOnly(func(_ context.Context, e banksync.Entry) error {
-		if e.AccountID == "broken" {
-			return fmt.Errorf("core has no entry %s/%d that an event announced", e.AccountID, e.Seq)
+	eachDLQ(t, 2, func(t *testing.T, q dlqTopic) {
+		for i := int64(1); i <= 3; i++ {
+			q.produce(t, 0, "broken", mustEvent(t, "broken", i))
 		}
-		applied[fmt.Sprintf("%s/%d", e.AccountID, e.Seq)] = true
-		return nil
+		for i := int64(1); i <= 5; i++ {
+			q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", i))
+			q.produce(t, 1, "acc-2", mustEvent(t, "acc-2", i))
+		}
+		applied := map[string]bool{}
+		sync := applyOnly(func(_ context.Context, e banksync.Entry) error {
+			if e.AccountID == "broken" {
+				return fmt.Errorf("core has no entry %s/%d that an event announced", e.AccountID, e.Seq)
+			}
+			applied[fmt.Sprintf("%s/%d", e.AccountID, e.Seq)] = true
+			return nil
+		})
+		for range 3 {
+			kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, sync, nil)
+		}
+		if len(applied) != 10 {
+			t.Fatalf("applied %d of the 10 good letters: the ones that always fail held up the others", len(applied))
+		}
+		if d, err := kafka.DeadLetterDepth(ctx, q.brokers, q.name); err != nil || d != (kafka.Depth{Waiting: 3}) {
+			t.Fatalf("depth = %+v, %v; want the 3 broken letters only", d, err)
+		}
 	})
-	for range 3 {
-		kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil)
-	}
-	if len(applied) != 10 {
-		t.Fatalf("applied %d of the 10 good letters: the ones that always fail held up the others", len(applied))
-	}
-	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{Waiting: 3}) {
-		t.Fatalf("depth = %+v, %v; want the 3 broken letters only", d, err)
-	}
 }
 
 // Letters retention deleted are not waited for: the depth counts only what
@@ -439,56 +469,57 @@ func TestReplayGoesOnPastLettersThatAlwaysFail(t *testing.T) {
 // replay end instead of fetching for letters that are not there.
 func TestReplayAfterRetention(t *testing.T) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
-	for i := int64(1); i <= 4; i++ {
-		produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", i))
-	}
-	failing := true
-	sync := applyOnly(func(_ context.Context, e banksync.Entry) error {
-		if failing && e.Seq == 2 {
-			return fmt.Errorf("still broken")
+	eachDLQ(t, 1, func(t *testing.T, q dlqTopic) {
+		for i := int64(1); i <= 4; i++ {
+			q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", i))
 		}
-		return nil
+		failing := true
+		sync := applyOnly(func(_ context.Context, e banksync.Entry) error {
+			if failing && e.Seq == 2 {
+				return fmt.Errorf("still broken")
+			}
+			return nil
+		})
+		if res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, sync, nil); err != nil || res.Held != 1 {
+			t.Fatalf("replay = %+v, %v; want letter 2 held", res, err)
+		}
+		q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", 5))
+		// Retention removes the first three letters (the held one among them).
+		cl, err := kgo.NewClient(kgo.SeedBrokers(q.brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		del := kadm.Offsets{}
+		del.Add(kadm.Offset{Topic: q.name, Partition: 0, At: 3})
+		if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
+			t.Fatal(err)
+		}
+		if d, err := kafka.DeadLetterDepth(ctx, q.brokers, q.name); err != nil || d != (kafka.Depth{Waiting: 1}) {
+			t.Fatalf("depth = %+v, %v; want the one letter not replayed that is still there", d, err)
+		}
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		letters, err := kafka.ReadDeadLetters(tctx, q.brokers, q.name)
+		if err != nil || len(letters) != 2 {
+			t.Fatalf("ReadDeadLetters = %d letters, %v; want the 2 left", len(letters), err)
+		}
+		if res, err := kafka.ReplayDeadLetters(tctx, q.brokers, q.name, nil, sync, nil); err != nil || res != (kafka.ReplayResult{Applied: 1}) {
+			t.Fatalf("replay = %+v, %v; want the new letter applied", res, err)
+		}
+		// Every letter retention left gone, too: nothing to fetch, no wait.
+		del = kadm.Offsets{}
+		del.Add(kadm.Offset{Topic: q.name, Partition: 0, At: 5})
+		if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
+			t.Fatal(err)
+		}
+		if letters, err := kafka.ReadDeadLetters(tctx, q.brokers, q.name); err != nil || len(letters) != 0 {
+			t.Fatalf("ReadDeadLetters of an emptied topic = %d letters, %v", len(letters), err)
+		}
+		if d, err := kafka.DeadLetterDepth(ctx, q.brokers, q.name); err != nil || d != (kafka.Depth{}) {
+			t.Fatalf("depth = %+v, %v; want 0", d, err)
+		}
 	})
-	if res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil); err != nil || res.Held != 1 {
-		t.Fatalf("replay = %+v, %v; want letter 2 held", res, err)
-	}
-	produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", 5))
-	// Retention removes the first three letters (the held one among them).
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	del := kadm.Offsets{}
-	del.Add(kadm.Offset{Topic: banksync.TopicLedgerEntriesDLQ, Partition: 0, At: 3})
-	if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
-		t.Fatal(err)
-	}
-	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{Waiting: 1}) {
-		t.Fatalf("depth = %+v, %v; want the one letter not replayed that is still there", d, err)
-	}
-	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	letters, err := kafka.ReadDeadLetters(tctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
-	if err != nil || len(letters) != 2 {
-		t.Fatalf("ReadDeadLetters = %d letters, %v; want the 2 left", len(letters), err)
-	}
-	if res, err := kafka.ReplayDeadLetters(tctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil); err != nil || res != (kafka.ReplayResult{Applied: 1}) {
-		t.Fatalf("replay = %+v, %v; want the new letter applied", res, err)
-	}
-	// Every letter retention left gone, too: nothing to fetch, no wait.
-	del = kadm.Offsets{}
-	del.Add(kadm.Offset{Topic: banksync.TopicLedgerEntriesDLQ, Partition: 0, At: 5})
-	if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
-		t.Fatal(err)
-	}
-	if letters, err := kafka.ReadDeadLetters(tctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || len(letters) != 0 {
-		t.Fatalf("ReadDeadLetters of an emptied topic = %d letters, %v", len(letters), err)
-	}
-	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{}) {
-		t.Fatalf("depth = %+v, %v; want 0", d, err)
-	}
 }
 
 // A poison letter (a value this version cannot decode, as a newer core's
@@ -498,54 +529,55 @@ func TestReplayAfterRetention(t *testing.T) {
 // to the parked count, and a second replay has nothing to do.
 func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1})
-	produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", 1))
-	produceLetter(t, cluster, 0, "acc-2", []byte(`{"version":2,"type":"ledger.entry","account_id":"acc-2","seq":1}`))
-	produceLetter(t, cluster, 0, "\x00not-an-account", []byte(`not json`))
-	produceLetter(t, cluster, 0, "acc-3", mustEvent(t, "acc-3", 1))
-	produceLetter(t, cluster, 0, "acc-1", mustEvent(t, "acc-1", 2))
-	produceLetter(t, cluster, 0, "acc-4", mustEvent(t, "acc-1", 3)) // another account's event under acc-4's key
+	eachDLQ(t, 1, func(t *testing.T, q dlqTopic) {
+		q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", 1))
+		q.produce(t, 0, "acc-2", []byte(`{"version":2,"type":"ledger.entry","account_id":"acc-2","seq":1}`))
+		q.produce(t, 0, "\x00not-an-account", []byte(`not json`))
+		q.produce(t, 0, "acc-3", mustEvent(t, "acc-3", 1))
+		q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", 2))
+		q.produce(t, 0, "acc-4", mustEvent(t, "acc-1", 3)) // another account's event under acc-4's key
 
-	letters, err := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
-	if err != nil || len(letters) != 6 || countStates(letters)[kafka.LetterWaiting] != 6 {
-		t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 6 waiting", len(letters), countStates(letters), err)
-	}
-	if d := letters[5]; d.Account() != "acc-4" || !strings.Contains(d.Undecodable, `event of account "acc-1" under key "acc-4"`) {
-		t.Fatalf("letter of acc-1 under acc-4's key listed as %+v; want undecodable, of acc-4", d)
-	}
-	poison := letters[1]
-	if poison.Key != "acc-2" || poison.Account() != "acc-2" || !strings.Contains(poison.Undecodable, "unsupported version 2") ||
-		poison.Offset != 1 || len(poison.Headers) == 0 {
-		t.Fatalf("poison letter listed as %+v", poison)
-	}
-	if d := letters[2]; d.Account() != "" || d.Undecodable == "" {
-		t.Fatalf("letter keyed by no account listed as %+v", d)
-	}
+		letters, err := kafka.ReadDeadLetters(ctx, q.brokers, q.name)
+		if err != nil || len(letters) != 6 || countStates(letters)[kafka.LetterWaiting] != 6 {
+			t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 6 waiting", len(letters), countStates(letters), err)
+		}
+		if d := letters[5]; d.Account() != "acc-4" || !strings.Contains(d.Undecodable, `event of account "acc-1" under key "acc-4"`) {
+			t.Fatalf("letter of acc-1 under acc-4's key listed as %+v; want undecodable, of acc-4", d)
+		}
+		poison := letters[1]
+		if poison.Key != "acc-2" || poison.Account() != "acc-2" || !strings.Contains(poison.Undecodable, "unsupported version 2") ||
+			poison.Offset != 1 || len(poison.Headers) == 0 {
+			t.Fatalf("poison letter listed as %+v", poison)
+		}
+		if d := letters[2]; d.Account() != "" || d.Undecodable == "" {
+			t.Fatalf("letter keyed by no account listed as %+v", d)
+		}
 
-	var applied, synced []string
-	sync := &recordingSyncer{applied: &applied, synced: &synced}
-	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil)
-	if err != nil || res != (kafka.ReplayResult{Applied: 3, Parked: 3}) {
-		t.Fatalf("replay = %+v, %v; want 3 applied, 3 parked", res, err)
-	}
-	slices.Sort(applied) // one batch, by account
-	if want := []string{"acc-1/1", "acc-1/2", "acc-3/1"}; !slices.Equal(applied, want) {
-		t.Fatalf("applied %v, want %v", applied, want)
-	}
-	if want := []string{"acc-2", "acc-4"}; !slices.Equal(synced, want) {
-		t.Fatalf("synced %v from core, want %v (the poison letters' accounts)", synced, want)
-	}
-	letters, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
-	p, r := kafka.LetterParked, kafka.LetterReplayed
-	if got, want := states(letters), []string{r, p, p, r, r, p}; !slices.Equal(got, want) {
-		t.Fatalf("letters after the replay = %v, want %v", got, want)
-	}
-	if d, err := kafka.DeadLetterDepth(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil || d != (kafka.Depth{Parked: 3}) || d.Total() != 3 {
-		t.Fatalf("depth = %+v, %v; want the 3 parked only", d, err)
-	}
-	if res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, sync, nil); err != nil || res != (kafka.ReplayResult{}) {
-		t.Fatalf("second replay = %+v, %v; want nothing to do", res, err)
-	}
+		var applied, synced []string
+		sync := &recordingSyncer{applied: &applied, synced: &synced}
+		res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, sync, nil)
+		if err != nil || res != (kafka.ReplayResult{Applied: 3, Parked: 3}) {
+			t.Fatalf("replay = %+v, %v; want 3 applied, 3 parked", res, err)
+		}
+		slices.Sort(applied) // one batch, by account
+		if want := []string{"acc-1/1", "acc-1/2", "acc-3/1"}; !slices.Equal(applied, want) {
+			t.Fatalf("applied %v, want %v", applied, want)
+		}
+		if want := []string{"acc-2", "acc-4"}; !slices.Equal(synced, want) {
+			t.Fatalf("synced %v from core, want %v (the poison letters' accounts)", synced, want)
+		}
+		letters, _ = kafka.ReadDeadLetters(ctx, q.brokers, q.name)
+		p, r := kafka.LetterParked, kafka.LetterReplayed
+		if got, want := states(letters), []string{r, p, p, r, r, p}; !slices.Equal(got, want) {
+			t.Fatalf("letters after the replay = %v, want %v", got, want)
+		}
+		if d, err := kafka.DeadLetterDepth(ctx, q.brokers, q.name); err != nil || d != (kafka.Depth{Parked: 3}) || d.Total() != 3 {
+			t.Fatalf("depth = %+v, %v; want the 3 parked only", d, err)
+		}
+		if res, err = kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, sync, nil); err != nil || res != (kafka.ReplayResult{}) {
+			t.Fatalf("second replay = %+v, %v; want nothing to do", res, err)
+		}
+	})
 }
 
 // recordingSyncer records what a replay applies and syncs.
@@ -583,16 +615,44 @@ func mustEvent(t *testing.T, account string, seq int64) []byte {
 	return value
 }
 
-// produceLetter writes a record to the dead-letter topic's partition as
-// the consumer would: with a reason header.
-func produceLetter(t *testing.T, cluster *kafka.Cluster, partition int32, key string, value []byte) {
+// dlqTopic is a dead-letter topic on one of the two deployments.
+type dlqTopic struct {
+	brokers []string
+	name    string
+}
+
+// eachDLQ runs body against a dead-letter topic of the given partitions on
+// the embedded cluster (a fresh one) and on the shared Apache Kafka cluster
+// (a topic of the test's own).
+func eachDLQ(t *testing.T, partitions int32, body func(t *testing.T, q dlqTopic)) {
+	t.Run("kfake", func(t *testing.T) {
+		c := mustStartCluster(t, kafka.ClusterConfig{Partitions: int(partitions)})
+		body(t, dlqTopic{brokers: c.Addrs(), name: banksync.TopicLedgerEntriesDLQ})
+	})
+	t.Run("apache", func(t *testing.T) {
+		q := dlqTopic{brokers: kafkatest.Shared(t).Addrs(), name: "test." + strings.NewReplacer("/", ".").Replace(t.Name()) + "." + strconv.FormatInt(time.Now().UnixNano(), 36)}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(q.brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, -1, nil, q.name); err != nil {
+			t.Fatal(err)
+		}
+		body(t, q)
+	})
+}
+
+// produce writes a record to the topic's partition as the consumer would:
+// with a reason header.
+func (q dlqTopic) produce(t *testing.T, partition int32, key string, value []byte) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(q.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	r := &kgo.Record{Topic: banksync.TopicLedgerEntriesDLQ, Partition: partition, Key: []byte(key), Value: value,
+	r := &kgo.Record{Topic: q.name, Partition: partition, Key: []byte(key), Value: value,
 		Headers: []kgo.RecordHeader{{Key: kafka.HeaderDLQReason, Value: []byte("test letter")}}}
 	if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -642,8 +702,8 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 		flaky = &flakyStore{Store: real, failing: true}
 		return flaky
 	})
-	cluster, l, coreStore, real, apply := p.cluster, p.ledger, p.coreStore, p.history, p.apply
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "outage", Lanes: 8, AttemptsMax: 2}, apply)
+	l, coreStore, real, apply := p.ledger, p.coreStore, p.history, p.apply
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: p.brokers, Group: "outage", Lanes: 8, AttemptsMax: 2}, apply)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -661,7 +721,7 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	flaky.mu.Unlock()
 	var letters []kafka.DeadLetter
 	for prev, stable := -1, 0; stable < 5; time.Sleep(200 * time.Millisecond) {
-		if letters, err = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); err != nil {
+		if letters, err = kafka.ReadDeadLetters(ctx, p.brokers, banksync.TopicLedgerEntriesDLQ); err != nil {
 			t.Fatal(err)
 		}
 		if len(letters) == prev {
@@ -673,7 +733,7 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	if len(letters) == 0 {
 		t.Fatal("no record reached the dead-letter topic: the outage proved nothing")
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, apply, nil)
+	res, err := kafka.ReplayDeadLetters(ctx, p.brokers, banksync.TopicLedgerEntriesDLQ, nil, apply, nil)
 	if err != nil || res.Applied != len(letters) {
 		t.Fatalf("replay = %+v, %v; want %d applied", res, err, len(letters))
 	}
@@ -695,38 +755,39 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 // twice.
 func TestAccountReplayHoldsOtherAccountsLetters(t *testing.T) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{})
-	for _, l := range []struct {
-		account string
-		seq     int64
-	}{{"acc-1", 1}, {"acc-2", 1}, {"acc-1", 2}} {
-		produceLetter(t, cluster, 0, l.account, mustEvent(t, l.account, l.seq))
-	}
-	var applied []string
-	apply := applyOnly(func(_ context.Context, e banksync.Entry) error {
-		applied = append(applied, fmt.Sprintf("%s/%d", e.AccountID, e.Seq))
-		return nil
+	eachDLQ(t, 10, func(t *testing.T, q dlqTopic) {
+		for _, l := range []struct {
+			account string
+			seq     int64
+		}{{"acc-1", 1}, {"acc-2", 1}, {"acc-1", 2}} {
+			q.produce(t, 0, l.account, mustEvent(t, l.account, l.seq))
+		}
+		var applied []string
+		apply := applyOnly(func(_ context.Context, e banksync.Entry) error {
+			applied = append(applied, fmt.Sprintf("%s/%d", e.AccountID, e.Seq))
+			return nil
+		})
+		replay := func(account string, want kafka.ReplayResult, wantStates ...string) {
+			t.Helper()
+			var match func(banksync.LedgerEvent) bool
+			if account != "" {
+				match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
+			}
+			res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, match, apply, nil)
+			if err != nil || res != want {
+				t.Fatalf("replay %q = %+v, %v; want %+v", account, res, err, want)
+			}
+			letters, _ := kafka.ReadDeadLetters(ctx, q.brokers, q.name)
+			if got := states(letters); !slices.Equal(got, wantStates) {
+				t.Fatalf("after replay %q the letters are %v, want %v", account, got, wantStates)
+			}
+		}
+		r, h := kafka.LetterReplayed, kafka.LetterHeld
+		replay("acc-1", kafka.ReplayResult{Applied: 2, Skipped: 1}, r, h, r)
+		replay("acc-3", kafka.ReplayResult{Skipped: 1}, r, h, r) // only the held letter is looked at
+		replay("", kafka.ReplayResult{Applied: 1}, r, r, r)
+		if want := []string{"acc-1/1", "acc-1/2", "acc-2/1"}; !slices.Equal(applied, want) {
+			t.Fatalf("applied %v, want %v", applied, want)
+		}
 	})
-	replay := func(account string, want kafka.ReplayResult, wantStates ...string) {
-		t.Helper()
-		var match func(banksync.LedgerEvent) bool
-		if account != "" {
-			match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
-		}
-		res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, match, apply, nil)
-		if err != nil || res != want {
-			t.Fatalf("replay %q = %+v, %v; want %+v", account, res, err, want)
-		}
-		letters, _ := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
-		if got := states(letters); !slices.Equal(got, wantStates) {
-			t.Fatalf("after replay %q the letters are %v, want %v", account, got, wantStates)
-		}
-	}
-	r, h := kafka.LetterReplayed, kafka.LetterHeld
-	replay("acc-1", kafka.ReplayResult{Applied: 2, Skipped: 1}, r, h, r)
-	replay("acc-3", kafka.ReplayResult{Skipped: 1}, r, h, r) // only the held letter is looked at
-	replay("", kafka.ReplayResult{Applied: 1}, r, r, r)
-	if want := []string{"acc-1/1", "acc-1/2", "acc-2/1"}; !slices.Equal(applied, want) {
-		t.Fatalf("applied %v, want %v", applied, want)
-	}
 }

@@ -406,7 +406,14 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay
 				// Also when ctx ended: what the replay did is recorded.
 				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replayCommitTimeout)
 				defer cancel()
-				if _, cerr := adm.CommitOffsets(cctx, ReplayGroup, offsets); cerr != nil && err == nil {
+				cerr := whileCoordinatorMoves(cctx, func() error {
+					resp, err := adm.CommitOffsets(cctx, ReplayGroup, offsets)
+					if err == nil {
+						err = resp.Error()
+					}
+					return err
+				})
+				if cerr != nil && err == nil {
 					err = fmt.Errorf("commit replayed offsets: %w", cerr)
 				}
 			}
@@ -578,7 +585,11 @@ func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (start
 	starts, ends, marks = map[int32]int64{}, map[int32]int64{}, map[int32]replayMark{}
 	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
 	first.Each(func(o kadm.ListedOffset) { starts[o.Partition] = max(0, o.Offset) })
-	committed, err := adm.FetchOffsets(ctx, ReplayGroup)
+	var committed kadm.OffsetResponses
+	err = whileCoordinatorMoves(ctx, func() (err error) {
+		committed, err = adm.FetchOffsets(ctx, ReplayGroup)
+		return err
+	})
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		err = nil // never committed: nothing replayed yet
 	}
@@ -608,4 +619,27 @@ func (m replayMark) after(start int64) replayMark {
 		}
 	}
 	return replayMark{Through: max(m.Through, start), Held: kept, Parked: m.Parked}
+}
+
+// coordinatorRetryBackoff spaces the tries of a group request while the
+// group's coordinator is loading or moving (a broker restarted, the
+// offsets topic still being created on a new cluster): errors Kafka says
+// are retriable and that pass within a few seconds.
+const coordinatorRetryBackoff = 250 * time.Millisecond
+
+// whileCoordinatorMoves runs fn until it succeeds, fails for good, or ctx
+// ends, retrying the errors Kafka marks retriable.
+func whileCoordinatorMoves(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		var ke *kerr.Error
+		if err == nil || !errors.As(err, &ke) || !ke.Retriable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(coordinatorRetryBackoff):
+		}
+	}
 }

@@ -35,7 +35,8 @@ func downStore(real channel.Store, down *atomic.Bool) channel.Store {
 // after a failed try; the rest is the replay itself.
 const historyHealBound = 30 * time.Second
 
-// TestHistoryOutageHealsItself: the history database refuses everything,
+// TestHistoryOutageHealsItself, on the embedded cluster and on Apache
+// Kafka: the history database refuses everything,
 // MarkStale included, for longer than the consumer's retries last, while
 // deposits keep landing at core. The consumer dead-letters what it cannot
 // apply and moves on. Then the database answers again, and with no read,
@@ -45,10 +46,16 @@ const historyHealBound = 30 * time.Second
 // accounts whose last entries fell into the outage stay behind, flagged
 // fresh.
 func TestHistoryOutageHealsItself(t *testing.T) {
+	eachBroker(t, historyOutageHealsItself)
+}
+
+func historyOutageHealsItself(t *testing.T, brokers []string, topic string) {
 	ctx := context.Background()
 	var down atomic.Bool
-	p := newPipeline(t, func(real channel.Store) channel.Store { return downStore(real, &down) })
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: p.cluster.Addrs(), Group: "heal", Lanes: 8, AttemptsMax: 3}, p.apply)
+	p := newPipelineOn(t, brokers, topic, func(real channel.Store) channel.Store { return downStore(real, &down) })
+	cfg := p.consumer("heal")
+	cfg.Lanes, cfg.AttemptsMax = 8, 3
+	c, err := kafka.NewConsumer(cfg, p.apply)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +64,7 @@ func TestHistoryOutageHealsItself(t *testing.T) {
 	done := make(chan struct{}, 2)
 	go func() { c.Run(runCtx); done <- struct{}{} }()
 	go func() {
-		kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Brokers: p.cluster.Addrs()}, p.apply)
+		kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Brokers: p.brokers, Topic: p.dlq}, p.apply)
 		done <- struct{}{}
 	}()
 	defer func() { cancel(); <-done; <-done }()
@@ -87,7 +94,7 @@ func TestHistoryOutageHealsItself(t *testing.T) {
 	// Longer than the consumer's 3 tries of each record: every record of
 	// the outage is dead-lettered, and the repair's tries fail too.
 	time.Sleep(5 * time.Second)
-	letters, err := kafka.ReadDeadLetters(ctx, p.cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	letters, err := kafka.ReadDeadLetters(ctx, p.brokers, p.dlq)
 	if err != nil || len(letters) == 0 {
 		t.Fatalf("the outage dead-lettered %d records (%v): it proved nothing", len(letters), err)
 	}
@@ -97,10 +104,10 @@ func TestHistoryOutageHealsItself(t *testing.T) {
 		len(letters), took.Round(100*time.Millisecond), historyHealBound)
 	// The repair commits how far it got after its replay: the depth falls
 	// within a round of the histories being level.
-	d, err := kafka.DeadLetterDepth(ctx, p.cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	d, err := kafka.DeadLetterDepth(ctx, p.brokers, p.dlq)
 	for deadline := time.Now().Add(10 * time.Second); err == nil && d.Total() > 0 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
-		d, err = kafka.DeadLetterDepth(ctx, p.cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+		d, err = kafka.DeadLetterDepth(ctx, p.brokers, p.dlq)
 	}
 	if err != nil || d.Total() != 0 {
 		t.Fatalf("dead-letter depth %+v, %v after the repair; want 0", d, err)

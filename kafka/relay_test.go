@@ -16,14 +16,17 @@ import (
 	"banksync/storetest"
 )
 
-// TestRelayToKafkaSurvivesCrash runs core's outbox relay into a real
-// Kafka-protocol cluster, kills it mid-stream, starts a new relay and
+// TestRelayToKafkaSurvivesCrash runs core's outbox relay into the embedded
+// cluster and into Apache Kafka, kills it mid-stream, starts a new relay and
 // producer from the stored position, and reads the topic back: every
 // committed entry is there, in per-account order, and an entry published
 // twice carries the same event id, seq and body.
 func TestRelayToKafkaSurvivesCrash(t *testing.T) {
+	eachBroker(t, relayToKafkaSurvivesCrash)
+}
+
+func relayToKafkaSurvivesCrash(t *testing.T, brokers []string, topic string) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{})
 	store, err := sqlite.OpenLedger(ctx, filepath.Join(t.TempDir(), "core.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +43,7 @@ func TestRelayToKafkaSurvivesCrash(t *testing.T) {
 
 	// First life: killed after Kafka acknowledged its fifth batch but before
 	// the relay stored its position, the window that makes repeats.
-	pub1 := mustNewPublisher(t, cluster.Addrs())
+	pub1 := mustNewTopicPublisher(t, brokers, topic)
 	runCtx, kill := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -55,7 +58,7 @@ func TestRelayToKafkaSurvivesCrash(t *testing.T) {
 	}
 
 	// Second life: a new producer and relay resume from the stored position.
-	pub2 := mustNewPublisher(t, cluster.Addrs())
+	pub2 := mustNewTopicPublisher(t, brokers, topic)
 	runCtx, stop := context.WithCancel(ctx)
 	done = make(chan struct{})
 	go func() {
@@ -70,7 +73,7 @@ func TestRelayToKafkaSurvivesCrash(t *testing.T) {
 	for _, e := range all {
 		want[e.Position] = e
 	}
-	records := consumeDistinct(t, cluster.Addrs(), len(want))
+	records := consumeDistinct(t, brokers, topic, len(want))
 	applied := map[string]int64{}
 	for _, r := range records { // in offset order within each partition
 		ev, err := banksync.DecodeLedgerEvent(r.Value)
@@ -139,9 +142,9 @@ func waitPosition(t *testing.T, store ledger.Store, ok func(int64) bool) {
 // consumeDistinct reads the ledger topic from the start until it has seen
 // distinct event ids, returning records partition by partition in offset
 // order.
-func consumeDistinct(t *testing.T, brokers []string, distinct int) []*kgo.Record {
+func consumeDistinct(t *testing.T, brokers []string, topic string, distinct int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(banksync.TopicLedgerEntries),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)

@@ -49,7 +49,7 @@ func BenchmarkReplayDeadLetters(b *testing.B) {
 				}
 				entries = append(entries, es...)
 			}
-			cl, err := kgo.NewClient(kgo.SeedBrokers(p.cluster.Addrs()...), kgo.DefaultProduceTopic(banksync.TopicLedgerEntriesDLQ))
+			cl, err := kgo.NewClient(kgo.SeedBrokers(p.brokers...), kgo.DefaultProduceTopic(banksync.TopicLedgerEntriesDLQ))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -65,7 +65,7 @@ func BenchmarkReplayDeadLetters(b *testing.B) {
 			b.ResetTimer()
 			switch mode {
 			case "batched":
-				res, err := kafka.ReplayDeadLetters(ctx, p.cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, p.apply, nil)
+				res, err := kafka.ReplayDeadLetters(ctx, p.brokers, banksync.TopicLedgerEntriesDLQ, nil, p.apply, nil)
 				if err != nil || res.Applied != len(entries) {
 					b.Fatalf("replay = %+v, %v; want %d applied", res, err, len(entries))
 				}
