@@ -52,10 +52,7 @@ func newPipelineOn(t testing.TB, brokers []string, topic string, wrap func(chann
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	p := &pipeline{brokers: brokers, topic: topic, dlq: banksync.TopicLedgerEntriesDLQ}
-	if topic != banksync.TopicLedgerEntries {
-		p.dlq = topic + ".dlq"
-	}
+	p := &pipeline{brokers: brokers, topic: topic, dlq: dlqOf(topic)}
 	var err error
 	if p.coreStore, err = sqlite.OpenLedger(ctx, filepath.Join(dir, "core.db")); err != nil {
 		t.Fatal(err)
@@ -88,7 +85,21 @@ func newPipelineOn(t testing.TB, brokers []string, topic string, wrap func(chann
 // consumer is a consumer configuration for the pipeline's topics, in group
 // (made the topic's own, so tests sharing a cluster do not share groups).
 func (p *pipeline) consumer(group string) kafka.ConsumerConfig {
-	return kafka.ConsumerConfig{Brokers: p.brokers, Topic: p.topic, DLQTopic: p.dlq, Group: group + "." + p.topic}
+	return consumerOn(p.brokers, p.topic, group)
+}
+
+// consumerOn is a consumer configuration for topic and its dead-letter
+// topic (dlqOf) on brokers, in group made the topic's own.
+func consumerOn(brokers []string, topic, group string) kafka.ConsumerConfig {
+	return kafka.ConsumerConfig{Brokers: brokers, Topic: topic, DLQTopic: dlqOf(topic), Group: group + "." + topic}
+}
+
+// dlqOf is the dead-letter topic the publisher creates beside topic.
+func dlqOf(topic string) string {
+	if topic == banksync.TopicLedgerEntries {
+		return banksync.TopicLedgerEntriesDLQ
+	}
+	return topic + ".dlq"
 }
 
 // TestConsumerKeepsHistoryInStep runs core (ledger, relay into a real
@@ -176,9 +187,12 @@ func accountIDs(n int) []string {
 // A member stopped while records sit in its lanes commits none of them:
 // the next member of the group gets them again.
 func TestConsumerStopCommitsOnlyApplied(t *testing.T) {
+	eachBroker(t, consumerStopCommitsOnlyApplied)
+}
+
+func consumerStopCommitsOnlyApplied(t *testing.T, brokers []string, topic string) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{})
-	pub := mustNewPublisher(t, cluster.Addrs())
+	pub := mustNewTopicPublisher(t, brokers, topic)
 	var entries []banksync.Entry
 	for i := 1; i <= 200; i++ {
 		entries = append(entries, banksync.Entry{AccountID: fmt.Sprintf("acc-%d", i%20), Seq: int64(i/20 + 1), Position: int64(i),
@@ -188,7 +202,9 @@ func TestConsumerStopCommitsOnlyApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func(apply kafka.ApplyFunc) (stop func()) {
-		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "stop-test", Lanes: 4, DrainTimeout: 100 * time.Millisecond}, apply)
+		cfg := consumerOn(brokers, topic, "stop-test")
+		cfg.Lanes, cfg.DrainTimeout = 4, 100*time.Millisecond
+		c, err := kafka.NewConsumer(cfg, apply)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -78,7 +78,7 @@ func mustNewTopicPublisher(tb testing.TB, brokers []string, topic string) *kafka
 	defer cancel()
 	dlq := ""
 	if topic != "" {
-		dlq = topic + ".dlq"
+		dlq = dlqOf(topic)
 	}
 	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: brokers, Topic: topic, DLQTopic: dlq, Logger: testLogger()})
 	if err != nil {
