@@ -55,7 +55,8 @@ func (c *Channel) SyncAccount(ctx context.Context, account string) error {
 }
 
 // MarkStale flags an account whose history may be behind core's, so the
-// next read or the reconciler syncs it: the consumer's fast path for a
+// next read or the reconciler syncs it, within StoreTimeout: the sync
+// engine's mark after a failed sync, and the consumer's fast path for a
 // record it could not even decode. It is a hint, not the repair: the
 // dead-letter repair syncs the account whether or not the mark was written.
 func (c *Channel) MarkStale(ctx context.Context, account string) error {
@@ -170,11 +171,10 @@ func (c *Channel) markStale(ctx context.Context, account string, cause error) {
 		return
 	}
 	c.cfg.Logger.WarnContext(ctx, "account history behind core; marked stale", "account", account, "err", cause)
-	// Not cut short with its caller (the mark is why the caller failed),
-	// but bounded: on a hung database it would hold the account's lock.
-	mctx, cancel := c.storeCall(context.WithoutCancel(ctx))
-	defer cancel()
-	if err := c.store.MarkStale(mctx, account, c.now()); err != nil {
+	// Not cut short with its caller (the mark is why the caller failed);
+	// MarkStale bounds it, as on a hung database it would hold the
+	// account's lock.
+	if err := c.MarkStale(context.WithoutCancel(ctx), account); err != nil {
 		c.cfg.Logger.ErrorContext(ctx, "mark account stale", "account", account, "err", err)
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/kafka"
@@ -583,11 +582,13 @@ func (s *system) outageAtTheEnd(ctx context.Context, w *workload) {
 	for _, cp := range s.chans {
 		cp.store.outage(true)
 	}
+	var half []string
 	for i, id := range w.all {
 		if i%2 == 0 {
-			w.deposit(ctx, banksync.DepositRequest{ExternalRef: "outage-" + id, AccountID: id, Amount: 1000, Sender: "kb-bank"})
+			half = append(half, id)
 		}
 	}
+	w.depositTo(ctx, "outage", half)
 	sleep(ctx, 2*time.Second)
 	for _, cp := range s.chans {
 		cp.store.outage(false)

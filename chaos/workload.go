@@ -209,8 +209,11 @@ func (w *workload) otherBanks(ctx context.Context, rng *rand.Rand) {
 
 // depositToAll sends one deposit to every account, retrying each until core
 // takes it.
-func (w *workload) depositToAll(ctx context.Context, tag string) {
-	for _, id := range w.all {
+func (w *workload) depositToAll(ctx context.Context, tag string) { w.depositTo(ctx, tag, w.all) }
+
+// depositTo makes one deposit, referenced tag-account, to each of ids.
+func (w *workload) depositTo(ctx context.Context, tag string, ids []string) {
+	for _, id := range ids {
 		w.deposit(ctx, banksync.DepositRequest{ExternalRef: tag + "-" + id, AccountID: id, Amount: 1000, Sender: "kb-bank"})
 	}
 }

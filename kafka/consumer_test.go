@@ -646,7 +646,7 @@ func eachDLQ(t *testing.T, partitions int32, body func(t *testing.T, q dlqTopic)
 		body(t, dlqTopic{brokers: c.Addrs(), name: banksync.TopicLedgerEntriesDLQ})
 	})
 	t.Run("apache", func(t *testing.T) {
-		q := dlqTopic{brokers: kafkatest.Shared(t).Addrs(), name: "test." + strings.NewReplacer("/", ".").Replace(t.Name()) + "." + strconv.FormatInt(time.Now().UnixNano(), 36)}
+		q := dlqTopic{brokers: kafkatest.Shared(t).Addrs(), name: testTopic(t)}
 		cl, err := kgo.NewClient(kgo.SeedBrokers(q.brokers...))
 		if err != nil {
 			t.Fatal(err)

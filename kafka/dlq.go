@@ -137,6 +137,11 @@ func (m replayMark) commitAt() int64 {
 	return m.Through
 }
 
+// equal tells whether two marks say the same.
+func (m replayMark) equal(o replayMark) bool {
+	return m.Through == o.Through && m.Parked == o.Parked && slices.Equal(m.Held, o.Held)
+}
+
 // done tells whether the letter at offset has been dealt with.
 func (m replayMark) done(offset int64) bool {
 	return offset < m.Through && !slices.Contains(m.Held, offset)
@@ -225,17 +230,19 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 	inARow := 0
 	err := scanDeadLetters(ctx, brokers, topic, true, nil, func(recs []*kgo.Record, held []bool) []letterOutcome {
 		letters := make([]DeadLetter, len(recs))
+		skipped := make([]bool, len(recs)) // another account's, for an account's replay
 		for i, r := range recs {
 			letters[i] = deadLetterOf(r)
+			skipped[i] = match != nil && (letters[i].Undecodable != "" || !match(letters[i].Event))
 		}
-		applied := applyTogether(ctx, letters, match, sync)
+		applied := applyTogether(ctx, letters, skipped, sync)
 		outs := make([]letterOutcome, len(recs))
 		for i, d := range letters {
 			switch {
 			case inARow >= replayFailuresInARowMax:
 				outs[i] = letterStop
 				continue
-			case match != nil && (d.Undecodable != "" || !match(d.Event)):
+			case skipped[i]:
 				res.Skipped++
 				outs[i] = letterHeld
 				continue
@@ -280,18 +287,18 @@ func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, matc
 	return res, err
 }
 
-// applyTogether applies the entries of the letters match accepts in one
+// applyTogether applies the entries of the letters not skipped in one
 // ApplyBatch, the consumer's group-committed path, so a backlog of
 // thousands of letters after an outage is a few transactions, not
 // thousands; applied[i] tells whether letter i's entry is in. What did not
 // go in is then tried letter by letter, with retries. During an outage the
 // batch fails at once, so it costs little to try.
-func applyTogether(ctx context.Context, letters []DeadLetter, match func(banksync.LedgerEvent) bool, sync Syncer) (applied []bool) {
+func applyTogether(ctx context.Context, letters []DeadLetter, skipped []bool, sync Syncer) (applied []bool) {
 	applied = make([]bool, len(letters))
 	var accounts []string
 	groups := map[string][]int{} // account -> its letters, in order
 	for i, d := range letters {
-		if d.Undecodable != "" || (match != nil && !match(d.Event)) {
+		if d.Undecodable != "" || skipped[i] {
 			continue
 		}
 		a := d.Event.AccountID
@@ -397,7 +404,7 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay
 		defer func() {
 			offsets := kadm.Offsets{}
 			for p, sc := range scans {
-				if next := sc.finish(); !slices.Equal(next.Held, marks[p].Held) || next.Through != marks[p].Through || next.Parked != marks[p].Parked {
+				if next := sc.finish(); !next.equal(marks[p]) {
 					meta, _ := json.Marshal(next)
 					offsets.Add(kadm.Offset{Topic: topic, Partition: p, At: next.commitAt(), LeaderEpoch: -1, Metadata: string(meta)})
 				}

@@ -62,9 +62,13 @@ func eachBroker(t *testing.T, body func(t *testing.T, brokers []string, topic st
 		body(t, mustStartCluster(t, kafka.ClusterConfig{}).Addrs(), banksync.TopicLedgerEntries)
 	})
 	t.Run("apache", func(t *testing.T) {
-		topic := "test." + strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()) + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
-		body(t, kafkatest.Shared(t).Addrs(), topic)
+		body(t, kafkatest.Shared(t).Addrs(), testTopic(t))
 	})
+}
+
+// testTopic is a topic name of t's own on a shared cluster.
+func testTopic(t *testing.T) string {
+	return "test." + strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()) + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
 }
 
 func mustNewPublisher(tb testing.TB, brokers []string) *kafka.Publisher {

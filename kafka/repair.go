@@ -71,20 +71,12 @@ func RunDeadLetterRepair(ctx context.Context, cfg RepairConfig, sync Syncer) err
 }
 
 // repairRound replays the dead letters if any wait, and reports whether
-// the round went through (nothing to do counts).
+// the round went through (nothing to do counts). With none waiting the
+// replay reads the topic's positions and stops there: the same reads a
+// look at the depth would make.
 func repairRound(parent context.Context, cfg RepairConfig, sync Syncer) bool {
 	ctx, cancel := context.WithTimeout(parent, repairRoundTimeout)
 	defer cancel()
-	depth, err := DeadLetterDepth(ctx, cfg.Brokers, cfg.Topic)
-	if err != nil {
-		if parent.Err() == nil {
-			cfg.Logger.WarnContext(ctx, "dead-letter repair: reading the topic's depth failed", "err", err)
-		}
-		return false
-	}
-	if depth.Waiting == 0 {
-		return true
-	}
 	res, err := ReplayDeadLetters(ctx, cfg.Brokers, cfg.Topic, nil, sync, cfg.Logger)
 	if cfg.Replayed != nil {
 		cfg.Replayed(res)

@@ -294,23 +294,11 @@ func (n *channelNode) Close() error {
 	return errors.Join(errs...)
 }
 
-// openChannelStore opens the channel database named by dsn. On error the
-// store is a nil interface, as openLedgerStore's is.
+// openChannelStore opens the channel database named by dsn.
 func openChannelStore(ctx context.Context, dsn string) (channel.Store, error) {
-	path, err := sqlitePath(dsn)
-	if err != nil {
-		return nil, err
-	}
-	var s channel.Store
-	if path != "" {
-		s, err = sqlite.OpenChannel(ctx, path)
-	} else {
-		s, err = postgres.OpenChannel(ctx, dsn)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open channel database %s: %w", redactDSN(dsn), err)
-	}
-	return s, nil
+	return openStore("channel", dsn,
+		func(path string) (channel.Store, error) { return sqlite.OpenChannel(ctx, path) },
+		func() (channel.Store, error) { return postgres.OpenChannel(ctx, dsn) })
 }
 
 type tokenCommand struct{}

@@ -225,22 +225,33 @@ func (n *coreNode) Close() error {
 	return errors.Join(errs...)
 }
 
-// openLedgerStore opens the ledger database named by dsn. On error the
-// store is a nil interface: returned as it is, the nil *LedgerStore of a
-// failed open would be a ledger.Store whose Close dereferences nil.
+// openLedgerStore opens the ledger database named by dsn.
 func openLedgerStore(ctx context.Context, dsn string) (ledger.Store, error) {
+	return openStore("ledger", dsn,
+		func(path string) (ledger.Store, error) { return sqlite.OpenLedger(ctx, path) },
+		func() (ledger.Store, error) { return postgres.OpenLedger(ctx, dsn) })
+}
+
+// openStore opens the what database named by dsn with the SQLite or the
+// PostgreSQL opener. On error the store is S's zero value — a nil
+// interface — never the opener's: the nil *LedgerStore of a failed open,
+// returned as a ledger.Store, is an interface that is not nil and whose
+// Close dereferences nil. The error names the database, without its
+// password.
+func openStore[S any](what, dsn string, onSQLite func(path string) (S, error), onPostgres func() (S, error)) (S, error) {
+	var zero S
 	path, err := sqlitePath(dsn)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	var s ledger.Store
+	var s S
 	if path != "" {
-		s, err = sqlite.OpenLedger(ctx, path)
+		s, err = onSQLite(path)
 	} else {
-		s, err = postgres.OpenLedger(ctx, dsn)
+		s, err = onPostgres()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open ledger database %s: %w", redactDSN(dsn), err)
+		return zero, fmt.Errorf("open %s database %s: %w", what, redactDSN(dsn), err)
 	}
 	return s, nil
 }

@@ -105,11 +105,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 	ch := channel.New(store, bhttp.NewCoreClient(strings.TrimSuffix(coreURL, "/"), token, transport), channel.Config{Logger: logger})
-	var match func(banksync.LedgerEvent) bool
-	if account != "" {
-		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
-	}
-	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, match, ch, logger)
+	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, accountMatch(account), ch, logger)
 	fmt.Printf("replayed %d dead letters, parked %d, held %d still failing, skipped %d of other accounts\n", res.Applied, res.Parked, res.Held, res.Skipped)
 	return err
 }
@@ -154,13 +150,18 @@ func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
 }
 
 func (o dlqOps) Replay(ctx context.Context, account string) (kafka.ReplayResult, error) {
-	var match func(banksync.LedgerEvent) bool
-	if account != "" {
-		match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
-	}
-	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, match, o.sync, o.log)
+	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, accountMatch(account), o.sync, o.log)
 	if o.replayed != nil {
 		o.replayed(res.Applied)
 	}
 	return res, err
+}
+
+// accountMatch picks one account's letters for a replay; "" picks every
+// letter (a nil match).
+func accountMatch(account string) func(banksync.LedgerEvent) bool {
+	if account == "" {
+		return nil
+	}
+	return func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 }
