@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
+	"banksync/kafka"
 	"banksync/ledger"
 )
 
@@ -26,8 +27,8 @@ type poisoningPublisher struct {
 	stats *counters
 }
 
-func newPoisoningPublisher(next ledger.Publisher, brokers []string, stats *counters) (*poisoningPublisher, error) {
-	raw, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(banksync.TopicLedgerEntries),
+func newPoisoningPublisher(next ledger.Publisher, conn kafka.Conn, stats *counters) (*poisoningPublisher, error) {
+	raw, err := conn.NewClient(kgo.DefaultProduceTopic(banksync.TopicLedgerEntries),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	if err != nil {
 		return nil, err

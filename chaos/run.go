@@ -225,7 +225,7 @@ func (s *system) start(ctx context.Context) error {
 		return true
 	})
 	s.core = &coreProc{path: filepath.Join(s.dir, "core.db"), addr: "127.0.0.1:0", stats: s.stats}
-	if err := s.core.start(ctx, s.cluster.Addrs(), s.cfg.Logger); err != nil {
+	if err := s.core.start(ctx, kafka.Brokers(s.cluster.Addrs()...), s.cfg.Logger); err != nil {
 		return err
 	}
 	rng := rand.New(rand.NewPCG(s.cfg.Seed, 1))
@@ -241,7 +241,7 @@ func (s *system) start(ctx context.Context) error {
 	return nil
 }
 
-func (c *coreProc) start(ctx context.Context, brokers []string, log *slog.Logger) error {
+func (c *coreProc) start(ctx context.Context, conn kafka.Conn, log *slog.Logger) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Everything is built first and published only once it all works, so
@@ -256,12 +256,12 @@ func (c *coreProc) start(ctx context.Context, brokers []string, log *slog.Logger
 		return err
 	}
 	if c.pub == nil {
-		if c.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: brokers, Partitions: 4, Logger: log}); err != nil {
+		if c.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: conn, Partitions: 4, Logger: log}); err != nil {
 			l.Close()
 			store.Close()
 			return err
 		}
-		if c.poison, err = newPoisoningPublisher(c.pub, brokers, c.stats); err != nil {
+		if c.poison, err = newPoisoningPublisher(c.pub, conn, c.stats); err != nil {
 			l.Close()
 			store.Close()
 			return err
@@ -348,7 +348,7 @@ type chanProc struct {
 	net      *Transport
 	ch       *channel.Channel
 	cursors  channel.Cursors
-	brokers  []string
+	conn     kafka.Conn
 	log      *slog.Logger
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -366,7 +366,7 @@ func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*
 	}
 	rng := rand.New(rand.NewPCG(s.cfg.Seed, uint64(100+i)))
 	cp := &chanProc{id: i, store: newFaultyStore(real, s.cfg.Faults.HistoryWrite, rng.Uint64(), s.stats),
-		net: NewTransport(nil), brokers: s.cluster.Addrs(), log: s.cfg.Logger, cursors: channel.NewCursors([]byte("chaos cursor secret")),
+		net: NewTransport(nil), conn: kafka.Brokers(s.cluster.Addrs()...), log: s.cfg.Logger, cursors: channel.NewCursors([]byte("chaos cursor secret")),
 		commitBeforeApply: s.cfg.Unsafe.CommitBeforeApply}
 	cp.net.Choose = chooser(s.cfg.Faults, rng.Uint64(), s.stats, &s.calmed)
 	client := bhttp.NewCoreClient("http://"+s.core.addr, serviceToken, cp.net)
@@ -379,7 +379,7 @@ func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*
 	cp.wg.Go(func() { cp.ch.RunReconciler(runCtx) })
 	if !s.cfg.Unsafe.NoDeadLetterRepair {
 		cp.wg.Go(func() {
-			kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Brokers: cp.brokers, Interval: repairInterval, Logger: s.cfg.Logger}, cp.ch)
+			kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Conn: cp.conn, Interval: repairInterval, Logger: s.cfg.Logger}, cp.ch)
 		})
 	}
 	if err := cp.startConsumer(); err != nil {
@@ -393,7 +393,7 @@ func (cp *chanProc) startConsumer() error {
 	cp.consumer.Lock()
 	defer cp.consumer.Unlock()
 	// DrainTimeout -1: a stop here is a crash; the lanes' work is cut off.
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cp.brokers, Group: "chaos-channel", Lanes: 8, AttemptsMax: 3, DrainTimeout: -1,
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: cp.conn, Group: "chaos-channel", Lanes: 8, AttemptsMax: 3, DrainTimeout: -1,
 		Logger: cp.log, UnsafeCommitBeforeApply: cp.commitBeforeApply}, cp.ch)
 	if err != nil {
 		return err
@@ -487,7 +487,7 @@ func (s *system) restartCore(ctx context.Context) {
 	s.core.halt()
 	time.Sleep(100 * time.Millisecond)
 	for attempt := 1; ; attempt++ {
-		err := s.core.start(context.WithoutCancel(ctx), s.cluster.Addrs(), s.cfg.Logger)
+		err := s.core.start(context.WithoutCancel(ctx), kafka.Brokers(s.cluster.Addrs()...), s.cfg.Logger)
 		if err == nil {
 			return
 		}

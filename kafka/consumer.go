@@ -83,7 +83,7 @@ func (f ApplyFunc) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []
 
 // ConsumerConfig configures a Consumer. Zero values take the defaults.
 type ConsumerConfig struct {
-	Brokers     []string
+	Conn        Conn
 	Group       string // consumer group, shared by every channel replica
 	Topic       string
 	DLQTopic    string // where given-up records go
@@ -141,8 +141,7 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 	c := &Consumer{cfg: cfg, apply: apply, lanes: NewLanes(cfg.Lanes)}
 	c.router = newRouter(&c.offsets, c.lanes, c.handleBatch, c.commit, cfg.Logger)
 	c.router.completeOnDispatch = cfg.UnsafeCommitBeforeApply
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
+	cl, err := cfg.Conn.NewClient(
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

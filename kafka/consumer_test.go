@@ -91,7 +91,7 @@ func (p *pipeline) consumer(group string) kafka.ConsumerConfig {
 // consumerOn is a consumer configuration for topic and its dead-letter
 // topic (dlqOf) on brokers, in group made the topic's own.
 func consumerOn(brokers []string, topic, group string) kafka.ConsumerConfig {
-	return kafka.ConsumerConfig{Brokers: brokers, Topic: topic, DLQTopic: dlqOf(topic), Group: group + "." + topic}
+	return kafka.ConsumerConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlqOf(topic), Group: group + "." + topic}
 }
 
 // dlqOf is the dead-letter topic the publisher creates beside topic.
@@ -261,7 +261,7 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	}
 	applied := make(chan string, 200)
 	tries := make(chan struct{}, 1000)
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: cluster.Addrs(), Group: "poison-test", Lanes: 4, AttemptsMax: 3},
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: kafka.Brokers(cluster.Addrs()...), Group: "poison-test", Lanes: 4, AttemptsMax: 3},
 		kafka.ApplyFunc(func(ctx context.Context, e banksync.Entry) error {
 			if e.AccountID == "acc-3" {
 				tries <- struct{}{}
@@ -310,7 +310,7 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	}
 
 	// Listing shows them all, none replayed yet.
-	letters, err := kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ)
+	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(cluster.Addrs()...), banksync.TopicLedgerEntriesDLQ)
 	if err != nil || len(letters) != 10 || countStates(letters)[kafka.LetterWaiting] != 10 {
 		t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 10 waiting", len(letters), countStates(letters), err)
 	}
@@ -322,15 +322,15 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	// (nothing left).
 	var reapplied []int64
 	healthy := applyOnly(func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil })
-	res, err := kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ,
+	res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(cluster.Addrs()...), banksync.TopicLedgerEntriesDLQ,
 		func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy, nil)
 	if err != nil || res.Applied != 10 {
 		t.Fatalf("replay of acc-3 = %+v, %v; want 10 applied", res, err)
 	}
-	if letters, _ = kafka.ReadDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ); countStates(letters)[kafka.LetterReplayed] != 10 {
+	if letters, _ = kafka.ReadDeadLetters(ctx, kafka.Brokers(cluster.Addrs()...), banksync.TopicLedgerEntriesDLQ); countStates(letters)[kafka.LetterReplayed] != 10 {
 		t.Fatalf("after the replay the letters are %v, want 10 replayed", countStates(letters))
 	}
-	res, err = kafka.ReplayDeadLetters(ctx, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, nil, healthy, nil)
+	res, err = kafka.ReplayDeadLetters(ctx, kafka.Brokers(cluster.Addrs()...), banksync.TopicLedgerEntriesDLQ, nil, healthy, nil)
 	if err != nil || res.Applied != 0 {
 		t.Fatalf("full replay = %+v, %v; want nothing left", res, err)
 	}
@@ -389,27 +389,27 @@ func TestReplayHoldsALetterThatFails(t *testing.T) {
 			applied = append(applied, e.Seq)
 			return nil
 		})
-		res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, failOn3, nil)
+		res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, failOn3, nil)
 		if err != nil || res != (kafka.ReplayResult{Applied: 4, Held: 1}) {
 			t.Fatalf("replay = %+v, %v; want 4 applied, 1 held", res, err)
 		}
-		letters, _ := kafka.ReadDeadLetters(ctx, q.brokers, q.name)
+		letters, _ := kafka.ReadDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name)
 		want := []string{kafka.LetterReplayed, kafka.LetterReplayed, kafka.LetterHeld, kafka.LetterReplayed, kafka.LetterReplayed}
 		if got := states(letters); !slices.Equal(got, want) {
 			t.Fatalf("letters after the replay = %v, want %v", got, want)
 		}
-		if d, _ := kafka.DeadLetterDepth(ctx, q.brokers, q.name); d != (kafka.Depth{Waiting: 1}) {
+		if d, _ := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); d != (kafka.Depth{Waiting: 1}) {
 			t.Fatalf("depth = %+v, want the held letter waiting", d)
 		}
 		fixed, applied = true, nil
-		res, err = kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, failOn3, nil)
+		res, err = kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, failOn3, nil)
 		if err != nil || res != (kafka.ReplayResult{Applied: 1}) {
 			t.Fatalf("replay after the fix = %+v, %v; want the held letter alone", res, err)
 		}
 		if want := []int64{3}; !slices.Equal(applied, want) {
 			t.Fatalf("the second replay applied %v, want %v", applied, want)
 		}
-		if d, _ := kafka.DeadLetterDepth(ctx, q.brokers, q.name); d != (kafka.Depth{}) {
+		if d, _ := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); d != (kafka.Depth{}) {
 			t.Fatalf("depth = %+v, want 0", d)
 		}
 	})
@@ -432,7 +432,7 @@ func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
 			}
 			return fmt.Errorf("history database unreachable")
 		})
-		res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, down, nil)
+		res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, down, nil)
 		if err == nil || !strings.Contains(err.Error(), "history database unreachable") || res != (kafka.ReplayResult{Applied: 1, Held: 3}) {
 			t.Fatalf("replay = %+v, %v; want 1 applied, 3 held, then an error", res, err)
 		}
@@ -441,7 +441,7 @@ func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
 		if tried > 2+1+3*3 {
 			t.Fatalf("tried %d times: the replay went on past letters failing in a row", tried)
 		}
-		if d, _ := kafka.DeadLetterDepth(ctx, q.brokers, q.name); d != (kafka.Depth{Waiting: 19}) {
+		if d, _ := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); d != (kafka.Depth{Waiting: 19}) {
 			t.Fatalf("depth = %+v, want 19 waiting", d)
 		}
 	})
@@ -469,12 +469,12 @@ func TestReplayGoesOnPastLettersThatAlwaysFail(t *testing.T) {
 			return nil
 		})
 		for range 3 {
-			kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, sync, nil)
+			kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil)
 		}
 		if len(applied) != 10 {
 			t.Fatalf("applied %d of the 10 good letters: the ones that always fail held up the others", len(applied))
 		}
-		if d, err := kafka.DeadLetterDepth(ctx, q.brokers, q.name); err != nil || d != (kafka.Depth{Waiting: 3}) {
+		if d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); err != nil || d != (kafka.Depth{Waiting: 3}) {
 			t.Fatalf("depth = %+v, %v; want the 3 broken letters only", d, err)
 		}
 	})
@@ -496,7 +496,7 @@ func TestReplayAfterRetention(t *testing.T) {
 			}
 			return nil
 		})
-		if res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, sync, nil); err != nil || res.Held != 1 {
+		if res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil); err != nil || res.Held != 1 {
 			t.Fatalf("replay = %+v, %v; want letter 2 held", res, err)
 		}
 		q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", 5))
@@ -511,16 +511,16 @@ func TestReplayAfterRetention(t *testing.T) {
 		if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
 			t.Fatal(err)
 		}
-		if d, err := kafka.DeadLetterDepth(ctx, q.brokers, q.name); err != nil || d != (kafka.Depth{Waiting: 1}) {
+		if d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); err != nil || d != (kafka.Depth{Waiting: 1}) {
 			t.Fatalf("depth = %+v, %v; want the one letter not replayed that is still there", d, err)
 		}
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		letters, err := kafka.ReadDeadLetters(tctx, q.brokers, q.name)
+		letters, err := kafka.ReadDeadLetters(tctx, kafka.Brokers(q.brokers...), q.name)
 		if err != nil || len(letters) != 2 {
 			t.Fatalf("ReadDeadLetters = %d letters, %v; want the 2 left", len(letters), err)
 		}
-		if res, err := kafka.ReplayDeadLetters(tctx, q.brokers, q.name, nil, sync, nil); err != nil || res != (kafka.ReplayResult{Applied: 1}) {
+		if res, err := kafka.ReplayDeadLetters(tctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil); err != nil || res != (kafka.ReplayResult{Applied: 1}) {
 			t.Fatalf("replay = %+v, %v; want the new letter applied", res, err)
 		}
 		// Every letter retention left gone, too: nothing to fetch, no wait.
@@ -529,10 +529,10 @@ func TestReplayAfterRetention(t *testing.T) {
 		if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
 			t.Fatal(err)
 		}
-		if letters, err := kafka.ReadDeadLetters(tctx, q.brokers, q.name); err != nil || len(letters) != 0 {
+		if letters, err := kafka.ReadDeadLetters(tctx, kafka.Brokers(q.brokers...), q.name); err != nil || len(letters) != 0 {
 			t.Fatalf("ReadDeadLetters of an emptied topic = %d letters, %v", len(letters), err)
 		}
-		if d, err := kafka.DeadLetterDepth(ctx, q.brokers, q.name); err != nil || d != (kafka.Depth{}) {
+		if d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); err != nil || d != (kafka.Depth{}) {
 			t.Fatalf("depth = %+v, %v; want 0", d, err)
 		}
 	})
@@ -553,7 +553,7 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 		q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", 2))
 		q.produce(t, 0, "acc-4", mustEvent(t, "acc-1", 3)) // another account's event under acc-4's key
 
-		letters, err := kafka.ReadDeadLetters(ctx, q.brokers, q.name)
+		letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name)
 		if err != nil || len(letters) != 6 || countStates(letters)[kafka.LetterWaiting] != 6 {
 			t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 6 waiting", len(letters), countStates(letters), err)
 		}
@@ -571,7 +571,7 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 
 		var applied, synced []string
 		sync := &recordingSyncer{applied: &applied, synced: &synced}
-		res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, sync, nil)
+		res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil)
 		if err != nil || res != (kafka.ReplayResult{Applied: 3, Parked: 3}) {
 			t.Fatalf("replay = %+v, %v; want 3 applied, 3 parked", res, err)
 		}
@@ -582,15 +582,15 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 		if want := []string{"acc-2", "acc-4"}; !slices.Equal(synced, want) {
 			t.Fatalf("synced %v from core, want %v (the poison letters' accounts)", synced, want)
 		}
-		letters, _ = kafka.ReadDeadLetters(ctx, q.brokers, q.name)
+		letters, _ = kafka.ReadDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name)
 		p, r := kafka.LetterParked, kafka.LetterReplayed
 		if got, want := states(letters), []string{r, p, p, r, r, p}; !slices.Equal(got, want) {
 			t.Fatalf("letters after the replay = %v, want %v", got, want)
 		}
-		if d, err := kafka.DeadLetterDepth(ctx, q.brokers, q.name); err != nil || d != (kafka.Depth{Parked: 3}) || d.Total() != 3 {
+		if d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); err != nil || d != (kafka.Depth{Parked: 3}) || d.Total() != 3 {
 			t.Fatalf("depth = %+v, %v; want the 3 parked only", d, err)
 		}
-		if res, err = kafka.ReplayDeadLetters(ctx, q.brokers, q.name, nil, sync, nil); err != nil || res != (kafka.ReplayResult{}) {
+		if res, err = kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil); err != nil || res != (kafka.ReplayResult{}) {
 			t.Fatalf("second replay = %+v, %v; want nothing to do", res, err)
 		}
 	})
@@ -719,7 +719,7 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 		return flaky
 	})
 	l, coreStore, real, apply := p.ledger, p.coreStore, p.history, p.apply
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: p.brokers, Group: "outage", Lanes: 8, AttemptsMax: 2}, apply)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: kafka.Brokers(p.brokers...), Group: "outage", Lanes: 8, AttemptsMax: 2}, apply)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -737,7 +737,7 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	flaky.mu.Unlock()
 	var letters []kafka.DeadLetter
 	for prev, stable := -1, 0; stable < 5; time.Sleep(200 * time.Millisecond) {
-		if letters, err = kafka.ReadDeadLetters(ctx, p.brokers, banksync.TopicLedgerEntriesDLQ); err != nil {
+		if letters, err = kafka.ReadDeadLetters(ctx, kafka.Brokers(p.brokers...), banksync.TopicLedgerEntriesDLQ); err != nil {
 			t.Fatal(err)
 		}
 		if len(letters) == prev {
@@ -749,7 +749,7 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	if len(letters) == 0 {
 		t.Fatal("no record reached the dead-letter topic: the outage proved nothing")
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, p.brokers, banksync.TopicLedgerEntriesDLQ, nil, apply, nil)
+	res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(p.brokers...), banksync.TopicLedgerEntriesDLQ, nil, apply, nil)
 	if err != nil || res.Applied != len(letters) {
 		t.Fatalf("replay = %+v, %v; want %d applied", res, err, len(letters))
 	}
@@ -789,11 +789,11 @@ func TestAccountReplayHoldsOtherAccountsLetters(t *testing.T) {
 			if account != "" {
 				match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 			}
-			res, err := kafka.ReplayDeadLetters(ctx, q.brokers, q.name, match, apply, nil)
+			res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, match, apply, nil)
 			if err != nil || res != want {
 				t.Fatalf("replay %q = %+v, %v; want %+v", account, res, err, want)
 			}
-			letters, _ := kafka.ReadDeadLetters(ctx, q.brokers, q.name)
+			letters, _ := kafka.ReadDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name)
 			if got := states(letters); !slices.Equal(got, wantStates) {
 				t.Fatalf("after replay %q the letters are %v, want %v", account, got, wantStates)
 			}

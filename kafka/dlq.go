@@ -168,10 +168,10 @@ const deadLettersReadMax = 1000
 // end when called — at most the newest deadLettersReadMax of each
 // partition — each with its state. A letter that cannot be decoded is
 // listed like any other, with why.
-func ReadDeadLetters(ctx context.Context, brokers []string, topic string) ([]DeadLetter, error) {
+func ReadDeadLetters(ctx context.Context, conn Conn, topic string) ([]DeadLetter, error) {
 	var letters []DeadLetter
 	var marks map[int32]replayMark
-	err := scanDeadLetters(ctx, brokers, topic, false, func(m map[int32]replayMark) { marks = m },
+	err := scanDeadLetters(ctx, conn, topic, false, func(m map[int32]replayMark) { marks = m },
 		func(recs []*kgo.Record, _ []bool) []letterOutcome {
 			for _, r := range recs {
 				letters = append(letters, deadLetterOf(r))
@@ -221,14 +221,14 @@ type ReplayResult struct {
 // history database or core is down); what it did is committed all the
 // same. Re-applying is harmless: the sync engine skips what it has. Each
 // letter applied or parked is logged once to log (nil: not logged).
-func ReplayDeadLetters(ctx context.Context, brokers []string, topic string, match func(banksync.LedgerEvent) bool, sync Syncer, log *slog.Logger) (ReplayResult, error) {
+func ReplayDeadLetters(ctx context.Context, conn Conn, topic string, match func(banksync.LedgerEvent) bool, sync Syncer, log *slog.Logger) (ReplayResult, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var res ReplayResult
 	var last error
 	inARow := 0
-	err := scanDeadLetters(ctx, brokers, topic, true, nil, func(recs []*kgo.Record, held []bool) []letterOutcome {
+	err := scanDeadLetters(ctx, conn, topic, true, nil, func(recs []*kgo.Record, held []bool) []letterOutcome {
 		letters := make([]DeadLetter, len(recs))
 		skipped := make([]bool, len(recs)) // another account's, for an account's replay
 		for i, r := range recs {
@@ -371,8 +371,8 @@ const (
 // letters done. Replaying, it then commits the marks the outcomes give,
 // also when it stops early or at an error. onMarks, if set, is given the
 // marks read.
-func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay bool, onMarks func(map[int32]replayMark), visit func(recs []*kgo.Record, held []bool) []letterOutcome) (err error) {
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func scanDeadLetters(ctx context.Context, conn Conn, topic string, replay bool, onMarks func(map[int32]replayMark), visit func(recs []*kgo.Record, held []bool) []letterOutcome) (err error) {
+	admCl, err := conn.NewClient()
 	if err != nil {
 		return err
 	}
@@ -426,7 +426,7 @@ func scanDeadLetters(ctx context.Context, brokers []string, topic string, replay
 			}
 		}()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}))
+	cl, err := conn.NewClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}))
 	if err != nil {
 		return err
 	}
@@ -539,8 +539,8 @@ func (s *markScan) finish() replayMark {
 
 // DeadLetterDepth counts the dead letters that need an operator or a
 // replay: those not yet replayed (waiting or held) and those parked.
-func DeadLetterDepth(ctx context.Context, brokers []string, topic string) (Depth, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func DeadLetterDepth(ctx context.Context, conn Conn, topic string) (Depth, error) {
+	cl, err := conn.NewClient()
 	if err != nil {
 		return Depth{}, err
 	}

@@ -84,7 +84,7 @@ func mustNewTopicPublisher(tb testing.TB, brokers []string, topic string) *kafka
 	if topic != "" {
 		dlq = dlqOf(topic)
 	}
-	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: brokers, Topic: topic, DLQTopic: dlq, Logger: testLogger()})
+	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlq, Logger: testLogger()})
 	if err != nil {
 		tb.Fatalf("NewPublisher: %v", err)
 	}
@@ -277,7 +277,7 @@ func TestClusterRestartKeepsRecords(t *testing.T) {
 	if err != nil {
 		t.Fatalf("StartCluster: %v", err)
 	}
-	p, err := kafka.NewPublisher(context.Background(), kafka.PublisherConfig{Brokers: first.Addrs()})
+	p, err := kafka.NewPublisher(context.Background(), kafka.PublisherConfig{Conn: kafka.Brokers(first.Addrs()...)})
 	if err != nil {
 		first.Close()
 		t.Fatalf("NewPublisher: %v", err)
@@ -453,7 +453,7 @@ func TestPublisherCreatesTheDeadLetterTopic(t *testing.T) {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: c.ListenAddrs(), Partitions: 4})
+	pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(c.ListenAddrs()...), Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestConsumerLag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: p.brokers, Group: "lag-test", Lanes: 8}, p.apply)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: kafka.Brokers(p.brokers...), Group: "lag-test", Lanes: 8}, p.apply)
 	if err != nil {
 		t.Fatal(err)
 	}

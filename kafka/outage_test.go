@@ -64,7 +64,7 @@ func historyOutageHealsItself(t *testing.T, brokers []string, topic string) {
 	done := make(chan struct{}, 2)
 	go func() { c.Run(runCtx); done <- struct{}{} }()
 	go func() {
-		kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Brokers: p.brokers, Topic: p.dlq}, p.apply)
+		kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Conn: kafka.Brokers(p.brokers...), Topic: p.dlq}, p.apply)
 		done <- struct{}{}
 	}()
 	defer func() { cancel(); <-done; <-done }()
@@ -94,7 +94,7 @@ func historyOutageHealsItself(t *testing.T, brokers []string, topic string) {
 	// Longer than the consumer's 3 tries of each record: every record of
 	// the outage is dead-lettered, and the repair's tries fail too.
 	time.Sleep(5 * time.Second)
-	letters, err := kafka.ReadDeadLetters(ctx, p.brokers, p.dlq)
+	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(p.brokers...), p.dlq)
 	if err != nil || len(letters) == 0 {
 		t.Fatalf("the outage dead-lettered %d records (%v): it proved nothing", len(letters), err)
 	}
@@ -104,10 +104,10 @@ func historyOutageHealsItself(t *testing.T, brokers []string, topic string) {
 		len(letters), took.Round(100*time.Millisecond), historyHealBound)
 	// The repair commits how far it got after its replay: the depth falls
 	// within a round of the histories being level.
-	d, err := kafka.DeadLetterDepth(ctx, p.brokers, p.dlq)
+	d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(p.brokers...), p.dlq)
 	for deadline := time.Now().Add(10 * time.Second); err == nil && d.Total() > 0 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
-		d, err = kafka.DeadLetterDepth(ctx, p.brokers, p.dlq)
+		d, err = kafka.DeadLetterDepth(ctx, kafka.Brokers(p.brokers...), p.dlq)
 	}
 	if err != nil || d.Total() != 0 {
 		t.Fatalf("dead-letter depth %+v, %v after the repair; want 0", d, err)

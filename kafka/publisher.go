@@ -53,7 +53,7 @@ const (
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
-	Brokers []string
+	Conn Conn
 	// Topic defaults to banksync.TopicLedgerEntries.
 	Topic string
 	// DLQTopic, where the channel's consumers put records they give up on,
@@ -81,7 +81,7 @@ type Publisher struct {
 // NewPublisher connects to the brokers and makes sure the topic and its
 // dead-letter topic exist.
 func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) {
-	if len(cfg.Brokers) == 0 {
+	if len(cfg.Conn.Brokers) == 0 {
 		return nil, errors.New("new kafka publisher: no brokers")
 	}
 	if cfg.Topic == "" {
@@ -98,8 +98,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 	}
 	log := orDiscard(cfg.Logger).With("component", "kafka-publisher", "topic", cfg.Topic)
 
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
+	cl, err := cfg.Conn.NewClient(
 		kgo.DefaultProduceTopic(cfg.Topic),
 		// Both are franz-go's defaults; spelled out because ordering and
 		// no-duplicates-on-retry depend on them.
@@ -122,7 +121,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 			return nil, fmt.Errorf("new kafka publisher: %w", err)
 		}
 	}
-	log.Info("kafka publisher ready", "brokers", cfg.Brokers)
+	log.Info("kafka publisher ready", "kafka", cfg.Conn.String())
 	return &Publisher{cl: cl, topic: cfg.Topic, log: log}, nil
 }
 

@@ -27,7 +27,7 @@ func TestReach(t *testing.T) {
 		c := mustStartCluster(t, kafka.ClusterConfig{})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := kafka.Reach(ctx, c.Addrs()); err != nil {
+		if err := kafka.Reach(ctx, kafka.Brokers(c.Addrs()...)); err != nil {
 			t.Fatalf("Reach(%v) = %v, want nil", c.Addrs(), err)
 		}
 	})
@@ -35,7 +35,7 @@ func TestReach(t *testing.T) {
 		addr := freeAddr(t)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		err := kafka.Reach(ctx, []string{addr})
+		err := kafka.Reach(ctx, kafka.Brokers(addr))
 		// The cause, not merely that the time ran out.
 		if err == nil || !strings.Contains(err.Error(), "connection refused") {
 			t.Fatalf("Reach(%s) = %v, want connection refused", addr, err)
@@ -62,12 +62,12 @@ func TestReach(t *testing.T) {
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := kafka.Reach(ctx, []string{addr}); err != nil {
+		if err := kafka.Reach(ctx, kafka.Brokers(addr)); err != nil {
 			t.Fatalf("Reach(%s) with the broker starting after 1 s = %v, want nil", addr, err)
 		}
 	})
 	t.Run("no brokers", func(t *testing.T) {
-		if err := kafka.Reach(context.Background(), nil); err == nil {
+		if err := kafka.Reach(context.Background(), kafka.Conn{}); err == nil {
 			t.Fatal("Reach(nil) = nil, want an error")
 		}
 	})

@@ -27,7 +27,7 @@ const (
 // RepairConfig configures RunDeadLetterRepair. Zero values take the
 // defaults.
 type RepairConfig struct {
-	Brokers  []string
+	Conn     Conn
 	Topic    string        // the dead-letter topic
 	Interval time.Duration // how often to look for letters
 	Logger   *slog.Logger
@@ -77,7 +77,7 @@ func RunDeadLetterRepair(ctx context.Context, cfg RepairConfig, sync Syncer) err
 func repairRound(parent context.Context, cfg RepairConfig, sync Syncer) bool {
 	ctx, cancel := context.WithTimeout(parent, repairRoundTimeout)
 	defer cancel()
-	res, err := ReplayDeadLetters(ctx, cfg.Brokers, cfg.Topic, nil, sync, cfg.Logger)
+	res, err := ReplayDeadLetters(ctx, cfg.Conn, cfg.Topic, nil, sync, cfg.Logger)
 	if cfg.Replayed != nil {
 		cfg.Replayed(res)
 	}

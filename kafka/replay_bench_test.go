@@ -65,7 +65,7 @@ func BenchmarkReplayDeadLetters(b *testing.B) {
 			b.ResetTimer()
 			switch mode {
 			case "batched":
-				res, err := kafka.ReplayDeadLetters(ctx, p.brokers, banksync.TopicLedgerEntriesDLQ, nil, p.apply, nil)
+				res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(p.brokers...), banksync.TopicLedgerEntriesDLQ, nil, p.apply, nil)
 				if err != nil || res.Applied != len(entries) {
 					b.Fatalf("replay = %+v, %v; want %d applied", res, err, len(entries))
 				}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"banksync"
 	"banksync/channel"
@@ -29,18 +32,20 @@ type channelConfig struct {
 	OpsListen                string // address of the operator listener (/metrics, /admin/, /ops/); "" serves them on Listen
 	DB                       string
 	CoreURL                  string
-	ServiceToken             string  // the channel's credential at core
-	CoreCA                   string  // PEM bundle core's certificate must chain to; "" for the system roots
-	CoreCert                 string  // PEM client certificate presented to core
-	CoreKey                  string  // its private key
-	AdminToken               string  // guards the operator API; "" switches it off
-	JWTSecret                string  // HS256 secret of customers' tokens (the demo), or
-	JWTPublicKey             string  // a PEM file: Ed25519 (EdDSA) or RSA (RS256) public key of the identity provider
-	JWTIssuer                string  // iss the tokens must carry, if set
-	JWTAudience              string  // aud the tokens must carry, if set
-	CursorSecret             string  // keys history cursors; defaults to JWTSecret
-	RateTransfers, RateReads float64 // per customer and second, per replica; 0 is no limit
-	Kafka                    string  // brokers host:port,… of core's events; "" consumes nothing
+	ServiceToken             string         // the channel's credential at core
+	CoreCA                   string         // PEM bundle core's certificate must chain to; "" for the system roots
+	CoreCert                 string         // PEM client certificate presented to core
+	CoreKey                  string         // its private key
+	AdminToken               string         // guards the operator API; "" switches it off
+	JWTSecret                string         // HS256 secret of customers' tokens (the demo), or
+	JWTPublicKey             string         // a PEM file: Ed25519 (EdDSA) or RSA (RS256) public key of the identity provider
+	JWTIssuer                string         // iss the tokens must carry, if set
+	JWTAudience              string         // aud the tokens must carry, if set
+	CursorSecret             string         // keys history cursors; defaults to JWTSecret
+	RateTransfers, RateReads float64        // per customer and second, per replica; 0 is no limit
+	Kafka                    string         // brokers host:port,… of core's events; "" consumes nothing
+	KafkaTLS                 *tls.Config    // dials them over TLS, if set
+	KafkaSASL                sasl.Mechanism // authenticates to them, if set
 	Lanes                    int
 	Deadline                 time.Duration
 	AmountMax                int64
@@ -80,6 +85,7 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
 	f.Duration(&cfg.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
 	f.Int64(&cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest transfer, in won (as core's)")
+	kafkaSec := f.kafkaSecurityFlags()
 	logger := f.logFlags("json")
 	if err := f.parse(args); err != nil {
 		return err
@@ -87,6 +93,11 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	if cfg.ServiceToken == "" || (cfg.JWTSecret == "") == (cfg.JWTPublicKey == "") {
 		return errors.New("--service-token and one of --jwt-secret and --jwt-public-key are required (or BANKSYNC_SERVICE_TOKEN, BANKSYNC_JWT_SECRET, BANKSYNC_JWT_PUBLIC_KEY)")
 	}
+	conn, err := kafkaSec.conn(parseBrokers(cfg.Kafka))
+	if err != nil {
+		return err
+	}
+	cfg.KafkaTLS, cfg.KafkaSASL = conn.TLS, conn.SASL
 	log, err := logger()
 	if err != nil {
 		return err
@@ -155,18 +166,18 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		n.ch.RunReconciler(runCtx)
 	}()
 	admin := bhttp.AdminConfig{Token: cfg.AdminToken, Channel: n.ch, Core: core, Logger: cfg.Logger}
-	if brokers := parseBrokers(cfg.Kafka); len(brokers) > 0 {
-		if err := reachKafka(ctx, brokers); err != nil {
+	if conn := (kafka.Conn{Brokers: parseBrokers(cfg.Kafka), TLS: cfg.KafkaTLS, SASL: cfg.KafkaSASL}); len(conn.Brokers) > 0 {
+		if err := reachKafka(ctx, conn); err != nil {
 			return n, err
 		}
-		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Lanes: cfg.Lanes, Logger: cfg.Logger}, n.ch)
+		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: conn, Lanes: cfg.Lanes, Logger: cfg.Logger}, n.ch)
 		if err != nil {
 			return n, err
 		}
-		admin.DeadLetters, admin.Consumer = dlqOps{brokers: brokers, sync: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, consumer
+		admin.DeadLetters, admin.Consumer = dlqOps{conn: conn, sync: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, consumer
 		state.Lag = consumer.Lag
 		state.DeadLetters = func(ctx context.Context) (kafka.Depth, error) {
-			return kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
+			return kafka.DeadLetterDepth(ctx, conn, banksync.TopicLedgerEntriesDLQ)
 		}
 		checks["kafka"] = consumer.Joined
 		n.wg.Add(1)
@@ -178,7 +189,7 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
-				kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Brokers: brokers, Logger: cfg.Logger,
+				kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Conn: conn, Logger: cfg.Logger,
 					Replayed: func(r kafka.ReplayResult) { m.Replayed(r.Applied) }}, n.ch)
 			}()
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"banksync"
 	bhttp "banksync/http"
@@ -29,9 +32,11 @@ type coreCommand struct {
 type coreConfig struct {
 	Listen       string
 	DB           string
-	Kafka        string // "embedded", "none" or host:port,…
-	KafkaListen  string // address of the embedded cluster
-	KafkaData    string // data directory of the embedded cluster
+	Kafka        string         // "embedded", "none" or host:port,…
+	KafkaTLS     *tls.Config    // dials the brokers of Kafka over TLS, if set
+	KafkaSASL    sasl.Mechanism // authenticates to them, if set
+	KafkaListen  string         // address of the embedded cluster
+	KafkaData    string         // data directory of the embedded cluster
 	Partitions   int
 	ServiceToken string
 	OpsListen    string // plain-HTTP address for /healthz, /readyz, /metrics; "" serves them only on Listen
@@ -57,6 +62,7 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.String(&c.cfg.TLSKey, "tls-key", "BANKSYNC_TLS_KEY", "", "PEM private key of --tls-cert")
 	f.String(&c.cfg.ClientCA, "client-ca", "BANKSYNC_CLIENT_CA", "", "PEM bundle of CAs; set, core requires a client certificate signed by one of them (mutual TLS; needs --tls-cert)")
 	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest amount of one transfer or deposit, in won")
+	kafkaSec := f.kafkaSecurityFlags()
 	logger := f.logFlags("json")
 	if err := f.parse(args); err != nil {
 		return err
@@ -64,6 +70,15 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	if c.cfg.ServiceToken == "" {
 		return errors.New("a service token is required (--service-token or BANKSYNC_SERVICE_TOKEN)")
 	}
+	var brokers []string
+	if c.cfg.Kafka != "embedded" && c.cfg.Kafka != "none" {
+		brokers = parseBrokers(c.cfg.Kafka)
+	}
+	conn, err := kafkaSec.conn(brokers)
+	if err != nil {
+		return err
+	}
+	c.cfg.KafkaTLS, c.cfg.KafkaSASL = conn.TLS, conn.SASL
 	log, err := logger()
 	if err != nil {
 		return err
@@ -73,7 +88,7 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("core listening", "addr", node.Addr(), "kafka", node.Brokers(), "tls", c.cfg.TLSCert != "", "client_certs", c.cfg.ClientCA != "")
+	log.Info("core listening", "addr", node.Addr(), "kafka", node.Conn().String(), "tls", c.cfg.TLSCert != "", "client_certs", c.cfg.ClientCA != "")
 	<-ctx.Done()
 	return node.Close()
 }
@@ -85,7 +100,7 @@ type coreNode struct {
 	cluster *kafka.Cluster // nil unless embedded
 	pub     *kafka.Publisher
 	relay   *ledger.Relay
-	brokers []string
+	conn    kafka.Conn // no brokers without Kafka
 	api     *server
 	ops     *server // --ops-listen, if set
 	stop    context.CancelFunc
@@ -132,17 +147,17 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 		if err != nil {
 			return n, fmt.Errorf("start embedded kafka: %w", err)
 		}
-		n.brokers = n.cluster.Addrs()
+		n.conn = kafka.Brokers(n.cluster.Addrs()...)
 	default:
-		n.brokers = parseBrokers(cfg.Kafka)
+		n.conn = kafka.Conn{Brokers: parseBrokers(cfg.Kafka), TLS: cfg.KafkaTLS, SASL: cfg.KafkaSASL}
 	}
-	if len(n.brokers) > 0 {
-		if err := reachKafka(ctx, n.brokers); err != nil {
+	if len(n.conn.Brokers) > 0 {
+		if err := reachKafka(ctx, n.conn); err != nil {
 			return n, err
 		}
-		n.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Brokers: n.brokers, Partitions: cfg.Partitions, Logger: cfg.Logger})
+		n.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: n.conn, Partitions: cfg.Partitions, Logger: cfg.Logger})
 		if err != nil {
-			return n, fmt.Errorf("connect to kafka %v: %w", n.brokers, err)
+			return n, fmt.Errorf("connect to kafka %s: %w", n.conn, err)
 		}
 		n.relay = ledger.NewRelay(n.store, n.pub, ledger.RelayConfig{Wake: n.ledger.Committed(), Logger: cfg.Logger, Published: m.Published})
 		n.wg.Add(1)
@@ -187,7 +202,11 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 
 func (n *coreNode) Addr() string { return n.api.Addr() }
 
-func (n *coreNode) Brokers() []string { return n.brokers }
+func (n *coreNode) Brokers() []string { return n.conn.Brokers }
+
+// Conn is how core reaches its Kafka cluster, for clients beside it (the
+// benchmarks' consumers).
+func (n *coreNode) Conn() kafka.Conn { return n.conn }
 
 // Close stops taking requests, finishes those in flight, stops the writer and
 // the relay, and closes Kafka and the store.

@@ -33,10 +33,15 @@ func dlqList(ctx context.Context, args []string) error {
 	var brokers string
 	f := newFlags("dlq list", "Lists the records of the dead-letter topic: account, seq, state (waiting, held,\nreplayed, parked), reason, age, where it came from and where it is. A letter that\ncannot be decoded is listed with its raw key and why.")
 	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers host:port,…")
+	kafkaSec := f.kafkaSecurityFlags()
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	letters, err := kafka.ReadDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ)
+	conn, err := kafkaSec.conn(parseBrokers(brokers))
+	if err != nil {
+		return err
+	}
+	letters, err := kafka.ReadDeadLetters(ctx, conn, banksync.TopicLedgerEntriesDLQ)
 	if err != nil {
 		return err
 	}
@@ -85,11 +90,16 @@ func dlqReplay(ctx context.Context, args []string) error {
 	newLog := f.logFlags("text") // each letter replayed is logged
 	f.Bool(&all, "all", "BANKSYNC_DLQ_ALL", false, "replay every letter not yet replayed")
 	f.String(&account, "account", "BANKSYNC_DLQ_ACCOUNT", "", "replay only this account's letters")
+	kafkaSec := f.kafkaSecurityFlags()
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if all == (account != "") || token == "" {
 		return errors.New("give exactly one of --all and --account, and --service-token")
+	}
+	conn, err := kafkaSec.conn(parseBrokers(brokers))
+	if err != nil {
+		return err
 	}
 	logger, err := newLog()
 	if err != nil {
@@ -105,7 +115,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 	ch := channel.New(store, bhttp.NewCoreClient(strings.TrimSuffix(coreURL, "/"), token, transport), channel.Config{Logger: logger})
-	res, err := kafka.ReplayDeadLetters(ctx, parseBrokers(brokers), banksync.TopicLedgerEntriesDLQ, accountMatch(account), ch, logger)
+	res, err := kafka.ReplayDeadLetters(ctx, conn, banksync.TopicLedgerEntriesDLQ, accountMatch(account), ch, logger)
 	fmt.Printf("replayed %d dead letters, parked %d, held %d still failing, skipped %d of other accounts\n", res.Applied, res.Parked, res.Held, res.Skipped)
 	return err
 }
@@ -113,7 +123,7 @@ func dlqReplay(ctx context.Context, args []string) error {
 // dlqOps serves the admin API's dead-letter operations from Kafka, applying
 // through the channel's sync engine.
 type dlqOps struct {
-	brokers  []string
+	conn     kafka.Conn
 	sync     kafka.Syncer
 	history  channel.Store // to tell which letters' entries are in the history
 	replayed func(n int)   // counts letters a replay applied
@@ -121,7 +131,7 @@ type dlqOps struct {
 }
 
 func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
-	letters, err := kafka.ReadDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ)
+	letters, err := kafka.ReadDeadLetters(ctx, o.conn, banksync.TopicLedgerEntriesDLQ)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +160,7 @@ func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
 }
 
 func (o dlqOps) Replay(ctx context.Context, account string) (kafka.ReplayResult, error) {
-	res, err := kafka.ReplayDeadLetters(ctx, o.brokers, banksync.TopicLedgerEntriesDLQ, accountMatch(account), o.sync, o.log)
+	res, err := kafka.ReplayDeadLetters(ctx, o.conn, banksync.TopicLedgerEntriesDLQ, accountMatch(account), o.sync, o.log)
 	if o.replayed != nil {
 		o.replayed(res.Applied)
 	}

@@ -70,7 +70,7 @@ func TestPostgresHistoryOutageHealsItself(t *testing.T) {
 	// The consumer's five tries of a record take about a second; the
 	// repair's tries fail too while the database refuses.
 	time.Sleep(4 * time.Second)
-	letters, err := kafka.ReadDeadLetters(ctx, []string{cluster.kafka.addr}, banksync.TopicLedgerEntriesDLQ)
+	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(cluster.kafka.addr), banksync.TopicLedgerEntriesDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +83,10 @@ func TestPostgresHistoryOutageHealsItself(t *testing.T) {
 	took := waitHistoriesReachCore(t, chDB, coreURL, accounts, outageHealBound)
 	t.Logf("%d dead letters written during the outage; every history reached core's last seq %v after the database let connections in again (bound %v)",
 		len(letters), took.Round(100*time.Millisecond), outageHealBound)
-	depth, err := kafka.DeadLetterDepth(ctx, []string{cluster.kafka.addr}, banksync.TopicLedgerEntriesDLQ)
+	depth, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(cluster.kafka.addr), banksync.TopicLedgerEntriesDLQ)
 	for deadline := time.Now().Add(10 * time.Second); err == nil && depth.Total() > 0 && time.Now().Before(deadline); {
 		time.Sleep(200 * time.Millisecond)
-		depth, err = kafka.DeadLetterDepth(ctx, []string{cluster.kafka.addr}, banksync.TopicLedgerEntriesDLQ)
+		depth, err = kafka.DeadLetterDepth(ctx, kafka.Brokers(cluster.kafka.addr), banksync.TopicLedgerEntriesDLQ)
 	}
 	if err != nil || depth.Total() != 0 {
 		t.Fatalf("dead-letter depth after the repair = %+v, %v; want 0", depth, err)
@@ -207,7 +207,7 @@ func TestDLQCommandsParkAPoisonLetter(t *testing.T) {
 	if list = dlq("list"); !strings.Contains(list, "3 dead letters: 0 waiting, 0 held, 2 replayed, 1 parked") {
 		t.Fatalf("after the replay:\n%s", list)
 	}
-	depth, err := kafka.DeadLetterDepth(ctx, brokers, banksync.TopicLedgerEntriesDLQ)
+	depth, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(brokers...), banksync.TopicLedgerEntriesDLQ)
 	if err != nil || depth != (kafka.Depth{Parked: 1}) {
 		t.Fatalf("depth = %+v, %v; want the parked letter only", depth, err)
 	}

@@ -151,7 +151,7 @@ func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error
 	fmt.Printf("phase 1, core:       %9d deposits in %6.1f s = %7.0f deposits/s (files of %d, %d uploads at once); all on Kafka after %.1f s\n",
 		cfg.Deposits, took.Seconds(), res.CoreDepositsPerS, cfg.BatchSize, cfg.Clients, published.Seconds())
 
-	n, kafkaTook, err := consumeOnly(ctx, rig.core.Brokers(), int64(cfg.Deposits))
+	n, kafkaTook, err := consumeOnly(ctx, rig.core.Conn(), int64(cfg.Deposits))
 	if err != nil {
 		return err
 	}
@@ -503,7 +503,7 @@ func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
 
 // startConsumer runs a channel consumer on the rig's cluster.
 func (r *paydayRig) startConsumer() (stop func(), err error) {
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: r.core.Brokers(), Group: "payday-" + r.name, Lanes: r.cfg.Lanes}, r.ch)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Group: "payday-" + r.name, Lanes: r.cfg.Lanes}, r.ch)
 	if err != nil {
 		return nil, err
 	}
@@ -569,8 +569,8 @@ func (r *paydayRig) verify(ctx context.Context) (bool, error) {
 // consumeOnly reads n records of the ledger topic with a plain client and
 // does nothing with them: what the in-process cluster and the client can
 // move at most.
-func consumeOnly(ctx context.Context, brokers []string, n int64) (int64, time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(banksync.TopicLedgerEntries),
+func consumeOnly(ctx context.Context, conn kafka.Conn, n int64) (int64, time.Duration, error) {
+	cl, err := conn.NewClient(kgo.ConsumeTopics(banksync.TopicLedgerEntries),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return 0, 0, err
@@ -618,7 +618,7 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 	defer store.Close()
 	ch := channel.New(store, r.client, channel.Config{})
 	defer ch.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.core.Brokers()...), kgo.ConsumerGroup("payday-naive"),
+	cl, err := r.core.Conn().NewClient(kgo.ConsumerGroup("payday-naive"),
 		kgo.ConsumeTopics(banksync.TopicLedgerEntries), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return 0, 0, err

@@ -44,19 +44,22 @@ type migrated interface {
 
 var _ = []migrated{(*sqlite.LedgerStore)(nil), (*sqlite.ChannelStore)(nil), (*postgres.LedgerStore)(nil), (*postgres.ChannelStore)(nil)}
 
-// reachKafka waits, within kafkaReachTimeout, for one of brokers to answer.
-// Stopped by ctx (a signal), it returns ctx's error, a clean exit.
-func reachKafka(ctx context.Context, brokers []string) error {
+// reachKafka waits, within kafkaReachTimeout, for one of conn's brokers to
+// answer; a refused credential or certificate fails at once. Stopped by ctx
+// (a signal), it returns ctx's error, a clean exit.
+func reachKafka(ctx context.Context, conn kafka.Conn) error {
 	reachCtx, cancel := context.WithTimeout(ctx, kafkaReachTimeout)
 	defer cancel()
-	err := kafka.Reach(reachCtx, brokers)
+	err := kafka.Reach(reachCtx, conn)
 	switch {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
+	case reachCtx.Err() != nil:
+		return fmt.Errorf("reach kafka %v (tried for %s): %w", conn.Brokers, kafkaReachTimeout, err)
 	}
-	return fmt.Errorf("reach kafka %v (tried for %s): %w", brokers, kafkaReachTimeout, err)
+	return fmt.Errorf("reach kafka %v: %w", conn.Brokers, err)
 }
 
 // redactDSN is dsn fit for an error message: a PostgreSQL URL without its
