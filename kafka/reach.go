@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -70,7 +71,7 @@ func lasting(err error) string {
 		wrongHost  x509.HostnameError
 		badCert    x509.CertificateInvalidError
 		verify     *tls.CertificateVerificationError
-		alert      tls.AlertError
+		op         *net.OpError
 		record     tls.RecordHeaderError
 		firstEOF   *kgo.ErrFirstReadEOF
 		kafkaError *kerr.Error
@@ -86,7 +87,7 @@ func lasting(err error) string {
 		return "kafka broker certificate is for another name (see --kafka-server-name)"
 	case errors.As(err, &badCert), errors.As(err, &verify):
 		return "kafka broker certificate rejected"
-	case errors.As(err, &alert):
+	case errors.As(err, &op) && op.Op == "remote error": // a TLS alert from the broker
 		return "kafka broker refused the TLS handshake (does it require a client certificate?)"
 	case errors.As(err, &record):
 		return "kafka broker does not speak TLS (is it a plaintext listener?)"

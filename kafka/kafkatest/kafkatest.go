@@ -47,7 +47,8 @@ const (
 type Cluster struct {
 	jars  string
 	dir   string
-	addrs []string // each node's broker listener
+	addrs []string  // each node's client listener
+	sec   *security // nil: the client listener is plain text
 
 	mu    sync.Mutex
 	procs [nodes]*exec.Cmd
@@ -60,7 +61,7 @@ type Cluster struct {
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
 	jars := findJars(tb)
-	c, err := start(jars, tb.TempDir())
+	c, err := start(jars, tb.TempDir(), false)
 	if c != nil {
 		tb.Cleanup(c.close)
 	}
@@ -70,12 +71,8 @@ func Start(tb testing.TB) *Cluster {
 	return c
 }
 
-// shared is the cluster the tests of one test binary share.
-var shared struct {
-	once sync.Once
-	c    *Cluster
-	err  error
-}
+// The clusters the tests of one test binary share.
+var shared, sharedSecured sharedCluster
 
 // Shared returns the cluster every test of this test binary shares,
 // starting it on first use; StopShared, from TestMain, stops it. Tests on
@@ -83,45 +80,40 @@ var shared struct {
 // Without the jars it skips tb, or fails it under CI.
 func Shared(tb testing.TB) *Cluster {
 	tb.Helper()
-	jars := findJars(tb)
-	shared.once.Do(func() {
-		dir, err := os.MkdirTemp("", "banksync-kafka-")
-		if err != nil {
-			shared.err = err
-			return
-		}
-		shared.c, shared.err = start(jars, dir)
-	})
-	if shared.err != nil {
-		tb.Fatal(shared.err)
-	}
-	return shared.c
+	return shared.get(tb, false)
 }
 
-// StopShared stops the shared cluster, if one was started, and removes its
-// data.
+// StopShared stops the shared clusters, if any was started, and removes
+// their data.
 func StopShared() {
-	if c := shared.c; c != nil {
-		c.close()
-		os.RemoveAll(c.dir)
-	}
+	shared.stop()
+	sharedSecured.stop()
 }
 
-// start formats and starts a cluster in dir. On error the cluster returned
-// (if any) still has nodes to close.
-func start(jars, dir string) (*Cluster, error) {
+// start formats and starts a cluster in dir, secured or not. On error the
+// cluster returned (if any) still has nodes to close.
+func start(jars, dir string, secured bool) (*Cluster, error) {
 	if _, err := exec.LookPath("java"); err != nil {
 		return nil, fmt.Errorf("java is not on PATH: %w", err)
 	}
 	c := &Cluster{jars: jars, dir: dir}
-	ports, err := freePorts(2 * nodes)
+	var formatArgs []string
+	if secured {
+		var err error
+		if c.sec, err = newSecurity(dir); err != nil {
+			return nil, fmt.Errorf("kafka test certificates: %w", err)
+		}
+		formatArgs = scramArgs()
+	}
+	// Per node: the client listener, the brokers' own and the controller's.
+	ports, err := freePorts(3 * nodes)
 	if err != nil {
 		return nil, err
 	}
 	var voters []string
 	for i := range nodes {
 		c.addrs = append(c.addrs, fmt.Sprintf("127.0.0.1:%d", ports[i]))
-		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", i+1, ports[nodes+i]))
+		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", i+1, ports[2*nodes+i]))
 	}
 	id, err := clusterID()
 	if err != nil {
@@ -130,15 +122,19 @@ func start(jars, dir string) (*Cluster, error) {
 	var wg sync.WaitGroup
 	errs := make([]error, nodes)
 	for i := range nodes {
-		props := strings.Join([]string{
+		client := "PLAINTEXT"
+		if secured {
+			client = "SASL_SSL"
+		}
+		props := strings.Join(append([]string{
 			"process.roles=broker,controller",
 			fmt.Sprintf("node.id=%d", i+1),
 			"controller.quorum.voters=" + strings.Join(voters, ","),
-			fmt.Sprintf("listeners=PLAINTEXT://%s,CONTROLLER://127.0.0.1:%d", c.addrs[i], ports[nodes+i]),
-			"advertised.listeners=PLAINTEXT://" + c.addrs[i],
+			fmt.Sprintf("listeners=CLIENT://%s,BROKER://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d", c.addrs[i], ports[nodes+i], ports[2*nodes+i]),
+			fmt.Sprintf("advertised.listeners=CLIENT://%s,BROKER://127.0.0.1:%d", c.addrs[i], ports[nodes+i]),
 			"controller.listener.names=CONTROLLER",
-			"inter.broker.listener.name=PLAINTEXT",
-			"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+			"inter.broker.listener.name=BROKER",
+			"listener.security.protocol.map=CLIENT:" + client + ",BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT",
 			"log.dirs=" + filepath.Join(c.dir, fmt.Sprintf("node%d", i+1)),
 			// What production topics want: every partition on all three,
 			// a write acknowledged by two.
@@ -148,12 +144,13 @@ func start(jars, dir string) (*Cluster, error) {
 			"transaction.state.log.replication.factor=3",
 			"transaction.state.log.min.isr=2",
 			"group.initial.rebalance.delay.ms=0",
-		}, "\n") + "\n"
+		}, c.sec.propsOrNone()...), "\n") + "\n"
 		if err := os.WriteFile(c.props(i), []byte(props), 0o644); err != nil {
 			return nil, err
 		}
 		wg.Go(func() {
-			out, err := c.java("kafka.tools.StorageTool", "format", "-t", id, "-c", c.props(i)).CombinedOutput()
+			args := append([]string{"kafka.tools.StorageTool", "format", "-t", id, "-c", c.props(i)}, formatArgs...)
+			out, err := c.java(args...).CombinedOutput()
 			if err != nil {
 				errs[i] = fmt.Errorf("format kafka node %d: %w\n%s", i+1, err, out)
 			}
@@ -257,7 +254,7 @@ func (c *Cluster) WaitBrokers(n int) error {
 func (c *Cluster) brokers() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.addrs...))
+	cl, err := kgo.NewClient(c.AdminOpts()...)
 	if err != nil {
 		return 0, err
 	}
