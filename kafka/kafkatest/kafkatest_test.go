@@ -73,19 +73,3 @@ func TestClusterSurvivesALeaderKill(t *testing.T) {
 		})
 	}
 }
-
-// A secured cluster takes its users over TLS with each SASL mechanism, and
-// nothing in plain text.
-func TestSecuredCluster(t *testing.T) {
-	c := kafkatest.StartSecured(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cl, err := kgo.NewClient(c.AdminOpts()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).BrokerMetadata(ctx); err != nil {
-		t.Fatalf("admin over SASL_SSL: %v", err)
-	}
-}

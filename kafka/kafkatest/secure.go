@@ -82,9 +82,6 @@ func SharedSecured(tb testing.TB) *Cluster {
 	return sharedSecured.get(tb, true)
 }
 
-// Secured tells whether c's client listener is SASL_SSL.
-func (c *Cluster) Secured() bool { return c.sec != nil }
-
 // CAFile is the PEM file of the CA the brokers' certificates chain to.
 func (c *Cluster) CAFile() string { return filepath.Join(c.dir, "ca.pem") }
 
