@@ -46,7 +46,9 @@ func Reach(ctx context.Context, conn Conn) error {
 		if why := lasting(err); why != "" {
 			return fmt.Errorf("%s: %w", why, err)
 		}
-		if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		// An attempt cut short by ctx ending (a dial's i/o timeout on a
+		// loaded machine) says less than the one before it.
+		if ctx.Err() == nil || cause == nil && !errors.Is(err, ctx.Err()) {
 			cause = err
 		}
 		select {

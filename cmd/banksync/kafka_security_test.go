@@ -89,11 +89,16 @@ func TestStartupOnSecuredKafka(t *testing.T) {
 		startProc(t, env, "core listening", "addr", core(kafkaArgs(c.CAFile(), kafkatest.UserCore, corePassword)...)...)
 		startProc(t, env, "channel listening", "addr", channel(kafkaArgs(c.CAFile(), kafkatest.UserChannel, channelPassword)...)...)
 		// The dead-letter tool, with the channel's credentials, reads the
-		// dead-letter topic core created.
-		cmd := exec.Command(binary, append([]string{"dlq", "list"}, kafkaArgs(c.CAFile(), kafkatest.UserChannel, channelPassword)...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "0 dead letters") {
-			t.Fatalf("banksync dlq list = %v:\n%s", err, out)
+		// dead-letter topic core created — once every broker knows of it.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			cmd := exec.Command(binary, append([]string{"dlq", "list"}, kafkaArgs(c.CAFile(), kafkatest.UserChannel, channelPassword)...)...)
+			out, err := cmd.CombinedOutput()
+			if err == nil && strings.Contains(string(out), "0 dead letters") {
+				break
+			}
+			if !strings.Contains(string(out), "UNKNOWN_TOPIC_OR_PARTITION") || time.Now().After(deadline) {
+				t.Fatalf("banksync dlq list = %v:\n%s", err, out)
+			}
 		}
 	})
 }
