@@ -140,10 +140,8 @@ func start(jars, dir string) (*Cluster, error) {
 			"inter.broker.listener.name=PLAINTEXT",
 			"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
 			"log.dirs=" + filepath.Join(c.dir, fmt.Sprintf("node%d", i+1)),
-			// What production topics want: every partition on all three,
-			// a write acknowledged by two.
+			// Replication as production wants it: every partition on all three.
 			"default.replication.factor=3",
-			"min.insync.replicas=2",
 			"offsets.topic.replication.factor=3",
 			"transaction.state.log.replication.factor=3",
 			"transaction.state.log.min.isr=2",
@@ -369,11 +367,17 @@ func freePorts(n int) ([]int, error) {
 }
 
 // clusterID is a new cluster id: 16 random bytes, base64url without
-// padding, as kafka-storage random-uuid prints.
+// padding, as kafka-storage random-uuid prints — and, like Kafka's own
+// Uuid.randomUuid, never starting with '-', which the storage tool would
+// read as an option (one cluster in 64 failed to format before).
 func clusterID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
+	for {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id, nil
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
