@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -60,7 +61,7 @@ type Cluster struct {
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
 	jars := findJars(tb)
-	c, err := start(jars, tb.TempDir())
+	c, err := start(jars, tb.TempDir(), nil)
 	if c != nil {
 		tb.Cleanup(c.close)
 	}
@@ -90,7 +91,7 @@ func Shared(tb testing.TB) *Cluster {
 			shared.err = err
 			return
 		}
-		shared.c, shared.err = start(jars, dir)
+		shared.c, shared.err = start(jars, dir, nil)
 	})
 	if shared.err != nil {
 		tb.Fatal(shared.err)
@@ -107,16 +108,48 @@ func StopShared() {
 	}
 }
 
-// start formats and starts a cluster in dir. On error the cluster returned
-// (if any) still has nodes to close.
-func start(jars, dir string) (*Cluster, error) {
+// Run starts a cluster outside a test, for a try-out or a benchmark: the
+// brokers listen on 127.0.0.1 ports firstPort, firstPort+1 and
+// firstPort+2, the controllers on the three after, and the data stays in
+// dir, so a cluster stopped with Close starts again from it.
+func Run(dir string, firstPort int) (*Cluster, error) {
+	jars, err := jarsDir()
+	if err != nil {
+		return nil, err
+	}
+	ports := make([]int, 2*nodes)
+	for i := range ports {
+		ports[i] = firstPort + i
+	}
+	c, err := start(jars, dir, ports)
+	if err != nil && c != nil {
+		c.close()
+	}
+	return c, err
+}
+
+// Close stops every node in order (SIGTERM).
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() { c.Stop(i) })
+	}
+	wg.Wait()
+}
+
+// start formats (unless already formatted) and starts a cluster in dir,
+// on ports (brokers, then controllers; nil picks free ones). On error the
+// cluster returned (if any) still has nodes to close.
+func start(jars, dir string, ports []int) (*Cluster, error) {
 	if _, err := exec.LookPath("java"); err != nil {
 		return nil, fmt.Errorf("java is not on PATH: %w", err)
 	}
 	c := &Cluster{jars: jars, dir: dir}
-	ports, err := freePorts(2 * nodes)
-	if err != nil {
-		return nil, err
+	if ports == nil {
+		var err error
+		if ports, err = freePorts(2 * nodes); err != nil {
+			return nil, err
+		}
 	}
 	var voters []string
 	for i := range nodes {
@@ -151,7 +184,7 @@ func start(jars, dir string) (*Cluster, error) {
 			return nil, err
 		}
 		wg.Go(func() {
-			out, err := c.java("kafka.tools.StorageTool", "format", "-t", id, "-c", c.props(i)).CombinedOutput()
+			out, err := c.java("kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", id, "-c", c.props(i)).CombinedOutput()
 			if err != nil {
 				errs[i] = fmt.Errorf("format kafka node %d: %w\n%s", i+1, err, out)
 			}
@@ -293,7 +326,7 @@ func (c *Cluster) props(i int) string {
 // java is a JVM on the broker's jars, with a small heap, that dies with
 // the test process.
 func (c *Cluster) java(args ...string) *exec.Cmd {
-	cmd := exec.Command("java", append([]string{"-Xmx" + heapMax, "-Xms" + heapMax, "-cp", filepath.Join(c.jars, "*")}, args...)...)
+	cmd := exec.Command("java", append([]string{"-Xmx" + heapMax, "-Xms" + heapMax, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", filepath.Join(c.jars, "*")}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
@@ -302,21 +335,29 @@ func (c *Cluster) java(args ...string) *exec.Cmd {
 // or the newest version scripts/kafka-broker/fetch put under .cache.
 func findJars(tb testing.TB) string {
 	tb.Helper()
-	if _, err := exec.LookPath("java"); err != nil {
-		missing(tb, "java is not on PATH")
-	}
-	if dir := os.Getenv(JarsEnv); dir != "" {
-		return dir
-	}
-	root, err := moduleRoot()
+	dir, err := jarsDir()
 	if err != nil {
 		missing(tb, err.Error())
 	}
+	return dir
+}
+
+func jarsDir() (string, error) {
+	if _, err := exec.LookPath("java"); err != nil {
+		return "", errors.New("java is not on PATH")
+	}
+	if dir := os.Getenv(JarsEnv); dir != "" {
+		return dir, nil
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
 	found, _ := filepath.Glob(filepath.Join(root, ".cache", "kafka-broker", "*", "lib", "kafka_2.13-*.jar"))
 	if len(found) == 0 {
-		missing(tb, "the Apache Kafka jars are not in .cache/kafka-broker (run scripts/kafka-broker/fetch, or set "+JarsEnv+")")
+		return "", errors.New("the Apache Kafka jars are not in .cache/kafka-broker (run scripts/kafka-broker/fetch, or set " + JarsEnv + ")")
 	}
-	return filepath.Dir(found[len(found)-1])
+	return filepath.Dir(found[len(found)-1]), nil
 }
 
 // missing skips tb, or fails it under CI, where .ci/run fetches the jars.
