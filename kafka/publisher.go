@@ -49,6 +49,11 @@ const (
 	// 2.4 and later), so a production cluster's 3 applies and the embedded
 	// single-broker cluster gets 1.
 	topicReplication = -1
+	// replicasForQuorum and insyncMin: a topic core creates with at least
+	// three replicas gets min.insync.replicas 2 (a single-broker cluster,
+	// such as the embedded one, could not take a write with it).
+	replicasForQuorum = 3
+	insyncMin         = 2
 )
 
 // PublisherConfig configures a Publisher.
@@ -116,7 +121,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 		return nil, fmt.Errorf("new kafka publisher: %w", err)
 	}
 	for _, topic := range []string{cfg.Topic, cfg.DLQTopic} {
-		if err := ensureTopic(ctx, cl, topic, cfg.Partitions); err != nil {
+		if err := ensureTopic(ctx, cl, topic, cfg.Partitions, log); err != nil {
 			cl.Close()
 			return nil, fmt.Errorf("new kafka publisher: %w", err)
 		}
@@ -125,15 +130,75 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 	return &Publisher{cl: cl, topic: cfg.Topic, log: log}, nil
 }
 
-// ensureTopic creates topic unless it already exists.
-func ensureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions int) error {
+// ensureTopic creates topic unless it already exists, as a production
+// cluster wants it: the cluster's default replication factor and, once a
+// partition has replicasForQuorum replicas, min.insync.replicas of
+// insyncMin, so an acks=all write is acknowledged only once two brokers
+// hold it and the loss of one broker loses nothing acknowledged. A topic
+// that exists is left as it is (a platform team may own it); a weaker one
+// is logged.
+func ensureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions int, log *slog.Logger) error {
 	// Not closed: closing a kadm client closes the kgo client it wraps.
 	adm := kadm.NewClient(cl)
-	_, err := adm.CreateTopic(ctx, int32(partitions), topicReplication, nil, topic)
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	created, err := adm.CreateTopic(ctx, int32(partitions), topicReplication, nil, topic)
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return checkDurability(ctx, adm, topic, log)
+	}
+	if err != nil {
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
+	rf, minISR := int(created.ReplicationFactor), configInt(created.Configs, "min.insync.replicas")
+	if rf >= replicasForQuorum && minISR < insyncMin {
+		set := strconv.Itoa(insyncMin)
+		resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "min.insync.replicas", Value: &set}}, topic)
+		if err == nil {
+			_, err = resps.On(topic, func(r *kadm.AlterConfigsResponse) error { return r.Err })
+		}
+		if err != nil {
+			return fmt.Errorf("set min.insync.replicas of topic %s: %w", topic, err)
+		}
+		minISR = insyncMin
+	}
+	log.Info("kafka topic created", "created_topic", topic, "partitions", partitions, "replication", rf, "min_insync_replicas", minISR)
 	return nil
+}
+
+// checkDurability warns when an existing topic can lose an acknowledged
+// record to the failure of one broker.
+func checkDurability(ctx context.Context, adm *kadm.Client, topic string, log *slog.Logger) error {
+	details, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("describe topic %s: %w", topic, err)
+	}
+	configs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("describe configs of topic %s: %w", topic, err)
+	}
+	rc, err := configs.On(topic, nil)
+	if err != nil {
+		return fmt.Errorf("describe configs of topic %s: %w", topic, err)
+	}
+	values := map[string]kadm.Config{}
+	for _, c := range rc.Configs {
+		values[c.Key] = c
+	}
+	rf, minISR := details[topic].Partitions.NumReplicas(), configInt(values, "min.insync.replicas")
+	if rf < replicasForQuorum || minISR < insyncMin {
+		log.Warn("kafka topic can lose acknowledged records to one broker failure; want replication 3 and min.insync.replicas 2",
+			"weak_topic", topic, "replication", rf, "min_insync_replicas", minISR)
+	}
+	return nil
+}
+
+// configInt is the integer value of a topic config, 0 when it is absent
+// or not a number.
+func configInt(configs map[string]kadm.Config, key string) int {
+	c, ok := configs[key]
+	if !ok || c.Value == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(*c.Value)
+	return n
 }
 
 // Publish produces one record per entry, in order, and returns once every

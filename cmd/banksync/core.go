@@ -38,6 +38,7 @@ type coreConfig struct {
 	KafkaListen  string         // address of the embedded cluster
 	KafkaData    string         // data directory of the embedded cluster
 	Partitions   int
+	Topic        string // the ledger topic; "" for banksync.TopicLedgerEntries (its dead letters go to Topic+".dlq")
 	ServiceToken string
 	OpsListen    string // plain-HTTP address for /healthz, /readyz, /metrics; "" serves them only on Listen
 	TLSCert      string // PEM certificate to serve HTTPS with; "" serves HTTP
@@ -46,6 +47,15 @@ type coreConfig struct {
 	AmountMax    int64
 	BatchSizeMax int
 	Logger       *slog.Logger
+}
+
+// dlqTopicOf is the dead-letter topic beside a ledger topic other than the
+// default ("" keeps the default pair).
+func dlqTopicOf(topic string) string {
+	if topic == "" {
+		return ""
+	}
+	return topic + ".dlq"
 }
 
 func (c *coreCommand) Run(ctx context.Context, args []string) error {
@@ -155,7 +165,7 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 		if err := reachKafka(ctx, n.conn); err != nil {
 			return n, err
 		}
-		n.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: n.conn, Partitions: cfg.Partitions, Logger: cfg.Logger})
+		n.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: n.conn, Topic: cfg.Topic, DLQTopic: dlqTopicOf(cfg.Topic), Partitions: cfg.Partitions, Logger: cfg.Logger})
 		if err != nil {
 			return n, fmt.Errorf("connect to kafka %s: %w", n.conn, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
@@ -32,6 +33,8 @@ import (
 
 type paydayConfig struct {
 	DB         string
+	Kafka      string     // "embedded" or the brokers of a cluster
+	KafkaConn  kafka.Conn // TLS and SASL for those brokers
 	Deposits   int
 	Accounts   int
 	Rate       int
@@ -48,7 +51,8 @@ type paydayConfig struct {
 // paydayResult is the JSON line the benchmark ends with.
 type paydayResult struct {
 	DB                 string  `json:"db"`
-	Mode               string  `json:"mode"` // "burst" or "rate"
+	Kafka              string  `json:"kafka"` // "embedded" or "brokers"
+	Mode               string  `json:"mode"`  // "burst" or "rate"
 	Events             int64   `json:"events"`
 	Seconds            float64 `json:"seconds"`
 	EventsPerS         float64 `json:"events_per_s"`
@@ -77,6 +81,7 @@ one transaction at a time) on a subset, and both phases at once (first
 deposit posted to last visible). With --rate, it offers a steady rate of
 single deposits for --duration and reports deposit-to-visible latency.`)
 	f.String(&cfg.DB, "db", "BANKSYNC_BENCH_DB", "sqlite", `"sqlite" (fresh files) or a postgres:// URL (scratch databases are made beside it)`)
+	f.String(&cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `"embedded" (an in-process cluster) or Kafka brokers host:port,… (topics of the run's own, deleted after it)`)
 	f.Int(&cfg.Deposits, "deposits", "BANKSYNC_BENCH_DEPOSITS", 1_000_000, "deposits in the burst")
 	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 100_000, "accounts the deposits go to")
 	f.Int(&cfg.Rate, "rate", "BANKSYNC_BENCH_RATE", 0, "offer this many single deposits per second instead of a burst")
@@ -88,9 +93,19 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 	f.Int(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", 20_000, "events the naive baseline drains (0: skip)")
 	f.Bool(&cfg.JSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
 	f.String(&cfg.CPUProfile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
+	kafkaSec := f.kafkaSecurityFlags()
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	var brokers []string
+	if cfg.Kafka != "embedded" {
+		brokers = parseBrokers(cfg.Kafka)
+	}
+	conn, err := kafkaSec.conn(brokers)
+	if err != nil {
+		return err
+	}
+	cfg.KafkaConn = conn
 	stopProfile, err := cpuProfile(cfg.CPUProfile)
 	if err != nil {
 		return err
@@ -109,8 +124,12 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 	if cfg.Rate > 0 {
 		load = fmt.Sprintf("%d deposits/s for %s", cfg.Rate, cfg.Duration)
 	}
-	fmt.Printf("banksync bench payday: %s to %d accounts, db %s, %d partitions, %d lanes, %d CPUs, %s\n",
-		load, cfg.Accounts, res.DB, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	res.Kafka = "embedded"
+	if cfg.Kafka != "embedded" {
+		res.Kafka = "brokers"
+	}
+	fmt.Printf("banksync bench payday: %s to %d accounts, db %s, kafka %s, %d partitions, %d lanes, %d CPUs, %s\n",
+		load, cfg.Accounts, res.DB, cfg.Kafka, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
 	if cfg.Rate > 0 {
 		res.Mode = "rate"
 		err = paydayRate(ctx, cfg, &res)
@@ -151,7 +170,7 @@ func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error
 	fmt.Printf("phase 1, core:       %9d deposits in %6.1f s = %7.0f deposits/s (files of %d, %d uploads at once); all on Kafka after %.1f s\n",
 		cfg.Deposits, took.Seconds(), res.CoreDepositsPerS, cfg.BatchSize, cfg.Clients, published.Seconds())
 
-	n, kafkaTook, err := consumeOnly(ctx, rig.core.Conn(), int64(cfg.Deposits))
+	n, kafkaTook, err := consumeOnly(ctx, rig.core.Conn(), rig.topic, int64(cfg.Deposits))
 	if err != nil {
 		return err
 	}
@@ -285,6 +304,7 @@ type paydayRig struct {
 	ch       *channel.Channel
 	vis      *visibility
 	ids      []string
+	topic    string // the ledger topic
 	cleanups []func()
 	closed   bool
 }
@@ -307,12 +327,24 @@ func newPaydayRig(ctx context.Context, cfg paydayConfig, name string) (r *payday
 	if err != nil {
 		return r, err
 	}
-	r.core, err = startCore(ctx, coreConfig{Listen: "127.0.0.1:0", DB: coreDSN, Kafka: "embedded", KafkaListen: "127.0.0.1:0",
-		Partitions: cfg.Partitions, ServiceToken: paydayToken, AmountMax: banksync.AmountMaxDefault})
+	coreCfg := coreConfig{Listen: "127.0.0.1:0", DB: coreDSN, Kafka: "embedded", KafkaListen: "127.0.0.1:0",
+		Partitions: cfg.Partitions, ServiceToken: paydayToken, AmountMax: banksync.AmountMaxDefault}
+	r.topic = banksync.TopicLedgerEntries
+	if cfg.Kafka != "embedded" {
+		// A cluster of someone else's: topics of this run's own, so an
+		// earlier run's records are not drained again, deleted after it.
+		r.topic = fmt.Sprintf("banksync.bench.payday.%s.%d", name, time.Now().UnixNano())
+		coreCfg.Kafka, coreCfg.Topic = cfg.Kafka, r.topic
+		coreCfg.KafkaTLS, coreCfg.KafkaSASL = cfg.KafkaConn.TLS, cfg.KafkaConn.SASL
+	}
+	r.core, err = startCore(ctx, coreCfg)
 	if err != nil {
 		return r, err
 	}
 	r.cleanups = append(r.cleanups, func() { r.core.Close() })
+	if cfg.Kafka != "embedded" {
+		r.cleanups = append(r.cleanups, func() { deleteTopics(r.core.Conn(), r.topic, dlqTopicOf(r.topic)) })
+	}
 	start := time.Now()
 	if r.ids, err = createAccounts(ctx, r.core.ledger, "payday", cfg.Accounts); err != nil {
 		return r, err
@@ -503,7 +535,7 @@ func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
 
 // startConsumer runs a channel consumer on the rig's cluster.
 func (r *paydayRig) startConsumer() (stop func(), err error) {
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Group: "payday-" + r.name, Lanes: r.cfg.Lanes}, r.ch)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Topic: r.topic, DLQTopic: dlqTopicOf(r.topic), Group: "payday-" + r.name + "." + r.topic, Lanes: r.cfg.Lanes}, r.ch)
 	if err != nil {
 		return nil, err
 	}
@@ -566,11 +598,26 @@ func (r *paydayRig) verify(ctx context.Context) (bool, error) {
 	return bad.Load() == 0, errors.Join(errs...)
 }
 
+// deleteTopics deletes the bench's topics from a cluster it does not own;
+// a failure is only reported, as the results stand without it.
+func deleteTopics(conn kafka.Conn, topics ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := conn.NewClient()
+	if err == nil {
+		defer cl.Close()
+		_, err = kadm.NewClient(cl).DeleteTopics(ctx, topics...)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "banksync bench payday: delete topics %v: %v\n", topics, err)
+	}
+}
+
 // consumeOnly reads n records of the ledger topic with a plain client and
 // does nothing with them: what the in-process cluster and the client can
 // move at most.
-func consumeOnly(ctx context.Context, conn kafka.Conn, n int64) (int64, time.Duration, error) {
-	cl, err := conn.NewClient(kgo.ConsumeTopics(banksync.TopicLedgerEntries),
+func consumeOnly(ctx context.Context, conn kafka.Conn, topic string, n int64) (int64, time.Duration, error) {
+	cl, err := conn.NewClient(kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return 0, 0, err
@@ -618,8 +665,8 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 	defer store.Close()
 	ch := channel.New(store, r.client, channel.Config{})
 	defer ch.Close()
-	cl, err := r.core.Conn().NewClient(kgo.ConsumerGroup("payday-naive"),
-		kgo.ConsumeTopics(banksync.TopicLedgerEntries), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := r.core.Conn().NewClient(kgo.ConsumerGroup("payday-naive."+r.topic),
+		kgo.ConsumeTopics(r.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return 0, 0, err
 	}

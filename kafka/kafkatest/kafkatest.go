@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -61,7 +62,7 @@ type Cluster struct {
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
 	jars := findJars(tb)
-	c, err := start(jars, tb.TempDir(), false)
+	c, err := start(jars, tb.TempDir(), nil, false)
 	if c != nil {
 		tb.Cleanup(c.close)
 	}
@@ -90,30 +91,64 @@ func StopShared() {
 	sharedSecured.stop()
 }
 
-// start formats and starts a cluster in dir, secured or not. On error the
-// cluster returned (if any) still has nodes to close.
-func start(jars, dir string, secured bool) (*Cluster, error) {
+// Run starts a cluster outside a test, for a try-out or a benchmark: the
+// brokers listen on 127.0.0.1 ports firstPort, firstPort+1 and
+// firstPort+2, the controllers on the three after, and the data stays in
+// dir, so a cluster stopped with Close starts again from it.
+func Run(dir string, firstPort int) (*Cluster, error) {
+	jars, err := jarsDir()
+	if err != nil {
+		return nil, err
+	}
+	ports := make([]int, 2*nodes)
+	for i := range ports {
+		ports[i] = firstPort + i
+	}
+	c, err := start(jars, dir, ports, false)
+	if err != nil && c != nil {
+		c.close()
+	}
+	return c, err
+}
+
+// Close stops every node in order (SIGTERM).
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() { c.Stop(i) })
+	}
+	wg.Wait()
+}
+
+// start formats (unless already formatted) and starts a cluster in dir,
+// secured or not, on ports (clients', then, secured, the brokers' own, then
+// controllers'; nil picks free ones). On error the cluster returned (if
+// any) still has nodes to close.
+func start(jars, dir string, ports []int, secured bool) (*Cluster, error) {
 	if _, err := exec.LookPath("java"); err != nil {
 		return nil, fmt.Errorf("java is not on PATH: %w", err)
 	}
 	c := &Cluster{jars: jars, dir: dir}
 	var formatArgs []string
+	listeners := 2 // per node: clients' (the brokers' too) and the controller's
 	if secured {
 		var err error
 		if c.sec, err = newSecurity(dir); err != nil {
 			return nil, fmt.Errorf("kafka test certificates: %w", err)
 		}
 		formatArgs = scramArgs()
+		listeners = 3 // the brokers' own, in plain text
 	}
-	// Per node: the client listener, the brokers' own and the controller's.
-	ports, err := freePorts(3 * nodes)
-	if err != nil {
-		return nil, err
+	if ports == nil {
+		var err error
+		if ports, err = freePorts(listeners * nodes); err != nil {
+			return nil, err
+		}
 	}
 	var voters []string
 	for i := range nodes {
 		c.addrs = append(c.addrs, fmt.Sprintf("127.0.0.1:%d", ports[i]))
-		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", i+1, ports[2*nodes+i]))
+		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", i+1, ports[(listeners-1)*nodes+i]))
 	}
 	id, err := clusterID()
 	if err != nil {
@@ -122,34 +157,25 @@ func start(jars, dir string, secured bool) (*Cluster, error) {
 	var wg sync.WaitGroup
 	errs := make([]error, nodes)
 	for i := range nodes {
-		client := "PLAINTEXT"
-		if secured {
-			client = "SASL_SSL"
-		}
-		props := strings.Join(append([]string{
+		props := append([]string{
 			"process.roles=broker,controller",
 			fmt.Sprintf("node.id=%d", i+1),
 			"controller.quorum.voters=" + strings.Join(voters, ","),
-			fmt.Sprintf("listeners=CLIENT://%s,BROKER://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d", c.addrs[i], ports[nodes+i], ports[2*nodes+i]),
-			fmt.Sprintf("advertised.listeners=CLIENT://%s,BROKER://127.0.0.1:%d", c.addrs[i], ports[nodes+i]),
 			"controller.listener.names=CONTROLLER",
-			"inter.broker.listener.name=BROKER",
-			"listener.security.protocol.map=CLIENT:" + client + ",BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT",
 			"log.dirs=" + filepath.Join(c.dir, fmt.Sprintf("node%d", i+1)),
-			// What production topics want: every partition on all three,
-			// a write acknowledged by two.
+			// Replication as production wants it: every partition on all three.
 			"default.replication.factor=3",
-			"min.insync.replicas=2",
 			"offsets.topic.replication.factor=3",
 			"transaction.state.log.replication.factor=3",
 			"transaction.state.log.min.isr=2",
 			"group.initial.rebalance.delay.ms=0",
-		}, c.sec.propsOrNone()...), "\n") + "\n"
-		if err := os.WriteFile(c.props(i), []byte(props), 0o644); err != nil {
+		}, c.listenerProps(i, ports)...)
+		props = append(props, c.sec.propsOrNone()...)
+		if err := os.WriteFile(c.props(i), []byte(strings.Join(props, "\n")+"\n"), 0o644); err != nil {
 			return nil, err
 		}
 		wg.Go(func() {
-			args := append([]string{"kafka.tools.StorageTool", "format", "-t", id, "-c", c.props(i)}, formatArgs...)
+			args := append([]string{"kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", id, "-c", c.props(i)}, formatArgs...)
 			out, err := c.java(args...).CombinedOutput()
 			if err != nil {
 				errs[i] = fmt.Errorf("format kafka node %d: %w\n%s", i+1, err, out)
@@ -292,7 +318,7 @@ func (c *Cluster) props(i int) string {
 // java is a JVM on the broker's jars, with a small heap, that dies with
 // the test process.
 func (c *Cluster) java(args ...string) *exec.Cmd {
-	cmd := exec.Command("java", append([]string{"-Xmx" + heapMax, "-Xms" + heapMax, "-cp", filepath.Join(c.jars, "*")}, args...)...)
+	cmd := exec.Command("java", append([]string{"-Xmx" + heapMax, "-Xms" + heapMax, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", filepath.Join(c.jars, "*")}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
@@ -301,21 +327,29 @@ func (c *Cluster) java(args ...string) *exec.Cmd {
 // or the newest version scripts/kafka-broker/fetch put under .cache.
 func findJars(tb testing.TB) string {
 	tb.Helper()
-	if _, err := exec.LookPath("java"); err != nil {
-		missing(tb, "java is not on PATH")
-	}
-	if dir := os.Getenv(JarsEnv); dir != "" {
-		return dir
-	}
-	root, err := moduleRoot()
+	dir, err := jarsDir()
 	if err != nil {
 		missing(tb, err.Error())
 	}
+	return dir
+}
+
+func jarsDir() (string, error) {
+	if _, err := exec.LookPath("java"); err != nil {
+		return "", errors.New("java is not on PATH")
+	}
+	if dir := os.Getenv(JarsEnv); dir != "" {
+		return dir, nil
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
 	found, _ := filepath.Glob(filepath.Join(root, ".cache", "kafka-broker", "*", "lib", "kafka_2.13-*.jar"))
 	if len(found) == 0 {
-		missing(tb, "the Apache Kafka jars are not in .cache/kafka-broker (run scripts/kafka-broker/fetch, or set "+JarsEnv+")")
+		return "", errors.New("the Apache Kafka jars are not in .cache/kafka-broker (run scripts/kafka-broker/fetch, or set " + JarsEnv + ")")
 	}
-	return filepath.Dir(found[len(found)-1])
+	return filepath.Dir(found[len(found)-1]), nil
 }
 
 // missing skips tb, or fails it under CI, where .ci/run fetches the jars.
@@ -366,11 +400,17 @@ func freePorts(n int) ([]int, error) {
 }
 
 // clusterID is a new cluster id: 16 random bytes, base64url without
-// padding, as kafka-storage random-uuid prints.
+// padding, as kafka-storage random-uuid prints — and, like Kafka's own
+// Uuid.randomUuid, never starting with '-', which the storage tool would
+// read as an option (one cluster in 64 failed to format before).
 func clusterID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
+	for {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id, nil
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }

@@ -64,7 +64,7 @@ type security struct {
 func StartSecured(tb testing.TB) *Cluster {
 	tb.Helper()
 	jars := findJars(tb)
-	c, err := start(jars, tb.TempDir(), true)
+	c, err := start(jars, tb.TempDir(), nil, true)
 	if c != nil {
 		tb.Cleanup(c.close)
 	}
@@ -270,7 +270,7 @@ func (s *sharedCluster) get(tb testing.TB, secured bool) *Cluster {
 			s.err = err
 			return
 		}
-		s.c, s.err = start(jars, dir, secured)
+		s.c, s.err = start(jars, dir, nil, secured)
 		if s.err != nil && s.c != nil {
 			s.c.close()
 		}
@@ -384,4 +384,26 @@ func aclsOn(ctx context.Context, b *kgo.Broker, r Resources) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// listenerProps are node i's listener settings. A plain cluster has one
+// listener for clients and brokers alike; a secured one takes clients on
+// CLIENT (SASL_SSL) and the brokers on BROKER, in plain text on loopback,
+// on the ports after the clients'. The controllers' come last.
+func (c *Cluster) listenerProps(i int, ports []int) []string {
+	if c.sec == nil {
+		return []string{
+			fmt.Sprintf("listeners=PLAINTEXT://%s,CONTROLLER://127.0.0.1:%d", c.addrs[i], ports[nodes+i]),
+			"advertised.listeners=PLAINTEXT://" + c.addrs[i],
+			"inter.broker.listener.name=PLAINTEXT",
+			"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+		}
+	}
+	broker := fmt.Sprintf("BROKER://127.0.0.1:%d", ports[nodes+i])
+	return []string{
+		fmt.Sprintf("listeners=CLIENT://%s,%s,CONTROLLER://127.0.0.1:%d", c.addrs[i], broker, ports[2*nodes+i]),
+		fmt.Sprintf("advertised.listeners=CLIENT://%s,%s", c.addrs[i], broker),
+		"inter.broker.listener.name=BROKER",
+		"listener.security.protocol.map=CLIENT:SASL_SSL,BROKER:PLAINTEXT,CONTROLLER:PLAINTEXT",
+	}
 }
