@@ -81,8 +81,9 @@ func eachBrokerPartitions(t *testing.T, partitions int, body func(t *testing.T, 
 	})
 }
 
-// mustCreateTopics creates topics of partitions on brokers, with the
-// cluster's default replication.
+// mustCreateTopics creates topics of partitions on brokers as a platform
+// team would for production: the cluster's default replication (three on
+// the reference cluster) and min.insync.replicas 2.
 func mustCreateTopics(t *testing.T, brokers []string, partitions int, topics ...string) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -92,7 +93,13 @@ func mustCreateTopics(t *testing.T, brokers []string, partitions int, topics ...
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
 	defer cancel()
-	if _, err := kadm.NewClient(cl).CreateTopics(ctx, int32(partitions), -1, nil, topics...); err != nil {
+	insyncMin := "2"
+	configs := map[string]*string{"min.insync.replicas": &insyncMin}
+	resps, err := kadm.NewClient(cl).CreateTopics(ctx, int32(partitions), -1, configs, topics...)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
