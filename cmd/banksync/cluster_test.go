@@ -86,7 +86,7 @@ type procCluster struct {
 // on coreDB.
 func startProcCluster(t *testing.T, dir, coreDB string) *procCluster {
 	t.Helper()
-	return startCore(t, startKafkaProc(t, dir), coreDB)
+	return startCoreProc(t, startKafkaProc(t, dir), coreDB)
 }
 
 // startKafkaProc starts `banksync kafka`, the embedded cluster (kfake), as
@@ -96,8 +96,8 @@ func startKafkaProc(t *testing.T, dir string) string {
 	return startProc(t, procEnv, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka")).addr
 }
 
-// startCore starts core on coreDB, publishing to brokers.
-func startCore(t *testing.T, brokers, coreDB string) *procCluster {
+// startCoreProc starts core on coreDB, publishing to brokers.
+func startCoreProc(t *testing.T, brokers, coreDB string) *procCluster {
 	t.Helper()
 	c := &procCluster{t: t, env: procEnv, brokers: brokers}
 	core := startProc(t, c.env, "core listening", "addr", "core", "--listen", "127.0.0.1:0", "--db", coreDB, "--kafka", brokers)
@@ -154,7 +154,7 @@ func TestClusterSurvivesAChannelKill(t *testing.T) {
 }
 
 func clusterSurvivesAChannelKill(t *testing.T, brokers, coreDB, chDB string, openHistory func() (channel.Store, error)) {
-	cluster := startCore(t, brokers, coreDB)
+	cluster := startCoreProc(t, brokers, coreDB)
 	coreURL := cluster.coreURL
 	newChannel := func() *proc { return cluster.channel(chDB, "--lanes", "16") }
 	channels := []*proc{newChannel(), newChannel(), newChannel()}

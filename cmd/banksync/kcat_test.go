@@ -99,7 +99,7 @@ func TestKcatReadsTheEvents(t *testing.T) {
 
 func kcatReadsTheEvents(t *testing.T, kcat, brokers string) {
 	dir := t.TempDir()
-	cluster := startCore(t, brokers, "sqlite:"+filepath.Join(dir, "core.db"))
+	cluster := startCoreProc(t, brokers, "sqlite:"+filepath.Join(dir, "core.db"))
 	coreURL := cluster.coreURL
 
 	accounts := []string{"kc-alice", "kc-bob", "kc-carol"}

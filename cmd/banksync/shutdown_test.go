@@ -34,7 +34,7 @@ const appliedTimeout = 30 * time.Second
 
 func sigtermDuringABurst(t *testing.T, brokers string) {
 	dir := t.TempDir()
-	cluster := startCore(t, brokers, "sqlite:"+filepath.Join(dir, "core.db"))
+	cluster := startCoreProc(t, brokers, "sqlite:"+filepath.Join(dir, "core.db"))
 	coreURL := cluster.coreURL
 	chPath := filepath.Join(dir, "channel.db")
 	startChannel := func() *proc { return cluster.channel("sqlite:" + chPath) }
