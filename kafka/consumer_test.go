@@ -247,9 +247,12 @@ func consumerStopCommitsOnlyApplied(t *testing.T, brokers []string, topic string
 // One account whose records keep failing does not block the others: after
 // AttemptsMax tries its record is given up and the partition moves on.
 func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
+	eachBrokerPartitions(t, 1, consumerPoisonedAccountDoesNotBlock) // every account shares one partition
+}
+
+func consumerPoisonedAccountDoesNotBlock(t *testing.T, brokers []string, topic string) {
 	ctx := context.Background()
-	cluster := mustStartCluster(t, kafka.ClusterConfig{Partitions: 1}) // every account shares one partition
-	pub := mustNewPublisher(t, cluster.Addrs())
+	pub := mustNewTopicPublisher(t, brokers, topic)
 	var entries []banksync.Entry
 	for i := 1; i <= 100; i++ {
 		acct := fmt.Sprintf("acc-%d", i%10)
@@ -261,7 +264,10 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	}
 	applied := make(chan string, 200)
 	tries := make(chan struct{}, 1000)
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: kafka.Brokers(cluster.Addrs()...), Group: "poison-test", Lanes: 4, AttemptsMax: 3},
+	cfg := consumerOn(brokers, topic, "poison-test")
+	cfg.Lanes, cfg.AttemptsMax = 4, 3
+	dlq := cfg.DLQTopic
+	c, err := kafka.NewConsumer(cfg,
 		kafka.ApplyFunc(func(ctx context.Context, e banksync.Entry) error {
 			if e.AccountID == "acc-3" {
 				tries <- struct{}{}
@@ -288,7 +294,7 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	}
 	// acc-3's ten records were each tried AttemptsMax times, then published
 	// to the dead-letter topic with why, how often and where from.
-	dead := consumeAll(t, cluster.Addrs(), banksync.TopicLedgerEntriesDLQ, 10)
+	dead := consumeAll(t, brokers, dlq, 10)
 	if len(tries) != 30 {
 		t.Fatalf("acc-3 tried %d times, want 10 records × 3 attempts", len(tries))
 	}
@@ -310,7 +316,7 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	}
 
 	// Listing shows them all, none replayed yet.
-	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(cluster.Addrs()...), banksync.TopicLedgerEntriesDLQ)
+	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(brokers...), dlq)
 	if err != nil || len(letters) != 10 || countStates(letters)[kafka.LetterWaiting] != 10 {
 		t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 10 waiting", len(letters), countStates(letters), err)
 	}
@@ -322,15 +328,15 @@ func TestConsumerPoisonedAccountDoesNotBlock(t *testing.T) {
 	// (nothing left).
 	var reapplied []int64
 	healthy := applyOnly(func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil })
-	res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(cluster.Addrs()...), banksync.TopicLedgerEntriesDLQ,
+	res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(brokers...), dlq,
 		func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy, nil)
 	if err != nil || res.Applied != 10 {
 		t.Fatalf("replay of acc-3 = %+v, %v; want 10 applied", res, err)
 	}
-	if letters, _ = kafka.ReadDeadLetters(ctx, kafka.Brokers(cluster.Addrs()...), banksync.TopicLedgerEntriesDLQ); countStates(letters)[kafka.LetterReplayed] != 10 {
+	if letters, _ = kafka.ReadDeadLetters(ctx, kafka.Brokers(brokers...), dlq); countStates(letters)[kafka.LetterReplayed] != 10 {
 		t.Fatalf("after the replay the letters are %v, want 10 replayed", countStates(letters))
 	}
-	res, err = kafka.ReplayDeadLetters(ctx, kafka.Brokers(cluster.Addrs()...), banksync.TopicLedgerEntriesDLQ, nil, healthy, nil)
+	res, err = kafka.ReplayDeadLetters(ctx, kafka.Brokers(brokers...), dlq, nil, healthy, nil)
 	if err != nil || res.Applied != 0 {
 		t.Fatalf("full replay = %+v, %v; want nothing left", res, err)
 	}
@@ -712,14 +718,24 @@ func (f *flakyStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.
 // some reach the dead-letter topic, and after a replay every account's
 // history equals core's, each entry once.
 func TestHistoryOutageThenReplay(t *testing.T) {
+	eachBroker(t, historyOutageThenReplay)
+}
+
+// outageLettersTimeout bounds the wait for the outage's first dead letter,
+// and then for the group to have dealt with every record.
+const outageLettersTimeout = 30 * time.Second
+
+func historyOutageThenReplay(t *testing.T, brokers []string, topic string) {
 	ctx := context.Background()
 	var flaky *flakyStore
-	p := newPipeline(t, func(real channel.Store) channel.Store {
+	p := newPipelineOn(t, brokers, topic, func(real channel.Store) channel.Store {
 		flaky = &flakyStore{Store: real, failing: true}
 		return flaky
 	})
 	l, coreStore, real, apply := p.ledger, p.coreStore, p.history, p.apply
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: kafka.Brokers(p.brokers...), Group: "outage", Lanes: 8, AttemptsMax: 2}, apply)
+	cfg := p.consumer("outage")
+	cfg.Lanes, cfg.AttemptsMax = 8, 2
+	c, err := kafka.NewConsumer(cfg, apply)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -729,27 +745,33 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	all := storetest.Book(t, l, 20, 600)
-	// Wait until the consumer has dealt with every record: the dead-letter
-	// topic stops growing once the outage has ended and records flow again.
-	time.Sleep(2 * time.Second)
+	// The outage lasts until it has dead-lettered something: a real
+	// cluster takes a while to seat the group, so a fixed time may pass
+	// before the consumer has seen a record.
+	var letters []kafka.DeadLetter
+	for deadline := time.Now().Add(outageLettersTimeout); len(letters) == 0; time.Sleep(50 * time.Millisecond) {
+		if letters, err = kafka.ReadDeadLetters(ctx, kafka.Brokers(p.brokers...), p.dlq); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no record reached the dead-letter topic within %v: the outage proved nothing", outageLettersTimeout)
+		}
+	}
 	flaky.mu.Lock()
 	flaky.failing = false
 	flaky.mu.Unlock()
-	var letters []kafka.DeadLetter
-	for prev, stable := -1, 0; stable < 5; time.Sleep(200 * time.Millisecond) {
-		if letters, err = kafka.ReadDeadLetters(ctx, kafka.Brokers(p.brokers...), banksync.TopicLedgerEntriesDLQ); err != nil {
-			t.Fatal(err)
-		}
-		if len(letters) == prev {
-			stable++
-		} else {
-			prev, stable = len(letters), 0
-		}
+	// Then wait until the group has dealt with every record core booked:
+	// a record is committed past only once applied or dead-lettered, so
+	// with no lag left every letter is in the topic.
+	published, err := coreStore.LastPosition(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(letters) == 0 {
-		t.Fatal("no record reached the dead-letter topic: the outage proved nothing")
+	waitGroupCaughtUp(t, c, published, outageLettersTimeout)
+	if letters, err = kafka.ReadDeadLetters(ctx, kafka.Brokers(p.brokers...), p.dlq); err != nil {
+		t.Fatal(err)
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(p.brokers...), banksync.TopicLedgerEntriesDLQ, nil, apply, nil)
+	res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(p.brokers...), p.dlq, nil, apply, nil)
 	if err != nil || res.Applied != len(letters) {
 		t.Fatalf("replay = %+v, %v; want %d applied", res, err, len(letters))
 	}
@@ -764,6 +786,33 @@ func TestHistoryOutageThenReplay(t *testing.T) {
 		wantHistoryEqualsCore(t, want, real, id)
 	}
 	t.Logf("%d entries, %d dead-lettered during the outage, all consistent after replay", len(all), len(letters))
+}
+
+// waitGroupCaughtUp waits, for at most bound, until c's group has
+// committed the end of every partition of its topic and the ends add up
+// to published records.
+func waitGroupCaughtUp(t *testing.T, c *kafka.Consumer, published int64, bound time.Duration) kafka.GroupLag {
+	t.Helper()
+	var (
+		lag kafka.GroupLag
+		err error
+	)
+	for deadline := time.Now().Add(bound); ; time.Sleep(50 * time.Millisecond) {
+		if lag, err = c.Lag(context.Background()); err == nil && lag.Lag == 0 && endsSum(lag) == published {
+			return lag
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the group's lag is %+v, %v; want 0 with %d records published", bound, lag, err, published)
+		}
+	}
+}
+
+// endsSum is the sum of the partitions' end offsets.
+func endsSum(l kafka.GroupLag) (ends int64) {
+	for _, pl := range l.Partitions {
+		ends += pl.End
+	}
+	return ends
 }
 
 // An account's replay applies its letters and holds the others' letters

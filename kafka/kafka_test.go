@@ -66,6 +66,44 @@ func eachBroker(t *testing.T, body func(t *testing.T, brokers []string, topic st
 	})
 }
 
+// eachBrokerPartitions is eachBroker with the ledger topic and its
+// dead-letter topic (dlqOf) made with partitions: on kfake the cluster
+// seeds them so, on Apache Kafka they are created before body runs (the
+// publisher then finds them and keeps their partition count).
+func eachBrokerPartitions(t *testing.T, partitions int, body func(t *testing.T, brokers []string, topic string)) {
+	t.Run("kfake", func(t *testing.T) {
+		body(t, mustStartCluster(t, kafka.ClusterConfig{Partitions: partitions}).Addrs(), banksync.TopicLedgerEntries)
+	})
+	t.Run("apache", func(t *testing.T) {
+		brokers, topic := kafkatest.Shared(t).Addrs(), testTopic(t)
+		mustCreateTopics(t, brokers, partitions, topic, dlqOf(topic))
+		body(t, brokers, topic)
+	})
+}
+
+// mustCreateTopics creates topics of partitions on brokers as a platform
+// team would for production: the cluster's default replication (three on
+// the reference cluster) and min.insync.replicas 2.
+func mustCreateTopics(t *testing.T, brokers []string, partitions int, topics ...string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
+	defer cancel()
+	insyncMin := "2"
+	configs := map[string]*string{"min.insync.replicas": &insyncMin}
+	resps, err := kadm.NewClient(cl).CreateTopics(ctx, int32(partitions), -1, configs, topics...)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // testTopic is a topic name of t's own on a shared cluster.
 func testTopic(t *testing.T) string {
 	return "test." + strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()) + "." + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -235,8 +273,11 @@ func TestPublishOrderAndKeys(t *testing.T) {
 }
 
 func TestPublishRefusesBrokenInvariants(t *testing.T) {
-	c := mustStartCluster(t, kafka.ClusterConfig{})
-	p := mustNewPublisher(t, c.Addrs())
+	eachBroker(t, publishRefusesBrokenInvariants)
+}
+
+func publishRefusesBrokenInvariants(t *testing.T, brokers []string, topic string) {
+	p := mustNewTopicPublisher(t, brokers, topic)
 	good := makeEntries(3, 2)
 	tests := []struct {
 		name    string
@@ -261,9 +302,12 @@ func TestPublishRefusesBrokenInvariants(t *testing.T) {
 	if err := p.Publish(context.Background(), good); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
-	checkLedgerRecords(t, consumeAll(t, c.Addrs(), banksync.TopicLedgerEntries, len(good)), good)
+	checkLedgerRecords(t, consumeAll(t, brokers, topic, len(good)), good)
 }
 
+// TestClusterRestartKeepsRecords is about the embedded cluster's own
+// process (its DataDir read back by a new one), so it runs on kfake only;
+// kafkatest's TestClusterSurvivesALeaderKill is Apache Kafka's counterpart.
 func TestClusterRestartKeepsRecords(t *testing.T) {
 	const (
 		entriesCount  = 2000
@@ -308,10 +352,27 @@ func TestClusterRestartKeepsRecords(t *testing.T) {
 	checkLedgerRecords(t, consumeAll(t, second.Addrs(), banksync.TopicLedgerEntries, len(more)), more)
 }
 
+// TestPublishFailsWhenBrokerGone stops every broker under a publisher: the
+// embedded cluster closed, or each node of an Apache Kafka cluster of the
+// test's own killed (the shared one must keep its nodes).
 func TestPublishFailsWhenBrokerGone(t *testing.T) {
-	c := mustStartCluster(t, kafka.ClusterConfig{})
-	p := mustNewPublisher(t, c.Addrs())
-	c.Close()
+	t.Run("kfake", func(t *testing.T) {
+		c := mustStartCluster(t, kafka.ClusterConfig{})
+		publishFailsWhenBrokerGone(t, c.Addrs(), banksync.TopicLedgerEntries, c.Close)
+	})
+	t.Run("apache", func(t *testing.T) {
+		c := kafkatest.Start(t)
+		publishFailsWhenBrokerGone(t, c.Addrs(), testTopic(t), func() {
+			for i := range c.Addrs() {
+				c.Kill(i)
+			}
+		})
+	})
+}
+
+func publishFailsWhenBrokerGone(t *testing.T, brokers []string, topic string, stopBrokers func()) {
+	p := mustNewTopicPublisher(t, brokers, topic)
+	stopBrokers()
 
 	// The relay must get an error back to retry on, not a Publish that hangs.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -326,6 +387,8 @@ func TestPublishFailsWhenBrokerGone(t *testing.T) {
 	}
 }
 
+// TestStartClusterListensOnAddr is about the embedded cluster's listener,
+// so it runs on kfake only.
 func TestStartClusterListensOnAddr(t *testing.T) {
 	// Borrow a free port from the kernel, then ask the cluster for exactly it.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -349,7 +412,9 @@ func TestStartClusterListensOnAddr(t *testing.T) {
 // TestClusterCrashKeepsAcknowledgedRecords copies the DataDir of a running
 // cluster, which is what a kill -9 leaves behind (written, not fsynced, data
 // is in the page cache and reaches the files), and starts a cluster on the
-// copy: every acknowledged record must be there.
+// copy: every acknowledged record must be there. It is about the embedded
+// cluster's DataDir, so it runs on kfake only; kafkatest's
+// TestClusterSurvivesALeaderKill kills an Apache Kafka node instead.
 func TestClusterCrashKeepsAcknowledgedRecords(t *testing.T) {
 	const (
 		entriesCount  = 2000
@@ -442,34 +507,54 @@ func kafkaPartition(key []byte, partitions int32) int32 {
 	return int32(h&0x7fffffff) % partitions
 }
 
-// TestPublisherCreatesTheDeadLetterTopic: on a cluster that creates no
-// topics by itself, the publisher creates the ledger topic and its
-// dead-letter topic with the same partitions, so a consumer can always
-// dead-letter.
+// TestPublisherCreatesTheDeadLetterTopic: on a cluster whose topics nobody
+// made (kfake without seeded topics; on Apache Kafka a topic a client
+// merely asked for would be auto-created with num.partitions, one, not
+// four), the publisher creates the ledger topic and its dead-letter topic
+// with the same partitions, so a consumer can always dead-letter.
 func TestPublisherCreatesTheDeadLetterTopic(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(c.ListenAddrs()...), Partitions: 4})
+	t.Run("kfake", func(t *testing.T) {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		publisherCreatesTheDeadLetterTopic(t, c.ListenAddrs(), banksync.TopicLedgerEntries)
+	})
+	t.Run("apache", func(t *testing.T) {
+		publisherCreatesTheDeadLetterTopic(t, kafkatest.Shared(t).Addrs(), testTopic(t))
+	})
+}
+
+func publisherCreatesTheDeadLetterTopic(t *testing.T, brokers []string, topic string) {
+	ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
+	defer cancel()
+	pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlqOf(topic), Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	topics, err := kadm.NewClient(cl).ListTopics(ctx, banksync.TopicLedgerEntries, banksync.TopicLedgerEntriesDLQ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{banksync.TopicLedgerEntries, banksync.TopicLedgerEntriesDLQ} {
-		if td, ok := topics[name]; !ok || td.Err != nil || len(td.Partitions) != 4 {
-			t.Errorf("topic %s: %+v", name, td)
+	for _, name := range []string{topic, dlqOf(topic)} {
+		// Apache Kafka's controller has the topic once CreateTopics
+		// answers; a broker learns of it a moment later, and may answer
+		// UNKNOWN_TOPIC_OR_PARTITION until then (clients retry that).
+		var td kadm.TopicDetail
+		for deadline := time.Now().Add(consumeTimeout); ; time.Sleep(50 * time.Millisecond) {
+			topics, err := kadm.NewClient(cl).ListTopics(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if td = topics[name]; td.Err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if td.Err != nil || len(td.Partitions) != 4 {
+			t.Errorf("topic %s: %+v, want 4 partitions", name, td)
 		}
 	}
 }

@@ -164,12 +164,20 @@ func ensureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions i
 }
 
 // checkDurability warns when an existing topic can lose an acknowledged
-// record to the failure of one broker.
+// record to the failure of one broker, on a cluster that could keep it
+// safer. A cluster of fewer than replicasForQuorum brokers cannot (the
+// embedded one has one broker, and seeds the topics itself): ensureTopic
+// creates its topics there as they are, and warning on every start of the
+// demo or of an embedded core would be a false alarm.
 func checkDurability(ctx context.Context, adm *kadm.Client, topic string, log *slog.Logger) error {
-	details, err := adm.ListTopics(ctx, topic)
+	meta, err := adm.Metadata(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("describe topic %s: %w", topic, err)
 	}
+	if len(meta.Brokers) < replicasForQuorum {
+		return nil
+	}
+	details := meta.Topics
 	configs, err := adm.DescribeTopicConfigs(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("describe configs of topic %s: %w", topic, err)

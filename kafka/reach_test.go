@@ -24,12 +24,13 @@ func freeAddr(t *testing.T) string {
 
 func TestReach(t *testing.T) {
 	t.Run("up", func(t *testing.T) {
-		c := mustStartCluster(t, kafka.ClusterConfig{})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := kafka.Reach(ctx, kafka.Brokers(c.Addrs()...)); err != nil {
-			t.Fatalf("Reach(%v) = %v, want nil", c.Addrs(), err)
-		}
+		eachBroker(t, func(t *testing.T, brokers []string, _ string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := kafka.Reach(ctx, kafka.Brokers(brokers...)); err != nil {
+				t.Fatalf("Reach(%v) = %v, want nil", brokers, err)
+			}
+		})
 	})
 	t.Run("down", func(t *testing.T) {
 		addr := freeAddr(t)

@@ -18,6 +18,7 @@ import (
 
 	"banksync"
 	"banksync/channel"
+	"banksync/kafka/kafkatest"
 	"banksync/postgres"
 	"banksync/sqlite"
 )
@@ -68,23 +69,52 @@ func startProc(t *testing.T, env []string, msg, attr string, args ...string) *pr
 	}
 }
 
-// procCluster is `banksync kafka` and `banksync core` running as processes
-// (service token "svc"), to start channels against.
+// procEnv is the environment of the processes a test starts: service
+// token "svc", a JWT secret and JSON logs, whose lines startProc reads.
+var procEnv = []string{"BANKSYNC_SERVICE_TOKEN=svc", "BANKSYNC_JWT_SECRET=0123456789abcdef0123456789abcdef", "BANKSYNC_LOG_FORMAT=json"}
+
+// procCluster is `banksync core` running as a process on a Kafka cluster,
+// to start channels against.
 type procCluster struct {
 	t       *testing.T
 	env     []string
-	kafka   *proc
+	brokers string // as --kafka takes them: host:port,…
 	coreURL string
 }
 
-// startProcCluster starts kafka (its log under dir) and core on coreDB.
+// startProcCluster starts `banksync kafka` (its data under dir) and core
+// on coreDB.
 func startProcCluster(t *testing.T, dir, coreDB string) *procCluster {
 	t.Helper()
-	c := &procCluster{t: t, env: []string{"BANKSYNC_SERVICE_TOKEN=svc", "BANKSYNC_JWT_SECRET=0123456789abcdef0123456789abcdef", "BANKSYNC_LOG_FORMAT=json"}}
-	c.kafka = startProc(t, c.env, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka"))
-	core := startProc(t, c.env, "core listening", "addr", "core", "--listen", "127.0.0.1:0", "--db", coreDB, "--kafka", c.kafka.addr)
+	return startCoreProc(t, startKafkaProc(t, dir), coreDB)
+}
+
+// startKafkaProc starts `banksync kafka`, the embedded cluster (kfake), as
+// a process with its data under dir, and returns its address.
+func startKafkaProc(t *testing.T, dir string) string {
+	t.Helper()
+	return startProc(t, procEnv, "kafka listening", "addrs", "kafka", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "kafka")).addr
+}
+
+// startCoreProc starts core on coreDB, publishing to brokers.
+func startCoreProc(t *testing.T, brokers, coreDB string) *procCluster {
+	t.Helper()
+	c := &procCluster{t: t, env: procEnv, brokers: brokers}
+	core := startProc(t, c.env, "core listening", "addr", "core", "--listen", "127.0.0.1:0", "--db", coreDB, "--kafka", brokers)
 	c.coreURL = "http://" + core.addr
 	return c
+}
+
+// eachKafka runs body, one test, against both Kafka deployments banksync
+// supports: `banksync kafka` (the embedded kfake cluster) as a process, and
+// the reference Apache Kafka cluster (skipped without its jars, except
+// under CI). The Apache cluster is one of the test's own, not the shared
+// one: core creates core.ledger.entries and the channel joins the group
+// banksync-channel by fixed names, so two tests on one cluster would read
+// each other's events and offsets.
+func eachKafka(t *testing.T, body func(t *testing.T, brokers string)) {
+	t.Run("kfake", func(t *testing.T) { body(t, startKafkaProc(t, t.TempDir())) })
+	t.Run("apache", func(t *testing.T) { body(t, strings.Join(kafkatest.Start(t).Addrs(), ",")) })
 }
 
 // channel starts a channel process on chDB consuming the cluster, with
@@ -92,31 +122,39 @@ func startProcCluster(t *testing.T, dir, coreDB string) *procCluster {
 func (c *procCluster) channel(chDB string, args ...string) *proc {
 	c.t.Helper()
 	return startProc(c.t, c.env, "channel listening", "addr", append([]string{"channel", "--listen", "127.0.0.1:0",
-		"--db", chDB, "--core-url", c.coreURL, "--kafka", c.kafka.addr}, args...)...)
+		"--db", chDB, "--core-url", c.coreURL, "--kafka", c.brokers}, args...)...)
 }
 
-// TestClusterSurvivesAChannelKill: banksync kafka, core and three channel
-// processes sharing one consumer group and one history database. During a
-// burst one channel is killed with SIGKILL and another joins. A reader
-// polling throughout never sees a history that is not a prefix of core's
-// (P5), and after the drain every account's history equals core's (P4).
-// It runs on the embedded default (SQLite) and on PostgreSQL.
+// brokerList is the cluster's brokers as the kafka package takes them.
+func (c *procCluster) brokerList() []string { return strings.Split(c.brokers, ",") }
+
+// TestClusterSurvivesAChannelKill: a Kafka cluster, core and three
+// channel processes sharing one consumer group and one history database.
+// During a burst one channel is killed with SIGKILL and another joins. A
+// reader polling throughout never sees a history that is not a prefix of
+// core's (P5), and after the drain every account's history equals core's
+// (P4). It runs on the embedded default (SQLite) against kfake and Apache
+// Kafka, and on PostgreSQL against kfake: the history store changes
+// nothing the group does, and a second Apache Kafka cluster would cost a
+// start for no new case.
 func TestClusterSurvivesAChannelKill(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
-		dir := t.TempDir()
-		path := filepath.Join(dir, "channel.db")
-		clusterSurvivesAChannelKill(t, dir, "sqlite:"+filepath.Join(dir, "core.db"), "sqlite:"+path,
-			func() (channel.Store, error) { return sqlite.OpenChannel(context.Background(), path) })
+		eachKafka(t, func(t *testing.T, brokers string) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "channel.db")
+			clusterSurvivesAChannelKill(t, brokers, "sqlite:"+filepath.Join(dir, "core.db"), "sqlite:"+path,
+				func() (channel.Store, error) { return sqlite.OpenChannel(context.Background(), path) })
+		})
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := postgres.TestDatabase(t) // core and channel share it, as they may
-		clusterSurvivesAChannelKill(t, t.TempDir(), dsn, dsn,
+		clusterSurvivesAChannelKill(t, startKafkaProc(t, t.TempDir()), dsn, dsn,
 			func() (channel.Store, error) { return postgres.OpenChannel(context.Background(), dsn) })
 	})
 }
 
-func clusterSurvivesAChannelKill(t *testing.T, dir, coreDB, chDB string, openHistory func() (channel.Store, error)) {
-	cluster := startProcCluster(t, dir, coreDB)
+func clusterSurvivesAChannelKill(t *testing.T, brokers, coreDB, chDB string, openHistory func() (channel.Store, error)) {
+	cluster := startCoreProc(t, brokers, coreDB)
 	coreURL := cluster.coreURL
 	newChannel := func() *proc { return cluster.channel(chDB, "--lanes", "16") }
 	channels := []*proc{newChannel(), newChannel(), newChannel()}

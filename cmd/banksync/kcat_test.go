@@ -82,10 +82,10 @@ type accountSeq struct {
 }
 
 // TestKcatReadsTheEvents: a stock Kafka client (kcat, librdkafka) reads
-// core's ledger events from banksync's embedded Kafka, as docs/events.md
-// promises: every value decodes as a ledger event, the key is its account,
-// the documented headers are there, and the records are exactly the entries
-// core booked — none missing, none extra, none twice.
+// core's ledger events from the embedded cluster and from Apache Kafka, as
+// docs/events.md promises: every value decodes as a ledger event, the key
+// is its account, the documented headers are there, and the records are
+// exactly the entries core booked — none missing, none extra, none twice.
 func TestKcatReadsTheEvents(t *testing.T) {
 	kcat := kcatPath(t)
 	out, _ := exec.Command(kcat, "-V").CombinedOutput()
@@ -94,8 +94,12 @@ func TestKcatReadsTheEvents(t *testing.T) {
 		t.Logf("kcat %s", line)
 	}
 
+	eachKafka(t, func(t *testing.T, brokers string) { kcatReadsTheEvents(t, kcat, brokers) })
+}
+
+func kcatReadsTheEvents(t *testing.T, kcat, brokers string) {
 	dir := t.TempDir()
-	cluster := startProcCluster(t, dir, "sqlite:"+filepath.Join(dir, "core.db"))
+	cluster := startCoreProc(t, brokers, "sqlite:"+filepath.Join(dir, "core.db"))
 	coreURL := cluster.coreURL
 
 	accounts := []string{"kc-alice", "kc-bob", "kc-carol"}
@@ -134,7 +138,7 @@ func TestKcatReadsTheEvents(t *testing.T) {
 	var lines int
 	until := time.Now().Add(30 * time.Second)
 	for {
-		got, lines = kcatRead(t, kcat, cluster.kafka.addr)
+		got, lines = kcatRead(t, kcat, cluster.brokers)
 		if len(got) >= len(want) || time.Now().After(until) {
 			break
 		}
@@ -164,13 +168,13 @@ func TestKcatReadsTheEvents(t *testing.T) {
 }
 
 // kcatRead consumes core.ledger.entries from the beginning to its end with
-// kcat and checks each record's key, headers and value. It returns the
+// kcat from brokers (host:port,…) and checks each record's key, headers and value. It returns the
 // events by (account, seq) and the number of records read.
-func kcatRead(t *testing.T, kcat, broker string) (map[accountSeq]banksync.LedgerEvent, int) {
+func kcatRead(t *testing.T, kcat, brokers string) (map[accountSeq]banksync.LedgerEvent, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kcat, "-C", "-b", broker, "-t", banksync.TopicLedgerEntries,
+	cmd := exec.CommandContext(ctx, kcat, "-C", "-b", brokers, "-t", banksync.TopicLedgerEntries,
 		"-o", "beginning", "-e", "-q", "-J", "-m", "10")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -70,7 +70,7 @@ func TestPostgresHistoryOutageHealsItself(t *testing.T) {
 	// The consumer's five tries of a record take about a second; the
 	// repair's tries fail too while the database refuses.
 	time.Sleep(4 * time.Second)
-	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(cluster.kafka.addr), banksync.TopicLedgerEntriesDLQ)
+	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(cluster.brokerList()...), banksync.TopicLedgerEntriesDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +83,10 @@ func TestPostgresHistoryOutageHealsItself(t *testing.T) {
 	took := waitHistoriesReachCore(t, chDB, coreURL, accounts, outageHealBound)
 	t.Logf("%d dead letters written during the outage; every history reached core's last seq %v after the database let connections in again (bound %v)",
 		len(letters), took.Round(100*time.Millisecond), outageHealBound)
-	depth, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(cluster.kafka.addr), banksync.TopicLedgerEntriesDLQ)
+	depth, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(cluster.brokerList()...), banksync.TopicLedgerEntriesDLQ)
 	for deadline := time.Now().Add(10 * time.Second); err == nil && depth.Total() > 0 && time.Now().Before(deadline); {
 		time.Sleep(200 * time.Millisecond)
-		depth, err = kafka.DeadLetterDepth(ctx, kafka.Brokers(cluster.kafka.addr), banksync.TopicLedgerEntriesDLQ)
+		depth, err = kafka.DeadLetterDepth(ctx, kafka.Brokers(cluster.brokerList()...), banksync.TopicLedgerEntriesDLQ)
 	}
 	if err != nil || depth.Total() != 0 {
 		t.Fatalf("dead-letter depth after the repair = %+v, %v; want 0", depth, err)
@@ -154,7 +154,7 @@ func histories(t *testing.T, chDB, coreURL string, accounts int) string {
 func TestDLQCommandsParkAPoisonLetter(t *testing.T) {
 	dir := t.TempDir()
 	cluster := startProcCluster(t, dir, "sqlite:"+filepath.Join(dir, "core.db"))
-	coreURL, brokers := cluster.coreURL, []string{cluster.kafka.addr}
+	coreURL, brokers := cluster.coreURL, cluster.brokerList()
 	ctx := context.Background()
 	for _, a := range []string{"acc-1", "acc-2"} {
 		if st, body := send(t, "POST", coreURL+"/core/v1/accounts", "svc", `{"owner":"c1","account_id":"`+a+`"}`); st != 201 {
@@ -185,7 +185,7 @@ func TestDLQCommandsParkAPoisonLetter(t *testing.T) {
 	dlq := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(binary, append([]string{"dlq"}, args...)...)
-		cmd.Env = append(cmd.Environ(), "BANKSYNC_KAFKA_BROKERS="+cluster.kafka.addr, "BANKSYNC_SERVICE_TOKEN=svc",
+		cmd.Env = append(cmd.Environ(), "BANKSYNC_KAFKA_BROKERS="+cluster.brokers, "BANKSYNC_SERVICE_TOKEN=svc",
 			"BANKSYNC_CORE_URL="+coreURL, "BANKSYNC_CHANNEL_DB=sqlite:"+filepath.Join(dir, "channel.db"))
 		out, err := cmd.CombinedOutput()
 		if err != nil {

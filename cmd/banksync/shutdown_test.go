@@ -23,14 +23,25 @@ import (
 // are exactly what it applied — every partition's committed offset counts
 // the history rows written, so nothing applied is re-delivered and nothing
 // unapplied is skipped. Restarted, it catches up, and every account's
-// history equals core's.
+// history equals core's. On kfake and on Apache Kafka.
 func TestSIGTERMDuringABurst(t *testing.T) {
+	eachKafka(t, sigtermDuringABurst)
+}
+
+// appliedTimeout bounds the wait for the channel to apply its first batch:
+// on a real cluster the member first has to be seated in its group.
+const appliedTimeout = 30 * time.Second
+
+func sigtermDuringABurst(t *testing.T, brokers string) {
 	dir := t.TempDir()
-	cluster := startProcCluster(t, dir, "sqlite:"+filepath.Join(dir, "core.db"))
+	cluster := startCoreProc(t, brokers, "sqlite:"+filepath.Join(dir, "core.db"))
 	coreURL := cluster.coreURL
 	chPath := filepath.Join(dir, "channel.db")
 	startChannel := func() *proc { return cluster.channel("sqlite:" + chPath) }
-	const accounts = 20
+	const (
+		accounts  = 20
+		batchSize = 200 // deposits in one request of the burst
+	)
 	for i := range accounts {
 		if st, body := send(t, "POST", coreURL+"/core/v1/accounts", "svc", fmt.Sprintf(`{"owner":"c%d","account_id":"acc-%d"}`, i, i)); st != 201 {
 			t.Fatalf("create account = %d %s", st, body)
@@ -48,7 +59,7 @@ func TestSIGTERMDuringABurst(t *testing.T) {
 				return
 			default:
 			}
-			items := make([]string, 200)
+			items := make([]string, batchSize)
 			for i := range items {
 				items[i] = fmt.Sprintf(`{"external_ref":"burst-%d-%d","account_id":"acc-%d","amount":7,"sender":"kb"}`, b, i, i%accounts)
 			}
@@ -58,7 +69,13 @@ func TestSIGTERMDuringABurst(t *testing.T) {
 			}
 		}
 	})
-	time.Sleep(1500 * time.Millisecond) // mid-burst
+	// Mid-burst: once the channel has applied a batch's worth, and more
+	// keep coming.
+	for deadline := time.Now().Add(appliedTimeout); historyApplied(t, chPath, accounts) < batchSize; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the channel applied fewer than %d entries within %v", batchSize, appliedTimeout)
+		}
+	}
 	start := time.Now()
 	ch.cmd.Process.Signal(syscall.SIGTERM)
 	if err := ch.cmd.Wait(); err != nil {
@@ -73,20 +90,8 @@ func TestSIGTERMDuringABurst(t *testing.T) {
 
 	// What the stopped member committed is what it applied.
 	ctx := context.Background()
-	history, err := sqlite.OpenChannel(ctx, chPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied := int64(0)
-	for i := range accounts {
-		st, _, err := history.Account(ctx, fmt.Sprintf("acc-%d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		applied += st.SyncedSeq
-	}
-	history.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.kafka.addr))
+	applied := historyApplied(t, chPath, accounts)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.brokerList()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,10 +100,10 @@ func TestSIGTERMDuringABurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	committed := int64(0)
+	committed := 0
 	offsets.Each(func(o kadm.OffsetResponse) {
 		if o.Topic == banksync.TopicLedgerEntries && o.At > 0 {
-			committed += o.At
+			committed += int(o.At)
 		}
 	})
 	if applied == 0 || committed != applied {
@@ -130,4 +135,25 @@ func TestSIGTERMDuringABurst(t *testing.T) {
 			}
 		}
 	}
+}
+
+// historyApplied is how many entries the channel's history at chPath holds
+// for the accounts acc-0 …: the sum of their synced seqs.
+func historyApplied(t *testing.T, chPath string, accounts int) int {
+	t.Helper()
+	ctx := context.Background()
+	history, err := sqlite.OpenChannel(ctx, chPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer history.Close()
+	applied := 0
+	for i := range accounts {
+		st, _, err := history.Account(ctx, fmt.Sprintf("acc-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied += int(st.SyncedSeq)
+	}
+	return applied
 }
