@@ -144,7 +144,13 @@ type system struct {
 
 // Run runs cfg's workload against a system under faults and checks every
 // promise, during the run and after it has quiesced.
-func Run(ctx context.Context, cfg Config) (*Report, error) {
+func Run(ctx context.Context, cfg Config) (*Report, error) { return run(ctx, cfg, inProcess) }
+
+// driver gives the workload core and the channel replicas to drive, once
+// the system has started, and what stops them.
+type driver func(s *system) (core bank, replicas []replica, stop func(), err error)
+
+func run(ctx context.Context, cfg Config, drive driver) (*Report, error) {
 	cfg.setDefaults()
 	s := &system{cfg: cfg, stats: newCounters()}
 	dir := cfg.Dir
@@ -167,7 +173,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		channel.UnsafeOutOfOrder(true)
 		defer channel.UnsafeOutOfOrder(false)
 	}
-	w := newWorkload(s, cfg.Seed)
+	core, replicas, stopDriver, err := drive(s)
+	if err != nil {
+		return nil, fmt.Errorf("chaos driver: %w", err)
+	}
+	defer stopDriver()
+	w := newWorkload(core, replicas, s.stats, cfg.Customers, cfg.Seed)
 	if err := w.setup(ctx); err != nil {
 		return nil, fmt.Errorf("chaos setup: %w", err)
 	}

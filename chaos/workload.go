@@ -66,10 +66,14 @@ func (c *counters) violation(promise, format string, args ...any) {
 	}
 }
 
-// workload is the customers, the other banks and the readers.
+// workload is the customers, the other banks and the readers. It drives
+// core and the channel replicas through bank and replica only, so the same
+// workload runs against the in-process system or deployed processes.
 type workload struct {
-	s    *system
-	seed uint64
+	core     bank
+	replicas []replica
+	stats    *counters
+	seed     uint64
 
 	customers []string
 	accounts  map[string][]string // customer -> accounts
@@ -80,9 +84,10 @@ type workload struct {
 	intents map[string]map[string]bool // customer/intent -> transfer ids: a key, and a new key sent for the same transfer
 }
 
-func newWorkload(s *system, seed uint64) *workload {
-	w := &workload{s: s, seed: seed, accounts: map[string][]string{}, keys: map[string]map[string]bool{}, intents: map[string]map[string]bool{}}
-	for c := range s.cfg.Customers {
+func newWorkload(core bank, replicas []replica, stats *counters, customers int, seed uint64) *workload {
+	w := &workload{core: core, replicas: replicas, stats: stats, seed: seed,
+		accounts: map[string][]string{}, keys: map[string]map[string]bool{}, intents: map[string]map[string]bool{}}
+	for c := range customers {
 		cust := fmt.Sprintf("cust-%02d", c)
 		w.customers = append(w.customers, cust)
 		for a := range accountsEach {
@@ -96,13 +101,12 @@ func newWorkload(s *system, seed uint64) *workload {
 
 // setup opens every account at core with an opening deposit.
 func (w *workload) setup(ctx context.Context) error {
-	l, _ := w.s.core.current()
 	for _, cust := range w.customers {
 		for _, id := range w.accounts[cust] {
-			if _, _, err := l.CreateAccount(ctx, id, cust); err != nil {
+			if err := w.core.CreateAccount(ctx, id, cust); err != nil {
 				return err
 			}
-			if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "opening-" + id, AccountID: id, Amount: openingBalance, Sender: "chaos-bank"}); err != nil {
+			if err := w.core.Deposit(ctx, banksync.DepositRequest{ExternalRef: "opening-" + id, AccountID: id, Amount: openingBalance, Sender: "chaos-bank"}); err != nil {
 				return err
 			}
 		}
@@ -125,12 +129,12 @@ func (w *workload) run(ctx context.Context) {
 	wg.Wait()
 }
 
-func (w *workload) channel(rng *rand.Rand) *chanProc { return w.s.chans[rng.IntN(len(w.s.chans))] }
+func (w *workload) channel(rng *rand.Rand) replica { return w.replicas[rng.IntN(len(w.replicas))] }
 
 // submit sends one transfer request for the customer's intent and records
 // what came back for its key and its intent.
-func (w *workload) submit(ctx context.Context, cp *chanProc, intent string, req channel.SubmitRequest) (channel.Transfer, error) {
-	t, err := cp.ch.Submit(ctx, req)
+func (w *workload) submit(ctx context.Context, r replica, intent string, req channel.SubmitRequest) (channel.Transfer, error) {
+	t, err := r.Submit(ctx, req)
 	if t.ID != "" && (err == nil || banksync.ErrorCode(err) == banksync.EFAILED) {
 		w.mu.Lock()
 		add(w.keys, req.Customer+"/"+req.IdempotencyKey, t.ID)
@@ -151,7 +155,7 @@ func add(m map[string]map[string]bool, k, id string) {
 // instances, retries with the same key, and a second transfer while the
 // first is pending.
 func (w *workload) customer(ctx context.Context, cust string, rng *rand.Rand) {
-	stats := w.s.stats
+	stats := w.stats
 	for n := 0; ctx.Err() == nil; n++ {
 		from := w.accounts[cust][rng.IntN(accountsEach)]
 		to := w.all[rng.IntN(len(w.all))]
@@ -177,8 +181,8 @@ func (w *workload) customer(ctx context.Context, cust string, rng *rand.Rand) {
 		case kind < 7:
 			stats.op("double_click")
 			var wg sync.WaitGroup
-			for _, cp := range []*chanProc{w.s.chans[0], w.s.chans[len(w.s.chans)-1]} {
-				wg.Go(func() { w.submit(ctx, cp, req.IdempotencyKey, req) })
+			for _, r := range []replica{w.replicas[0], w.replicas[len(w.replicas)-1]} {
+				wg.Go(func() { w.submit(ctx, r, req.IdempotencyKey, req) })
 			}
 			wg.Wait()
 		default:
@@ -221,9 +225,8 @@ func (w *workload) depositTo(ctx context.Context, tag string, ids []string) {
 // deposit sends d to core until core takes it (the same ref each time).
 func (w *workload) deposit(ctx context.Context, d banksync.DepositRequest) {
 	for attempt := 0; attempt < 100 && ctx.Err() == nil; attempt++ {
-		l, _ := w.s.core.current()
-		if _, err := l.Deposit(ctx, d); err == nil {
-			w.s.stats.op("deposit")
+		if err := w.core.Deposit(ctx, d); err == nil {
+			w.stats.op("deposit")
 			return
 		}
 		sleep(ctx, 50*time.Millisecond)
@@ -237,25 +240,25 @@ func (w *workload) reader(ctx context.Context, rng *rand.Rand) {
 	for ctx.Err() == nil {
 		cust := w.customers[rng.IntN(len(w.customers))]
 		account := w.accounts[cust][rng.IntN(accountsEach)]
-		cp := w.channel(rng)
+		r := w.channel(rng)
 		if rng.IntN(5) == 0 {
-			w.s.stats.op("manual_sync")
-			if st, err := cp.ch.ManualSync(ctx, cust, account); err == nil {
+			w.stats.op("manual_sync")
+			if st, err := r.Sync(ctx, cust, account); err == nil {
 				w.checkState(ctx, account, st)
 			}
 			continue
 		}
-		w.s.stats.op("history_read")
-		page, err := cp.ch.History(ctx, cp.cursors, cust, account, "", 20)
+		w.stats.op("history_read")
+		page, err := r.History(ctx, cust, account, "", 20)
 		if err == nil {
 			w.checkPage(ctx, account, page)
 			if page.NextCursor != "" && rng.IntN(2) == 0 {
-				w.s.stats.op("history_read")
-				if older, err := cp.ch.History(ctx, cp.cursors, cust, account, page.NextCursor, 20); err == nil {
+				w.stats.op("history_read")
+				if older, err := r.History(ctx, cust, account, page.NextCursor, 20); err == nil {
 					w.checkPage(ctx, account, older)
 					// The older page goes on where the first one stopped.
 					if len(older.Entries) > 0 && older.Entries[0].Seq != page.Entries[len(page.Entries)-1].Seq-1 {
-						w.s.stats.violation(P5, "%s: the page after seq %d starts at seq %d: a hole", account,
+						w.stats.violation(P5, "%s: the page after seq %d starts at seq %d: a hole", account,
 							page.Entries[len(page.Entries)-1].Seq, older.Entries[0].Seq)
 					}
 				}
@@ -268,20 +271,19 @@ func (w *workload) reader(ctx context.Context, rng *rand.Rand) {
 // coreEntry reads one of core's entries; ok is false if core could not be
 // read (restarting).
 func (w *workload) coreEntry(ctx context.Context, account string, seq int64) (banksync.Entry, bool, bool) {
-	_, store := w.s.core.current()
-	e, found, err := store.Entry(ctx, account, seq)
+	e, found, err := w.core.Entry(ctx, account, seq)
 	return e, found, err == nil
 }
 
 func (w *workload) checkPage(ctx context.Context, account string, page channel.Page) {
 	for i := 1; i < len(page.Entries); i++ {
 		if page.Entries[i].Seq != page.Entries[i-1].Seq-1 {
-			w.s.stats.violation(P5, "%s: the history jumps from seq %d to %d: a hole", account, page.Entries[i-1].Seq, page.Entries[i].Seq)
+			w.stats.violation(P5, "%s: the history jumps from seq %d to %d: a hole", account, page.Entries[i-1].Seq, page.Entries[i].Seq)
 			return
 		}
 	}
 	if n := len(page.Entries); n > 0 && page.NextCursor == "" && page.Entries[n-1].Seq != 1 {
-		w.s.stats.violation(P5, "%s: the history begins at seq %d, not 1", account, page.Entries[n-1].Seq)
+		w.stats.violation(P5, "%s: the history begins at seq %d, not 1", account, page.Entries[n-1].Seq)
 		return
 	}
 	for _, e := range page.Entries {
@@ -290,7 +292,7 @@ func (w *workload) checkPage(ctx context.Context, account string, page channel.P
 			return
 		}
 		if !found || !e.Equal(want) {
-			w.s.stats.violation(P5, "%s seq %d: the history showed %+v, core has %+v (found %v)", account, e.Seq, e, want, found)
+			w.stats.violation(P5, "%s seq %d: the history showed %+v, core has %+v (found %v)", account, e.Seq, e, want, found)
 			return
 		}
 	}
@@ -304,7 +306,7 @@ func (w *workload) checkState(ctx context.Context, account string, st channel.Ac
 	}
 	want, found, ok := w.coreEntry(ctx, account, st.SyncedSeq)
 	if ok && (!found || want.BalanceAfter != st.Balance) {
-		w.s.stats.violation(P5, "%s: shown balance %d at seq %d, core's balance then was %d (found %v)", account, st.Balance, st.SyncedSeq, want.BalanceAfter, found)
+		w.stats.violation(P5, "%s: shown balance %d at seq %d, core's balance then was %d (found %v)", account, st.Balance, st.SyncedSeq, want.BalanceAfter, found)
 	}
 }
 
