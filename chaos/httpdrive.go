@@ -196,12 +196,11 @@ func (b *httpBank) Deposit(ctx context.Context, d banksync.DepositRequest) error
 }
 
 func (b *httpBank) Entry(ctx context.Context, account string, seq int64) (banksync.Entry, bool, error) {
+	// The first entry after seq-1 is seq itself, or core has no entry seq
+	// (as the store's Entry answers found false): past the head, or a hole.
 	es, err := b.core.Entries(ctx, account, seq-1, 1)
-	if err != nil || len(es) == 0 {
+	if err != nil || len(es) == 0 || es[0].Seq != seq {
 		return banksync.Entry{}, false, err
-	}
-	if es[0].Seq != seq {
-		return banksync.Entry{}, false, fmt.Errorf("core answered entry %d of %s for entry %d", es[0].Seq, account, seq)
 	}
 	return es[0], true, nil
 }
