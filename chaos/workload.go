@@ -11,6 +11,7 @@ import (
 
 	"banksync"
 	"banksync/channel"
+	"banksync/ledger"
 )
 
 // Promises the checker checks (DESIGN.md).
@@ -326,13 +327,37 @@ func sleep(ctx context.Context, d time.Duration) {
 // every promise and returns the report.
 func (s *system) check(ctx context.Context, w *workload) *Report {
 	_, coreStore := s.core.current()
-	hist := s.chans[0].store.Store
-	far := time.Now().Add(24 * time.Hour)
-
 	// P2: once faults stop, nothing stays pending past the deadline, the
 	// reconciler's grace and a few rounds of it.
-	bound := transferDeadline + reconcileGrace + 4*reconcileInterval + 2*coreTimeout + s.cfg.Faults.ClockSkewMax
-	deadline := time.Now().Add(bound)
+	pendingMax := transferDeadline + reconcileGrace + 4*reconcileInterval + 2*coreTimeout + s.cfg.Faults.ClockSkewMax
+	checkAfter(ctx, w, coreStore, s.chans[0].store.Store, pendingMax, s.cfg.SettleMax)
+	return s.stats.report(s.cfg)
+}
+
+// ledgerReader is what the final check reads of core's ledger database;
+// every ledger.Store has it, so a run of separate processes can check
+// core's PostgreSQL database directly.
+type ledgerReader interface {
+	Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error)
+	Transfers(ctx context.Context, ids []string) ([]ledger.TransferRecord, error)
+	Totals(ctx context.Context) (ledger.Totals, error)
+}
+
+// historyReader is what the final check reads of the channel's database;
+// every channel.Store has it.
+type historyReader interface {
+	PendingBefore(ctx context.Context, t time.Time, limit int) ([]channel.Transfer, error)
+	History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error)
+	Transfer(ctx context.Context, id string) (channel.Transfer, bool, error)
+}
+
+// checkAfter checks, once the faults have stopped, what the databases
+// hold against every promise, waiting at most pendingMax for pending
+// transfers to settle (P2) and settleMax for the histories to reach
+// core's ledger (P4), and counts what it finds in w's tallies.
+func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist historyReader, pendingMax, settleMax time.Duration) {
+	far := time.Now().Add(24 * time.Hour)
+	deadline := time.Now().Add(pendingMax)
 	var pending []channel.Transfer
 	for {
 		var err error
@@ -342,11 +367,11 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 		sleep(ctx, 50*time.Millisecond)
 	}
 	for _, t := range pending {
-		s.stats.violation(P2, "transfer %s (%s) still pending %s after the faults stopped", t.ID, t.IdempotencyKey, bound)
+		w.stats.violation(P2, "transfer %s (%s) still pending %s after the faults stopped", t.ID, t.IdempotencyKey, pendingMax)
 	}
 
 	// P4: the consumers drain; every history reaches core's ledger.
-	drained := time.Now().Add(s.cfg.SettleMax)
+	drained := time.Now().Add(settleMax)
 	legs := map[string]int{} // transfer id -> its entries on core
 	for _, id := range w.all {
 		if es, err := coreStore.Entries(ctx, id, 0, math.MaxInt32); err == nil {
@@ -365,15 +390,15 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 				break
 			}
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			if time.Now().After(drained) {
-				s.stats.violation(P4, "%s: core has %d entries, the history %d, and they differ (errors %v, %v)", id, len(want), len(got), err1, err2)
+				w.stats.violation(P4, "%s: core has %d entries, the history %d, and they differ (errors %v, %v)", id, len(want), len(got), err1, err2)
 				// What is left is also what a customer reads from now on:
 				// a hole or a changed entry breaks P5 too, whether or not
 				// a reader happened to page over it during the run.
 				if err1 == nil && err2 == nil && !isPrefix(got, want) {
-					s.stats.violation(P5, "%s: after the run the history of %d entries is not the start of core's %d (a hole or a changed entry)", id, len(got), len(want))
+					w.stats.violation(P5, "%s: after the run the history of %d entries is not the start of core's %d (a hole or a changed entry)", id, len(got), len(want))
 				}
 				break
 			}
@@ -385,15 +410,15 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 	// the channel; not reported failed there.
 	for id, n := range legs {
 		if n != 2 {
-			s.stats.violation(P1, "transfer %s has %d entries on core, not 2", id, n)
+			w.stats.violation(P1, "transfer %s has %d entries on core, not 2", id, n)
 		}
 		t, ok, err := hist.Transfer(ctx, id)
 		switch {
 		case err != nil:
 		case !ok:
-			s.stats.violation(P1, "core executed transfer %s that the channel has no record of", id)
+			w.stats.violation(P1, "core executed transfer %s that the channel has no record of", id)
 		case t.State == channel.StateFailed:
-			s.stats.violation(P3, "transfer %s (%s) reported failed (%s), core executed it", id, t.IdempotencyKey, t.Reason)
+			w.stats.violation(P3, "transfer %s (%s) reported failed (%s), core executed it", id, t.IdempotencyKey, t.Reason)
 		}
 	}
 
@@ -408,22 +433,21 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 			}
 		}
 		if executed > 1 {
-			s.stats.violation(P1, "transfer %s executed %d times on core", intent, executed)
+			w.stats.violation(P1, "transfer %s executed %d times on core", intent, executed)
 		}
 	}
 	for key, ids := range w.keys {
 		if len(ids) > 1 {
-			s.stats.violation(P1, "idempotency key %s made %d transfers", key, len(ids))
+			w.stats.violation(P1, "idempotency key %s made %d transfers", key, len(ids))
 		}
 	}
 
 	// P6.
 	if tot, err := coreStore.Totals(ctx); err != nil {
-		s.stats.violation(P6, "cannot read core's totals: %v", err)
+		w.stats.violation(P6, "cannot read core's totals: %v", err)
 	} else if tot.Balances != tot.Deposits || tot.NegativeAccounts != 0 {
-		s.stats.violation(P6, "balances sum to %d, deposits to %d, %d negative accounts", tot.Balances, tot.Deposits, tot.NegativeAccounts)
+		w.stats.violation(P6, "balances sum to %d, deposits to %d, %d negative accounts", tot.Balances, tot.Deposits, tot.NegativeAccounts)
 	}
-	return s.stats.report(s.cfg)
 }
 
 // Report is what a run did and found.
