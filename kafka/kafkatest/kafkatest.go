@@ -61,14 +61,18 @@ type Cluster struct {
 // kill or restart nodes take their own; the others share one (Shared).
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
-	jars := findJars(tb)
-	c, err := start(jars, tb.TempDir(), nil, false)
-	if c != nil {
-		tb.Cleanup(c.close)
-	}
+	return startOwn(tb, false)
+}
+
+// startOwn starts a cluster of tb's own, secured or not, stopped when tb
+// ends.
+func startOwn(tb testing.TB, secured bool) *Cluster {
+	tb.Helper()
+	c, err := start(findJars(tb), tb.TempDir(), nil, secured)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(c.close)
 	return c
 }
 
@@ -104,11 +108,7 @@ func Run(dir string, firstPort int) (*Cluster, error) {
 	for i := range ports {
 		ports[i] = firstPort + i
 	}
-	c, err := start(jars, dir, ports, false)
-	if err != nil && c != nil {
-		c.close()
-	}
-	return c, err
+	return start(jars, dir, ports, false)
 }
 
 // Close stops every node in order (SIGTERM).
@@ -122,8 +122,7 @@ func (c *Cluster) Close() {
 
 // start formats (unless already formatted) and starts a cluster in dir,
 // secured or not, on ports (clients', then, secured, the brokers' own, then
-// controllers'; nil picks free ones). On error the cluster returned (if
-// any) still has nodes to close.
+// controllers'; nil picks free ones). On error no node is left running.
 func start(jars, dir string, ports []int, secured bool) (*Cluster, error) {
 	if _, err := exec.LookPath("java"); err != nil {
 		return nil, fmt.Errorf("java is not on PATH: %w", err)
@@ -195,10 +194,15 @@ func start(jars, dir string, ports []int, secured bool) (*Cluster, error) {
 	}
 	for i := range nodes {
 		if err := c.Start(i); err != nil {
-			return c, err
+			c.close()
+			return nil, err
 		}
 	}
-	return c, c.WaitBrokers(nodes)
+	if err := c.WaitBrokers(nodes); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // Addrs returns the bootstrap addresses: every node's broker listener.

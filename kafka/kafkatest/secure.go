@@ -63,15 +63,7 @@ type security struct {
 // listeners of their own, in plain text.
 func StartSecured(tb testing.TB) *Cluster {
 	tb.Helper()
-	jars := findJars(tb)
-	c, err := start(jars, tb.TempDir(), nil, true)
-	if c != nil {
-		tb.Cleanup(c.close)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
+	return startOwn(tb, true)
 }
 
 // SharedSecured is Shared for the secured cluster StartSecured makes: one
@@ -270,9 +262,8 @@ func (s *sharedCluster) get(tb testing.TB, secured bool) *Cluster {
 			s.err = err
 			return
 		}
-		s.c, s.err = start(jars, dir, nil, secured)
-		if s.err != nil && s.c != nil {
-			s.c.close()
+		if s.c, s.err = start(jars, dir, nil, secured); s.err != nil {
+			os.RemoveAll(dir)
 		}
 	})
 	if s.err != nil {
