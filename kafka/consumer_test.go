@@ -141,25 +141,35 @@ func consumerKeepsHistoryInStep(t *testing.T, brokers []string, topic string) {
 
 	deadline := time.Now().Add(60 * time.Second)
 	for _, id := range accountIDs(30) {
-		want, err := coreStore.Entries(ctx, id, 0, 1<<20)
+		waitHistoryEqualsCore(t, coreStore, chStore, id, deadline)
+	}
+}
+
+// waitHistoryEqualsCore waits, until deadline, for account's history to
+// be synced through core's last entry, then fails t unless it is core's
+// entries, entry for entry; it returns how many there are.
+func waitHistoryEqualsCore(t *testing.T, core ledger.Store, history channel.Store, account string, deadline time.Time) int {
+	t.Helper()
+	ctx := context.Background()
+	want, err := core.Entries(ctx, account, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, _, err := history.Account(ctx, account)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for {
-			st, _, err := chStore.Account(ctx, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if st.SyncedSeq == int64(len(want)) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("account %s synced through %d of %d", id, st.SyncedSeq, len(want))
-			}
-			time.Sleep(20 * time.Millisecond)
+		if st.SyncedSeq == int64(len(want)) {
+			break
 		}
-		wantHistoryEqualsCore(t, want, chStore, id)
+		if time.Now().After(deadline) {
+			t.Fatalf("account %s synced through %d of core's %d", account, st.SyncedSeq, len(want))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	wantHistoryEqualsCore(t, want, history, account)
+	return len(want)
 }
 
 // wantHistoryEqualsCore fails t unless account's channel history is want,

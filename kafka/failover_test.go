@@ -215,36 +215,17 @@ func (f *failover) waitMember(group string) string {
 // and the group.
 func (f *failover) check() {
 	f.t.Helper()
-	ctx := context.Background()
 	deadline := time.Now().Add(failoverSettle)
 	entries := 0
 	for i := range failoverAccounts {
-		id := fmt.Sprintf("acc-%d", i)
-		want, err := f.p.coreStore.Entries(ctx, id, 0, 1<<20)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		entries += len(want)
-		for {
-			st, _, err := f.p.history.Account(ctx, id)
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			if st.SyncedSeq == int64(len(want)) {
-				break
-			}
-			if time.Now().After(deadline) {
-				f.t.Fatalf("%s synced through %d of core's %d, %v after the burst", id, st.SyncedSeq, len(want), failoverSettle)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		wantHistoryEqualsCore(f.t, want, f.p.history, id)
+		entries += waitHistoryEqualsCore(f.t, f.p.coreStore, f.p.history, fmt.Sprintf("acc-%d", i), deadline)
 	}
 	f.checkTopic(entries)
 	if got := f.waitMember(f.p.consumer("channel").Group); got != f.member {
 		f.t.Errorf("the consumer joined its group again (member %s, was %s): it lost its membership", got, f.member)
 	}
-	f.waitCommitted()
+	// Committed every record the topic holds, which checkTopic counted.
+	waitGroupCaughtUp(f.t, f.consumer, int64(entries), failoverSettle)
 }
 
 // checkTopic reads the ledger topic to its end: each account's records
@@ -266,22 +247,6 @@ func (f *failover) checkTopic(entries int) {
 	}
 	if len(records) != entries {
 		f.t.Fatalf("topic holds %d records, core booked %d entries", len(records), entries)
-	}
-}
-
-// waitCommitted waits until the group has committed every record.
-func (f *failover) waitCommitted() {
-	f.t.Helper()
-	deadline := time.Now().Add(failoverSettle)
-	for {
-		lag, err := f.consumer.Lag(context.Background())
-		if err == nil && lag.Lag == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("group lag %+v after %v (error %v)", lag, failoverSettle, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -534,26 +534,9 @@ func publisherCreatesTheDeadLetterTopic(t *testing.T, brokers []string, topic st
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	adm := adminOn(t, brokers)
 	for _, name := range []string{topic, dlqOf(topic)} {
-		// Apache Kafka's controller has the topic once CreateTopics
-		// answers; a broker learns of it a moment later, and may answer
-		// UNKNOWN_TOPIC_OR_PARTITION until then (clients retry that).
-		var td kadm.TopicDetail
-		for deadline := time.Now().Add(consumeTimeout); ; time.Sleep(50 * time.Millisecond) {
-			topics, err := kadm.NewClient(cl).ListTopics(ctx, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if td = topics[name]; td.Err == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		if td.Err != nil || len(td.Partitions) != 4 {
+		if td := waitTopic(t, adm, name); td.Err != nil || len(td.Partitions) != 4 {
 			t.Errorf("topic %s: %+v, want 4 partitions", name, td)
 		}
 	}

@@ -82,15 +82,7 @@ func topicDurability(t *testing.T, brokers []string, topic string) replicasAndIS
 	t.Helper()
 	adm := adminOn(t, brokers)
 	ctx := context.Background()
-	var got replicasAndISR
-	// A broker other than the controller may not know a new topic yet.
-	for deadline := time.Now().Add(consumeTimeout); got.replicas == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		details, err := adm.ListTopics(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got.replicas = details[topic].Partitions.NumReplicas()
-	}
+	got := replicasAndISR{replicas: waitTopic(t, adm, topic).Partitions.NumReplicas()}
 	configs, err := adm.DescribeTopicConfigs(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +97,23 @@ func topicDurability(t *testing.T, brokers []string, topic string) replicasAndIS
 		}
 	}
 	return got
+}
+
+// waitTopic is topic's detail once the broker adm asks knows it, or as it
+// stands after consumeTimeout: Apache Kafka's controller has a topic once
+// CreateTopics answers, and a broker learns of it a moment later,
+// answering UNKNOWN_TOPIC_OR_PARTITION until then (clients retry that).
+func waitTopic(t *testing.T, adm *kadm.Client, topic string) kadm.TopicDetail {
+	t.Helper()
+	for deadline := time.Now().Add(consumeTimeout); ; time.Sleep(50 * time.Millisecond) {
+		topics, err := adm.ListTopics(context.Background(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if td := topics[topic]; td.Err == nil || time.Now().After(deadline) {
+			return td
+		}
+	}
 }
 
 func adminOn(t *testing.T, brokers []string) *kadm.Client {
