@@ -19,10 +19,10 @@ import (
 // Defaults and limits.
 const (
 	DeadlineDefault          = 10 * time.Second
-	coreTimeoutDefault       = 3 * time.Second
+	CoreTimeoutDefault       = 3 * time.Second
 	storeTimeoutDefault      = 3 * time.Second
-	reconcileIntervalDefault = 2 * time.Second
-	reconcileGraceDefault    = time.Second
+	ReconcileIntervalDefault = 2 * time.Second
+	ReconcileGraceDefault    = time.Second
 	readSyncTimeoutDefault   = 500 * time.Millisecond
 	reconcileBatchMax        = 500
 	staleRepairMax           = 100  // stale accounts one reconcile round syncs at most
@@ -101,16 +101,16 @@ func (c *Config) setDefaults() {
 		c.Deadline = DeadlineDefault
 	}
 	if c.CoreTimeout <= 0 {
-		c.CoreTimeout = coreTimeoutDefault
+		c.CoreTimeout = CoreTimeoutDefault
 	}
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = storeTimeoutDefault
 	}
 	if c.ReconcileInterval <= 0 {
-		c.ReconcileInterval = reconcileIntervalDefault
+		c.ReconcileInterval = ReconcileIntervalDefault
 	}
 	if c.ReconcileGrace <= 0 {
-		c.ReconcileGrace = reconcileGraceDefault
+		c.ReconcileGrace = ReconcileGraceDefault
 	}
 	if c.ReadSyncTimeout <= 0 {
 		c.ReadSyncTimeout = readSyncTimeoutDefault

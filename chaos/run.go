@@ -451,44 +451,16 @@ func (s *system) stop() {
 }
 
 // injectFaults runs the faults that come on a schedule until ctx ends.
-// Each kind has its own goroutine and its own random stream from the seed,
-// so the same seed gives each kind the same sequence of waits and choices,
-// and a slow fault (a core restart) delays no other kind.
 func (s *system) injectFaults(ctx context.Context) {
 	f := s.cfg.Faults
-	kinds := []struct {
-		every time.Duration
-		do    func(rng *rand.Rand)
-	}{
-		{f.CoreRestartEvery, func(*rand.Rand) { s.restartCore(ctx) }},
-		{f.ConsumerRestartEvery, func(rng *rand.Rand) { s.restartConsumer(rng.IntN(len(s.chans))) }},
-		{f.HistoryOutageEvery, func(*rand.Rand) { s.historyOutage(ctx, f.HistoryOutageFor) }},
-		{f.DuplicateEvery, func(rng *rand.Rand) { s.duplicateEvents(ctx, 1+rng.Int64N(50)) }},
-		{f.ReleaseLateEvery, func(*rand.Rand) { s.releaseLate() }},
-		{f.UndecodableEvery, func(*rand.Rand) { s.core.poison.arm(1) }},
-	}
-	var wg sync.WaitGroup
-	for i, k := range kinds {
-		if k.every <= 0 {
-			continue
-		}
-		// A short run still meets every kind: no interval longer than a
-		// third of the run.
-		every := min(k.every, s.cfg.Duration/3)
-		rng := rand.New(rand.NewPCG(s.cfg.Seed, uint64(10+i)))
-		wg.Go(func() {
-			for {
-				wait := every/2 + time.Duration(rng.Int64N(int64(every)))
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(wait):
-				}
-				k.do(rng)
-			}
-		})
-	}
-	wg.Wait()
+	schedule(ctx, s.cfg.Seed, s.cfg.Duration, []scheduled{
+		{every: f.CoreRestartEvery, do: func(*rand.Rand) { s.restartCore(ctx) }},
+		{every: f.ConsumerRestartEvery, do: func(rng *rand.Rand) { s.restartConsumer(rng.IntN(len(s.chans))) }},
+		{every: f.HistoryOutageEvery, do: func(*rand.Rand) { s.historyOutage(ctx, f.HistoryOutageFor) }},
+		{every: f.DuplicateEvery, do: func(rng *rand.Rand) { s.duplicateEvents(ctx, 1+rng.Int64N(50)) }},
+		{every: f.ReleaseLateEvery, do: func(*rand.Rand) { s.releaseLate() }},
+		{every: f.UndecodableEvery, do: func(*rand.Rand) { s.core.poison.arm(1) }},
+	})
 }
 
 // restartCore stops core and starts it again, retrying until it is up: a

@@ -48,8 +48,12 @@ type channelConfig struct {
 	KafkaSASL                sasl.Mechanism // authenticates to them, if set
 	Lanes                    int
 	Deadline                 time.Duration
+	CoreTimeout              time.Duration // how long a transfer waits for core before answering pending
+	ReconcileInterval        time.Duration // how often transfers past their deadline are settled
+	ReconcileGrace           time.Duration // extra wait after a deadline before fencing at core
 	AmountMax                int64
 	Logger                   *slog.Logger
+	Chaos                    chaosSwitches // set only in a binary built with -tags chaos
 
 	// Demo, when set, serves the demo's own endpoints under /demo/.
 	Demo http.Handler
@@ -62,7 +66,7 @@ type channelConfig struct {
 	NoDeadLetterRepair bool
 }
 
-func (channelCommand) Run(ctx context.Context, args []string) error {
+func (channelCommand) Run(ctx context.Context, args []string) (err error) {
 	var cfg channelConfig
 	f := newFlags("channel", "Runs the channel tier's transfer server: the customer API, the reconciler and the sync engine.")
 	f.String(&cfg.Listen, "listen", "BANKSYNC_CHANNEL_LISTEN", "127.0.0.1:8080", "address to serve the customer API on")
@@ -84,10 +88,17 @@ func (channelCommand) Run(ctx context.Context, args []string) error {
 	f.String(&cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "", "Kafka brokers host:port,… to consume core's ledger events from")
 	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
 	f.Duration(&cfg.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
+	f.Duration(&cfg.CoreTimeout, "core-timeout", "BANKSYNC_CORE_TIMEOUT", channel.CoreTimeoutDefault, "how long a transfer waits for core before it is answered pending")
+	f.Duration(&cfg.ReconcileInterval, "reconcile-interval", "BANKSYNC_RECONCILE_INTERVAL", channel.ReconcileIntervalDefault, "how often transfers past their deadline are settled")
+	f.Duration(&cfg.ReconcileGrace, "reconcile-grace", "BANKSYNC_RECONCILE_GRACE", channel.ReconcileGraceDefault, "extra wait after a transfer's deadline before it is fenced at core")
 	f.Int64(&cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest transfer, in won (as core's)")
 	kafkaSec := f.kafkaSecurityFlags()
 	logger := f.logFlags("json")
+	chaosSw := f.chaosFlags()
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	if cfg.Chaos, err = chaosSw(); err != nil {
 		return err
 	}
 	if cfg.ServiceToken == "" || (cfg.JWTSecret == "") == (cfg.JWTPublicKey == "") {
@@ -149,7 +160,9 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 	core := bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, coreTransport)
 	reg := metrics.NewRegistry()
 	m := metrics.NewChannel(reg)
-	n.ch = channel.New(store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, Logger: cfg.Logger, Observer: m})
+	n.ch = channel.New(store, core, channel.Config{AmountMax: cfg.AmountMax, Deadline: cfg.Deadline, CoreTimeout: cfg.CoreTimeout,
+		ReconcileInterval: cfg.ReconcileInterval, ReconcileGrace: cfg.ReconcileGrace, Logger: cfg.Logger, Observer: m,
+		Now: cfg.Chaos.now(), Unsafe: channel.Unsafe{NoFence: cfg.Chaos.NoFence}})
 	state := metrics.ChannelState{Backlog: n.ch.Backlog, Logger: cfg.Logger}
 	checks := map[string]bhttp.Check{"database": func(ctx context.Context) error {
 		_, _, err := n.store.Account(ctx, "readyz")
@@ -170,7 +183,8 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		if err := reachKafka(ctx, conn); err != nil {
 			return n, err
 		}
-		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: conn, Lanes: cfg.Lanes, Logger: cfg.Logger}, n.ch)
+		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: conn, Lanes: cfg.Lanes, Logger: cfg.Logger,
+			UnsafeCommitBeforeApply: cfg.Chaos.CommitBeforeApply}, n.ch)
 		if err != nil {
 			return n, err
 		}

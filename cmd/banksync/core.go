@@ -47,6 +47,7 @@ type coreConfig struct {
 	AmountMax    int64
 	BatchSizeMax int
 	Logger       *slog.Logger
+	Chaos        chaosSwitches // set only in a binary built with -tags chaos
 }
 
 // dlqTopicOf is the dead-letter topic beside a ledger topic other than the
@@ -74,7 +75,12 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest amount of one transfer or deposit, in won")
 	kafkaSec := f.kafkaSecurityFlags()
 	logger := f.logFlags("json")
+	chaosSw := f.chaosFlags()
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	var err error
+	if c.cfg.Chaos, err = chaosSw(); err != nil {
 		return err
 	}
 	if c.cfg.ServiceToken == "" {
@@ -139,7 +145,8 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 	}
 	reg := metrics.NewRegistry()
 	m := metrics.NewLedger(reg, func(ctx context.Context) (int64, error) { return n.ledger.OutboxBacklog(ctx) })
-	n.ledger, err = ledger.Open(ctx, n.store, ledger.Config{AmountMax: cfg.AmountMax, BatchSizeMax: cfg.BatchSizeMax, Logger: cfg.Logger, Observer: m})
+	n.ledger, err = ledger.Open(ctx, n.store, ledger.Config{AmountMax: cfg.AmountMax, BatchSizeMax: cfg.BatchSizeMax, Logger: cfg.Logger, Observer: m,
+		Now: cfg.Chaos.now()})
 	if err != nil {
 		return n, err
 	}

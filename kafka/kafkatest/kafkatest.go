@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // JarsEnv names a folder of the broker's jars other than the one
@@ -417,4 +419,55 @@ func clusterID() (string, error) {
 			return id, nil
 		}
 	}
+}
+
+// LeaderOf returns the node (from 0) leading partition of topic.
+func (c *Cluster) LeaderOf(ctx context.Context, topic string, partition int32) (int, error) {
+	cl, err := kgo.NewClient(c.AdminOpts()...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	p, ok := td[topic].Partitions[partition]
+	if !ok || td[topic].Err != nil || p.Leader < 1 {
+		return 0, fmt.Errorf("kafka: no leader of %s/%d (topic error %v)", topic, partition, td[topic].Err)
+	}
+	return int(p.Leader) - 1, nil // node ids are 1, 2, 3
+}
+
+// ActiveController returns the node (from 0) leading the KRaft metadata
+// quorum: the active controller.
+func (c *Cluster) ActiveController(ctx context.Context) (int, error) {
+	cl, err := kgo.NewClient(c.AdminOpts()...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	t := kmsg.NewDescribeQuorumRequestTopic()
+	t.Topic = "__cluster_metadata"
+	t.Partitions = []kmsg.DescribeQuorumRequestTopicPartition{kmsg.NewDescribeQuorumRequestTopicPartition()}
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return 0, err
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return 0, errors.New("kafka: the quorum description names no metadata partition")
+	}
+	p := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		return 0, err
+	}
+	if p.LeaderID < 1 || int(p.LeaderID) > nodes {
+		return 0, fmt.Errorf("kafka: the metadata quorum has no leader (%d)", p.LeaderID)
+	}
+	return int(p.LeaderID) - 1, nil
 }

@@ -45,10 +45,36 @@ func TestClusterSurvivesALeaderKill(t *testing.T) {
 	if len(p.Replicas) != 3 {
 		t.Fatalf("partition on %d replicas, want 3 (the cluster's default)", len(p.Replicas))
 	}
-	leader := int(p.Leader) - 1 // node ids are 1, 2, 3
+	leader, err := c.LeaderOf(ctx, "smoke", 0)
+	if err != nil || leader != int(p.Leader)-1 {
+		t.Fatalf("LeaderOf names node %d (%v); the metadata names id %d", leader, err, p.Leader)
+	}
 	c.Kill(leader)
 	produce(50, 100)
 	if err := c.Start(leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitBrokers(3); err != nil {
+		t.Fatal(err)
+	}
+
+	// The active controller killed: another takes over the quorum.
+	controller, err := c.ActiveController(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Kill(controller)
+	for {
+		next, err := c.ActiveController(ctx)
+		if err == nil && next != controller {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no controller took over from node %d: %v", controller, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := c.Start(controller); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WaitBrokers(3); err != nil {
