@@ -82,6 +82,7 @@ type LedgerStore struct {
 	// other than Commit: the ledger has not seen a commit fail since, so its
 	// cached balances and positions may be stale.
 	lossUnseen bool
+	readOnly   bool // OpenLedgerReader: every write refused
 }
 
 // OpenLedger connects to dsn, migrates the ledger schema and takes the
@@ -119,6 +120,23 @@ func OpenLedger(ctx context.Context, dsn string, opts ...Option) (*LedgerStore, 
 		return nil, fmt.Errorf("open ledger store: %w", err)
 	}
 	return &LedgerStore{pool: pool, writerCfg: writerCfg, log: o.logger, writer: writer}, nil
+}
+
+// OpenLedgerReader opens the ledger database of dsn to read only, beside
+// the ledger process that writes it: no writer lock, no migrations (the
+// ledger process applies them), and every write refused. Audits and the
+// deployed chaos run's checker read core's database this way.
+func OpenLedgerReader(ctx context.Context, dsn string, opts ...Option) (*LedgerStore, error) {
+	o := newOptions(opts)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger reader: %w", err)
+	}
+	if err := ping(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open ledger reader: %w", err)
+	}
+	return &LedgerStore{pool: pool, log: o.logger, readOnly: true}, nil
 }
 
 // ping connects once, within openConnectTimeout, so that a server that
@@ -211,6 +229,9 @@ func (s *LedgerStore) withWriter(ctx context.Context, commit bool, fn func(conn 
 	defer s.mu.Unlock()
 	if s.closed {
 		return errors.New("ledger store is closed")
+	}
+	if s.readOnly {
+		return errors.New("ledger store is opened to read only (OpenLedgerReader)")
 	}
 	if commit && s.lossUnseen {
 		s.lossUnseen = false

@@ -138,6 +138,41 @@ func TestOpenLedgerLocked(t *testing.T) {
 	third.Close()
 }
 
+// A reader opens beside the ledger process holding the lock, reads what it
+// committed, and can write nothing.
+func TestOpenLedgerReader(t *testing.T) {
+	ctx := context.Background()
+	writer, dsn := mustOpenLedger(t)
+	f := newFixture()
+	for _, b := range f.batches {
+		if err := writer.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader, err := postgres.OpenLedgerReader(ctx, dsn)
+	if err != nil {
+		t.Fatalf("OpenLedgerReader beside the writer: %v", err)
+	}
+	defer reader.Close()
+	es, err := reader.Entries(ctx, "a", 0, 10)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("reader's entries of a: %v, %v; want the 2 committed", es, err)
+	}
+	if err := reader.Commit(ctx, &ledger.Batch{NewAccounts: []banksync.Account{{ID: "c", Owner: "carol"}}}); err == nil {
+		t.Fatal("a reader committed a batch")
+	}
+	if err := reader.SetRelayPosition(ctx, 1); err == nil {
+		t.Fatal("a reader moved the relay position")
+	}
+	if got, _ := writer.Accounts(ctx, []string{"c"}); len(got) != 0 {
+		t.Fatalf("the reader's refused batch opened %v", got)
+	}
+	// The writer still holds the lock and writes.
+	if err := writer.SetRelayPosition(ctx, 1); err != nil {
+		t.Fatalf("the writer beside a reader: %v", err)
+	}
+}
+
 // fixture is a small ledger history: two accounts, a deposit into a, a
 // transfer a → b and a fenced transfer id core never saw.
 type fixture struct {

@@ -1,0 +1,161 @@
+package deployed_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Bounds of the processes.
+const (
+	// upTimeout bounds a process's start until it answers its probe.
+	upTimeout  = 60 * time.Second
+	probeEvery = 100 * time.Millisecond
+)
+
+// buildBanksync builds the banksync binary with the chaos tag (its only
+// difference: --chaos-clock-skew and --chaos-unsafe) into t's folder.
+func buildBanksync(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "banksync")
+	out, err := exec.Command("go", "build", "-tags", "chaos", "-o", bin, "banksync/cmd/banksync").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build -tags chaos: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is one banksync process the run starts, kills, pauses and starts
+// again with the same arguments. Its output goes to a log file, appended
+// across restarts.
+type proc struct {
+	name  string
+	bin   string
+	args  []string
+	log   string
+	probe string // URL answering 200 once the process serves
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	paused bool
+}
+
+// start starts the process, if it is not running, and waits until its
+// probe answers.
+func (p *proc) start(ctx context.Context) error {
+	p.mu.Lock()
+	if p.cmd == nil {
+		out, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		cmd := exec.Command(p.bin, p.args...)
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			out.Close()
+			p.mu.Unlock()
+			return fmt.Errorf("start %s: %w", p.name, err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); out.Close(); close(exited) }()
+		p.cmd, p.exited = cmd, exited
+	}
+	exited := p.exited
+	p.mu.Unlock()
+	return p.waitUp(ctx, exited)
+}
+
+// waitUp waits until the probe answers 200, the process exits or
+// upTimeout passes.
+func (p *proc) waitUp(ctx context.Context, exited chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, upTimeout)
+	defer cancel()
+	hc := &http.Client{Timeout: time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", p.probe, nil)
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited while starting; see %s", p.name, p.log)
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer %s within %v; see %s", p.name, p.probe, upTimeout, p.log)
+		case <-time.After(probeEvery):
+		}
+	}
+}
+
+// kill stops the process with SIGKILL, as a crash or the OOM killer does,
+// and waits until it is gone.
+func (p *proc) kill() error {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd, p.paused = nil, false
+	p.mu.Unlock()
+	if cmd == nil {
+		return errors.New(p.name + " is not running")
+	}
+	cmd.Process.Kill()
+	<-exited
+	return nil
+}
+
+// pause stops the process with SIGSTOP, as a long GC pause or a frozen VM
+// does; resume continues it.
+func (p *proc) pause() error  { return p.signal(syscall.SIGSTOP, true) }
+func (p *proc) resume() error { return p.signal(syscall.SIGCONT, false) }
+
+func (p *proc) signal(sig syscall.Signal, paused bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return errors.New(p.name + " is not running")
+	}
+	p.paused = paused
+	return p.cmd.Process.Signal(sig)
+}
+
+// stop ends the process in order (SIGTERM), or kills it after a while.
+func (p *proc) stop() {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGCONT)
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// freePort is a loopback port free now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
