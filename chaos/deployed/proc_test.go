@@ -20,6 +20,9 @@ const (
 	// upTimeout bounds a process's start until it answers its probe.
 	upTimeout  = 60 * time.Second
 	probeEvery = 100 * time.Millisecond
+	// restartBackoff is how long the supervisor waits before starting a
+	// process that exited again.
+	restartBackoff = 500 * time.Millisecond
 )
 
 // buildBanksync builds the banksync binary with the chaos tag (its only
@@ -51,37 +54,65 @@ type proc struct {
 }
 
 // start starts the process, if it is not running, and waits until its
-// probe answers.
+// probe answers. A process that exits while starting (its database
+// refusing connections, say) is started again, as a supervisor (systemd,
+// Kubernetes) would, until upTimeout.
 func (p *proc) start(ctx context.Context) error {
-	p.mu.Lock()
-	if p.cmd == nil {
-		out, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			p.mu.Unlock()
-			return err
-		}
-		cmd := exec.Command(p.bin, p.args...)
-		cmd.Stdout, cmd.Stderr = out, out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			out.Close()
-			p.mu.Unlock()
-			return fmt.Errorf("start %s: %w", p.name, err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); out.Close(); close(exited) }()
-		p.cmd, p.exited = cmd, exited
-	}
-	exited := p.exited
-	p.mu.Unlock()
-	return p.waitUp(ctx, exited)
-}
-
-// waitUp waits until the probe answers 200, the process exits or
-// upTimeout passes.
-func (p *proc) waitUp(ctx context.Context, exited chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, upTimeout)
 	defer cancel()
+	for {
+		exited, err := p.launch()
+		if err != nil {
+			return err
+		}
+		err = p.waitUp(ctx, exited)
+		if !errors.Is(err, errExited) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not stay up within %v; see %s", p.name, upTimeout, p.log)
+		case <-time.After(restartBackoff):
+		}
+	}
+}
+
+// launch starts the process unless it is running, and returns what closes
+// when it exits.
+func (p *proc) launch() (chan struct{}, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		select {
+		case <-p.exited:
+			p.cmd = nil // it died on its own: start it again
+		default:
+			return p.exited, nil
+		}
+	}
+	out, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("start %s: %w", p.name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); out.Close(); close(exited) }()
+	p.cmd, p.exited = cmd, exited
+	return exited, nil
+}
+
+// errExited is a process that exited before its probe answered.
+var errExited = errors.New("exited while starting")
+
+// waitUp waits until the probe answers 200, the process exits or ctx
+// ends.
+func (p *proc) waitUp(ctx context.Context, exited chan struct{}) error {
 	hc := &http.Client{Timeout: time.Second}
 	for {
 		req, _ := http.NewRequestWithContext(ctx, "GET", p.probe, nil)
@@ -93,7 +124,7 @@ func (p *proc) waitUp(ctx context.Context, exited chan struct{}) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited while starting; see %s", p.name, p.log)
+			return fmt.Errorf("%s %w; see %s", p.name, errExited, p.log)
 		case <-ctx.Done():
 			return fmt.Errorf("%s did not answer %s within %v; see %s", p.name, p.probe, upTimeout, p.log)
 		case <-time.After(probeEvery):

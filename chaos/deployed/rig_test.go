@@ -1,6 +1,7 @@
 package deployed_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,23 +69,25 @@ type rig struct {
 	proxies []*toxiproxy.Proxy
 	skews   []time.Duration // each replica's clock
 
-	brokers sync.Mutex // one broker down at a time
-	ledger  *postgres.LedgerStore
-	history *postgres.ChannelStore
+	settleMax time.Duration
+	brokers   sync.Mutex // one broker down at a time
+	ledger    *postgres.LedgerStore
+	history   *postgres.ChannelStore
 }
 
 // rigConfig is what differs between runs: the seed (the replicas'
 // clocks), and a protection switched off in every process, for the
 // checker's own tests.
 type rigConfig struct {
-	seed   uint64
-	unsafe string // --chaos-unsafe
+	seed      uint64
+	unsafe    string        // --chaos-unsafe
+	settleMax time.Duration // 0: settleMax
 }
 
 func newRig(t *testing.T, cfg rigConfig) *rig {
 	t.Helper()
 	ctx := t.Context()
-	r := &rig{t: t, dir: logDir(t)}
+	r := &rig{t: t, dir: logDir(t), settleMax: cmp.Or(cfg.settleMax, settleMax)}
 	bin := buildBanksync(t)
 	r.pg = startPostgres(t)
 	r.kafka = kafkatest.Start(t)
@@ -181,10 +185,10 @@ func (r *rig) run(seed uint64, d time.Duration, faults []chaos.DeployedFault, fi
 	}
 	run := chaos.Deployed{Seed: seed, Duration: d, CoreURL: strings.TrimSuffix(r.core.probe, "/healthz"), ServiceToken: serviceToken,
 		ChannelURLs: urls, JWTSecret: []byte(jwtSecret), Ledger: r.ledger, History: r.history,
-		Faults: faults, Calm: r.calm, PendingMax: pendingMax, SettleMax: settleMax,
+		Faults: faults, Calm: r.calm, PendingMax: pendingMax, SettleMax: r.settleMax,
 		Logger: slog.New(slog.NewTextHandler(schedule, nil))}
 	if finale {
-		run.Finale = r.crashDuringOutage
+		run.Finale = r.crashDuringStall
 	}
 	rep, err := chaos.RunDeployed(r.t.Context(), run)
 	if err != nil {
@@ -396,12 +400,10 @@ func (r *rig) toxic(ctx context.Context, rng *rand.Rand, kind, stream string, at
 // parks it once the account is synced from core.
 func (r *rig) undecodableEvent(ctx context.Context, rng *rand.Rand) error {
 	account := fmt.Sprintf("cust-%02d-acc-%d", rng.IntN(8), rng.IntN(2))
-	es, err := r.ledger.Entries(ctx, account, 0, 1000)
-	if err != nil || len(es) == 0 {
-		return fmt.Errorf("no entry of %s to poison: %v", account, err)
-	}
 	value := []byte("not an event")
-	if rng.IntN(2) == 0 {
+	// The next version's event of the account's latest entry, when core's
+	// database answers (it may be refusing connections just now).
+	if es, err := r.ledger.Entries(ctx, account, 0, 1000); rng.IntN(2) == 0 && err == nil && len(es) > 0 {
 		ev := banksync.EventOf(es[len(es)-1])
 		ev.Version = banksync.EventSchemaVersion + 1
 		if value, err = json.Marshal(ev); err != nil {
@@ -417,13 +419,24 @@ func (r *rig) undecodableEvent(ctx context.Context, rng *rand.Rand) error {
 	return cl.ProduceSync(ctx, &kgo.Record{Key: []byte(account), Value: value}).FirstErr()
 }
 
-// crashDuringOutage is the run's last fault: the channels' database
-// refuses connections while a deposit lands on every account, and every
-// replica is killed while it retries those events; the database comes
-// back, the replicas start again. What they had not applied must be
-// re-delivered (P4): nothing later fills those holes.
-func (r *rig) crashDuringOutage(ctx context.Context, depositToAll func(context.Context, string)) error {
-	if err := postgres.RefuseConnections(ctx, r.chanDSN, true); err != nil {
+// crashDuringStall is the run's last fault: the channels' history table
+// is locked (as a long migration or VACUUM FULL would), so their writes
+// hang, while a deposit lands on every account; every replica is killed
+// while its writes hang; the lock goes, the replicas start again. What
+// they had not applied must be re-delivered (P4): nothing later fills
+// those holes.
+func (r *rig) crashDuringStall(ctx context.Context, depositToAll func(context.Context, string)) error {
+	conn, err := pgx.Connect(ctx, r.chanDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE channel_history IN ACCESS EXCLUSIVE MODE"); err != nil {
+		tx.Rollback(ctx)
 		return err
 	}
 	depositToAll(ctx, "final")
@@ -431,7 +444,7 @@ func (r *rig) crashDuringOutage(ctx context.Context, depositToAll func(context.C
 	for _, p := range r.chans {
 		p.kill()
 	}
-	if err := postgres.RefuseConnections(ctx, r.chanDSN, false); err != nil {
+	if err := tx.Rollback(ctx); err != nil {
 		return err
 	}
 	for _, p := range r.chans {
