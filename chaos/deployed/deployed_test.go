@@ -4,7 +4,8 @@
 // broker and controller kills, database connections cut and refused, a
 // PostgreSQL restart, a proxy between each replica and core, clock skew).
 //
-// A short pass runs with the tests. A longer one, over several seeds:
+// A short pass runs with the tests. A longer one, over several seeds
+// (scripts/chaos-deployed wraps this):
 //
 //	BANKSYNC_DEPLOYED_CHAOS_DURATION=10m BANKSYNC_DEPLOYED_CHAOS_SEEDS=1,2,3 \
 //	  go test -run TestDeployedShapeKeepsThePromises -timeout 60m ./chaos/deployed/
