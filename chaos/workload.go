@@ -349,6 +349,7 @@ type historyReader interface {
 	PendingBefore(ctx context.Context, t time.Time, limit int) ([]channel.Transfer, error)
 	History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error)
 	Transfer(ctx context.Context, id string) (channel.Transfer, bool, error)
+	Account(ctx context.Context, id string) (channel.AccountState, bool, error)
 }
 
 // checkAfter checks, once the faults have stopped, what the databases
@@ -387,6 +388,7 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 			slices.Reverse(got)
 			equal := err1 == nil && err2 == nil && slices.EqualFunc(want, got, banksync.Entry.Equal)
 			if equal {
+				checkShownBalance(ctx, w, hist, id, want)
 				break
 			}
 			if ctx.Err() != nil {
@@ -447,6 +449,22 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 		w.stats.violation(P6, "cannot read core's totals: %v", err)
 	} else if tot.Balances != tot.Deposits || tot.NegativeAccounts != 0 {
 		w.stats.violation(P6, "balances sum to %d, deposits to %d, %d negative accounts", tot.Balances, tot.Deposits, tot.NegativeAccounts)
+	}
+}
+
+// checkShownBalance: once an account's history equals core's entries, the
+// balance the app shows, and the seq it says it is synced through, are
+// core's last (P5: a balance that never existed, or one behind its own
+// history, is what the customer would read).
+func checkShownBalance(ctx context.Context, w *workload, hist historyReader, id string, core []banksync.Entry) {
+	st, found, err := hist.Account(ctx, id)
+	if err != nil || len(core) == 0 {
+		return
+	}
+	last := core[len(core)-1]
+	if !found || st.SyncedSeq != last.Seq || st.Balance != last.BalanceAfter {
+		w.stats.violation(P5, "%s: the app shows balance %d synced through seq %d (found %v); core's last entry is seq %d, balance %d",
+			id, st.Balance, st.SyncedSeq, found, last.Seq, last.BalanceAfter)
 	}
 }
 

@@ -23,7 +23,9 @@ late delivery, slow core, core restarts, history database failures,
 consumer crashes and rebalances, duplicate events, clock skew), then checks
 every promise: at most once (P1), never stuck (P2), failed never executed
 (P3), history equals the ledger (P4), history always a prefix (P5), money
-conserved (P6). The same seed gives the same workload and fault schedule.`)
+conserved (P6). The same seed gives the same workload and fault schedule.
+scripts/chaos-deployed runs the same workload and checks against separate
+processes on PostgreSQL and Apache Kafka (docs/RELIABILITY.md).`)
 	f.Int64(&seed, "seed", "BANKSYNC_CHAOS_SEED", 1, "seed of the workload and the fault schedule")
 	f.Duration(&cfg.Duration, "duration", "BANKSYNC_CHAOS_DURATION", 30*time.Second, "how long the workload and the faults run")
 	f.Int(&cfg.Channels, "channels", "BANKSYNC_CHAOS_CHANNELS", 2, "channel instances sharing one history database and consumer group")
