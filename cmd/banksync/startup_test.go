@@ -217,3 +217,20 @@ func TestStartupFailsOnBoundPort(t *testing.T) {
 		})
 	}
 }
+
+// The binary a bank builds has no chaos switches: only a build with -tags
+// chaos (the deployed chaos run's) can skew a clock or switch a protection
+// off.
+func TestChaosSwitchesAreNotInTheBinary(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"core", "--kafka", "none", "--chaos-clock-skew", "1s"},
+		{"channel", "--chaos-unsafe", "no-fence"},
+		{"channel", "--chaos-unsafe", "commit-before-apply"},
+	} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "flag provided but not defined: -chaos-") {
+			t.Errorf("banksync %s: %v\n%s\nwant it refused: the flag must not exist outside chaos builds", strings.Join(args, " "), err, out)
+		}
+	}
+}
