@@ -22,17 +22,19 @@ func CreateScratchDatabase(ctx context.Context, dsn, prefix string) (string, fun
 	if err != nil {
 		return "", nil, fmt.Errorf("scratch database dsn: %w", err)
 	}
-	if err := adminExec(ctx, dsn, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if err := Exec(ctx, dsn, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", nil, fmt.Errorf("create scratch database: %w", err)
 	}
 	drop := func(ctx context.Context) error {
 		// FORCE ends sessions left open, which would otherwise block the drop.
-		return adminExec(ctx, dsn, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		return Exec(ctx, dsn, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	}
 	return fresh, drop, nil
 }
 
-func adminExec(ctx context.Context, dsn, sql string) error {
+// Exec runs one statement on the database of dsn, on a connection of its
+// own, for administration and tests: creating a database, ending sessions.
+func Exec(ctx context.Context, dsn, sql string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return err

@@ -81,9 +81,9 @@ func RefuseConnections(ctx context.Context, dsn string, refuse bool) error {
 	}
 	db := pgx.Identifier{cfg.Database}.Sanitize()
 	if !refuse {
-		return adminExec(ctx, admin, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS true")
+		return Exec(ctx, admin, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS true")
 	}
-	if err := adminExec(ctx, admin, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS false"); err != nil {
+	if err := Exec(ctx, admin, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS false"); err != nil {
 		return err
 	}
 	conn, err := pgx.Connect(ctx, admin)

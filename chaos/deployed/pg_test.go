@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"banksync/postgres"
 )
 
 // pgBinEnv names the folder of PostgreSQL's server programs (initdb,
@@ -129,7 +129,7 @@ func (s *pgServer) dsn(name string) string {
 
 // createDatabase creates a database and returns its DSN.
 func (s *pgServer) createDatabase(ctx context.Context, name string) (string, error) {
-	if err := pgExec(ctx, s.dsn("postgres"), "CREATE DATABASE "+name); err != nil {
+	if err := postgres.Exec(ctx, s.dsn("postgres"), "CREATE DATABASE "+name); err != nil {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	return s.dsn(name), nil
@@ -138,28 +138,17 @@ func (s *pgServer) createDatabase(ctx context.Context, name string) (string, err
 // terminateBackends ends every session on database name but the caller's,
 // as a failover or an administrator's kill would.
 func (s *pgServer) terminateBackends(ctx context.Context, name string) error {
-	return pgExec(ctx, s.dsn("postgres"),
+	return postgres.Exec(ctx, s.dsn("postgres"),
 		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+name+"' AND pid <> pg_backend_pid()")
 }
 
 // waitUp waits until the server takes connections.
 func (s *pgServer) waitUp(ctx context.Context) error {
 	for {
-		err := pgExec(ctx, s.dsn("postgres"), "SELECT 1")
+		err := postgres.Exec(ctx, s.dsn("postgres"), "SELECT 1")
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// pgExec runs one statement on dsn's database, on a connection of its own.
-func pgExec(ctx context.Context, dsn, sql string) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql)
-	return err
 }
