@@ -43,6 +43,8 @@ type Deployed struct {
 	Calm       func(ctx context.Context) error
 	PendingMax time.Duration
 	SettleMax  time.Duration
+	// ClockSkewMax bounds how far each replica's clock is off real time.
+	ClockSkewMax time.Duration
 
 	Logger *slog.Logger
 }
@@ -126,7 +128,7 @@ func RunDeployed(ctx context.Context, d Deployed) (*Report, error) {
 			return nil, fmt.Errorf("chaos: the faults did not end: %w", err)
 		}
 	}
-	checkAfter(ctx, w, d.Ledger, d.History, d.PendingMax, d.SettleMax)
+	checkAfter(ctx, w, d.Ledger, d.History, bounds{pendingMax: d.PendingMax, settleMax: d.SettleMax, clockSpread: 2 * d.ClockSkewMax})
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}

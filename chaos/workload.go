@@ -330,7 +330,7 @@ func (s *system) check(ctx context.Context, w *workload) *Report {
 	// P2: once faults stop, nothing stays pending past the deadline, the
 	// reconciler's grace and a few rounds of it.
 	pendingMax := transferDeadline + reconcileGrace + 4*reconcileInterval + 2*coreTimeout + s.cfg.Faults.ClockSkewMax
-	checkAfter(ctx, w, coreStore, s.chans[0].store.Store, pendingMax, s.cfg.SettleMax)
+	checkAfter(ctx, w, coreStore, s.chans[0].store.Store, bounds{pendingMax: pendingMax, settleMax: s.cfg.SettleMax, clockSpread: 2 * s.cfg.Faults.ClockSkewMax})
 	return s.stats.report(s.cfg)
 }
 
@@ -352,11 +352,19 @@ type historyReader interface {
 	Account(ctx context.Context, id string) (channel.AccountState, bool, error)
 }
 
+// bounds are the final check's: how long pending transfers may take to
+// settle once the faults stop (P2), how long the histories may take to
+// reach core's ledger (P4), and how far two channel replicas' clocks may
+// be apart.
+type bounds struct {
+	pendingMax, settleMax, clockSpread time.Duration
+}
+
 // checkAfter checks, once the faults have stopped, what the databases
-// hold against every promise, waiting at most pendingMax for pending
-// transfers to settle (P2) and settleMax for the histories to reach
-// core's ledger (P4), and counts what it finds in w's tallies.
-func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist historyReader, pendingMax, settleMax time.Duration) {
+// hold against every promise, within b, and counts what it finds in w's
+// tallies.
+func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist historyReader, b bounds) {
+	pendingMax, settleMax := b.pendingMax, b.settleMax
 	far := time.Now().Add(24 * time.Hour)
 	deadline := time.Now().Add(pendingMax)
 	var pending []channel.Transfer
@@ -428,14 +436,14 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for intent, ids := range w.intents {
-		executed := 0
+		var executed []string
 		for id := range ids {
 			if recs, err := coreStore.Transfers(ctx, []string{id}); err == nil && len(recs) == 1 && recs[0].Status == banksync.StatusCompleted {
-				executed++
+				executed = append(executed, id)
 			}
 		}
-		if executed > 1 {
-			w.stats.violation(P1, "transfer %s executed %d times on core", intent, executed)
+		if len(executed) > 1 && pendingTogether(ctx, hist, executed, b.clockSpread) {
+			w.stats.violation(P1, "transfer %s executed %d times on core, sent again while it was pending", intent, len(executed))
 		}
 	}
 	for key, ids := range w.keys {
@@ -450,6 +458,34 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 	} else if tot.Balances != tot.Deposits || tot.NegativeAccounts != 0 {
 		w.stats.violation(P6, "balances sum to %d, deposits to %d, %d negative accounts", tot.Balances, tot.Deposits, tot.NegativeAccounts)
 	}
+}
+
+// pendingTogether tells whether any two of the transfers ids, executed on
+// core for one intent of a customer's, were pending at the channel at the
+// same time: the second sent while the first had no answer, which the
+// in-flight refusal must stop. A customer who presses again after the
+// first completed — it answered pending, then its event came — sends a new
+// transfer, rightly executed; the channel's records tell the two apart
+// (its database lets one transfer per account be pending at a time). The
+// records' times come from the replicas' clocks, so an overlap within
+// spread is not counted; a record missing is.
+func pendingTogether(ctx context.Context, hist historyReader, ids []string, spread time.Duration) bool {
+	var ts []channel.Transfer
+	for _, id := range ids {
+		t, ok, err := hist.Transfer(ctx, id)
+		if err != nil || !ok {
+			return true
+		}
+		ts = append(ts, t)
+	}
+	slices.SortFunc(ts, func(a, b channel.Transfer) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	for i := 1; i < len(ts); i++ {
+		prev := ts[i-1]
+		if prev.SettledAt.IsZero() || ts[i].CreatedAt.Add(spread).Before(prev.SettledAt) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkShownBalance: once an account's history equals core's entries, the

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -185,7 +186,7 @@ func (r *rig) run(seed uint64, d time.Duration, faults []chaos.DeployedFault, fi
 	}
 	run := chaos.Deployed{Seed: seed, Duration: d, CoreURL: strings.TrimSuffix(r.core.probe, "/healthz"), ServiceToken: serviceToken,
 		ChannelURLs: urls, JWTSecret: []byte(jwtSecret), Ledger: r.ledger, History: r.history,
-		Faults: faults, Calm: r.calm, PendingMax: pendingMax, SettleMax: r.settleMax,
+		Faults: faults, Calm: r.calm, PendingMax: pendingMax, SettleMax: r.settleMax, ClockSkewMax: skewMax,
 		Logger: slog.New(slog.NewTextHandler(schedule, nil))}
 	if finale {
 		run.Finale = r.crashDuringStall
@@ -294,12 +295,21 @@ func (r *rig) killCore(ctx context.Context, rng *rand.Rand) error {
 // group gives its partitions to the others while it sleeps, and it wakes
 // believing it still owns them. It must not commit or apply out of order.
 func (r *rig) pauseChannel(ctx context.Context, rng *rand.Rand) error {
-	p := r.chans[rng.IntN(len(r.chans))]
-	if err := p.pause(); err != nil {
-		return err
+	// A replica, of those running: another fault may have one down just now.
+	var paused *proc
+	for _, i := range rng.Perm(len(r.chans)) {
+		if r.chans[i].pause() == nil {
+			paused = r.chans[i]
+			break
+		}
+	}
+	if paused == nil {
+		return errors.New("no replica running to pause")
 	}
 	sleep(ctx, sessionTimeout+time.Duration(1000+rng.IntN(3000))*time.Millisecond)
-	return p.resume()
+	// Killed while it slept, it was started again, awake.
+	paused.resume()
+	return nil
 }
 
 // killBroker kills node i, and starts it again after a few seconds; one
