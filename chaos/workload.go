@@ -442,8 +442,12 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 				executed = append(executed, id)
 			}
 		}
-		if len(executed) > 1 && pendingTogether(ctx, hist, executed, b.clockSpread) {
+		switch {
+		case len(executed) < 2:
+		case pendingTogether(ctx, hist, executed, b.clockSpread):
 			w.stats.violation(P1, "transfer %s executed %d times on core, sent again while it was pending", intent, len(executed))
+		default:
+			w.stats.op("sent_again_after_completion") // counted, to show how often the rule above was tested
 		}
 	}
 	for key, ids := range w.keys {
