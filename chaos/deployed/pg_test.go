@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,16 +18,21 @@ import (
 )
 
 // pgBinEnv names the folder of PostgreSQL's server programs (initdb,
-// pg_ctl), if not Debian's /usr/lib/postgresql/VERSION/bin.
+// postgres), if not Debian's /usr/lib/postgresql/VERSION/bin.
 const pgBinEnv = "BANKSYNC_TEST_PG_BIN"
 
 // pgServer is a PostgreSQL server of the run's own, on loopback, in a
 // temporary folder: the run restarts it, which it must not do to the
-// server other packages' tests share.
+// server other packages' tests share. The postmaster is the test's child,
+// so it dies with the test however the test ends.
 type pgServer struct {
 	bin, dir, data string
 	port           int
-	asPostgres     bool // running as root: the server runs as the postgres user
+	as             *syscall.Credential // running as root: the postgres user
+
+	mu     sync.Mutex
+	proc   *exec.Cmd // the postmaster
+	exited chan struct{}
 }
 
 // startPostgres initialises and starts a server, stopped and removed when
@@ -42,7 +48,7 @@ func startPostgres(t *testing.T) *pgServer {
 		}
 	}
 	if bin == "" {
-		why := "PostgreSQL's server programs (initdb, pg_ctl) are not installed: run scripts/postgres, or set " + pgBinEnv
+		why := "PostgreSQL's server programs (initdb, postgres) are not installed: run scripts/postgres, or set " + pgBinEnv
 		if os.Getenv("CI") != "" {
 			t.Fatal(why)
 		}
@@ -57,16 +63,17 @@ func startPostgres(t *testing.T) *pgServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &pgServer{bin: bin, dir: dir, data: filepath.Join(dir, "data"), port: port, asPostgres: os.Geteuid() == 0}
-	if s.asPostgres {
-		// initdb refuses to run as root; the folder becomes the postgres
-		// user's.
+	s := &pgServer{bin: bin, dir: dir, data: filepath.Join(dir, "data"), port: port}
+	if os.Geteuid() == 0 {
+		// initdb and postgres refuse to run as root; the folder becomes
+		// the postgres user's.
 		u, err := user.Lookup("postgres")
 		if err != nil {
 			t.Fatalf("running as root, the server needs the postgres user: %v", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
+		s.as = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chmod(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -77,49 +84,82 @@ func startPostgres(t *testing.T) *pgServer {
 	if out, err := s.cmd("initdb", "-D", s.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	if err := s.start(); err != nil {
+	if err := s.start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.cmd("pg_ctl", "-D", s.data, "-m", "immediate", "stop").Run() })
+	t.Cleanup(s.stop)
 	return s
 }
 
-// cmd runs one of the server's programs, as the postgres user when the
-// test runs as root.
+// cmd is one of the server's programs, as the postgres user when the test
+// runs as root, killed if the test dies.
 func (s *pgServer) cmd(program string, args ...string) *exec.Cmd {
-	path := filepath.Join(s.bin, program)
-	var cmd *exec.Cmd
-	if s.asPostgres {
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
-	} else {
-		cmd = exec.Command(path, args...)
-	}
+	cmd := exec.Command(filepath.Join(s.bin, program), args...)
 	cmd.Dir = s.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.as, Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
 
-// start starts the server and waits until it takes connections. It
-// listens on loopback only, without a Unix socket outside its folder.
-func (s *pgServer) start() error {
-	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c max_connections=300", s.port, s.dir)
-	cmd := s.cmd("pg_ctl", "-D", s.data, "-l", filepath.Join(s.dir, "server.log"), "-o", opts, "-w", "-t", "60", "start")
-	// pg_ctl leaves the server running in its own session: it must not
-	// hold the test's output open, nor die with the test's signals.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
-		return fmt.Errorf("start PostgreSQL: %v\n%s\n%s", err, out, log)
+// start starts the postmaster and waits until it takes connections. It
+// listens on loopback only, its Unix socket in its own folder.
+func (s *pgServer) start(ctx context.Context) error {
+	log, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
-	return nil
+	cmd := s.cmd("postgres", "-D", s.data, "-p", strconv.Itoa(s.port), "-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories="+s.dir, "-c", "max_connections=300")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); log.Close(); close(exited) }()
+	s.mu.Lock()
+	s.proc, s.exited = cmd, exited
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, upTimeout)
+	defer cancel()
+	for {
+		if postgres.Exec(ctx, s.dsn("postgres"), "SELECT 1") == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			out, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
+			return fmt.Errorf("PostgreSQL exited while starting:\n%s", out)
+		case <-ctx.Done():
+			return fmt.Errorf("PostgreSQL took no connection within %v", upTimeout)
+		case <-time.After(probeEvery):
+		}
+	}
 }
 
-// restart stops the server as a crash does (immediate: no checkpoint,
-// every connection cut) and starts it again; it recovers from its WAL.
-func (s *pgServer) restart() error {
-	if out, err := s.cmd("pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop").CombinedOutput(); err != nil {
-		return fmt.Errorf("stop PostgreSQL: %v\n%s", err, out)
+// stop shuts the server down as a crash does: SIGQUIT is PostgreSQL's
+// immediate shutdown (no checkpoint, every connection cut); the next start
+// recovers from the WAL.
+func (s *pgServer) stop() {
+	s.mu.Lock()
+	cmd, exited := s.proc, s.exited
+	s.proc = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
 	}
-	return s.start()
+	cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// restart stops the server as a crash does and starts it again.
+func (s *pgServer) restart(ctx context.Context) error {
+	s.stop()
+	return s.start(context.WithoutCancel(ctx))
 }
 
 // dsn is the DSN of database name on the server.

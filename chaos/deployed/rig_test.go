@@ -72,6 +72,7 @@ type rig struct {
 
 	settleMax time.Duration
 	brokers   sync.Mutex // one broker down at a time
+	database  sync.Mutex // one database fault at a time: none while PostgreSQL restarts
 	ledger    *postgres.LedgerStore
 	history   *postgres.ChannelStore
 }
@@ -347,6 +348,8 @@ func (r *rig) killController(ctx context.Context, rng *rand.Rand) error {
 // terminateConnections ends every session core and the channels hold on
 // their databases, as an administrator or a failover does.
 func (r *rig) terminateConnections(ctx context.Context, _ *rand.Rand) error {
+	r.database.Lock()
+	defer r.database.Unlock()
 	for _, db := range []string{"core", "channel"} {
 		if err := r.pg.terminateBackends(ctx, db); err != nil {
 			return err
@@ -358,6 +361,8 @@ func (r *rig) terminateConnections(ctx context.Context, _ *rand.Rand) error {
 // refuseConnections makes core's or the channels' database refuse new
 // connections, its sessions ended, for a second or three.
 func (r *rig) refuseConnections(ctx context.Context, rng *rand.Rand) error {
+	r.database.Lock()
+	defer r.database.Unlock()
 	dsn := []string{r.coreDSN, r.chanDSN}[rng.IntN(2)]
 	if err := postgres.RefuseConnections(ctx, dsn, true); err != nil {
 		return err
@@ -366,7 +371,11 @@ func (r *rig) refuseConnections(ctx context.Context, rng *rand.Rand) error {
 	return postgres.RefuseConnections(context.WithoutCancel(ctx), dsn, false)
 }
 
-func (r *rig) restartPostgres(context.Context, *rand.Rand) error { return r.pg.restart() }
+func (r *rig) restartPostgres(ctx context.Context, _ *rand.Rand) error {
+	r.database.Lock()
+	defer r.database.Unlock()
+	return r.pg.restart(ctx)
+}
 
 // The network faults act on one replica's connections to core, for a few
 // seconds each.
