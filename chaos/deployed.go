@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	bhttp "banksync/http"
@@ -149,17 +150,14 @@ type scheduled struct {
 // delays no other kind. No interval is longer than a third of the run, so
 // a short run still meets every kind.
 func schedule(ctx context.Context, seed uint64, run time.Duration, kinds []scheduled) {
-	done := make(chan struct{}, len(kinds))
-	started := 0
+	var wg sync.WaitGroup
 	for i, k := range kinds {
 		if k.every <= 0 {
 			continue
 		}
-		started++
 		every := min(k.every, run/3)
 		rng := rand.New(rand.NewPCG(seed, uint64(10+i)))
-		go func() {
-			defer func() { done <- struct{}{} }()
+		wg.Go(func() {
 			for n := 0; k.max == 0 || n < k.max; n++ {
 				wait := every/2 + time.Duration(rng.Int64N(int64(every)))
 				select {
@@ -169,9 +167,7 @@ func schedule(ctx context.Context, seed uint64, run time.Duration, kinds []sched
 				}
 				k.do(rng)
 			}
-		}()
+		})
 	}
-	for range started {
-		<-done
-	}
+	wg.Wait()
 }

@@ -352,6 +352,10 @@ type historyReader interface {
 	Account(ctx context.Context, id string) (channel.AccountState, bool, error)
 }
 
+// storeWaitMax is how long the channel may wait on its database between
+// taking a transfer's creation time and inserting it (its store timeout).
+const storeWaitMax = 3 * time.Second
+
 // bounds are the final check's: how long pending transfers may take to
 // settle once the faults stop (P2), how long the histories may take to
 // reach core's ledger (P4), and how far two channel replicas' clocks may
@@ -444,7 +448,7 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 		}
 		switch {
 		case len(executed) < 2:
-		case pendingTogether(ctx, hist, executed, b.clockSpread):
+		case pendingTogether(ctx, hist, executed, b.clockSpread+storeWaitMax):
 			w.stats.violation(P1, "transfer %s executed %d times on core, sent again while it was pending", intent, len(executed))
 		default:
 			w.stats.op("sent_again_after_completion") // counted, to show how often the rule above was tested
@@ -469,24 +473,41 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 // same time: the second sent while the first had no answer, which the
 // in-flight refusal must stop. A customer who presses again after the
 // first completed — it answered pending, then its event came — sends a new
-// transfer, rightly executed; the channel's records tell the two apart
-// (its database lets one transfer per account be pending at a time). The
-// records' times come from the replicas' clocks, so an overlap within
-// spread is not counted; a record missing is.
-func pendingTogether(ctx context.Context, hist historyReader, ids []string, spread time.Duration) bool {
+// transfer, rightly executed. A transfer the channel has no record of
+// (sent to core around the refusal) counts. The channel's database lets
+// one transfer per account be pending at a time, so with the refusal on
+// only an overlap its times cannot explain counts: they come from the
+// replicas' clocks (allow) and a transfer's creation time is taken before
+// its insert, which may wait on the database. A record that cannot be read
+// is not counted.
+func pendingTogether(ctx context.Context, hist historyReader, ids []string, allow time.Duration) bool {
 	var ts []channel.Transfer
 	for _, id := range ids {
 		t, ok, err := hist.Transfer(ctx, id)
-		if err != nil || !ok {
+		switch {
+		case err != nil:
+			return false
+		case !ok:
 			return true
 		}
 		ts = append(ts, t)
 	}
-	slices.SortFunc(ts, func(a, b channel.Transfer) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	for i := 1; i < len(ts); i++ {
-		prev := ts[i-1]
-		if prev.SettledAt.IsZero() || ts[i].CreatedAt.Add(spread).Before(prev.SettledAt) {
-			return true
+	for i, a := range ts {
+		for _, b := range ts[i+1:] {
+			if a.SettledAt.IsZero() || b.SettledAt.IsZero() {
+				return true // executed on core, never settled: P2 counts it too
+			}
+			// Both pending from the later creation to the earlier settling.
+			later, earlier := a.CreatedAt, a.SettledAt
+			if b.CreatedAt.After(later) {
+				later = b.CreatedAt
+			}
+			if b.SettledAt.Before(earlier) {
+				earlier = b.SettledAt
+			}
+			if earlier.Sub(later) > allow {
+				return true
+			}
 		}
 	}
 	return false

@@ -175,22 +175,8 @@ func (f *failover) leaderOf(account string) int {
 // moves to the next broker.
 func (f *failover) waitInSync() {
 	f.t.Helper()
-	deadline := time.Now().Add(failoverSettle)
-	for {
-		topics, err := f.adm.ListTopics(context.Background(), f.p.topic)
-		synced := err == nil && len(topics[f.p.topic].Partitions) > 0
-		if synced {
-			for _, p := range topics[f.p.topic].Partitions {
-				synced = synced && len(p.ISR) == 3
-			}
-		}
-		if synced {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("partitions not back in sync after %v (last error %v)", failoverSettle, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := f.c.WaitInSync(context.Background(), f.p.topic); err != nil {
+		f.t.Fatal(err)
 	}
 }
 

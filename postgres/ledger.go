@@ -128,7 +128,13 @@ func OpenLedger(ctx context.Context, dsn string, opts ...Option) (*LedgerStore, 
 // deployed chaos run's checker read core's database this way.
 func OpenLedgerReader(ctx context.Context, dsn string, opts ...Option) (*LedgerStore, error) {
 	o := newOptions(opts)
-	pool, err := pgxpool.New(ctx, dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger reader: parse dsn: %w", err)
+	}
+	// The server refuses writes too, not only this type's methods.
+	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open ledger reader: %w", err)
 	}

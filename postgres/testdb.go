@@ -86,6 +86,22 @@ func RefuseConnections(ctx context.Context, dsn string, refuse bool) error {
 	if err := Exec(ctx, admin, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS false"); err != nil {
 		return err
 	}
+	return TerminateSessions(ctx, dsn)
+}
+
+// TerminateSessions ends every session on the database of dsn (but its
+// own), as an administrator or a failover would: its clients see their
+// connections cut mid-use. It connects to the server's postgres database,
+// as the user of dsn.
+func TerminateSessions(ctx context.Context, dsn string) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	admin, err := withDatabase(dsn, "postgres")
+	if err != nil {
+		return err
+	}
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"banksync/postgres"
 )
 
@@ -42,7 +44,12 @@ func startPostgres(t *testing.T) *pgServer {
 	bin := os.Getenv(pgBinEnv)
 	if bin == "" {
 		found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-		slices.Sort(found) // the newest version last (one digit or two: 15, 16, …, sorts well enough here)
+		// The newest major version last: /usr/lib/postgresql/15/bin/initdb.
+		major := func(path string) int {
+			n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+			return n
+		}
+		slices.SortFunc(found, func(a, b string) int { return major(a) - major(b) })
 		if len(found) > 0 {
 			bin = filepath.Dir(found[len(found)-1])
 		}
@@ -84,10 +91,10 @@ func startPostgres(t *testing.T) *pgServer {
 	if out, err := s.cmd("initdb", "-D", s.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
+	t.Cleanup(s.stop) // before starting: a start that times out leaves a postmaster
 	if err := s.start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.stop)
 	return s
 }
 
@@ -169,26 +176,34 @@ func (s *pgServer) dsn(name string) string {
 
 // createDatabase creates a database and returns its DSN.
 func (s *pgServer) createDatabase(ctx context.Context, name string) (string, error) {
-	if err := postgres.Exec(ctx, s.dsn("postgres"), "CREATE DATABASE "+name); err != nil {
+	if err := postgres.Exec(ctx, s.dsn("postgres"), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	return s.dsn(name), nil
 }
 
-// terminateBackends ends every session on database name but the caller's,
-// as a failover or an administrator's kill would.
-func (s *pgServer) terminateBackends(ctx context.Context, name string) error {
-	return postgres.Exec(ctx, s.dsn("postgres"),
-		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+name+"' AND pid <> pg_backend_pid()")
-}
-
-// waitUp waits until the server takes connections.
-func (s *pgServer) waitUp(ctx context.Context) error {
+// ensureUp starts the server if its postmaster is gone (a restart that
+// failed to start it), and waits until it takes connections.
+func (s *pgServer) ensureUp(ctx context.Context) error {
+	s.mu.Lock()
+	running := s.proc != nil
+	if running {
+		select {
+		case <-s.exited:
+			running = false
+		default:
+		}
+	}
+	s.mu.Unlock()
+	if !running {
+		s.stop()
+		return s.start(ctx)
+	}
 	for {
 		err := postgres.Exec(ctx, s.dsn("postgres"), "SELECT 1")
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(probeEvery)
 	}
 }

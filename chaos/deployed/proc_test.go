@@ -25,32 +25,42 @@ const (
 	restartBackoff = 500 * time.Millisecond
 )
 
-// buildBanksync builds the banksync binary with the chaos tag (its only
-// difference: --chaos-clock-skew and --chaos-unsafe) into t's folder.
-func buildBanksync(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "banksync")
-	out, err := exec.Command("go", "build", "-tags", "chaos", "-o", bin, "banksync/cmd/banksync").CombinedOutput()
+// banksyncBin is the banksync binary built with the chaos tag (its only
+// difference: --chaos-clock-skew and --chaos-unsafe), once for the
+// package's tests, by TestMain.
+var banksyncBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "banksync-deployed-bin-")
 	if err != nil {
-		t.Fatalf("go build -tags chaos: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	return bin
+	banksyncBin = filepath.Join(dir, "banksync")
+	out, err := exec.Command("go", "build", "-tags", "chaos", "-o", banksyncBin, "banksync/cmd/banksync").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build -tags chaos: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // proc is one banksync process the run starts, kills, pauses and starts
 // again with the same arguments. Its output goes to a log file, appended
 // across restarts.
 type proc struct {
-	name  string
-	bin   string
-	args  []string
-	log   string
-	probe string // URL answering 200 once the process serves
+	name string
+	bin  string
+	args []string
+	log  string
+	base string // the API's base URL, http://host:port
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	paused bool
 }
 
 // start starts the process, if it is not running, and waits until its
@@ -115,7 +125,7 @@ var errExited = errors.New("exited while starting")
 func (p *proc) waitUp(ctx context.Context, exited chan struct{}) error {
 	hc := &http.Client{Timeout: time.Second}
 	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", p.probe, nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", p.base+"/healthz", nil)
 		if resp, err := hc.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -126,7 +136,7 @@ func (p *proc) waitUp(ctx context.Context, exited chan struct{}) error {
 		case <-exited:
 			return fmt.Errorf("%s %w; see %s", p.name, errExited, p.log)
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer %s within %v; see %s", p.name, p.probe, upTimeout, p.log)
+			return fmt.Errorf("%s did not answer %s/healthz within %v; see %s", p.name, p.base, upTimeout, p.log)
 		case <-time.After(probeEvery):
 		}
 	}
@@ -137,7 +147,7 @@ func (p *proc) waitUp(ctx context.Context, exited chan struct{}) error {
 func (p *proc) kill() error {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
-	p.cmd, p.paused = nil, false
+	p.cmd = nil
 	p.mu.Unlock()
 	if cmd == nil {
 		return errors.New(p.name + " is not running")
@@ -149,16 +159,17 @@ func (p *proc) kill() error {
 
 // pause stops the process with SIGSTOP, as a long GC pause or a frozen VM
 // does; resume continues it.
-func (p *proc) pause() error  { return p.signal(syscall.SIGSTOP, true) }
-func (p *proc) resume() error { return p.signal(syscall.SIGCONT, false) }
+// Both signal the process running now: resuming one started again since
+// its pause does nothing.
+func (p *proc) pause() error  { return p.signal(syscall.SIGSTOP) }
+func (p *proc) resume() error { return p.signal(syscall.SIGCONT) }
 
-func (p *proc) signal(sig syscall.Signal, paused bool) error {
+func (p *proc) signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil {
 		return errors.New(p.name + " is not running")
 	}
-	p.paused = paused
 	return p.cmd.Process.Signal(sig)
 }
 

@@ -31,6 +31,7 @@ import (
 // run. The channels' consumer session timeout is the consumer's own (10 s).
 const (
 	replicas          = 3
+	brokers           = 3 // the kafkatest cluster's nodes
 	partitions        = 4
 	deadline          = 3 * time.Second
 	coreTimeout       = 500 * time.Millisecond
@@ -90,7 +91,7 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 	t.Helper()
 	ctx := t.Context()
 	r := &rig{t: t, dir: logDir(t), settleMax: cmp.Or(cfg.settleMax, settleMax)}
-	bin := buildBanksync(t)
+	bin := banksyncBin
 	r.pg = startPostgres(t)
 	r.kafka = kafkatest.Start(t)
 	var err error
@@ -103,7 +104,7 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 	brokers := strings.Join(r.kafka.Addrs(), ",")
 	corePort := mustPort(t)
 	r.core = &proc{name: "core", bin: bin, log: filepath.Join(r.dir, "core.log"),
-		probe: fmt.Sprintf("http://127.0.0.1:%d/healthz", corePort),
+		base: fmt.Sprintf("http://127.0.0.1:%d", corePort),
 		args: []string{"core", "--listen", fmt.Sprintf("127.0.0.1:%d", corePort), "--db", r.coreDSN, "--kafka", brokers,
 			"--partitions", fmt.Sprint(partitions), "--service-token", serviceToken, "--log-format", "text",
 			"--chaos-clock-skew", (-coreLag).String(), "--chaos-unsafe", cfg.unsafe}}
@@ -125,7 +126,7 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 		r.skews = append(r.skews, skew)
 		port := mustPort(t)
 		p := &proc{name: fmt.Sprintf("channel-%d", i), bin: bin, log: filepath.Join(r.dir, fmt.Sprintf("channel-%d.log", i)),
-			probe: fmt.Sprintf("http://127.0.0.1:%d/healthz", port),
+			base: fmt.Sprintf("http://127.0.0.1:%d", port),
 			args: []string{"channel", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--db", r.chanDSN,
 				"--core-url", "http://" + proxy.Listen, "--service-token", serviceToken, "--jwt-secret", jwtSecret,
 				"--kafka", brokers, "--lanes", "16", "--rate-transfers", "0", "--rate-reads", "0",
@@ -183,9 +184,9 @@ func (r *rig) run(seed uint64, d time.Duration, faults []chaos.DeployedFault, fi
 	defer schedule.Close()
 	urls := make([]string, len(r.chans))
 	for i, p := range r.chans {
-		urls[i] = strings.TrimSuffix(p.probe, "/healthz")
+		urls[i] = p.base
 	}
-	run := chaos.Deployed{Seed: seed, Duration: d, CoreURL: strings.TrimSuffix(r.core.probe, "/healthz"), ServiceToken: serviceToken,
+	run := chaos.Deployed{Seed: seed, Duration: d, CoreURL: r.core.base, ServiceToken: serviceToken,
 		ChannelURLs: urls, JWTSecret: []byte(jwtSecret), Ledger: r.ledger, History: r.history,
 		Faults: faults, Calm: r.calm, PendingMax: pendingMax, SettleMax: r.settleMax, ClockSkewMax: skewMax,
 		Logger: slog.New(slog.NewTextHandler(schedule, nil))}
@@ -208,13 +209,19 @@ func (r *rig) run(seed uint64, d time.Duration, faults []chaos.DeployedFault, fi
 	return rep
 }
 
-// calm ends every fault: the network clean, every database taking
-// connections, every broker and process up.
+// calmTimeout bounds the calm: every broker and process back, from
+// scratch if need be.
+const calmTimeout = 5 * time.Minute
+
+// calm ends every fault: the network clean, PostgreSQL up and every
+// database taking connections, every broker and process up.
 func (r *rig) calm(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, calmTimeout)
+	defer cancel()
 	for _, p := range r.proxies {
 		p.Toxics.ResetToxics(ctx)
 	}
-	if err := r.pg.waitUp(ctx); err != nil {
+	if err := r.pg.ensureUp(ctx); err != nil {
 		return err
 	}
 	for _, dsn := range []string{r.coreDSN, r.chanDSN} {
@@ -223,13 +230,9 @@ func (r *rig) calm(ctx context.Context) error {
 		}
 	}
 	r.brokers.Lock()
-	defer r.brokers.Unlock()
-	for i := range 3 {
-		if err := r.kafka.Start(i); err != nil {
-			return err
-		}
-	}
-	if err := r.kafka.WaitBrokers(3); err != nil {
+	err := r.startBrokers(ctx)
+	r.brokers.Unlock()
+	if err != nil {
 		return err
 	}
 	for _, p := range append([]*proc{r.core}, r.chans...) {
@@ -308,41 +311,56 @@ func (r *rig) pauseChannel(ctx context.Context, rng *rand.Rand) error {
 		return errors.New("no replica running to pause")
 	}
 	sleep(ctx, sessionTimeout+time.Duration(1000+rng.IntN(3000))*time.Millisecond)
-	// Killed while it slept, it was started again, awake.
+	// An error here is a replica killed in its sleep: it was started
+	// again, awake.
 	paused.resume()
 	return nil
 }
 
-// killBroker kills node i, and starts it again after a few seconds; one
-// broker is down at a time (three replicas, two in sync required: a
-// second loss would be a zone's, which this run does not inject).
-func (r *rig) killBroker(ctx context.Context, rng *rand.Rand, i int) error {
+// killBroker kills the node target names, and starts it again after a
+// few seconds. One broker is down at a time, and the next fault waits
+// until the restarted one has caught up (every ledger partition back on
+// three in-sync replicas): three replicas with two in sync required
+// survive one loss; two at once would be a zone's, which this run does
+// not inject. The target is chosen under the same lock, so it is the
+// leader or controller when it is killed.
+func (r *rig) killBroker(ctx context.Context, rng *rand.Rand, target func(context.Context) (int, error)) error {
 	r.brokers.Lock()
 	defer r.brokers.Unlock()
-	r.kafka.Kill(i)
-	sleep(ctx, time.Duration(1000+rng.IntN(3000))*time.Millisecond)
-	if err := r.kafka.Start(i); err != nil {
+	i, err := target(ctx)
+	if err != nil {
 		return err
 	}
-	return r.kafka.WaitBrokers(3)
+	r.kafka.Kill(i)
+	sleep(ctx, time.Duration(1000+rng.IntN(3000))*time.Millisecond)
+	return r.startBrokers(context.WithoutCancel(ctx))
+}
+
+// startBrokers starts every node that is down and waits until the ledger
+// topic is on three in-sync replicas again.
+func (r *rig) startBrokers(ctx context.Context) error {
+	for i := range brokers {
+		if err := r.kafka.Start(i); err != nil {
+			return err
+		}
+	}
+	if err := r.kafka.WaitBrokers(brokers); err != nil {
+		return err
+	}
+	return r.kafka.WaitInSync(ctx, banksync.TopicLedgerEntries)
 }
 
 // killLeader kills the broker leading one of the ledger topic's partitions.
 func (r *rig) killLeader(ctx context.Context, rng *rand.Rand) error {
-	i, err := r.kafka.LeaderOf(ctx, banksync.TopicLedgerEntries, int32(rng.IntN(partitions)))
-	if err != nil {
-		return err
-	}
-	return r.killBroker(ctx, rng, i)
+	partition := int32(rng.IntN(partitions))
+	return r.killBroker(ctx, rng, func(ctx context.Context) (int, error) {
+		return r.kafka.LeaderOf(ctx, banksync.TopicLedgerEntries, partition)
+	})
 }
 
 // killController kills the active KRaft controller.
 func (r *rig) killController(ctx context.Context, rng *rand.Rand) error {
-	i, err := r.kafka.ActiveController(ctx)
-	if err != nil {
-		return err
-	}
-	return r.killBroker(ctx, rng, i)
+	return r.killBroker(ctx, rng, r.kafka.ActiveController)
 }
 
 // terminateConnections ends every session core and the channels hold on
@@ -350,25 +368,25 @@ func (r *rig) killController(ctx context.Context, rng *rand.Rand) error {
 func (r *rig) terminateConnections(ctx context.Context, _ *rand.Rand) error {
 	r.database.Lock()
 	defer r.database.Unlock()
-	for _, db := range []string{"core", "channel"} {
-		if err := r.pg.terminateBackends(ctx, db); err != nil {
-			return err
-		}
-	}
-	return nil
+	return errors.Join(postgres.TerminateSessions(ctx, r.coreDSN), postgres.TerminateSessions(ctx, r.chanDSN))
 }
 
 // refuseConnections makes core's or the channels' database refuse new
 // connections, its sessions ended, for a second or three.
-func (r *rig) refuseConnections(ctx context.Context, rng *rand.Rand) error {
+func (r *rig) refuseConnections(ctx context.Context, rng *rand.Rand) (err error) {
 	r.database.Lock()
 	defer r.database.Unlock()
 	dsn := []string{r.coreDSN, r.chanDSN}[rng.IntN(2)]
+	// Let in again whatever happened, even if refusing failed half-way
+	// (connections refused, the sessions not all ended).
+	defer func() {
+		err = errors.Join(err, postgres.RefuseConnections(context.WithoutCancel(ctx), dsn, false))
+	}()
 	if err := postgres.RefuseConnections(ctx, dsn, true); err != nil {
 		return err
 	}
 	sleep(ctx, time.Duration(1000+rng.IntN(2000))*time.Millisecond)
-	return postgres.RefuseConnections(context.WithoutCancel(ctx), dsn, false)
+	return nil
 }
 
 func (r *rig) restartPostgres(ctx context.Context, _ *rand.Rand) error {
@@ -418,6 +436,7 @@ func (r *rig) toxic(ctx context.Context, rng *rand.Rand, kind, stream string, at
 // stray producer, would send. The consumer dead-letters it; the repair
 // parks it once the account is synced from core.
 func (r *rig) undecodableEvent(ctx context.Context, rng *rand.Rand) error {
+	// One of the workload's accounts: its 8 customers have 2 each.
 	account := fmt.Sprintf("cust-%02d-acc-%d", rng.IntN(8), rng.IntN(2))
 	value := []byte("not an event")
 	// The next version's event of the account's latest entry, when core's

@@ -471,3 +471,36 @@ func (c *Cluster) ActiveController(ctx context.Context) (int, error) {
 	}
 	return int(p.LeaderID) - 1, nil
 }
+
+// WaitInSync waits, for at most startTimeout, until every partition of
+// topics has all three replicas in sync: a restarted node has caught up,
+// so losing another one now loses no acknowledged write and keeps two in
+// sync (min.insync.replicas).
+func (c *Cluster) WaitInSync(ctx context.Context, topics ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	cl, err := kgo.NewClient(c.AdminOpts()...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for {
+		td, err := adm.ListTopics(ctx, topics...)
+		synced := err == nil && len(td) == len(topics)
+		for _, t := range td {
+			synced = synced && t.Err == nil && len(t.Partitions) > 0
+			for _, p := range t.Partitions {
+				synced = synced && len(p.ISR) == nodes
+			}
+		}
+		if synced {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: %v not back in sync within %v (last error %v)", topics, startTimeout, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
