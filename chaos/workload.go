@@ -436,7 +436,21 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 		}
 	}
 
-	// P1 over every intent and every key the customers used.
+	checkIntents(ctx, w, coreStore, hist, b.clockSpread)
+
+	// P6.
+	if tot, err := coreStore.Totals(ctx); err != nil {
+		w.stats.violation(P6, "cannot read core's totals: %v", err)
+	} else if tot.Balances != tot.Deposits || tot.NegativeAccounts != 0 {
+		w.stats.violation(P6, "balances sum to %d, deposits to %d, %d negative accounts", tot.Balances, tot.Deposits, tot.NegativeAccounts)
+	}
+}
+
+// checkIntents checks P1 over every intent and every key the customers
+// used: an intent executed at most once (pendingTogether says when a
+// second execution is a customer's new transfer), a key never two
+// transfers.
+func checkIntents(ctx context.Context, w *workload, coreStore ledgerReader, hist historyReader, clockSpread time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for intent, ids := range w.intents {
@@ -448,7 +462,7 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 		}
 		switch {
 		case len(executed) < 2:
-		case pendingTogether(ctx, hist, executed, b.clockSpread+storeWaitMax):
+		case pendingTogether(ctx, hist, executed, clockSpread+storeWaitMax):
 			w.stats.violation(P1, "transfer %s executed %d times on core, sent again while it was pending", intent, len(executed))
 		default:
 			w.stats.op("sent_again_after_completion") // counted, to show how often the rule above was tested
@@ -458,13 +472,6 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 		if len(ids) > 1 {
 			w.stats.violation(P1, "idempotency key %s made %d transfers", key, len(ids))
 		}
-	}
-
-	// P6.
-	if tot, err := coreStore.Totals(ctx); err != nil {
-		w.stats.violation(P6, "cannot read core's totals: %v", err)
-	} else if tot.Balances != tot.Deposits || tot.NegativeAccounts != 0 {
-		w.stats.violation(P6, "balances sum to %d, deposits to %d, %d negative accounts", tot.Balances, tot.Deposits, tot.NegativeAccounts)
 	}
 }
 

@@ -107,7 +107,7 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 		base: fmt.Sprintf("http://127.0.0.1:%d", corePort),
 		args: []string{"core", "--listen", fmt.Sprintf("127.0.0.1:%d", corePort), "--db", r.coreDSN, "--kafka", brokers,
 			"--partitions", fmt.Sprint(partitions), "--service-token", serviceToken, "--log-format", "text",
-			"--chaos-clock-skew", (-coreLag).String(), "--chaos-unsafe", cfg.unsafe}}
+			"--chaos-clock-skew", (-coreLag).String()}}
 	t.Cleanup(r.core.stop)
 	if err := r.core.start(ctx); err != nil {
 		t.Fatal(err)
