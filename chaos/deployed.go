@@ -53,7 +53,7 @@ type Deployed struct {
 // DeployedFault is one kind of fault a deployed run injects. Do injects it once;
 // Every is the mean wait between two; Max, if set, bounds how many a run
 // injects. The report counts each injected fault under Name, and a fault
-// whose Do failed under Name_failed.
+// whose Do failed under Name_failed — unless the run's end cut it short.
 type DeployedFault struct {
 	Name  string
 	Every time.Duration
@@ -102,6 +102,11 @@ func RunDeployed(ctx context.Context, d Deployed) (*Report, error) {
 		kinds[i] = scheduled{every: f.Every, max: f.Max, do: func(rng *rand.Rand) {
 			d.Logger.Info("chaos: fault", "kind", f.Name)
 			if err := f.Do(runCtx, rng); err != nil {
+				if runCtx.Err() != nil {
+					// The run ended mid-fault: cut short, not failed.
+					d.Logger.Info("chaos: fault cut short by the run's end", "kind", f.Name, "err", err)
+					return
+				}
 				d.Logger.Error("chaos: fault not injected", "kind", f.Name, "err", err)
 				stats.fault(f.Name + "_failed")
 				return

@@ -39,7 +39,7 @@ func TestDeployedShapeKeepsThePromises(t *testing.T) {
 					t.Errorf("no %s fault was injected: the run proved less than it claims", f.Name)
 				}
 				if n := rep.Faults[f.Name+"_failed"]; n > 0 {
-					t.Errorf("%d %s faults could not be injected (see faults.log in %s)", n, f.Name, r.dir)
+					t.Errorf("%d %s faults could not be injected:\n%s", n, f.Name, r.faultErrors(f.Name))
 				}
 			}
 			if rep.Faults["finale"] == 0 {

@@ -209,6 +209,19 @@ func (r *rig) run(seed uint64, d time.Duration, faults []chaos.DeployedFault, fi
 	return rep
 }
 
+// faultErrors is what faults.log says of the kind's failures: the folder
+// is gone once the test ends, unless kept.
+func (r *rig) faultErrors(kind string) string {
+	data, _ := os.ReadFile(filepath.Join(r.dir, "faults.log"))
+	var lines []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "level=ERROR") && strings.Contains(l, "kind="+kind+" ") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
 // calmTimeout bounds the calm: every broker and process back, from
 // scratch if need be.
 const calmTimeout = 5 * time.Minute
@@ -327,7 +340,12 @@ func (r *rig) pauseChannel(ctx context.Context, rng *rand.Rand) error {
 func (r *rig) killBroker(ctx context.Context, rng *rand.Rand, target func(context.Context) (int, error)) error {
 	r.brokers.Lock()
 	defer r.brokers.Unlock()
+	// The cluster's answer may be slow on a loaded machine: a few tries.
 	i, err := target(ctx)
+	for try := 1; err != nil && try < targetTries && ctx.Err() == nil; try++ {
+		sleep(ctx, time.Second)
+		i, err = target(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -335,6 +353,9 @@ func (r *rig) killBroker(ctx context.Context, rng *rand.Rand, target func(contex
 	sleep(ctx, time.Duration(1000+rng.IntN(3000))*time.Millisecond)
 	return r.startBrokers(context.WithoutCancel(ctx))
 }
+
+// targetTries bounds the tries at naming a broker fault's target.
+const targetTries = 5
 
 // startBrokers starts every node that is down and waits until the ledger
 // topic is on three in-sync replicas again.
