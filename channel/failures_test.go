@@ -15,6 +15,7 @@ import (
 	bhttp "banksync/http"
 	"banksync/ledger"
 	"banksync/postgres"
+	"banksync/postgres/pgtest"
 	"banksync/sqlite"
 )
 
@@ -64,7 +65,7 @@ var channelStores = []struct {
 		return s
 	}},
 	{"postgres", func(t *testing.T) channel.Store {
-		s, err := postgres.OpenChannel(context.Background(), postgres.TestDatabase(t))
+		s, err := postgres.OpenChannel(context.Background(), pgtest.Database(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,6 +25,7 @@ import (
 	bhttp "banksync/http"
 	"banksync/ledger"
 	"banksync/postgres"
+	"banksync/postgres/pgtest"
 	"banksync/sqlite"
 )
 
@@ -46,7 +47,7 @@ const (
 
 // forEachStore runs test once per kind of store, as subtests named after
 // the kind. The PostgreSQL run skips without BANKSYNC_TEST_POSTGRES (and
-// fails under CI), as postgres.TestDatabase does.
+// fails under CI), as pgtest.Database does.
 func forEachStore(t *testing.T, test func(t *testing.T, kind storeKind)) {
 	t.Helper()
 	for _, kind := range []storeKind{storeSQLite, storePostgres} {
@@ -116,7 +117,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	case storePostgres:
 		// Fresh databases, dropped when the test ends, after the stores
 		// (cleanups run last registered first) are closed.
-		coreDSN, chDSN := postgres.TestDatabase(t), postgres.TestDatabase(t)
+		coreDSN, chDSN := pgtest.Database(t), pgtest.Database(t)
 		s.dumpCore = func(t *testing.T) map[string][]string { return dumpPostgres(t, coreDSN) }
 		s.dumpChannel = func(t *testing.T) map[string][]string { return dumpPostgres(t, chDSN) }
 		st, err := postgres.OpenLedger(ctx, coreDSN)

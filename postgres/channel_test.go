@@ -6,13 +6,14 @@ import (
 
 	"banksync/channel"
 	"banksync/postgres"
+	"banksync/postgres/pgtest"
 	"banksync/storetest"
 )
 
 // TestChannelConformance runs the suite every channel store must pass.
 func TestChannelConformance(t *testing.T) {
 	storetest.Channel(t, storetest.ChannelHarness{
-		Fresh: postgres.TestDatabase,
+		Fresh: pgtest.Database,
 		Open: func(tb testing.TB, dsn string) channel.Store {
 			s, err := postgres.OpenChannel(context.Background(), dsn)
 			if err != nil {
@@ -27,7 +28,7 @@ func TestChannelConformance(t *testing.T) {
 // order: a deployment may share it.
 func TestChannelBesideLedger(t *testing.T) {
 	ctx := context.Background()
-	dsn := postgres.TestDatabase(t)
+	dsn := pgtest.Database(t)
 	c, err := postgres.OpenChannel(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)

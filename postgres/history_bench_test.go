@@ -12,6 +12,7 @@ import (
 	"banksync"
 	"banksync/channel"
 	"banksync/postgres"
+	"banksync/postgres/pgtest"
 	"banksync/storetest"
 )
 
@@ -23,7 +24,7 @@ import (
 // database is dropped when the parent ends.
 func BenchmarkHistory(b *testing.B) {
 	ctx := context.Background()
-	dsn := postgres.TestDatabase(b)
+	dsn := pgtest.Database(b)
 	start := time.Now()
 	s := storetest.OpenHistoryFixture(b, func(ctx context.Context) (channel.Store, error) {
 		return postgres.OpenChannel(ctx, dsn)

@@ -14,13 +14,14 @@ import (
 	"banksync"
 	"banksync/ledger"
 	"banksync/postgres"
+	"banksync/postgres/pgtest"
 )
 
 // mustOpenLedger opens a ledger store on a fresh database and closes it when
 // tb ends. It returns the DSN too, for tests that look under the store.
 func mustOpenLedger(tb testing.TB) (*postgres.LedgerStore, string) {
 	tb.Helper()
-	dsn := postgres.TestDatabase(tb)
+	dsn := pgtest.Database(tb)
 	s, err := postgres.OpenLedger(context.Background(), dsn)
 	if err != nil {
 		tb.Fatalf("OpenLedger: %v", err)
@@ -57,7 +58,7 @@ func queryInt(t *testing.T, dsn, sql string) int64 {
 
 func TestOpenLedgerMigratesOnce(t *testing.T) {
 	ctx := context.Background()
-	dsn := postgres.TestDatabase(t)
+	dsn := pgtest.Database(t)
 	for i := range 2 {
 		s, err := postgres.OpenLedger(ctx, dsn)
 		if err != nil {
@@ -87,7 +88,7 @@ func TestOpenLedgerMigratesOnce(t *testing.T) {
 // Two processes starting at once on an empty database: the migration lock
 // keeps them from applying the schema twice, the writer lock lets one win.
 func TestOpenLedgerConcurrently(t *testing.T) {
-	dsn := postgres.TestDatabase(t)
+	dsn := pgtest.Database(t)
 	const opens = 2
 	stores := make([]*postgres.LedgerStore, opens)
 	errs := make([]error, opens)

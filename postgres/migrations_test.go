@@ -8,6 +8,7 @@ import (
 
 	bhttp "banksync/http"
 	"banksync/postgres"
+	"banksync/postgres/pgtest"
 	"banksync/storetest"
 )
 
@@ -22,7 +23,7 @@ func TestMigrations(t *testing.T) {
 				s, dsn = mustOpenLedger(tb)
 				list = s.Migrations
 			} else {
-				dsn = postgres.TestDatabase(tb)
+				dsn = pgtest.Database(tb)
 				s, err := postgres.OpenChannel(ctx, dsn)
 				if err != nil {
 					tb.Fatal(err)

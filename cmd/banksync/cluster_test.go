@@ -20,6 +20,7 @@ import (
 	"banksync/channel"
 	"banksync/kafka/kafkatest"
 	"banksync/postgres"
+	"banksync/postgres/pgtest"
 	"banksync/sqlite"
 )
 
@@ -147,7 +148,7 @@ func TestClusterSurvivesAChannelKill(t *testing.T) {
 		})
 	})
 	t.Run("postgres", func(t *testing.T) {
-		dsn := postgres.TestDatabase(t) // core and channel share it, as they may
+		dsn := pgtest.Database(t) // core and channel share it, as they may
 		clusterSurvivesAChannelKill(t, startKafkaProc(t, t.TempDir()), dsn, dsn,
 			func() (channel.Store, error) { return postgres.OpenChannel(context.Background(), dsn) })
 	})

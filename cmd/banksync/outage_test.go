@@ -16,6 +16,7 @@ import (
 	"banksync"
 	"banksync/kafka"
 	"banksync/postgres"
+	"banksync/postgres/pgtest"
 	"banksync/sqlite"
 )
 
@@ -35,7 +36,7 @@ const outageHealBound = 30 * time.Second
 // no manual sync and no new event, every account's history reaches core's
 // last seq within outageHealBound.
 func TestPostgresHistoryOutageHealsItself(t *testing.T) {
-	coreDB, chDB := postgres.TestDatabase(t), postgres.TestDatabase(t)
+	coreDB, chDB := pgtest.Database(t), pgtest.Database(t)
 	dir := t.TempDir()
 	cluster := startProcCluster(t, dir, coreDB)
 	coreURL := cluster.coreURL

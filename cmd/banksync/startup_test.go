@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"banksync/postgres"
+	"banksync/postgres/pgtest"
 )
 
 // startupEnv is what core and channel need besides the flags under test.
@@ -94,7 +94,7 @@ func withDSN(t *testing.T, dsn string, edit func(*url.URL)) string {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil {
-		t.Fatalf("%s is not a URL: %v", postgres.TestDSNEnv, err)
+		t.Fatalf("%s is not a URL: %v", pgtest.DSNEnv, err)
 	}
 	edit(u)
 	return u.String()
@@ -103,7 +103,7 @@ func withDSN(t *testing.T, dsn string, edit func(*url.URL)) string {
 func TestStartupFailsOnWrongPostgresPort(t *testing.T) {
 	t.Parallel()
 	const password = "not-to-be-printed"
-	testDSN := postgres.TestDatabase(t)
+	testDSN := pgtest.Database(t)
 	for _, tc := range []struct {
 		name  string
 		hosts int
@@ -137,7 +137,7 @@ func TestStartupFailsOnWrongPostgresPort(t *testing.T) {
 func TestStartupFailsOnMissingPostgresDatabase(t *testing.T) {
 	t.Parallel()
 	// The fresh database's name with a suffix: unique, so on no server.
-	dsn := withDSN(t, postgres.TestDatabase(t), func(u *url.URL) { u.Path += "_missing" })
+	dsn := withDSN(t, pgtest.Database(t), func(u *url.URL) { u.Path += "_missing" })
 	failStart(t, []string{"open ledger database", "_missing", "does not exist"},
 		"core", "--db", dsn, "--kafka", "none", "--listen", "127.0.0.1:0")
 }
@@ -152,7 +152,7 @@ func TestStartupFailsOnSecondCoreSQLite(t *testing.T) {
 
 func TestStartupFailsOnSecondCorePostgres(t *testing.T) {
 	t.Parallel()
-	dsn := postgres.TestDatabase(t)
+	dsn := pgtest.Database(t)
 	startProc(t, startupEnv, "core listening", "addr", "core", "--db", dsn, "--kafka", "none", "--listen", "127.0.0.1:0")
 	failStart(t, []string{"open ledger database", "locked by another ledger process"},
 		"core", "--db", dsn, "--kafka", "none", "--listen", "127.0.0.1:0")
@@ -160,7 +160,7 @@ func TestStartupFailsOnSecondCorePostgres(t *testing.T) {
 
 func TestStartupFailsOnUnreachableChannelDatabase(t *testing.T) {
 	t.Parallel()
-	dsn := withDSN(t, postgres.TestDatabase(t), func(u *url.URL) { u.Host = closedAddr(t) })
+	dsn := withDSN(t, pgtest.Database(t), func(u *url.URL) { u.Host = closedAddr(t) })
 	failStart(t, []string{"open channel database postgres://", "connection refused"},
 		"channel", "--db", dsn, "--listen", "127.0.0.1:0", "--core-url", "http://"+closedAddr(t))
 }
@@ -231,6 +231,21 @@ func TestChaosSwitchesAreNotInTheBinary(t *testing.T) {
 		out, err := exec.Command(binary, args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "flag provided but not defined: -chaos-") {
 			t.Errorf("banksync %s: %v\n%s\nwant it refused: the flag must not exist outside chaos builds", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// The binary links no test helper: package testing registers its flags
+// (-test.v, …) and brings test-only code onto the money path.
+func TestBinaryDoesNotLinkTesting(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", "banksync/cmd/banksync").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if pkg == "testing" {
+			t.Fatal("banksync/cmd/banksync depends on package testing (see go list -deps): move the test helper that imports it out of the binary's packages")
 		}
 	}
 }
