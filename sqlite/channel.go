@@ -424,8 +424,6 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 	return results, nil
 }
 
-// ClearStale clears the stale flag if no MarkStale came after the one that
-// gave gen.
 // StaleAccounts returns up to limit stale accounts, stale longest first.
 func (s *ChannelStore) StaleAccounts(ctx context.Context, limit int) ([]string, error) {
 	rows, err := s.db.read.QueryContext(ctx, `SELECT id FROM channel_accounts WHERE stale = 1
@@ -461,6 +459,8 @@ func (s *ChannelStore) Backlog(ctx context.Context) (channel.Backlog, error) {
 	return b, nil
 }
 
+// ClearStale clears the stale flag if no MarkStale came after the one that
+// gave gen.
 func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64) error {
 	if _, err := s.db.write.ExecContext(ctx, `UPDATE channel_accounts SET stale = 0, stale_since = NULL
 		WHERE id = ? AND stale = 1 AND stale_gen = ?`, account, gen); err != nil {

@@ -194,7 +194,10 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 	if err, ok := setupErr.Load().(error); ok {
 		return res, fmt.Errorf("setup: %w", err)
 	}
-	startPos, _ := node.store.LastPosition(ctx)
+	startPos, err := node.store.LastPosition(ctx)
+	if err != nil {
+		return res, fmt.Errorf("read core's position before the run: %w", err)
+	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}}
 	url := "http://" + node.Addr() + "/core/v1/transfers"
@@ -257,7 +260,10 @@ func benchCoreOnce(ctx context.Context, cfg benchCoreConfig, name string, viaHTT
 	res.P50ms, res.P99ms, res.P999ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99), percentileMs(lat, 0.999)
 
 	// Verify: every completed transfer booked two entries, money conserved.
-	endPos, _ := node.store.LastPosition(ctx)
+	endPos, err := node.store.LastPosition(ctx)
+	if err != nil {
+		return res, fmt.Errorf("read core's position after the run: %w", err)
+	}
 	tot, err := node.store.Totals(ctx)
 	if err != nil {
 		return res, err

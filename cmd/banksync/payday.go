@@ -490,7 +490,10 @@ func (r *paydayRig) offer(ctx context.Context, rate int, d time.Duration) (int64
 	for i := 0; i < total && ctx.Err() == nil; i++ {
 		due := start.Add(time.Duration(i) * interval)
 		if wait := time.Until(due); wait > 0 {
-			time.Sleep(wait)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
 		}
 		inFlight <- struct{}{}
 		wg.Go(func() {
