@@ -110,8 +110,8 @@ type ConsumerConfig struct {
 type Consumer struct {
 	cfg       ConsumerConfig
 	apply     Applier
-	offsets   Offsets
-	lanes     *Lanes
+	offsets   offsetTracker
+	lanes     *laneSet
 	router    *router
 	cl        *kgo.Client
 	commits   sync.Mutex      // one commit at a time: the poll loop's or a revocation's
@@ -138,7 +138,7 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Consumer{cfg: cfg, apply: apply, lanes: NewLanes(cfg.Lanes)}
+	c := &Consumer{cfg: cfg, apply: apply, lanes: newLaneSet(cfg.Lanes)}
 	c.router = newRouter(&c.offsets, c.lanes, c.handleBatch, c.commit, cfg.Logger)
 	c.router.completeOnDispatch = cfg.UnsafeCommitBeforeApply
 	cl, err := cfg.Conn.NewClient(

@@ -17,14 +17,14 @@ const lanesDefault = 100
 // the way to Kafka instead of an unbounded buffer.
 const laneQueueMax = 256
 
-// ErrLanesClosed is returned by Lanes.Dispatch after Close.
-var ErrLanesClosed = errors.New("kafka: lanes closed")
+// errLanesClosed is returned by laneSet.Dispatch after Close.
+var errLanesClosed = errors.New("kafka: lanes closed")
 
-// Lanes runs jobs on a fixed set of worker goroutines, each with a bounded
+// laneSet runs jobs on a fixed set of worker goroutines, each with a bounded
 // queue. A job goes to the lane its key hashes to, so all the jobs of one key
 // (an account) run on one goroutine, one at a time, in dispatch order, while
 // different keys run in parallel.
-type Lanes struct {
+type laneSet struct {
 	seed  maphash.Seed
 	lanes []*lane
 	wg    sync.WaitGroup
@@ -64,17 +64,17 @@ func newGeneration() *generation {
 	return &generation{ctx: ctx, cancel: cancel}
 }
 
-// NewLanes starts n lanes (lanesDefault when n <= 0), each queuing up to
+// newLaneSet starts n lanes (lanesDefault when n <= 0), each queuing up to
 // laneQueueMax jobs. Close or Abandon-then-Close stops them.
-func NewLanes(n int) *Lanes {
+func newLaneSet(n int) *laneSet {
 	return newLanes(n, laneQueueMax)
 }
 
-func newLanes(n, queueMax int) *Lanes {
+func newLanes(n, queueMax int) *laneSet {
 	if n <= 0 {
 		n = lanesDefault
 	}
-	l := &Lanes{seed: maphash.MakeSeed(), lanes: make([]*lane, n)}
+	l := &laneSet{seed: maphash.MakeSeed(), lanes: make([]*lane, n)}
 	l.epoch.Store(newGeneration())
 	for i := range l.lanes {
 		ln := &lane{queue: make(chan laneJob, queueMax)}
@@ -84,7 +84,7 @@ func newLanes(n, queueMax int) *Lanes {
 	return l
 }
 
-func (l *Lanes) work(ln *lane) {
+func (l *laneSet) work(ln *lane) {
 	for j := range ln.queue {
 		ln.running.Lock()
 		// Loaded under running: a job that passes this check before Abandon
@@ -97,32 +97,32 @@ func (l *Lanes) work(ln *lane) {
 }
 
 // Len returns the number of lanes.
-func (l *Lanes) Len() int { return len(l.lanes) }
+func (l *laneSet) Len() int { return len(l.lanes) }
 
 // Lane returns the index of the lane for key; stable for the life of l.
-func (l *Lanes) Lane(key string) int {
+func (l *laneSet) Lane(key string) int {
 	return int(maphash.String(l.seed, key) % uint64(len(l.lanes)))
 }
 
 // Dispatch queues job on the lane of key. It blocks while that lane's queue
 // is full, and returns ctx.Err() if ctx is done first (an already-done ctx
-// queues nothing), or ErrLanesClosed after Close. A job dispatched before or
+// queues nothing), or errLanesClosed after Close. A job dispatched before or
 // during an Abandon may be dropped by it; a job running then sees the
 // context it is given end, and should return promptly.
-func (l *Lanes) Dispatch(ctx context.Context, key string, job func(ctx context.Context)) error {
+func (l *laneSet) Dispatch(ctx context.Context, key string, job func(ctx context.Context)) error {
 	return l.DispatchTo(ctx, l.Lane(key), job)
 }
 
 // DispatchTo is Dispatch to the lane with index lane (see Lane): one job for
 // several keys of one lane.
-func (l *Lanes) DispatchTo(ctx context.Context, lane int, job func(ctx context.Context)) error {
+func (l *laneSet) DispatchTo(ctx context.Context, lane int, job func(ctx context.Context)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		return ErrLanesClosed
+		return errLanesClosed
 	}
 	j := laneJob{epoch: l.epoch.Load(), run: job}
 	select {
@@ -137,7 +137,7 @@ func (l *Lanes) DispatchTo(ctx context.Context, lane int, job func(ctx context.C
 // the running ones and waits for them to return; on revocation, the dropped
 // records are re-delivered to the partitions' next owner. The lanes stay
 // open for new jobs.
-func (l *Lanes) Abandon() {
+func (l *laneSet) Abandon() {
 	l.epoch.Swap(newGeneration()).cancel()
 	for _, ln := range l.lanes {
 		ln.running.Lock()
@@ -148,7 +148,7 @@ func (l *Lanes) Abandon() {
 
 // Close stops taking jobs, runs every job already queued, and waits for the
 // lanes to finish. It is safe to call more than once.
-func (l *Lanes) Close() {
+func (l *laneSet) Close() {
 	l.mu.Lock()
 	if !l.closed {
 		l.closed = true

@@ -20,7 +20,7 @@ import (
 // happen. Too short only lets a bug through; it never fails a correct run.
 const notYet = 20 * time.Millisecond
 
-func mustNewLanes(tb testing.TB, n, queueMax int) *Lanes {
+func mustNewLanes(tb testing.TB, n, queueMax int) *laneSet {
 	tb.Helper()
 	l := newLanes(n, queueMax)
 	tb.Cleanup(l.Close)
@@ -97,7 +97,7 @@ func TestLanesOneJobPerLane(t *testing.T) {
 // blockLane occupies the lane of key with a job that runs until release is
 // called, and returns once that job is running. A failing test releases it
 // too, so its Close does not hang.
-func blockLane(t *testing.T, l *Lanes, key string) (release func()) {
+func blockLane(t *testing.T, l *laneSet, key string) (release func()) {
 	t.Helper()
 	started, unblock := make(chan struct{}), make(chan struct{})
 	if err := l.Dispatch(t.Context(), key, func(context.Context) { close(started); <-unblock }); err != nil {
@@ -226,17 +226,17 @@ func TestLanesCloseDrains(t *testing.T) {
 	if got := ran.Load(); got != 200 {
 		t.Errorf("after Close, %d of 200 jobs ran", got)
 	}
-	if err := l.Dispatch(t.Context(), "x", func(context.Context) {}); !errors.Is(err, ErrLanesClosed) {
-		t.Errorf("Dispatch after Close: got %v, want ErrLanesClosed", err)
+	if err := l.Dispatch(t.Context(), "x", func(context.Context) {}); !errors.Is(err, errLanesClosed) {
+		t.Errorf("Dispatch after Close: got %v, want errLanesClosed", err)
 	}
 	l.Close() // twice is fine
 }
 
 func TestLanesDefault(t *testing.T) {
-	l := NewLanes(0)
+	l := newLaneSet(0)
 	defer l.Close()
 	if got := l.Len(); got != lanesDefault {
-		t.Errorf("NewLanes(0).Len() = %d, want %d", got, lanesDefault)
+		t.Errorf("newLaneSet(0).Len() = %d, want %d", got, lanesDefault)
 	}
 }
 
@@ -248,7 +248,7 @@ type consumedRecord struct {
 }
 
 // The consumer's promise, end to end, through the code the consumer runs:
-// each poll's records go through the router (tracked in Offsets, batched
+// each poll's records go through the router (tracked in offsetTracker, batched
 // per lane, flushed to the lanes before waiting for room), a lane job
 // applies its batch — some keys' records only after the others, as the
 // consumer's retry path does — completing each record after applying it,
@@ -274,7 +274,7 @@ func TestLanesOffsetsProperty(t *testing.T) {
 				off += 1 + rapid.Int64Range(0, 2).Draw(rt, "gap")
 			}
 		}
-		offsets := &Offsets{inFlightMax: rapid.IntRange(1, 12).Draw(rt, "inFlightMax")}
+		offsets := &offsetTracker{inFlightMax: rapid.IntRange(1, 12).Draw(rt, "inFlightMax")}
 		lanes := newLanes(rapid.IntRange(1, 5).Draw(rt, "lanes"), rapid.IntRange(1, 4).Draw(rt, "laneQueueMax"))
 		defer lanes.Close()
 

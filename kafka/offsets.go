@@ -19,12 +19,12 @@ const inFlightPerPartitionMax = 1 << 14
 // the in-flight maximum, so an idle partition costs little.
 const ringLenMin = 64
 
-// ErrInFlightFull is returned (wrapped) by Offsets.Dispatch when a partition
+// errInFlightFull is returned (wrapped) by offsetTracker.Dispatch when a partition
 // already holds its maximum of in-flight records. Nothing is recorded; the
-// caller waits with Offsets.WaitRoom and dispatches the record again.
-var ErrInFlightFull = errors.New("kafka: partition has too many records in flight")
+// caller waits with offsetTracker.WaitRoom and dispatches the record again.
+var errInFlightFull = errors.New("kafka: partition has too many records in flight")
 
-// Offsets tracks, per partition, which consumed records have been fully
+// offsetTracker tracks, per partition, which consumed records have been fully
 // applied, and so which offset is safe to commit: the lowest offset dispatched
 // and not yet completed, or the last dispatched + 1 once all are complete
 // (Kafka commits the next offset to read). Committing no further than that is
@@ -34,7 +34,7 @@ var ErrInFlightFull = errors.New("kafka: partition has too many records in fligh
 // transaction markers take offsets) and completed in any order. The zero value
 // is ready to use, and it is safe for concurrent use: the poll loop dispatches
 // and commits while lanes complete.
-type Offsets struct {
+type offsetTracker struct {
 	mu         sync.Mutex
 	partitions map[int32]*partitionOffsets
 
@@ -61,7 +61,7 @@ type pendingRecord struct {
 	done   bool
 }
 
-func (o *Offsets) limit() int {
+func (o *offsetTracker) limit() int {
 	if o.inFlightMax > 0 {
 		return o.inFlightMax
 	}
@@ -72,8 +72,8 @@ func (o *Offsets) limit() int {
 // out for applying. Offsets must be strictly increasing per partition since
 // the partition was last revoked; anything else is a bug and is refused. When
 // the partition already holds its maximum of records, Dispatch records
-// nothing and returns an error wrapping ErrInFlightFull.
-func (o *Offsets) Dispatch(partition int32, offset int64) error {
+// nothing and returns an error wrapping errInFlightFull.
+func (o *offsetTracker) Dispatch(partition int32, offset int64) error {
 	if offset < 0 {
 		return fmt.Errorf("kafka: dispatch partition %d offset %d: negative offset", partition, offset)
 	}
@@ -93,7 +93,7 @@ func (o *Offsets) Dispatch(partition int32, offset int64) error {
 	}
 	limit := o.limit()
 	if p.n >= limit {
-		return fmt.Errorf("kafka: dispatch partition %d offset %d: %w (%d)", partition, offset, ErrInFlightFull, limit)
+		return fmt.Errorf("kafka: dispatch partition %d offset %d: %w (%d)", partition, offset, errInFlightFull, limit)
 	}
 	if p.n == len(p.ring) {
 		p.grow(limit)
@@ -124,9 +124,9 @@ func (p *partitionOffsets) at(i int) *pendingRecord {
 // completed, or of a revoked partition — is a bug and returns an error.
 //
 // A partition's records must not be completed once it has been revoked: stop
-// (Lanes.Abandon) the jobs that would complete them before calling Revoke,
+// (laneSet.Abandon) the jobs that would complete them before calling Revoke,
 // since after a re-delivery the same offset is held again.
-func (o *Offsets) Complete(partition int32, offset int64) error {
+func (o *offsetTracker) Complete(partition int32, offset int64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.partitions[partition]
@@ -162,7 +162,7 @@ func (o *Offsets) Complete(partition int32, offset int64) error {
 // or the last dispatched + 1 when all are complete. Partitions with nothing
 // dispatched are absent. Per partition the offset never decreases until the
 // partition is revoked.
-func (o *Offsets) Committable() map[int32]int64 {
+func (o *offsetTracker) Committable() map[int32]int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	out := make(map[int32]int64, len(o.partitions))
@@ -179,7 +179,7 @@ func (o *Offsets) Committable() map[int32]int64 {
 // Revoke forgets partitions lost in a rebalance: their records not yet
 // committed will be re-delivered to the partition's next owner. Callers
 // blocked in WaitRoom for them return.
-func (o *Offsets) Revoke(partitions ...int32) {
+func (o *offsetTracker) Revoke(partitions ...int32) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, partition := range partitions {
@@ -198,7 +198,7 @@ func (o *Offsets) Revoke(partitions ...int32) {
 // point: dispatched, and either not completed or completed behind one that is
 // not. A crash would re-deliver them; Dispatch refuses more than
 // inFlightPerPartitionMax.
-func (o *Offsets) InFlight(partition int32) int {
+func (o *offsetTracker) InFlight(partition int32) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if p := o.partitions[partition]; p != nil {
@@ -209,7 +209,7 @@ func (o *Offsets) InFlight(partition int32) int {
 
 // WaitRoom blocks until partition can take another Dispatch (or has been
 // revoked) or ctx is done, in which case it returns ctx.Err().
-func (o *Offsets) WaitRoom(ctx context.Context, partition int32) error {
+func (o *offsetTracker) WaitRoom(ctx context.Context, partition int32) error {
 	for {
 		o.mu.Lock()
 		p := o.partitions[partition]

@@ -14,7 +14,7 @@ import (
 )
 
 func TestOffsetsCommittable(t *testing.T) {
-	var o Offsets
+	var o offsetTracker
 	if got := o.Committable(); len(got) != 0 {
 		t.Fatalf("Committable() before any dispatch = %v, want empty", got)
 	}
@@ -55,7 +55,7 @@ func TestOffsetsCommittable(t *testing.T) {
 }
 
 func TestOffsetsRefusesBugs(t *testing.T) {
-	var o Offsets
+	var o offsetTracker
 	mustDispatch(t, &o, 0, 5, 7)
 	if err := o.Complete(0, 5); err != nil {
 		t.Fatal(err)
@@ -84,10 +84,10 @@ func TestOffsetsRefusesBugs(t *testing.T) {
 }
 
 func TestOffsetsInFlightMax(t *testing.T) {
-	o := Offsets{inFlightMax: 3}
+	o := offsetTracker{inFlightMax: 3}
 	mustDispatch(t, &o, 0, 1, 2, 3)
-	if err := o.Dispatch(0, 4); !errors.Is(err, ErrInFlightFull) {
-		t.Fatalf("Dispatch past the maximum: got %v, want ErrInFlightFull", err)
+	if err := o.Dispatch(0, 4); !errors.Is(err, errInFlightFull) {
+		t.Fatalf("Dispatch past the maximum: got %v, want errInFlightFull", err)
 	}
 	// Other partitions have their own bound.
 	mustDispatch(t, &o, 1, 1)
@@ -132,7 +132,7 @@ func TestOffsetsInFlightMax(t *testing.T) {
 // A long run with the default bound: the ring grows and wraps, completion order
 // is random, and the commit point is always the lowest record not completed.
 func TestOffsetsLongRandomRun(t *testing.T) {
-	var o Offsets
+	var o offsetTracker
 	rng := rand.New(rand.NewPCG(1, 2))
 	const n = 20_000
 	var offsets []int64
@@ -176,7 +176,7 @@ func TestOffsetsLongRandomRun(t *testing.T) {
 
 // The poll loop dispatches and commits while many goroutines complete.
 func TestOffsetsConcurrent(t *testing.T) {
-	o := Offsets{inFlightMax: 64}
+	o := offsetTracker{inFlightMax: 64}
 	const partitions, perPartition, workers = 4, 2000, 8
 	work := make(chan [2]int64, 128)
 	var wg sync.WaitGroup
@@ -198,7 +198,7 @@ func TestOffsetsConcurrent(t *testing.T) {
 				if err == nil {
 					break
 				}
-				if !errors.Is(err, ErrInFlightFull) {
+				if !errors.Is(err, errInFlightFull) {
 					t.Fatal(err)
 				}
 				if err := o.WaitRoom(t.Context(), p); err != nil {
@@ -269,7 +269,7 @@ func TestOffsetsProperty(t *testing.T) {
 			seen:        make(map[int32]int64),
 			resume:      make(map[int32]int64),
 		}
-		o := &Offsets{inFlightMax: m.inFlightMax}
+		o := &offsetTracker{inFlightMax: m.inFlightMax}
 
 		actions := map[string]func(*rapid.T){
 			"dispatch": func(rt *rapid.T) {
@@ -284,8 +284,8 @@ func TestOffsetsProperty(t *testing.T) {
 				}
 				err := o.Dispatch(p, off)
 				if m.held(p) >= m.inFlightMax {
-					if !errors.Is(err, ErrInFlightFull) {
-						rt.Fatalf("Dispatch(%d, %d) with %d held: got %v, want ErrInFlightFull", p, off, m.held(p), err)
+					if !errors.Is(err, errInFlightFull) {
+						rt.Fatalf("Dispatch(%d, %d) with %d held: got %v, want errInFlightFull", p, off, m.held(p), err)
 					}
 					return
 				}
@@ -359,7 +359,7 @@ func TestOffsetsProperty(t *testing.T) {
 }
 
 // checkOffsets checks the promises of Committable against the model.
-func checkOffsets(rt *rapid.T, o *Offsets, m *offsetsModel) {
+func checkOffsets(rt *rapid.T, o *offsetTracker, m *offsetsModel) {
 	got := o.Committable()
 	for p, c := range got {
 		if len(m.dispatched[p]) == 0 {
@@ -402,7 +402,7 @@ func checkOffsets(rt *rapid.T, o *Offsets, m *offsetsModel) {
 	}
 }
 
-func mustDispatch(tb testing.TB, o *Offsets, partition int32, offsets ...int64) {
+func mustDispatch(tb testing.TB, o *offsetTracker, partition int32, offsets ...int64) {
 	tb.Helper()
 	for _, off := range offsets {
 		if err := o.Dispatch(partition, off); err != nil {

@@ -13,8 +13,8 @@ import (
 // lane job per lane per poll, so a lane applies many records at once, and
 // one account's records (always on one lane) stay in offset order.
 type router struct {
-	offsets *Offsets
-	lanes   *Lanes
+	offsets *offsetTracker
+	lanes   *laneSet
 	// handle runs a batch on its lane; it completes, in the tracker, each
 	// record it is done with.
 	handle func(ctx context.Context, recs []*kgo.Record)
@@ -34,7 +34,7 @@ type router struct {
 	batches map[int][]*kgo.Record // lane -> records not yet dispatched
 }
 
-func newRouter(offsets *Offsets, lanes *Lanes, handle func(context.Context, []*kgo.Record), full func(context.Context), log *slog.Logger) *router {
+func newRouter(offsets *offsetTracker, lanes *laneSet, handle func(context.Context, []*kgo.Record), full func(context.Context), log *slog.Logger) *router {
 	return &router{offsets: offsets, lanes: lanes, handle: handle, full: full, log: log, batches: make(map[int][]*kgo.Record)}
 }
 
@@ -44,7 +44,7 @@ func newRouter(offsets *Offsets, lanes *Lanes, handle func(context.Context, []*k
 func (rt *router) add(ctx context.Context, r *kgo.Record) {
 	for {
 		err := rt.offsets.Dispatch(r.Partition, r.Offset)
-		if !errors.Is(err, ErrInFlightFull) {
+		if !errors.Is(err, errInFlightFull) {
 			if err != nil {
 				rt.log.Error("kafka offset tracking", "partition", r.Partition, "offset", r.Offset, "err", err)
 				return
