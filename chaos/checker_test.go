@@ -19,8 +19,13 @@ func TestCheckerCatchesEachBrokenProtection(t *testing.T) {
 	}{
 		{"no fence", chaos.Unsafe{NoFence: true}, chaos.Faults{}, chaos.P3},
 		{"no in-flight refusal", chaos.Unsafe{NoInFlightRefusal: true}, chaos.Faults{}, chaos.P1},
-		// Holes come from dead-lettered events; outages make many.
-		{"out of order", chaos.Unsafe{OutOfOrder: true}, chaos.Faults{HistoryOutageEvery: time.Second}, chaos.P5},
+		// Holes come from dead-lettered events; outages make many, and the
+		// events after them are written past the hole. The repair is off
+		// too: it would fill each hole after the fact, so whether the run
+		// saw one would depend on a reader paging over it in time. Left,
+		// the holes are there when the run ends (the repair alone off
+		// leaves a history short, never holed: its case below).
+		{"out of order", chaos.Unsafe{OutOfOrder: true, NoDeadLetterRepair: true}, chaos.Faults{HistoryOutageEvery: time.Second}, chaos.P5},
 		{"commit before apply", chaos.Unsafe{CommitBeforeApply: true}, chaos.Faults{}, chaos.P4},
 		// Outages refuse the stale mark too: without the dead-letter
 		// repair the entries dead-lettered in the outage at the end of
