@@ -2,10 +2,7 @@ package http
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -57,31 +54,4 @@ func Readyz(checks map[string]Check) http.Handler {
 			Checks map[string]string `json:"checks"`
 		}{word, results})
 	})
-}
-
-// Migrations lists a store's schema migrations: those this binary embeds
-// and those its database has recorded as applied.
-type Migrations func(ctx context.Context) (known, applied []string, err error)
-
-// MigrationCheck is the readiness check that the database has every
-// migration this binary needs. Migrations it does not know are not a
-// failure: during a rolling upgrade the first new replica migrates the
-// database while old ones still serve, which our additive migrations allow.
-func MigrationCheck(list Migrations) Check {
-	return func(ctx context.Context) error {
-		known, applied, err := list(ctx)
-		if err != nil {
-			return err
-		}
-		var missing []string
-		for _, name := range known {
-			if !slices.Contains(applied, name) {
-				missing = append(missing, name)
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("migrations not applied: %s", strings.Join(missing, ", "))
-		}
-		return nil
-	}
 }

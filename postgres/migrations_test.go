@@ -1,12 +1,12 @@
 package postgres_test
 
 import (
+	"banksync"
 	"context"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
-	bhttp "banksync/http"
 	"banksync/postgres"
 	"banksync/postgres/pgtest"
 	"banksync/storetest"
@@ -14,9 +14,9 @@ import (
 
 func TestMigrations(t *testing.T) {
 	storetest.Migrations(t, storetest.MigrationsHarness{
-		Open: func(tb testing.TB, set string) (bhttp.Migrations, func(testing.TB, string), func(testing.TB, string)) {
+		Open: func(tb testing.TB, set string) (banksync.Migrations, func(testing.TB, string), func(testing.TB, string)) {
 			ctx := context.Background()
-			var list bhttp.Migrations
+			var list banksync.Migrations
 			var dsn string
 			if set == "ledger" {
 				var s *postgres.LedgerStore

@@ -1,22 +1,22 @@
 package sqlite_test
 
 import (
+	"banksync"
 	"context"
 	"database/sql"
 	"path/filepath"
 	"testing"
 
-	bhttp "banksync/http"
 	"banksync/sqlite"
 	"banksync/storetest"
 )
 
 func TestMigrations(t *testing.T) {
 	storetest.Migrations(t, storetest.MigrationsHarness{
-		Open: func(tb testing.TB, set string) (bhttp.Migrations, func(testing.TB, string), func(testing.TB, string)) {
+		Open: func(tb testing.TB, set string) (banksync.Migrations, func(testing.TB, string), func(testing.TB, string)) {
 			path := filepath.Join(tb.TempDir(), set+".db")
 			ctx := context.Background()
-			var list bhttp.Migrations
+			var list banksync.Migrations
 			if set == "ledger" {
 				s, err := sqlite.OpenLedger(ctx, path)
 				if err != nil {

@@ -1,12 +1,11 @@
 package storetest
 
 import (
+	"banksync"
 	"context"
 	"slices"
 	"strings"
 	"testing"
-
-	bhttp "banksync/http"
 )
 
 // MigrationsHarness tells Migrations how to open each store's schema.
@@ -15,7 +14,7 @@ type MigrationsHarness struct {
 	// closed when tb ends) and returns its Migrations, and how to add and
 	// remove a row of the database's schema_migrations, as another
 	// binary's migrations would.
-	Open func(tb testing.TB, set string) (list bhttp.Migrations, record, forget func(tb testing.TB, name string))
+	Open func(tb testing.TB, set string) (list banksync.Migrations, record, forget func(tb testing.TB, name string))
 }
 
 // Migrations checks what each store reports of its schema, through the
@@ -32,7 +31,7 @@ func Migrations(t *testing.T, h MigrationsHarness) {
 	}
 }
 
-func testMigrations(t *testing.T, set string, list bhttp.Migrations, record, forget func(tb testing.TB, name string)) {
+func testMigrations(t *testing.T, set string, list banksync.Migrations, record, forget func(tb testing.TB, name string)) {
 	ctx := context.Background()
 	known, applied, err := list(ctx)
 	if err != nil {
@@ -46,7 +45,7 @@ func testMigrations(t *testing.T, set string, list bhttp.Migrations, record, for
 			t.Errorf("migration %q is not of set %q", name, set)
 		}
 	}
-	check := bhttp.MigrationCheck(list)
+	check := list.Check
 	if err := check(ctx); err != nil {
 		t.Fatalf("fresh store: %v", err)
 	}

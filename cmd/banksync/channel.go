@@ -169,7 +169,7 @@ func startChannel(ctx context.Context, cfg channelConfig) (n *channelNode, err e
 		return err
 	}}
 	if m, ok := n.store.(migrated); ok {
-		checks["migrations"] = bhttp.MigrationCheck(m.Migrations)
+		checks["migrations"] = banksync.Migrations(m.Migrations).Check
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	n.stop = stop

@@ -189,7 +189,7 @@ func startCore(ctx context.Context, cfg coreConfig) (n *coreNode, err error) {
 		return err
 	}}
 	if m, ok := n.store.(migrated); ok {
-		checks["migrations"] = bhttp.MigrationCheck(m.Migrations)
+		checks["migrations"] = banksync.Migrations(m.Migrations).Check
 	}
 	if n.pub != nil {
 		checks["kafka"] = n.pub.Ping
