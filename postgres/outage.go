@@ -29,15 +29,11 @@ func withDatabase(dsn, name string) (string, error) {
 // for failure tests. It connects to the server's postgres database to do
 // so, as the user of dsn (who must own the database or be a superuser).
 func RefuseConnections(ctx context.Context, dsn string, refuse bool) error {
-	cfg, err := pgx.ParseConfig(dsn)
+	name, admin, err := administered(dsn)
 	if err != nil {
 		return err
 	}
-	admin, err := withDatabase(dsn, "postgres")
-	if err != nil {
-		return err
-	}
-	db := pgx.Identifier{cfg.Database}.Sanitize()
+	db := pgx.Identifier{name}.Sanitize()
 	if !refuse {
 		return Exec(ctx, admin, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS true")
 	}
@@ -52,11 +48,7 @@ func RefuseConnections(ctx context.Context, dsn string, refuse bool) error {
 // connections cut mid-use. It connects to the server's postgres database,
 // as the user of dsn.
 func TerminateSessions(ctx context.Context, dsn string) error {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return err
-	}
-	admin, err := withDatabase(dsn, "postgres")
+	name, admin, err := administered(dsn)
 	if err != nil {
 		return err
 	}
@@ -65,6 +57,17 @@ func TerminateSessions(ctx context.Context, dsn string) error {
 		return err
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", cfg.Database)
+	_, err = conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name)
 	return err
+}
+
+// administered returns the name of dsn's database and the DSN of its
+// server's postgres database, where it is administered from.
+func administered(dsn string) (name, admin string, err error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "", "", err
+	}
+	admin, err = withDatabase(dsn, "postgres")
+	return cfg.Database, admin, err
 }
