@@ -368,9 +368,8 @@ type bounds struct {
 // hold against every promise, within b, and counts what it finds in w's
 // tallies.
 func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist historyReader, b bounds) {
-	pendingMax, settleMax := b.pendingMax, b.settleMax
 	far := time.Now().Add(24 * time.Hour)
-	deadline := time.Now().Add(pendingMax)
+	deadline := time.Now().Add(b.pendingMax)
 	var pending []channel.Transfer
 	for {
 		var err error
@@ -380,11 +379,11 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 		sleep(ctx, 50*time.Millisecond)
 	}
 	for _, t := range pending {
-		w.stats.violation(P2, "transfer %s (%s) still pending %s after the faults stopped", t.ID, t.IdempotencyKey, pendingMax)
+		w.stats.violation(P2, "transfer %s (%s) still pending %s after the faults stopped", t.ID, t.IdempotencyKey, b.pendingMax)
 	}
 
 	// P4: the consumers drain; every history reaches core's ledger.
-	drained := time.Now().Add(settleMax)
+	drained := time.Now().Add(b.settleMax)
 	legs := map[string]int{} // transfer id -> its entries on core
 	for _, id := range w.all {
 		if es, err := coreStore.Entries(ctx, id, 0, math.MaxInt32); err == nil {

@@ -126,6 +126,12 @@ func (s *pgServer) start(ctx context.Context) error {
 	s.mu.Lock()
 	s.proc, s.exited = cmd, exited
 	s.mu.Unlock()
+	return s.waitAccepting(ctx, exited)
+}
+
+// waitAccepting waits, for at most upTimeout, until the postmaster that
+// closes exited when it ends takes connections.
+func (s *pgServer) waitAccepting(ctx context.Context, exited chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, upTimeout)
 	defer cancel()
 	for {
@@ -186,24 +192,15 @@ func (s *pgServer) createDatabase(ctx context.Context, name string) (string, err
 // failed to start it), and waits until it takes connections.
 func (s *pgServer) ensureUp(ctx context.Context) error {
 	s.mu.Lock()
-	running := s.proc != nil
+	running, exited := s.proc != nil, s.exited
+	s.mu.Unlock()
 	if running {
 		select {
-		case <-s.exited:
-			running = false
+		case <-exited:
 		default:
+			return s.waitAccepting(ctx, exited)
 		}
 	}
-	s.mu.Unlock()
-	if !running {
-		s.stop()
-		return s.start(ctx)
-	}
-	for {
-		err := postgres.Exec(ctx, s.dsn("postgres"), "SELECT 1")
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		time.Sleep(probeEvery)
-	}
+	s.stop()
+	return s.start(ctx)
 }
