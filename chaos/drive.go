@@ -40,7 +40,7 @@ func (cp *chanProc) Submit(ctx context.Context, req channel.SubmitRequest) (chan
 }
 
 func (cp *chanProc) History(ctx context.Context, customer, account, cursor string, limit int) (channel.Page, error) {
-	return cp.ch.History(ctx, cp.cursors, customer, account, cursor, limit)
+	return cp.ch.History(ctx, cp.node.Cursors(), customer, account, cursor, limit)
 }
 
 func (cp *chanProc) Sync(ctx context.Context, customer, account string) (channel.AccountState, error) {

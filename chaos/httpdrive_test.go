@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net/http/httptest"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -84,27 +83,18 @@ func checkPaging(t *testing.T, s *system, rs []replica) {
 	}
 }
 
-// overHTTP serves each channel instance's customer API on an httptest
-// server and drives them, and core's API, over HTTP.
+// overHTTP drives each replica's customer API, and core's, over HTTP.
 func overHTTP(s *system, got *answers) (bank, []replica, func(), error) {
-	auth, err := bhttp.NewHS256Authenticator([]byte("chaos customer token secret, 32+ bytes"), bhttp.AuthOptions{})
+	auth, err := bhttp.NewHS256Authenticator([]byte(chaosJWTSecret), bhttp.AuthOptions{})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	hc := newHTTPClient()
-	var servers []*httptest.Server
 	var rs []replica
 	for _, cp := range s.chans {
-		srv := httptest.NewServer(bhttp.NewChannelServer(cp.ch, bhttp.ChannelServerConfig{Auth: auth, Cursors: cp.cursors}))
-		servers = append(servers, srv)
-		rs = append(rs, counted{newHTTPReplica(srv.URL, auth, hc), got})
+		rs = append(rs, counted{newHTTPReplica("http://"+cp.node.Addr(), auth, hc), got})
 	}
-	stop := func() {
-		hc.CloseIdleConnections()
-		for _, srv := range servers {
-			srv.Close()
-		}
-	}
+	stop := hc.CloseIdleConnections
 	return newHTTPBank("http://"+s.core.addr, serviceToken, hc), rs, stop, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,19 +22,35 @@ import (
 // entry of the same account, filling the hole from core) brings it into the
 // history.
 type poisoningPublisher struct {
-	next  ledger.Publisher
-	raw   *kgo.Client // keys and partitions as the publisher does (murmur2)
+	mu    sync.Mutex
+	next  ledger.Publisher // the running core's publisher (wrap)
+	raw   *kgo.Client      // keys and partitions as the publisher does (murmur2)
 	armed atomic.Int64
 	stats *counters
 }
 
-func newPoisoningPublisher(next ledger.Publisher, conn kafka.Conn, stats *counters) (*poisoningPublisher, error) {
+func newPoisoningPublisher(conn kafka.Conn, stats *counters) (*poisoningPublisher, error) {
 	raw, err := conn.NewClient(kgo.DefaultProduceTopic(banksync.TopicLedgerEntries),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	if err != nil {
 		return nil, err
 	}
-	return &poisoningPublisher{next: next, raw: raw, stats: stats}, nil
+	return &poisoningPublisher{raw: raw, stats: stats}, nil
+}
+
+// wrap puts p in front of a core's own publisher: node.CoreConfig's
+// WrapPublisher, at every start of core.
+func (p *poisoningPublisher) wrap(next ledger.Publisher) ledger.Publisher {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next = next
+	return p
+}
+
+func (p *poisoningPublisher) publisher() ledger.Publisher {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.next
 }
 
 // arm poisons the next n entries published, one per batch.
@@ -43,10 +60,10 @@ func (p *poisoningPublisher) arm(n int64) { p.armed.Add(n) }
 // batch goes out poisoned, after the others.
 func (p *poisoningPublisher) Publish(ctx context.Context, entries []banksync.Entry) error {
 	if p.armed.Load() <= 0 || len(entries) == 0 {
-		return p.next.Publish(ctx, entries)
+		return p.publisher().Publish(ctx, entries)
 	}
 	last := entries[len(entries)-1]
-	if err := p.next.Publish(ctx, entries[:len(entries)-1]); err != nil {
+	if err := p.publisher().Publish(ctx, entries[:len(entries)-1]); err != nil {
 		return err
 	}
 	ev := banksync.EventOf(last)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,10 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"banksync/channel"
-	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/ledger"
-	"banksync/sqlite"
+	"banksync/node"
 )
 
 // Config is one chaos run. Zero values take the defaults.
@@ -126,9 +124,12 @@ const (
 	reconcileGrace    = 200 * time.Millisecond
 	repairInterval    = 300 * time.Millisecond
 	serviceToken      = "chaos-token"
-	accountsEach      = 2
-	openingBalance    = 1_000_000
-	settleMaxDefault  = 60 * time.Second
+	// chaosJWTSecret keys the replicas' customers' tokens; the in-process
+	// workload calls the domain and never shows one.
+	chaosJWTSecret   = "chaos customers' token secret, 32 bytes"
+	accountsEach     = 2
+	openingBalance   = 1_000_000
+	settleMaxDefault = 60 * time.Second
 )
 
 // system is everything a run starts: core, the cluster, the channels.
@@ -201,20 +202,15 @@ func run(ctx context.Context, cfg Config, drive driver) (*Report, error) {
 	return report, nil
 }
 
-// coreProc is core: ledger, relay and HTTP API on a fixed address, so it
-// can restart where the channels expect it.
+// coreProc is core — a node.Core — on a fixed address, so it can restart
+// where the channels expect it.
 type coreProc struct {
 	mu     sync.Mutex
 	path   string
 	addr   string
-	store  *sqlite.LedgerStore
-	ledger *ledger.Ledger
-	relay  *ledger.Relay
-	pub    *kafka.Publisher
+	core   *node.Core
+	halted bool
 	poison *poisoningPublisher
-	srv    *http.Server
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
 	stats  *counters
 }
 
@@ -255,43 +251,27 @@ func (s *system) start(ctx context.Context) error {
 func (c *coreProc) start(ctx context.Context, conn kafka.Conn, log *slog.Logger) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Everything is built first and published only once it all works, so
-	// current() never hands out a half-started core.
-	store, err := sqlite.OpenLedger(ctx, c.path)
-	if err != nil {
-		return err
-	}
-	l, err := ledger.Open(ctx, store, ledger.Config{Logger: log, Now: coreNow})
-	if err != nil {
-		store.Close()
-		return err
-	}
-	if c.pub == nil {
-		if c.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: conn, Partitions: 4, Logger: log}); err != nil {
-			l.Close()
-			store.Close()
-			return err
-		}
-		if c.poison, err = newPoisoningPublisher(c.pub, conn, c.stats); err != nil {
-			l.Close()
-			store.Close()
+	if c.poison == nil {
+		var err error
+		if c.poison, err = newPoisoningPublisher(conn, c.stats); err != nil {
 			return err
 		}
 	}
-	ln, err := listen(c.addr)
-	if err != nil {
-		l.Close()
-		store.Close()
-		return err
+	cfg := node.CoreConfig{Listen: c.addr, DB: "sqlite:" + c.path, Kafka: conn, Partitions: 4, ServiceToken: serviceToken,
+		Logger: log, Now: coreNow, WrapPublisher: c.poison.wrap}
+	// After a restart the old socket may linger a moment.
+	var err error
+	for range 50 {
+		var n *node.Core
+		if n, err = node.StartCore(ctx, cfg); err == nil {
+			// Published only once it all works, so current() never hands
+			// out a half-started core.
+			c.core, c.addr, c.halted = n, n.Addr(), false
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	c.store, c.ledger, c.addr = store, l, ln.Addr().String()
-	c.srv = &http.Server{Handler: bhttp.NewCoreServer(l, serviceToken, log), ReadHeaderTimeout: 5 * time.Second}
-	runCtx, stop := context.WithCancel(context.Background())
-	c.stop = stop
-	c.relay = ledger.NewRelay(store, c.poison, ledger.RelayConfig{Wake: l.Committed(), Logger: log})
-	c.wg.Go(func() { c.relay.Run(runCtx) })
-	c.wg.Go(func() { c.srv.Serve(ln) })
-	return nil
+	return err
 }
 
 // coreLag is how far core's clock runs behind real time. The channels' own
@@ -302,34 +282,16 @@ const coreLag = time.Second
 
 func coreNow() time.Time { return time.Now().Add(-coreLag) }
 
-// listen binds addr, retrying briefly: after a restart the old socket may
-// linger a moment.
-func listen(addr string) (net.Listener, error) {
-	var err error
-	for range 50 {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln, nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil, err
-}
-
 // halt stops core as a crash would look to its clients: connections cut,
 // requests in flight failing. What was committed stays.
 func (c *coreProc) halt() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.srv == nil {
+	if c.core == nil || c.halted {
 		return
 	}
-	c.srv.Close()
-	c.ledger.Close()
-	c.stop()
-	c.wg.Wait()
-	c.store.Close()
-	c.srv = nil
+	c.core.Abort()
+	c.halted = true // current() hands out the closed core until the restart: calls fail, as a crashed core's do
 }
 
 func (c *coreProc) close() {
@@ -337,106 +299,59 @@ func (c *coreProc) close() {
 	if c.poison != nil {
 		c.poison.close()
 	}
-	if c.pub != nil {
-		c.pub.Close()
-	}
 }
 
 // current returns core's ledger and store as of now (they change at a
 // restart).
-func (c *coreProc) current() (*ledger.Ledger, *sqlite.LedgerStore) {
+func (c *coreProc) current() (*ledger.Ledger, ledger.Store) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ledger, c.store
+	return c.core.Ledger(), c.core.Store()
 }
 
-// chanProc is one channel instance: its own store handle on the shared
-// history database (with injected write failures), its own network to core
-// (with injected faults), its own clock, reconciler and consumer.
+// chanProc is one channel replica — a node.Channel — with its own store
+// handle on the shared history database (with injected write failures),
+// its own network to core (with injected faults) and its own clock.
 type chanProc struct {
-	id       int
-	store    *faultyStore
-	net      *Transport
-	ch       *channel.Channel
-	cursors  channel.Cursors
-	conn     kafka.Conn
-	log      *slog.Logger
-	stop     context.CancelFunc
-	wg       sync.WaitGroup
-	consumer sync.Mutex
-	stopCons context.CancelFunc
-	consDone chan struct{}
-
-	commitBeforeApply bool
+	id    int
+	store *faultyStore
+	net   *Transport
+	node  *node.Channel
+	ch    *channel.Channel
 }
 
 func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*chanProc, error) {
-	real, err := sqlite.OpenChannel(ctx, filepath.Join(s.dir, "channel.db"))
+	rng := rand.New(rand.NewPCG(s.cfg.Seed, uint64(100+i)))
+	cp := &chanProc{id: i, net: NewTransport(nil)}
+	storeSeed := rng.Uint64()
+	cp.net.Choose = chooser(s.cfg.Faults, rng.Uint64(), s.stats, &s.calmed)
+	n, err := node.StartChannel(ctx, node.ChannelConfig{
+		Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(s.dir, "channel.db"), CoreURL: "http://" + s.core.addr,
+		ServiceToken: serviceToken, JWTSecret: chaosJWTSecret, CursorSecret: "chaos cursor secret, 32 bytes or more",
+		Kafka: kafka.Brokers(s.cluster.Addrs()...), Logger: s.cfg.Logger,
+		// DrainTimeout -1: a consumer restart is a crash; the lanes' work is cut off.
+		Consumer: kafka.ConsumerConfig{Group: "chaos-channel", Lanes: 8, AttemptsMax: 3, DrainTimeout: -1,
+			UnsafeCommitBeforeApply: s.cfg.Unsafe.CommitBeforeApply},
+		Repair:             kafka.RepairConfig{Interval: repairInterval},
+		NoDeadLetterRepair: s.cfg.Unsafe.NoDeadLetterRepair,
+		Channel: channel.Config{Deadline: transferDeadline, CoreTimeout: coreTimeout,
+			ReconcileInterval: reconcileInterval, ReconcileGrace: reconcileGrace, ReadSyncTimeout: coreTimeout,
+			Now:    func() time.Time { return time.Now().Add(skew) },
+			Unsafe: channel.Unsafe{NoFence: s.cfg.Unsafe.NoFence, NoInFlightRefusal: s.cfg.Unsafe.NoInFlightRefusal}},
+		CoreTransport: cp.net,
+		WrapStore: func(real channel.Store) channel.Store {
+			cp.store = newFaultyStore(real, s.cfg.Faults.HistoryWrite, storeSeed, s.stats)
+			return cp.store
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	rng := rand.New(rand.NewPCG(s.cfg.Seed, uint64(100+i)))
-	cp := &chanProc{id: i, store: newFaultyStore(real, s.cfg.Faults.HistoryWrite, rng.Uint64(), s.stats),
-		net: NewTransport(nil), conn: kafka.Brokers(s.cluster.Addrs()...), log: s.cfg.Logger, cursors: channel.NewCursors([]byte("chaos cursor secret")),
-		commitBeforeApply: s.cfg.Unsafe.CommitBeforeApply}
-	cp.net.Choose = chooser(s.cfg.Faults, rng.Uint64(), s.stats, &s.calmed)
-	client := bhttp.NewCoreClient("http://"+s.core.addr, serviceToken, cp.net)
-	cp.ch = channel.New(cp.store, client, channel.Config{Deadline: transferDeadline, CoreTimeout: coreTimeout,
-		ReconcileInterval: reconcileInterval, ReconcileGrace: reconcileGrace, ReadSyncTimeout: coreTimeout,
-		Now: func() time.Time { return time.Now().Add(skew) }, Logger: s.cfg.Logger,
-		Unsafe: channel.Unsafe{NoFence: s.cfg.Unsafe.NoFence, NoInFlightRefusal: s.cfg.Unsafe.NoInFlightRefusal}})
-	runCtx, stop := context.WithCancel(context.Background())
-	cp.stop = stop
-	cp.wg.Go(func() { cp.ch.RunReconciler(runCtx) })
-	if !s.cfg.Unsafe.NoDeadLetterRepair {
-		cp.wg.Go(func() {
-			kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Conn: cp.conn, Interval: repairInterval, Logger: s.cfg.Logger}, cp.ch)
-		})
-	}
-	if err := cp.startConsumer(); err != nil {
-		return nil, err
-	}
+	cp.node, cp.ch = n, n.Domain()
 	return cp, nil
 }
 
-// startConsumer joins the consumer group with a new member.
-func (cp *chanProc) startConsumer() error {
-	cp.consumer.Lock()
-	defer cp.consumer.Unlock()
-	// DrainTimeout -1: a stop here is a crash; the lanes' work is cut off.
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: cp.conn, Group: "chaos-channel", Lanes: 8, AttemptsMax: 3, DrainTimeout: -1,
-		Logger: cp.log, UnsafeCommitBeforeApply: cp.commitBeforeApply}, cp.ch)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	cp.stopCons, cp.consDone = cancel, done
-	return nil
-}
-
-// crashConsumer stops the member abruptly: its work in flight is cut off
-// (uncommitted records are re-delivered to whoever takes its partitions).
-func (cp *chanProc) crashConsumer() {
-	cp.consumer.Lock()
-	defer cp.consumer.Unlock()
-	if cp.stopCons != nil {
-		cp.stopCons()
-		<-cp.consDone
-		cp.stopCons = nil
-	}
-}
-
-func (cp *chanProc) close() {
-	cp.crashConsumer()
-	if cp.stop != nil {
-		cp.stop()
-	}
-	cp.wg.Wait()
-	cp.ch.Close()
-	cp.store.Close()
-}
+func (cp *chanProc) close() { cp.node.Close() }
 
 func (s *system) stop() {
 	for _, cp := range s.chans {
@@ -481,9 +396,8 @@ func (s *system) restartCore(ctx context.Context) {
 
 func (s *system) restartConsumer(i int) {
 	s.stats.fault("consumer_restart")
-	cp := s.chans[i]
-	cp.crashConsumer()
-	if err := cp.startConsumer(); err != nil {
+	s.chans[i].node.StopConsumer()
+	if err := s.chans[i].node.StartConsumer(); err != nil {
 		s.cfg.Logger.Error("chaos: consumer did not restart", "err", err)
 	}
 }
@@ -543,7 +457,7 @@ func (s *system) crashDuringStall(ctx context.Context, w *workload) {
 	w.depositToAll(ctx, "final")
 	sleep(ctx, 300*time.Millisecond)
 	for _, cp := range s.chans {
-		cp.crashConsumer()
+		cp.node.StopConsumer()
 	}
 	for _, cp := range s.chans {
 		cp.store.stall(false)

@@ -22,6 +22,7 @@ import (
 	"banksync"
 	"banksync/channel"
 	"banksync/chaos"
+	"banksync/demo"
 )
 
 // chromiumPath finds Debian's Chromium. Without it the browser tests skip,
@@ -149,11 +150,11 @@ func (f *failingHistory) ApplyRuns(ctx context.Context, runs []channel.Run, at t
 // hookedDemo starts the demo in-process, with its channel's requests to core
 // going through a transport the test can hold, and dave's history store
 // switchable to failing.
-func hookedDemo(t *testing.T, deadline time.Duration, log *slog.Logger, noRepair bool) (*demoNode, *chaos.Transport, *failingHistory) {
+func hookedDemo(t *testing.T, deadline time.Duration, log *slog.Logger, noRepair bool) (*demo.Demo, *chaos.Transport, *failingHistory) {
 	t.Helper()
 	toCore := chaos.NewTransport(http.DefaultTransport)
 	history := &failingHistory{account: "demo-dave"}
-	d, err := startDemo(context.Background(), demoConfig{
+	d, err := demo.Start(context.Background(), demo.Config{
 		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
 		Deadline: deadline, CoreTransport: toCore, Logger: log,
 		WrapStore:          func(s channel.Store) channel.Store { history.Store = s; return history },
@@ -176,7 +177,7 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	b := newBrowser(t)
 	ctx := context.Background()
 	d, toCore, history := hookedDemo(t, 15*time.Second, nil, false)
-	l := d.core.ledger
+	l := d.Core().Ledger()
 	aliceAt := func() banksync.Account {
 		a, err := l.Account(ctx, "demo-alice")
 		if err != nil {
@@ -264,7 +265,7 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "browser-dlq", AccountID: "demo-dave", Amount: 50_000, Sender: "woori"}); err != nil {
 		t.Fatal(err)
 	}
-	b.do("open the operations page", chromedp.Navigate(d.URL()+"/ops/#token="+d.secrets.AdminToken))
+	b.do("open the operations page", chromedp.Navigate(d.URL()+"/ops/#token="+d.Secrets().AdminToken))
 	b.waitFor("the dead letter", `document.querySelector('#dead-letters tr[data-account="demo-dave"][data-replayed="false"] button.replay') !== null`, 60*time.Second)
 	b.shot("08-ops-dead-letter")
 	// Replay while dave's writes still fail: the letter is held, and the
@@ -301,7 +302,7 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	ev := banksync.EventOf(carol[len(carol)-1])
 	ev.Version = banksync.EventSchemaVersion + 1
 	value, _ := json.Marshal(ev)
-	pub, err := kgo.NewClient(kgo.SeedBrokers(d.core.Brokers()...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	pub, err := kgo.NewClient(kgo.SeedBrokers(d.Core().Conn().Brokers...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

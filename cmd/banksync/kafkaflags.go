@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"banksync/kafka"
+	"banksync/node"
 )
 
 // kafkaPasswordEnv holds the SASL password when no file does. There is no
@@ -90,16 +91,16 @@ func (k *kafkaSecurity) tlsConfig() (*tls.Config, error) {
 	if !k.tls && k.ca == "" && k.cert == "" && k.key == "" && k.serverName == "" {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tlsVersionMin, ServerName: k.serverName}
+	cfg := &tls.Config{MinVersion: node.TLSVersionMin, ServerName: k.serverName}
 	if k.ca != "" {
-		pool, err := loadCertPool("--kafka-ca", k.ca)
+		pool, err := node.LoadCertPool("--kafka-ca", k.ca)
 		if err != nil {
 			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
 	if k.cert != "" || k.key != "" {
-		cert, err := loadKeyPair("--kafka-cert", k.cert, "--kafka-key", k.key)
+		cert, err := node.LoadKeyPair("--kafka-cert", k.cert, "--kafka-key", k.key)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"banksync/internal/testkit"
 	"banksync/kafka"
 )
 
@@ -43,8 +44,8 @@ func plainPassword(t *testing.T, c kafka.Conn) (user, password string) {
 
 func TestKafkaSecurityFlags(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "kafka-ca")
-	cert, key := ca.issue(t, "kafka-client", x509.ExtKeyUsageClientAuth)
+	ca := testkit.NewCA(t, dir, "kafka-ca")
+	cert, key := ca.Issue(t, "kafka-client", x509.ExtKeyUsageClientAuth)
 	write := func(name, content string) string {
 		file := filepath.Join(dir, name)
 		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
@@ -68,7 +69,7 @@ func TestKafkaSecurityFlags(t *testing.T) {
 		}
 	})
 	t.Run("ca, client certificate and server name", func(t *testing.T) {
-		c, err := kafkaConnOf(t, brokers, "--kafka-ca", ca.file, "--kafka-cert", cert, "--kafka-key", key, "--kafka-server-name", "kafka.internal")
+		c, err := kafkaConnOf(t, brokers, "--kafka-ca", ca.File, "--kafka-cert", cert, "--kafka-key", key, "--kafka-server-name", "kafka.internal")
 		if err != nil || c.TLS == nil || c.TLS.RootCAs == nil || len(c.TLS.Certificates) != 1 || c.TLS.ServerName != "kafka.internal" {
 			t.Fatalf("conn = %+v, %v; want TLS with the CA, the certificate and the name", c, err)
 		}
@@ -86,7 +87,7 @@ func TestKafkaSecurityFlags(t *testing.T) {
 	})
 	t.Run("everything from the environment", func(t *testing.T) {
 		t.Setenv("BANKSYNC_KAFKA_TLS", "true")
-		t.Setenv("BANKSYNC_KAFKA_CA", ca.file)
+		t.Setenv("BANKSYNC_KAFKA_CA", ca.File)
 		t.Setenv("BANKSYNC_KAFKA_SASL_MECHANISM", "PLAIN")
 		t.Setenv("BANKSYNC_KAFKA_SASL_USER", "core")
 		t.Setenv("BANKSYNC_KAFKA_SASL_PASSWORD", "from env")
@@ -129,7 +130,7 @@ func TestKafkaSecurityFlags(t *testing.T) {
 		{"ca without certificates", nil, brokers, []string{"--kafka-ca", without}, "no PEM certificates"},
 		{"key without certificate", nil, brokers, []string{"--kafka-key", key}, "--kafka-key is set but --kafka-cert is not"},
 		{"certificate without key", nil, brokers, []string{"--kafka-cert", cert}, "--kafka-cert is set but --kafka-key is not"},
-		{"key of another certificate", nil, brokers, []string{"--kafka-cert", cert, "--kafka-key", ca.file}, "--kafka-cert"},
+		{"key of another certificate", nil, brokers, []string{"--kafka-cert", cert, "--kafka-key", ca.File}, "--kafka-cert"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -18,7 +18,9 @@ import (
 
 	"banksync"
 	"banksync/chaos"
+	"banksync/demo"
 	bhttp "banksync/http"
+	"banksync/internal/testkit"
 )
 
 // scrape reads url's /metrics as Prometheus would.
@@ -98,11 +100,11 @@ func sum(m map[string]*dto.MetricFamily, name string) float64 {
 // attributes.
 func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 	ctx := context.Background()
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	// Without the channel's own dead-letter repair, which would race the
 	// gap fill below; the operator's replay applies the letter instead.
 	d, toCore, history := hookedDemo(t, 4*time.Second, slog.New(bhttp.LogHandler(slog.NewJSONHandler(logs, nil))), true)
-	coreURL, chURL := "http://"+d.core.Addr(), d.URL()
+	coreURL, chURL := d.CoreURL(), d.URL()
 	sent := map[string]string{} // request id -> transfer id
 	transfer := func(customer, from, to string, amount int64) int {
 		t.Helper()
@@ -154,7 +156,7 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 
 	// Dave's history store fails: his next entry is dead-lettered.
 	history.on.Store(true)
-	if _, err := d.core.ledger.Deposit(ctx, banksync.DepositRequest{ExternalRef: "metrics-dlq", AccountID: "demo-dave", Amount: 5, Sender: "woori"}); err != nil {
+	if _, err := d.Core().Ledger().Deposit(ctx, banksync.DepositRequest{ExternalRef: "metrics-dlq", AccountID: "demo-dave", Amount: 5, Sender: "woori"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the dead letter", 30*time.Second, func() bool { return value(t, scrape(t, chURL), "banksync_dlq_depth") == 1 })
@@ -163,12 +165,12 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 	}
 	history.on.Store(false)
 	// His next entry arrives behind the hole: the sync engine fills it from core.
-	if _, err := d.core.ledger.Deposit(ctx, banksync.DepositRequest{ExternalRef: "metrics-gap", AccountID: "demo-dave", Amount: 5, Sender: "woori"}); err != nil {
+	if _, err := d.Core().Ledger().Deposit(ctx, banksync.DepositRequest{ExternalRef: "metrics-gap", AccountID: "demo-dave", Amount: 5, Sender: "woori"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the gap filled", 30*time.Second, func() bool { return value(t, scrape(t, chURL), "banksync_sync_gap_fills_total") >= 1 })
 	req, _ := http.NewRequest("POST", chURL+"/admin/v1/dlq/replay", strings.NewReader(`{"all":true}`))
-	req.Header.Set("Authorization", "Bearer "+d.secrets.AdminToken)
+	req.Header.Set("Authorization", "Bearer "+d.Secrets().AdminToken)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(bhttp.HeaderRequestID, "workload-replay")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
@@ -178,7 +180,7 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 	waitFor(t, "the fence", 30*time.Second, func() bool {
 		return value(t, scrape(t, chURL), "banksync_reconciler_decisions_total", "action", "fenced", "outcome", "failed") == 1
 	})
-	entries, err := d.core.store.LastPosition(ctx)
+	entries, err := d.Core().Store().LastPosition(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +232,7 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 			t.Errorf("%s = %v, want some", c.what, c.got)
 		}
 	}
-	checkWorkloadLogs(t, logs.lines(t), sent)
+	checkWorkloadLogs(t, logLines(t, logs), sent)
 }
 
 // checkWorkloadLogs checks the log of the metrics workload: every decision
@@ -317,13 +319,11 @@ func checkWorkloadLogs(t *testing.T, lines []map[string]any, sent map[string]str
 	one("request", "request_id", "workload-replay", "route", "POST /admin/v1/dlq/replay", "status", "200")
 }
 
-// lines decodes the JSON lines written so far.
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+// logLines decodes the JSON lines written to b so far.
+func logLines(t *testing.T, b *testkit.SyncBuffer) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace(b.buf.Bytes()), []byte("\n")) {
+	for _, line := range bytes.Split(bytes.TrimSpace([]byte(b.String())), []byte("\n")) {
 		var m map[string]any
 		if err := json.Unmarshal(line, &m); err != nil {
 			t.Fatalf("log line %q is not JSON: %v", line, err)
@@ -337,7 +337,7 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 // /readyz names its checks and is ready once the database and Kafka answer
 // and the consumer has joined its group.
 func TestHealthAndReadiness(t *testing.T) {
-	d, err := startDemo(context.Background(), demoConfig{
+	d, err := demo.Start(context.Background(), demo.Config{
 		Data: t.TempDir(), Listen: "127.0.0.1:0", CoreListen: "127.0.0.1:0", KafkaListen: "127.0.0.1:0",
 	})
 	if err != nil {
@@ -353,12 +353,12 @@ func TestHealthAndReadiness(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	for _, base := range []string{"http://" + d.core.Addr(), d.URL()} {
+	for _, base := range []string{d.CoreURL(), d.URL()} {
 		if st, body := get(base + "/healthz"); st != 200 || !strings.Contains(body, `"ok"`) {
 			t.Errorf("%s/healthz = %d %s", base, st, body)
 		}
 	}
-	if st, body := get("http://" + d.core.Addr() + "/readyz"); st != 200 || !strings.Contains(body, `"database":"ok"`) ||
+	if st, body := get(d.CoreURL() + "/readyz"); st != 200 || !strings.Contains(body, `"database":"ok"`) ||
 		!strings.Contains(body, `"migrations":"ok"`) || !strings.Contains(body, `"kafka":"ok"`) {
 		t.Errorf("core /readyz = %d %s", st, body)
 	}
@@ -367,9 +367,9 @@ func TestHealthAndReadiness(t *testing.T) {
 		return st == 200 && strings.Contains(body, `"database":"ok"`) && strings.Contains(body, `"migrations":"ok"`) && strings.Contains(body, `"kafka":"ok"`)
 	})
 	// Kafka gone: core is not ready, and says why.
-	d.core.cluster.Close()
+	d.Core().EmbeddedKafka().Close()
 	waitFor(t, "core not ready without Kafka", 20*time.Second, func() bool {
-		st, body := get("http://" + d.core.Addr() + "/readyz")
+		st, body := get(d.CoreURL() + "/readyz")
 		return st == 503 && strings.Contains(body, `"database":"ok"`) && !strings.Contains(body, `"kafka":"ok"`)
 	})
 }

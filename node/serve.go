@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -8,16 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/metrics"
-	"banksync/postgres"
-	"banksync/sqlite"
 )
 
 // Server timeouts: slow clients cannot hold connections open.
@@ -36,14 +32,6 @@ const (
 	kafkaReachTimeout = 10 * time.Second
 )
 
-// migrated is a store that can list its schema migrations (all of ours),
-// for the readiness check.
-type migrated interface {
-	Migrations(ctx context.Context) (known, applied []string, err error)
-}
-
-var _ = []migrated{(*sqlite.LedgerStore)(nil), (*sqlite.ChannelStore)(nil), (*postgres.LedgerStore)(nil), (*postgres.ChannelStore)(nil)}
-
 // reachKafka waits, within kafkaReachTimeout, for one of conn's brokers to
 // answer; a refused credential or certificate fails at once. Stopped by ctx
 // (a signal), it returns ctx's error, a clean exit.
@@ -60,25 +48,6 @@ func reachKafka(ctx context.Context, conn kafka.Conn) error {
 		return fmt.Errorf("reach kafka %v (tried for %s): %w", conn.Brokers, kafkaReachTimeout, err)
 	}
 	return fmt.Errorf("reach kafka %v: %w", conn.Brokers, err)
-}
-
-// redactDSN is dsn fit for an error message: a PostgreSQL URL without its
-// password, in the user part or as a parameter.
-func redactDSN(dsn string) string {
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
-		return dsn
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		// Unparsable, it may hold a password anywhere: name only the scheme.
-		scheme, _, _ := strings.Cut(dsn, "://")
-		return scheme + "://…"
-	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
 }
 
 // server is one HTTP server on its own address: a service's API, or its
@@ -165,4 +134,16 @@ func muxRoute(mux *http.ServeMux, subs ...interface {
 		}
 		return pattern
 	}
+}
+
+// abort closes every server at once: listeners and connections, requests
+// in flight cut off. Nil servers are skipped.
+func abort(servers ...*server) error {
+	var errs []error
+	for _, s := range servers {
+		if s != nil {
+			errs = append(errs, s.srv.Close())
+		}
+	}
+	return errors.Join(errs...)
 }

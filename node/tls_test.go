@@ -1,26 +1,21 @@
-package main
+package node
 
 import (
+	"banksync/channel"
+	"banksync/internal/testkit"
+	"banksync/kafka"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,131 +24,28 @@ import (
 
 const tlsTestToken = "tls-test-service-token"
 
-// testCA signs the certificates of one test; its files are under dir.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string // the CA certificate, PEM
-	dir  string
-}
-
-func newTestCA(t *testing.T, dir, name string) *testCA {
-	t.Helper()
-	key := newTestKey(t)
-	tmpl := certTemplate(t, name)
-	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, file: filepath.Join(dir, name+".pem"), dir: dir}
-	writePEM(t, ca.file, "CERTIFICATE", der)
-	return ca
-}
-
-// issue signs a leaf for name, a server's (SAN 127.0.0.1) or a client's,
-// and writes name.pem and name-key.pem.
-func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-	t.Helper()
-	key := newTestKey(t)
-	tmpl := certTemplate(t, name)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{usage}
-	if usage == x509.ExtKeyUsageServerAuth {
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(ca.dir, name+".pem"), filepath.Join(ca.dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	return certFile, keyFile
-}
-
-func newTestKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-// certTemplate is valid for an hour: long enough for the test, short
-// enough that a leaked file is worth nothing.
-func certTemplate(t *testing.T, name string) *x509.Certificate {
-	t.Helper()
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	return &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.Add(time.Hour),
-	}
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // mtlsCore is a core that serves HTTPS and requires a client certificate
 // from ca; other is a CA it does not trust.
 type mtlsCore struct {
-	core                  *coreNode
+	core                  *Core
 	url                   string
-	ca, other             *testCA
+	ca, other             *testkit.CA
 	clientCert, clientKey string // signed by ca
 	rogueCert, rogueKey   string // signed by other
-	log                   *syncBuffer
-}
-
-// syncBuffer collects core's log, which its server goroutines write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	log                   *testkit.SyncBuffer
 }
 
 func startMTLSCore(t *testing.T) *mtlsCore {
 	t.Helper()
 	dir := t.TempDir()
-	m := &mtlsCore{ca: newTestCA(t, dir, "ca"), other: newTestCA(t, dir, "other-ca"), log: &syncBuffer{}}
-	serverCert, serverKey := m.ca.issue(t, "core", x509.ExtKeyUsageServerAuth)
-	m.clientCert, m.clientKey = m.ca.issue(t, "channel", x509.ExtKeyUsageClientAuth)
-	m.rogueCert, m.rogueKey = m.other.issue(t, "rogue", x509.ExtKeyUsageClientAuth)
-	core, err := startCore(t.Context(), coreConfig{
-		Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(dir, "core.db"), Kafka: "embedded", KafkaListen: "127.0.0.1:0",
+	m := &mtlsCore{ca: testkit.NewCA(t, dir, "ca"), other: testkit.NewCA(t, dir, "other-ca"), log: &testkit.SyncBuffer{}}
+	serverCert, serverKey := m.ca.Issue(t, "core", x509.ExtKeyUsageServerAuth)
+	m.clientCert, m.clientKey = m.ca.Issue(t, "channel", x509.ExtKeyUsageClientAuth)
+	m.rogueCert, m.rogueKey = m.other.Issue(t, "rogue", x509.ExtKeyUsageClientAuth)
+	core, err := StartCore(t.Context(), CoreConfig{
+		Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(dir, "core.db"), EmbeddedKafka: &kafka.ClusterConfig{Addr: "127.0.0.1:0"},
 		Partitions: 2, ServiceToken: tlsTestToken, AmountMax: banksync.AmountMaxDefault,
-		TLSCert: serverCert, TLSKey: serverKey, ClientCA: m.ca.file, OpsListen: "127.0.0.1:0",
+		TLSCert: serverCert, TLSKey: serverKey, ClientCA: m.ca.File, OpsListen: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(m.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -170,11 +62,9 @@ func startMTLSCore(t *testing.T) *mtlsCore {
 
 // client returns an HTTPS client that trusts roots and presents cert, if
 // any, whether or not core's list of acceptable CAs names its issuer.
-func (m *mtlsCore) client(t *testing.T, roots *testCA, certFile, keyFile string) *http.Client {
+func (m *mtlsCore) client(t *testing.T, roots *testkit.CA, certFile, keyFile string) *http.Client {
 	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AddCert(roots.cert)
-	cfg := &tls.Config{RootCAs: pool}
+	cfg := &tls.Config{RootCAs: roots.Pool()}
 	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
@@ -205,7 +95,7 @@ func createAccount(ctx context.Context, hc *http.Client, url, account string) (*
 // refused caller got nowhere near a handler.
 func (m *mtlsCore) assertNoAccount(t *testing.T, account string) {
 	t.Helper()
-	if _, err := m.core.ledger.Account(t.Context(), account); banksync.ErrorCode(err) != banksync.ENOTFOUND {
+	if _, err := m.core.Ledger().Account(t.Context(), account); banksync.ErrorCode(err) != banksync.ENOTFOUND {
 		t.Errorf("ledger.Account(%q): err = %v, want %s: a refused caller wrote to the ledger", account, err, banksync.ENOTFOUND)
 	}
 }
@@ -257,7 +147,7 @@ func TestCoreMutualTLS(t *testing.T) {
 		if got := resp.TLS.PeerCertificates[0].Subject.CommonName; got != "core" {
 			t.Errorf("server certificate CN = %q, want core", got)
 		}
-		if _, err := m.core.ledger.Account(t.Context(), "acct-trusted"); err != nil {
+		if _, err := m.core.Ledger().Account(t.Context(), "acct-trusted"); err != nil {
 			t.Errorf("ledger.Account(acct-trusted): %v, want the account the call created", err)
 		}
 		// TLS is on top of the service token, not instead of it.
@@ -275,7 +165,7 @@ func TestCoreMutualTLS(t *testing.T) {
 	t.Run("probes on the ops port", func(t *testing.T) {
 		// Kubelet probes and Prometheus carry no client certificate: the
 		// ops port answers them over plain HTTP, and serves nothing else.
-		ops := "http://" + m.core.ops.Addr()
+		ops := "http://" + m.core.OpsAddr()
 		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/core/v1/outbox": 404} {
 			resp, err := http.Get(ops + path)
 			if err != nil {
@@ -318,21 +208,21 @@ func TestCoreMutualTLS(t *testing.T) {
 func TestChannelCoreMutualTLS(t *testing.T) {
 	m := startMTLSCore(t)
 	ctx := t.Context()
-	if _, _, err := m.core.ledger.CreateAccount(ctx, "acct-1", "alice"); err != nil {
+	if _, _, err := m.core.Ledger().CreateAccount(ctx, "acct-1", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.core.ledger.Deposit(ctx, banksync.DepositRequest{ExternalRef: "dep-1", AccountID: "acct-1", Amount: 5000, Sender: "shinhan"}); err != nil {
+	if _, err := m.core.Ledger().Deposit(ctx, banksync.DepositRequest{ExternalRef: "dep-1", AccountID: "acct-1", Amount: 5000, Sender: "shinhan"}); err != nil {
 		t.Fatal(err)
 	}
 
 	// No Kafka: the only way the channel learns of the deposit is its
 	// HTTPS call to core.
-	startTLSChannel := func(t *testing.T, coreCA, certFile, keyFile string) *channelNode {
+	startTLSChannel := func(t *testing.T, coreCA, certFile, keyFile string) *Channel {
 		t.Helper()
-		n, err := startChannel(ctx, channelConfig{
+		n, err := StartChannel(ctx, ChannelConfig{
 			Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "channel.db"), CoreURL: m.url,
 			CoreCA: coreCA, CoreCert: certFile, CoreKey: keyFile,
-			ServiceToken: tlsTestToken, JWTSecret: "tls-test-jwt-secret-of-32-bytes!", AmountMax: banksync.AmountMaxDefault,
+			ServiceToken: tlsTestToken, JWTSecret: "tls-test-jwt-secret-of-32-bytes!", Channel: channel.Config{AmountMax: banksync.AmountMaxDefault},
 		})
 		if err != nil {
 			t.Fatalf("start channel: %v", err)
@@ -342,7 +232,7 @@ func TestChannelCoreMutualTLS(t *testing.T) {
 	}
 
 	t.Run("trusted both ways", func(t *testing.T) {
-		n := startTLSChannel(t, m.ca.file, m.clientCert, m.clientKey)
+		n := startTLSChannel(t, m.ca.File, m.clientCert, m.clientKey)
 		st, err := n.ch.Sync(ctx, "acct-1")
 		if err != nil {
 			t.Fatalf("sync over mutual TLS: %v", err)
@@ -353,7 +243,7 @@ func TestChannelCoreMutualTLS(t *testing.T) {
 	})
 
 	t.Run("no client certificate", func(t *testing.T) {
-		n := startTLSChannel(t, m.ca.file, "", "")
+		n := startTLSChannel(t, m.ca.File, "", "")
 		_, err := n.ch.Sync(ctx, "acct-1")
 		if banksync.ErrorCode(err) != banksync.EUNAVAILABLE {
 			t.Fatalf("sync without a client certificate: err = %v, want %s", err, banksync.EUNAVAILABLE)
@@ -362,7 +252,7 @@ func TestChannelCoreMutualTLS(t *testing.T) {
 	})
 
 	t.Run("core's certificate not from --core-ca", func(t *testing.T) {
-		n := startTLSChannel(t, m.other.file, m.clientCert, m.clientKey)
+		n := startTLSChannel(t, m.other.File, m.clientCert, m.clientKey)
 		_, err := n.ch.Sync(ctx, "acct-1")
 		var verr *tls.CertificateVerificationError
 		if !errors.As(err, &verr) {
@@ -373,9 +263,9 @@ func TestChannelCoreMutualTLS(t *testing.T) {
 
 func TestTLSStartupErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "ca")
-	serverCert, serverKey := ca.issue(t, "core", x509.ExtKeyUsageServerAuth)
-	_, otherKey := ca.issue(t, "other", x509.ExtKeyUsageServerAuth)
+	ca := testkit.NewCA(t, dir, "ca")
+	serverCert, serverKey := ca.Issue(t, "core", x509.ExtKeyUsageServerAuth)
+	_, otherKey := ca.Issue(t, "other", x509.ExtKeyUsageServerAuth)
 	missing := filepath.Join(dir, "missing.pem")
 	empty := filepath.Join(dir, "empty.pem")
 	if err := os.WriteFile(empty, []byte("# no certificates here\n"), 0o600); err != nil {
@@ -385,7 +275,7 @@ func TestTLSStartupErrors(t *testing.T) {
 		return func() error {
 			// The files are checked before the database is opened: a bad
 			// DSN would be the error otherwise.
-			n, err := startCore(t.Context(), coreConfig{Listen: "127.0.0.1:0", DB: "bad-dsn", Kafka: "none", TLSCert: cert, TLSKey: key, ClientCA: clientCA})
+			n, err := StartCore(t.Context(), CoreConfig{Listen: "127.0.0.1:0", DB: "bad-dsn", TLSCert: cert, TLSKey: key, ClientCA: clientCA})
 			if err == nil {
 				n.Close()
 			}
@@ -394,7 +284,7 @@ func TestTLSStartupErrors(t *testing.T) {
 	}
 	channelWith := func(url, coreCA, cert, key string) func() error {
 		return func() error {
-			n, err := startChannel(t.Context(), channelConfig{Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "channel.db"),
+			n, err := StartChannel(t.Context(), ChannelConfig{Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "channel.db"),
 				CoreURL: url, ServiceToken: tlsTestToken, JWTSecret: "tls-test-jwt-secret-of-32-bytes!", CoreCA: coreCA, CoreCert: cert, CoreKey: key})
 			if err == nil {
 				n.Close()
@@ -408,7 +298,7 @@ func TestTLSStartupErrors(t *testing.T) {
 		start func() error
 		want  []string // all in the error
 	}{
-		{"core: client CA without a server certificate", coreWith("", "", ca.file), []string{"--client-ca needs --tls-cert and --tls-key"}},
+		{"core: client CA without a server certificate", coreWith("", "", ca.File), []string{"--client-ca needs --tls-cert and --tls-key"}},
 		{"core: certificate without key", coreWith(serverCert, "", ""), []string{"--tls-cert is set but --tls-key is not"}},
 		{"core: key without certificate", coreWith("", serverKey, ""), []string{"--tls-key is set but --tls-cert is not"}},
 		{"core: certificate file missing", coreWith(missing, serverKey, ""), []string{"--tls-cert", missing, "no such file"}},
@@ -416,11 +306,11 @@ func TestTLSStartupErrors(t *testing.T) {
 		{"core: client CA file missing", coreWith(serverCert, serverKey, missing), []string{"--client-ca", missing, "no such file"}},
 		{"core: client CA bundle without certificates", coreWith(serverCert, serverKey, empty), []string{"--client-ca", empty, "no PEM certificates"}},
 		{"core: client CA bundle is a key", coreWith(serverCert, serverKey, serverKey), []string{"--client-ca", "no PEM certificates"}},
-		{"channel: certificate without key", channelWith(https, ca.file, serverCert, ""), []string{"--core-cert is set but --core-key is not"}},
-		{"channel: key does not match", channelWith(https, ca.file, serverCert, otherKey), []string{"--core-cert", "private key does not match public key"}},
+		{"channel: certificate without key", channelWith(https, ca.File, serverCert, ""), []string{"--core-cert is set but --core-key is not"}},
+		{"channel: key does not match", channelWith(https, ca.File, serverCert, otherKey), []string{"--core-cert", "private key does not match public key"}},
 		{"channel: CA file missing", channelWith(https, missing, "", ""), []string{"--core-ca", missing, "no such file"}},
 		{"channel: CA bundle without certificates", channelWith(https, empty, "", ""), []string{"--core-ca", "no PEM certificates"}},
-		{"channel: TLS files with an http URL", channelWith("http://127.0.0.1:1", ca.file, "", ""), []string{"need an https:// --core-url"}},
+		{"channel: TLS files with an http URL", channelWith("http://127.0.0.1:1", ca.File, "", ""), []string{"need an https:// --core-url"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.start()

@@ -1,17 +1,16 @@
-package main
+package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +23,7 @@ import (
 	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/ledger"
+	"banksync/node"
 )
 
 // The payday benchmark: the seed's "a million deposits at once". Salaries
@@ -31,25 +31,26 @@ import (
 // announces every entry on Kafka; the channel's consumers bring them into
 // the history the app shows.
 
-type paydayConfig struct {
-	DB         string
-	Kafka      string     // "embedded" or the brokers of a cluster
-	KafkaConn  kafka.Conn // TLS and SASL for those brokers
+// PaydayConfig is what `banksync bench payday` runs.
+type PaydayConfig struct {
+	DB string // "sqlite" (fresh files) or a postgres:// URL (scratch databases are made beside it)
+	// Kafka is a cluster to run on, with topics of the run's own, deleted
+	// after it; no brokers, an in-process cluster.
+	Kafka      kafka.Conn
 	Deposits   int
 	Accounts   int
-	Rate       int
-	Duration   time.Duration
+	Rate       int           // single deposits offered per second instead of a burst; 0 for the burst
+	Duration   time.Duration // how long Rate is offered
 	Partitions int
 	Lanes      int
-	Clients    int
-	BatchSize  int
-	Baseline   int
-	JSON       bool
-	CPUProfile string
+	Clients    int // batch files uploaded at once
+	BatchSize  int // deposits per batch file
+	Baseline   int // events the naive consumer drains; 0 skips it
+	Out        io.Writer
 }
 
-// paydayResult is the JSON line the benchmark ends with.
-type paydayResult struct {
+// PaydayResult is the JSON line the benchmark ends with.
+type PaydayResult struct {
 	DB                 string  `json:"db"`
 	Kafka              string  `json:"kafka"` // "embedded" or "brokers"
 	Mode               string  `json:"mode"`  // "burst" or "rate"
@@ -70,86 +71,41 @@ type paydayResult struct {
 	Verified           bool    `json:"verified"`
 }
 
-func benchPayday(ctx context.Context, args []string) error {
-	var cfg paydayConfig
-	f := newFlags("bench payday", `The seed's payday: N salary deposits across M accounts. Without --rate, a burst
-in phases: (1) core books the deposits from batch files as fast as it can;
-(2) the channel's consumers drain every event from Kafka into the history;
-then every account's history is checked against core's ledger. It also
-measures Kafka alone (consume only), the seed's naive consumer (one record,
-one transaction at a time) on a subset, and both phases at once (first
-deposit posted to last visible). With --rate, it offers a steady rate of
-single deposits for --duration and reports deposit-to-visible latency.`)
-	f.String(&cfg.DB, "db", "BANKSYNC_BENCH_DB", "sqlite", `"sqlite" (fresh files) or a postgres:// URL (scratch databases are made beside it)`)
-	f.String(&cfg.Kafka, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `"embedded" (an in-process cluster) or Kafka brokers host:port,… (topics of the run's own, deleted after it)`)
-	f.Int(&cfg.Deposits, "deposits", "BANKSYNC_BENCH_DEPOSITS", 1_000_000, "deposits in the burst")
-	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 100_000, "accounts the deposits go to")
-	f.Int(&cfg.Rate, "rate", "BANKSYNC_BENCH_RATE", 0, "offer this many single deposits per second instead of a burst")
-	f.Duration(&cfg.Duration, "duration", "BANKSYNC_BENCH_DURATION", 20*time.Second, "how long --rate offers deposits")
-	f.Int(&cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries")
-	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "consumer lanes")
-	f.Int(&cfg.Clients, "clients", "BANKSYNC_BENCH_CLIENTS", 8, "batch files uploaded to core at once")
-	f.Int(&cfg.BatchSize, "batch", "BANKSYNC_BENCH_BATCH", ledger.DepositsBatchMax, "deposits per batch file")
-	f.Int(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", 20_000, "events the naive baseline drains (0: skip)")
-	f.Bool(&cfg.JSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
-	f.String(&cfg.CPUProfile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
-	kafkaSec := f.kafkaSecurityFlags()
-	if err := f.parse(args); err != nil {
-		return err
+// Payday runs the seed's payday: Deposits salary deposits across Accounts
+// accounts, as a burst in phases or, with Rate, as a steady rate, and checks
+// every account's history against core's ledger. A run whose histories
+// differ returns its result with Verified false and no error.
+func Payday(ctx context.Context, cfg PaydayConfig) (PaydayResult, error) {
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
 	}
-	var brokers []string
-	if cfg.Kafka != "embedded" {
-		brokers = parseBrokers(cfg.Kafka)
-	}
-	conn, err := kafkaSec.conn(brokers)
-	if err != nil {
-		return err
-	}
-	cfg.KafkaConn = conn
-	stopProfile, err := cpuProfile(cfg.CPUProfile)
-	if err != nil {
-		return err
-	}
-	defer stopProfile()
+	res := PaydayResult{DB: DBKind(cfg.DB), Mode: "burst", Kafka: "embedded"}
 	switch {
 	case cfg.Deposits < 1 || cfg.Accounts < 1:
-		return errors.New("--deposits and --accounts must be positive")
+		return res, errors.New("--deposits and --accounts must be positive")
 	case cfg.BatchSize < 1 || cfg.BatchSize > ledger.DepositsBatchMax:
-		return fmt.Errorf("--batch must be between 1 and %d", ledger.DepositsBatchMax)
+		return res, fmt.Errorf("--batch must be between 1 and %d", ledger.DepositsBatchMax)
 	case cfg.Clients < 1 || cfg.Rate < 0:
-		return errors.New("--clients must be positive and --rate not negative")
+		return res, errors.New("--clients must be positive and --rate not negative")
 	}
-	res := paydayResult{DB: dbKind(cfg.DB), Mode: "burst"}
+	kafkaName := "embedded"
+	if len(cfg.Kafka.Brokers) > 0 {
+		res.Kafka, kafkaName = "brokers", strings.Join(cfg.Kafka.Brokers, ",")
+	}
 	load := fmt.Sprintf("%d deposits", cfg.Deposits)
 	if cfg.Rate > 0 {
 		load = fmt.Sprintf("%d deposits/s for %s", cfg.Rate, cfg.Duration)
 	}
-	res.Kafka = "embedded"
-	if cfg.Kafka != "embedded" {
-		res.Kafka = "brokers"
-	}
-	fmt.Printf("banksync bench payday: %s to %d accounts, db %s, kafka %s, %d partitions, %d lanes, %d CPUs, %s\n",
-		load, cfg.Accounts, res.DB, cfg.Kafka, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(cfg.Out, "banksync bench payday: %s to %d accounts, db %s, kafka %s, %d partitions, %d lanes, %d CPUs, %s\n",
+		load, cfg.Accounts, res.DB, kafkaName, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
 	if cfg.Rate > 0 {
 		res.Mode = "rate"
-		err = paydayRate(ctx, cfg, &res)
-	} else {
-		err = paydayBurst(ctx, cfg, &res)
+		return res, paydayRate(ctx, cfg, &res)
 	}
-	if err != nil {
-		return err
-	}
-	if cfg.JSON {
-		b, _ := json.Marshal(res)
-		fmt.Println(string(b))
-	}
-	if !res.Verified {
-		return errors.New("verification failed: a channel history differs from core's ledger")
-	}
-	return nil
+	return res, paydayBurst(ctx, cfg, &res)
 }
 
-func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error {
+func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error {
 	// Phases 1 and 2, one after the other.
 	rig, err := newPaydayRig(ctx, cfg, "burst")
 	if err != nil {
@@ -167,7 +123,7 @@ func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error
 	}
 	published := took + wait
 	res.PublishedSeconds = published.Seconds()
-	fmt.Printf("phase 1, core:       %9d deposits in %6.1f s = %7.0f deposits/s (files of %d, %d uploads at once); all on Kafka after %.1f s\n",
+	fmt.Fprintf(cfg.Out, "phase 1, core:       %9d deposits in %6.1f s = %7.0f deposits/s (files of %d, %d uploads at once); all on Kafka after %.1f s\n",
 		cfg.Deposits, took.Seconds(), res.CoreDepositsPerS, cfg.BatchSize, cfg.Clients, published.Seconds())
 
 	n, kafkaTook, err := consumeOnly(ctx, rig.core.Conn(), rig.topic, int64(cfg.Deposits))
@@ -175,7 +131,7 @@ func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error
 		return err
 	}
 	res.KafkaOnlyPerS = float64(n) / kafkaTook.Seconds()
-	fmt.Printf("kafka alone:         %9d records consumed in %6.1f s = %7.0f records/s (no apply: the ceiling)\n", n, kafkaTook.Seconds(), res.KafkaOnlyPerS)
+	fmt.Fprintf(cfg.Out, "kafka alone:         %9d records consumed in %6.1f s = %7.0f records/s (no apply: the ceiling)\n", n, kafkaTook.Seconds(), res.KafkaOnlyPerS)
 
 	start := time.Now()
 	stop, err := rig.startConsumer()
@@ -190,14 +146,14 @@ func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error
 	stop()
 	res.Events, res.Seconds = int64(cfg.Deposits), drain.Seconds()
 	res.EventsPerS = float64(cfg.Deposits) / drain.Seconds()
-	fmt.Printf("phase 2, drain:      %9d events   in %6.1f s = %7.0f events/s into history\n", cfg.Deposits, drain.Seconds(), res.EventsPerS)
+	fmt.Fprintf(cfg.Out, "phase 2, drain:      %9d events   in %6.1f s = %7.0f events/s into history\n", cfg.Deposits, drain.Seconds(), res.EventsPerS)
 
 	verified, err := rig.verify(ctx)
 	if err != nil {
 		return err
 	}
 	res.Verified = verified
-	fmt.Printf("verification:        every account's history equals core's ledger: %v\n", verified)
+	fmt.Fprintf(cfg.Out, "verification:        every account's history equals core's ledger: %v\n", verified)
 
 	if cfg.Baseline > 0 {
 		n, took, err := rig.naive(ctx, int64(min(cfg.Baseline, cfg.Deposits)))
@@ -206,9 +162,9 @@ func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error
 		}
 		res.BaselineEventsPerS = float64(n) / took.Seconds()
 		res.Ratio = res.EventsPerS / res.BaselineEventsPerS
-		fmt.Printf("baseline, naive:     %9d events   in %6.1f s = %7.0f events/s (one consumer, one record, one transaction at a time)\n",
+		fmt.Fprintf(cfg.Out, "baseline, naive:     %9d events   in %6.1f s = %7.0f events/s (one consumer, one record, one transaction at a time)\n",
 			n, took.Seconds(), res.BaselineEventsPerS)
-		fmt.Printf("lanes + batching over the naive consumer: %.1fx\n", res.Ratio)
+		fmt.Fprintf(cfg.Out, "lanes + batching over the naive consumer: %.1fx\n", res.Ratio)
 	}
 	rig.close()
 
@@ -235,20 +191,20 @@ func paydayBurst(ctx context.Context, cfg paydayConfig, res *paydayResult) error
 	lat, coreLat, syncLat := rig.vis.latencies()
 	res.P50ms, res.P99ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99)
 	res.Latency = "file posted to deposit visible, both phases at once (a backlog, not a steady state)"
-	fmt.Printf("combined:            first deposit posted to last visible %.1f s; file posted to visible p50 %.0f ms, p99 %.0f ms\n",
+	fmt.Fprintf(cfg.Out, "combined:            first deposit posted to last visible %.1f s; file posted to visible p50 %.0f ms, p99 %.0f ms\n",
 		res.CombinedSeconds, res.P50ms, res.P99ms)
-	fmt.Printf("                     of which posted to booked p50 %.0f ms, p99 %.0f ms; booked to visible p50 %.0f ms, p99 %.0f ms\n",
+	fmt.Fprintf(cfg.Out, "                     of which posted to booked p50 %.0f ms, p99 %.0f ms; booked to visible p50 %.0f ms, p99 %.0f ms\n",
 		percentileMs(coreLat, 0.5), percentileMs(coreLat, 0.99), percentileMs(syncLat, 0.5), percentileMs(syncLat, 0.99))
 	verified, err = rig.verify(ctx)
 	if err != nil {
 		return err
 	}
 	res.Verified = res.Verified && verified
-	fmt.Printf("verification:        every account's history equals core's ledger: %v\n", verified)
+	fmt.Fprintf(cfg.Out, "verification:        every account's history equals core's ledger: %v\n", verified)
 	return nil
 }
 
-func paydayRate(ctx context.Context, cfg paydayConfig, res *paydayResult) error {
+func paydayRate(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error {
 	rig, err := newPaydayRig(ctx, cfg, "rate")
 	if err != nil {
 		return err
@@ -280,27 +236,27 @@ func paydayRate(ctx context.Context, cfg paydayConfig, res *paydayResult) error 
 	res.Events, res.Seconds, res.EventsPerS = posted, took.Seconds(), res.AchievedRate
 	res.P50ms, res.P99ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99)
 	res.Latency = "deposit due to visible at a steady rate"
-	fmt.Printf("steady rate:         %d deposits/s offered for %s; %d booked in %.1f s = %.0f/s; deposit-to-visible p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+	fmt.Fprintf(cfg.Out, "steady rate:         %d deposits/s offered for %s; %d booked in %.1f s = %.0f/s; deposit-to-visible p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		cfg.Rate, cfg.Duration, posted, took.Seconds(), res.AchievedRate, res.P50ms, res.P99ms, percentileMs(lat, 1))
-	fmt.Printf("                     of which due to booked p50 %.1f ms, p99 %.1f ms; booked to visible p50 %.1f ms, p99 %.1f ms\n",
+	fmt.Fprintf(cfg.Out, "                     of which due to booked p50 %.1f ms, p99 %.1f ms; booked to visible p50 %.1f ms, p99 %.1f ms\n",
 		percentileMs(coreLat, 0.5), percentileMs(coreLat, 0.99), percentileMs(syncLat, 0.5), percentileMs(syncLat, 0.99))
 	verified, err := rig.verify(ctx)
 	if err != nil {
 		return err
 	}
 	res.Verified = verified
-	fmt.Printf("verification:        every account's history equals core's ledger: %v\n", verified)
+	fmt.Fprintf(cfg.Out, "verification:        every account's history equals core's ledger: %v\n", verified)
 	return nil
 }
 
 // paydayRig is one core (with its relay and an in-process Kafka-protocol
 // cluster) and one channel whose store reports when entries become visible.
 type paydayRig struct {
-	cfg      paydayConfig
+	cfg      PaydayConfig
 	name     string
-	core     *coreNode
+	core     *node.Core
 	client   *bhttp.CoreClient
-	chStore  channel.Store
+	chStore  channel.Store // the history as the domain writes it
 	ch       *channel.Channel
 	vis      *visibility
 	ids      []string
@@ -316,7 +272,7 @@ const paydayToken = "payday-bench-token"
 // counts that wait).
 const paydayConnsMax = 256
 
-func newPaydayRig(ctx context.Context, cfg paydayConfig, name string) (r *paydayRig, err error) {
+func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *paydayRig, err error) {
 	r = &paydayRig{cfg: cfg, name: name}
 	defer func() {
 		if err != nil {
@@ -327,29 +283,28 @@ func newPaydayRig(ctx context.Context, cfg paydayConfig, name string) (r *payday
 	if err != nil {
 		return r, err
 	}
-	coreCfg := coreConfig{Listen: "127.0.0.1:0", DB: coreDSN, Kafka: "embedded", KafkaListen: "127.0.0.1:0",
+	coreCfg := node.CoreConfig{Listen: "127.0.0.1:0", DB: coreDSN, EmbeddedKafka: &kafka.ClusterConfig{Addr: "127.0.0.1:0"},
 		Partitions: cfg.Partitions, ServiceToken: paydayToken, AmountMax: banksync.AmountMaxDefault}
 	r.topic = banksync.TopicLedgerEntries
-	if cfg.Kafka != "embedded" {
+	if len(cfg.Kafka.Brokers) > 0 {
 		// A cluster of someone else's: topics of this run's own, so an
 		// earlier run's records are not drained again, deleted after it.
 		r.topic = fmt.Sprintf("banksync.bench.payday.%s.%d", name, time.Now().UnixNano())
-		coreCfg.Kafka, coreCfg.Topic = cfg.Kafka, r.topic
-		coreCfg.KafkaTLS, coreCfg.KafkaSASL = cfg.KafkaConn.TLS, cfg.KafkaConn.SASL
+		coreCfg.EmbeddedKafka, coreCfg.Kafka, coreCfg.Topic = nil, cfg.Kafka, r.topic
 	}
-	r.core, err = startCore(ctx, coreCfg)
+	r.core, err = node.StartCore(ctx, coreCfg)
 	if err != nil {
 		return r, err
 	}
 	r.cleanups = append(r.cleanups, func() { r.core.Close() })
-	if cfg.Kafka != "embedded" {
-		r.cleanups = append(r.cleanups, func() { deleteTopics(r.core.Conn(), r.topic, dlqTopicOf(r.topic)) })
+	if len(cfg.Kafka.Brokers) > 0 {
+		r.cleanups = append(r.cleanups, func() { deleteTopics(r.core.Conn(), r.topic, node.DLQTopicOf(r.topic)) })
 	}
 	start := time.Now()
-	if r.ids, err = createAccounts(ctx, r.core.ledger, "payday", cfg.Accounts); err != nil {
+	if r.ids, err = createAccounts(ctx, r.core.Ledger(), "payday", cfg.Accounts, 0); err != nil {
 		return r, err
 	}
-	fmt.Printf("setup (%s):%*s%9d accounts at core in %.1f s\n", name, 12-len(name), "", cfg.Accounts, time.Since(start).Seconds())
+	fmt.Fprintf(cfg.Out, "setup (%s):%*s%9d accounts at core in %.1f s\n", name, 12-len(name), "", cfg.Accounts, time.Since(start).Seconds())
 	r.client = bhttp.NewCoreClient("http://"+r.core.Addr(), paydayToken,
 		&http.Transport{MaxIdleConnsPerHost: paydayConnsMax, MaxConnsPerHost: paydayConnsMax})
 
@@ -357,33 +312,24 @@ func newPaydayRig(ctx context.Context, cfg paydayConfig, name string) (r *payday
 	if err != nil {
 		return r, err
 	}
-	store, err := openChannelStore(ctx, chDSN)
-	if err != nil {
-		return r, err
-	}
-	r.cleanups = append(r.cleanups, func() { store.Close() })
 	perAccount := cfg.Deposits/cfg.Accounts + 1
 	if cfg.Rate > 0 {
 		perAccount = int(float64(cfg.Rate)*cfg.Duration.Seconds())/cfg.Accounts + 1
 	}
 	r.vis = newVisibility(r.ids, perAccount)
-	r.chStore = &observedStore{Store: store, vis: r.vis}
-	r.ch = channel.New(r.chStore, r.client, channel.Config{})
-	r.cleanups = append(r.cleanups, r.ch.Close)
+	d, err := node.OpenDomain(ctx, node.ChannelConfig{DB: chDSN, CoreURL: "http://" + r.core.Addr(), ServiceToken: paydayToken,
+		WrapStore: func(s channel.Store) channel.Store { return &observedStore{Store: s, vis: r.vis} }})
+	if err != nil {
+		return r, err
+	}
+	r.cleanups = append(r.cleanups, func() { d.Close() })
+	r.ch, r.chStore = d.Channel, d.Store
 	return r, nil
 }
 
 // scratch returns a DSN of a fresh database for part, dropped at close.
 func (r *paydayRig) scratch(ctx context.Context, part string) (string, error) {
-	if dbKind(r.cfg.DB) == "sqlite" {
-		dir, err := os.MkdirTemp("", "banksync-payday-")
-		if err != nil {
-			return "", err
-		}
-		r.cleanups = append(r.cleanups, func() { os.RemoveAll(dir) })
-		return "sqlite:" + filepath.Join(dir, part+".db"), nil
-	}
-	dsn, drop, err := freshPostgres(ctx, r.cfg.DB)
+	dsn, drop, err := scratchDB(ctx, r.cfg.DB, part+".db")
 	if err != nil {
 		return "", err
 	}
@@ -400,26 +346,6 @@ func (r *paydayRig) close() {
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
 		r.cleanups[i]()
 	}
-}
-
-// createAccounts opens n accounts named prefix-000000… at core.
-func createAccounts(ctx context.Context, l *ledger.Ledger, prefix string, n int) ([]string, error) {
-	const workers = 64
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("%s-%06d", prefix, i)
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n && errs[w] == nil; i += workers {
-				_, _, errs[w] = l.CreateAccount(ctx, ids[i], "payday")
-			}
-		})
-	}
-	wg.Wait()
-	return ids, errors.Join(errs...)
 }
 
 // deposit is the i-th salary of the run: round robin over the accounts, so
@@ -521,7 +447,7 @@ func (r *paydayRig) offer(ctx context.Context, rate int, d time.Duration) (int64
 func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
 	for {
-		backlog, err := r.core.ledger.OutboxBacklog(ctx)
+		backlog, err := r.core.Ledger().OutboxBacklog(ctx)
 		if err != nil {
 			return 0, err
 		}
@@ -538,7 +464,7 @@ func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
 
 // startConsumer runs a channel consumer on the rig's cluster.
 func (r *paydayRig) startConsumer() (stop func(), err error) {
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Topic: r.topic, DLQTopic: dlqTopicOf(r.topic), Group: "payday-" + r.name + "." + r.topic, Lanes: r.cfg.Lanes}, r.ch)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Topic: r.topic, DLQTopic: node.DLQTopicOf(r.topic), Group: "payday-" + r.name + "." + r.topic, Lanes: r.cfg.Lanes}, r.ch)
 	if err != nil {
 		return nil, err
 	}
@@ -577,7 +503,7 @@ func (r *paydayRig) verify(ctx context.Context) (bool, error) {
 		wg.Go(func() {
 			for i := w; i < len(r.ids) && errs[w] == nil; i += workers {
 				id := r.ids[i]
-				want, err := r.core.store.Entries(ctx, id, 0, math.MaxInt32)
+				want, err := r.core.Store().Entries(ctx, id, 0, math.MaxInt32)
 				if err != nil {
 					errs[w] = err
 					return
@@ -591,7 +517,7 @@ func (r *paydayRig) verify(ctx context.Context) (bool, error) {
 				if !slices.EqualFunc(want, got, banksync.Entry.Equal) {
 					bad.Add(1)
 					firstBad.Do(func() {
-						fmt.Printf("  %s: core has %d entries, channel history %d, and they differ\n", id, len(want), len(got))
+						fmt.Fprintf(r.cfg.Out, "  %s: core has %d entries, channel history %d, and they differ\n", id, len(want), len(got))
 					})
 				}
 			}
@@ -661,7 +587,7 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 	if err != nil {
 		return 0, 0, err
 	}
-	store, err := openChannelStore(ctx, dsn)
+	store, err := node.OpenChannelStore(ctx, dsn)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -765,13 +691,6 @@ func (v *visibility) latencies() (total, core, sync []time.Duration) {
 	return total, core, sync
 }
 
-func percentileMs(sorted []time.Duration, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return float64(sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Microseconds()) / 1000
-}
-
 // observedStore tells visibility when Apply and ApplyRuns commit.
 type observedStore struct {
 	channel.Store
@@ -797,24 +716,4 @@ func (s *observedStore) ApplyRuns(ctx context.Context, runs []channel.Run, at ti
 		}
 	}
 	return results, err
-}
-
-// cpuProfile starts writing a CPU profile to path ("" for none) and returns
-// what stops it.
-func cpuProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	out, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(out); err != nil {
-		out.Close()
-		return nil, err
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		out.Close()
-	}, nil
 }

@@ -1,9 +1,8 @@
-package main
+package node
 
 import (
-	"context"
+	"banksync/channel"
 	"io"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -17,16 +16,16 @@ import (
 // customer listener only. Wrong methods and unknown paths get the APIs'
 // JSON answers (405, 404) on both.
 func TestChannelOpsListener(t *testing.T) {
-	n, err := startChannel(t.Context(), channelConfig{
+	n, err := StartChannel(t.Context(), ChannelConfig{
 		Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "channel.db"),
 		CoreURL: "http://127.0.0.1:1", ServiceToken: "ops-test-token", AdminToken: "ops-test-admin-token",
-		JWTSecret: "ops-test-jwt-secret-of-32-bytes!!", AmountMax: banksync.AmountMaxDefault,
+		JWTSecret: "ops-test-jwt-secret-of-32-bytes!!", Channel: channel.Config{AmountMax: banksync.AmountMaxDefault},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	customer, ops := "http://"+n.Addr(), "http://"+n.ops.Addr()
+	customer, ops := "http://"+n.Addr(), "http://"+n.OpsAddr()
 	call := func(method, url, token string) (int, string) {
 		req, _ := http.NewRequest(method, url, nil)
 		if token != "" {
@@ -80,41 +79,6 @@ func TestChannelOpsListener(t *testing.T) {
 		}
 		if got >= 400 && ctype != "application/json" {
 			t.Errorf("%s %s on the %s listener answered %d as %q, want a JSON error", c.method, c.path, where, got, ctype)
-		}
-	}
-}
-
-// TestLogFlags: --log-format and --log-level build the logger they name,
-// and a bad value is refused at start with what is allowed.
-func TestLogFlags(t *testing.T) {
-	for _, c := range []struct {
-		format, level string
-		ok            bool
-		enabled       slog.Level // least severe level logged
-	}{
-		{"json", "info", true, slog.LevelInfo},
-		{"text", "debug", true, slog.LevelDebug},
-		{"json", "WARN", true, slog.LevelWarn},
-		{"json", "error", true, slog.LevelError},
-		{"json", "nope", false, 0},
-		{"xml", "info", false, 0},
-	} {
-		f := newFlags("test", "")
-		logger := f.logFlags("json")
-		if err := f.parse([]string{"--log-format", c.format, "--log-level", c.level}); err != nil {
-			t.Fatal(err)
-		}
-		log, err := logger()
-		if (err == nil) != c.ok {
-			t.Errorf("%s/%s: err %v, want ok %v", c.format, c.level, err, c.ok)
-			continue
-		}
-		if err != nil {
-			continue
-		}
-		ctx := context.Background()
-		if !log.Enabled(ctx, c.enabled) || log.Enabled(ctx, c.enabled-1) {
-			t.Errorf("%s/%s: logs from %v, want from %v", c.format, c.level, log.Handler(), c.enabled)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"crypto/tls"
@@ -11,9 +11,9 @@ import (
 	"os"
 )
 
-// tlsVersionMin is the oldest protocol core and the channel speak to each
+// TLSVersionMin is the oldest protocol core and the channel speak to each
 // other; Go negotiates TLS 1.3 whenever both ends have it.
-const tlsVersionMin = tls.VersionTLS12
+const TLSVersionMin = tls.VersionTLS12
 
 // coreServerTLS returns the configuration core serves HTTPS with, or nil
 // for plain HTTP when certFile is unset. With clientCAFile, core completes
@@ -26,13 +26,13 @@ func coreServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) 
 		}
 		return nil, nil
 	}
-	cert, err := loadKeyPair("--tls-cert", certFile, "--tls-key", keyFile)
+	cert, err := LoadKeyPair("--tls-cert", certFile, "--tls-key", keyFile)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &tls.Config{MinVersion: tlsVersionMin, Certificates: []tls.Certificate{cert}}
+	cfg := &tls.Config{MinVersion: TLSVersionMin, Certificates: []tls.Certificate{cert}}
 	if clientCAFile != "" {
-		if cfg.ClientCAs, err = loadCertPool("--client-ca", clientCAFile); err != nil {
+		if cfg.ClientCAs, err = LoadCertPool("--client-ca", clientCAFile); err != nil {
 			return nil, err
 		}
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
@@ -51,16 +51,16 @@ func coreClientTransport(coreURL, caFile, certFile, keyFile string) (http.RoundT
 	if u, err := url.Parse(coreURL); err != nil || u.Scheme != "https" {
 		return nil, fmt.Errorf("--core-ca, --core-cert and --core-key need an https:// --core-url, not %q", coreURL)
 	}
-	cfg := &tls.Config{MinVersion: tlsVersionMin}
+	cfg := &tls.Config{MinVersion: TLSVersionMin}
 	if caFile != "" {
-		pool, err := loadCertPool("--core-ca", caFile)
+		pool, err := LoadCertPool("--core-ca", caFile)
 		if err != nil {
 			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
 	if certFile != "" || keyFile != "" {
-		cert, err := loadKeyPair("--core-cert", certFile, "--core-key", keyFile)
+		cert, err := LoadKeyPair("--core-cert", certFile, "--core-key", keyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -75,10 +75,10 @@ func coreClientTransport(coreURL, caFile, certFile, keyFile string) (http.RoundT
 	return t, nil
 }
 
-// loadKeyPair reads a PEM certificate (chain) and its private key, named by
+// LoadKeyPair reads a PEM certificate (chain) and its private key, named by
 // the flags certFlag and keyFlag in errors. One without the other is an
 // error, as is a key that does not belong to the certificate.
-func loadKeyPair(certFlag, certFile, keyFlag, keyFile string) (tls.Certificate, error) {
+func LoadKeyPair(certFlag, certFile, keyFlag, keyFile string) (tls.Certificate, error) {
 	switch {
 	case certFile == "":
 		return tls.Certificate{}, fmt.Errorf("%s is set but %s is not: the key needs its certificate", keyFlag, certFlag)
@@ -102,10 +102,10 @@ func loadKeyPair(certFlag, certFile, keyFlag, keyFile string) (tls.Certificate, 
 	return cert, nil
 }
 
-// loadCertPool reads a PEM bundle of CA certificates. Unlike
+// LoadCertPool reads a PEM bundle of CA certificates. Unlike
 // CertPool.AppendCertsFromPEM, which skips what it cannot parse, it fails
 // on a broken certificate and on a bundle with none in it.
-func loadCertPool(flag, file string) (*x509.CertPool, error) {
+func LoadCertPool(flag, file string) (*x509.CertPool, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", flag, err)

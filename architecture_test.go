@@ -1,0 +1,61 @@
+package banksync_test
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// rooms is which of the project's packages each package may import, outside
+// its tests: the rules of docs/ARCHITECTURE.md. The domain (ledger,
+// channel) and Kafka know only the root; the stores know the domain they
+// store; node wires everything; the commands, benchmarks, demo and chaos
+// runs build on node.
+var rooms = map[string][]string{
+	"banksync":                              nil,
+	"banksync/ledger":                       {"banksync"},
+	"banksync/channel":                      {"banksync"},
+	"banksync/kafka":                        {"banksync"},
+	"banksync/sqlite":                       {"banksync", "banksync/channel", "banksync/ledger"},
+	"banksync/postgres":                     {"banksync", "banksync/channel", "banksync/ledger"},
+	"banksync/metrics":                      {"banksync/channel", "banksync/kafka"},
+	"banksync/http":                         {"banksync", "banksync/channel", "banksync/kafka", "banksync/ledger"},
+	"banksync/web":                          nil,
+	"banksync/node":                         {"banksync", "banksync/channel", "banksync/http", "banksync/kafka", "banksync/ledger", "banksync/metrics", "banksync/postgres", "banksync/sqlite", "banksync/web"},
+	"banksync/demo":                         {"banksync", "banksync/channel", "banksync/http", "banksync/kafka", "banksync/ledger", "banksync/node"},
+	"banksync/bench":                        {"banksync", "banksync/channel", "banksync/http", "banksync/kafka", "banksync/ledger", "banksync/node", "banksync/postgres"},
+	"banksync/chaos":                        {"banksync", "banksync/channel", "banksync/http", "banksync/kafka", "banksync/ledger", "banksync/node"},
+	"banksync/cmd/banksync":                 {"banksync", "banksync/bench", "banksync/channel", "banksync/chaos", "banksync/demo", "banksync/http", "banksync/kafka", "banksync/ledger", "banksync/node"},
+	"banksync/deploy":                       nil,
+	"banksync/chaos/deployed":               nil, // tests only
+	"banksync/storetest":                    {"banksync", "banksync/channel", "banksync/ledger"},
+	"banksync/internal/testkit":             nil,
+	"banksync/kafka/kafkatest":              nil,
+	"banksync/postgres/pgtest":              {"banksync/postgres"},
+	"banksync/scripts/kafka-broker/cluster": {"banksync/kafka/kafkatest"},
+}
+
+// TestPackagesKeepToTheirRooms fails when a package imports one of the
+// project's packages its room does not allow, or when a package is not in
+// the table (a new room needs its rules written down).
+func TestPackagesKeepToTheirRooms(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, imports := fields[0], fields[1:]
+		allowed, known := rooms[pkg]
+		if !known {
+			t.Errorf("%s is in no room: add it to rooms and to docs/ARCHITECTURE.md", pkg)
+			continue
+		}
+		for _, imp := range imports {
+			if (imp == "banksync" || strings.HasPrefix(imp, "banksync/")) && !slices.Contains(allowed, imp) {
+				t.Errorf("%s imports %s, which its room does not allow", pkg, imp)
+			}
+		}
+	}
+}

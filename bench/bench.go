@@ -1,0 +1,81 @@
+// Package bench measures banksync as a bank would size it: core's write
+// path (Core) and the seed's payday, a million deposits at once (Payday).
+// Each run builds its own core and channel with package node, on fresh
+// databases, and checks the histories against core's ledger before it
+// reports a figure. `banksync bench` runs them; the SQLite driver study
+// beside it (sqlitedriver/) is a module of its own.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"banksync"
+	"banksync/ledger"
+	"banksync/postgres"
+)
+
+// DBKind names a benchmark's database: "postgres" for a postgres:// URL,
+// else "sqlite".
+func DBKind(db string) string {
+	if strings.HasPrefix(db, "postgres") {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// scratchDB makes a fresh database for one run: a file named name in a
+// temporary directory for "sqlite", else a scratch database beside the one
+// the postgres:// URL db names. drop removes it.
+func scratchDB(ctx context.Context, db, name string) (dsn string, drop func(), err error) {
+	if DBKind(db) == "sqlite" {
+		dir, err := os.MkdirTemp("", "banksync-bench-")
+		if err != nil {
+			return "", nil, err
+		}
+		return "sqlite:" + filepath.Join(dir, name), func() { os.RemoveAll(dir) }, nil
+	}
+	fresh, dropDB, err := postgres.CreateScratchDatabase(ctx, db, "banksync_bench")
+	if err != nil {
+		return "", nil, err
+	}
+	return fresh, func() { dropDB(context.Background()) }, nil
+}
+
+// createAccounts opens n accounts named prefix-000000… at core, owned by
+// prefix, each with a deposit of fund when fund is positive.
+func createAccounts(ctx context.Context, l *ledger.Ledger, prefix string, n int, fund int64) ([]string, error) {
+	const workers = 64
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%06d", prefix, i)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n && errs[w] == nil; i += workers {
+				if _, _, errs[w] = l.CreateAccount(ctx, ids[i], prefix); errs[w] != nil || fund <= 0 {
+					continue
+				}
+				_, errs[w] = l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "seed-" + ids[i], AccountID: ids[i], Amount: fund, Sender: prefix})
+			}
+		})
+	}
+	wg.Wait()
+	return ids, errors.Join(errs...)
+}
+
+// percentileMs is the p-th percentile of sorted, in milliseconds.
+func percentileMs(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return float64(sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Microseconds()) / 1000
+}
