@@ -309,7 +309,7 @@ func decode(r *kgo.Record) (banksync.LedgerEvent, error) {
 // reports whether the record is done with: applied, or — failing
 // AttemptsMax times, tried of them already made — published to the
 // dead-letter topic, so the partition moves on. That topic is the durable
-// repair queue: RunDeadLetterRepair applies the record once the history
+// repair queue: DeadLetters.RunRepair applies the record once the history
 // database answers again (the sync engine has also tried to mark the
 // account stale, a fast path for reads that an outage may refuse). A
 // record left when ctx ends is not done: it is re-delivered.

@@ -326,9 +326,10 @@ func consumerPoisonedAccountDoesNotBlock(t *testing.T, brokers []string, topic s
 	}
 
 	// Listing shows them all, none replayed yet.
-	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(brokers...), dlq)
+	dls := mustDeadLetters(t, kafka.Brokers(brokers...), dlq)
+	letters, err := dls.List(ctx)
 	if err != nil || len(letters) != 10 || countStates(letters)[kafka.LetterWaiting] != 10 {
-		t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 10 waiting", len(letters), countStates(letters), err)
+		t.Fatalf("List = %d letters %v, %v; want 10 waiting", len(letters), countStates(letters), err)
 	}
 	if d := letters[0]; d.Attempts != 3 || d.Event.AccountID != "acc-3" || d.FromPartition != 0 || d.At.IsZero() {
 		t.Fatalf("first dead letter = %+v", d)
@@ -338,15 +339,14 @@ func consumerPoisonedAccountDoesNotBlock(t *testing.T, brokers []string, topic s
 	// (nothing left).
 	var reapplied []int64
 	healthy := applyOnly(func(_ context.Context, e banksync.Entry) error { reapplied = append(reapplied, e.Seq); return nil })
-	res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(brokers...), dlq,
-		func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy, nil)
+	res, err := dls.Replay(ctx, func(ev banksync.LedgerEvent) bool { return ev.AccountID == "acc-3" }, healthy, nil)
 	if err != nil || res.Applied != 10 {
 		t.Fatalf("replay of acc-3 = %+v, %v; want 10 applied", res, err)
 	}
-	if letters, _ = kafka.ReadDeadLetters(ctx, kafka.Brokers(brokers...), dlq); countStates(letters)[kafka.LetterReplayed] != 10 {
+	if letters, _ = dls.List(ctx); countStates(letters)[kafka.LetterReplayed] != 10 {
 		t.Fatalf("after the replay the letters are %v, want 10 replayed", countStates(letters))
 	}
-	res, err = kafka.ReplayDeadLetters(ctx, kafka.Brokers(brokers...), dlq, nil, healthy, nil)
+	res, err = dls.Replay(ctx, nil, healthy, nil)
 	if err != nil || res.Applied != 0 {
 		t.Fatalf("full replay = %+v, %v; want nothing left", res, err)
 	}
@@ -405,27 +405,27 @@ func TestReplayHoldsALetterThatFails(t *testing.T) {
 			applied = append(applied, e.Seq)
 			return nil
 		})
-		res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, failOn3, nil)
+		res, err := q.dls.Replay(ctx, nil, failOn3, nil)
 		if err != nil || res != (kafka.ReplayResult{Applied: 4, Held: 1}) {
 			t.Fatalf("replay = %+v, %v; want 4 applied, 1 held", res, err)
 		}
-		letters, _ := kafka.ReadDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name)
+		letters, _ := q.dls.List(ctx)
 		want := []string{kafka.LetterReplayed, kafka.LetterReplayed, kafka.LetterHeld, kafka.LetterReplayed, kafka.LetterReplayed}
 		if got := states(letters); !slices.Equal(got, want) {
 			t.Fatalf("letters after the replay = %v, want %v", got, want)
 		}
-		if d, _ := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); d != (kafka.Depth{Waiting: 1}) {
+		if d, _ := q.dls.Depth(ctx); d != (kafka.Depth{Waiting: 1}) {
 			t.Fatalf("depth = %+v, want the held letter waiting", d)
 		}
 		fixed, applied = true, nil
-		res, err = kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, failOn3, nil)
+		res, err = q.dls.Replay(ctx, nil, failOn3, nil)
 		if err != nil || res != (kafka.ReplayResult{Applied: 1}) {
 			t.Fatalf("replay after the fix = %+v, %v; want the held letter alone", res, err)
 		}
 		if want := []int64{3}; !slices.Equal(applied, want) {
 			t.Fatalf("the second replay applied %v, want %v", applied, want)
 		}
-		if d, _ := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); d != (kafka.Depth{}) {
+		if d, _ := q.dls.Depth(ctx); d != (kafka.Depth{}) {
 			t.Fatalf("depth = %+v, want 0", d)
 		}
 	})
@@ -448,7 +448,7 @@ func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
 			}
 			return fmt.Errorf("history database unreachable")
 		})
-		res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, down, nil)
+		res, err := q.dls.Replay(ctx, nil, down, nil)
 		if err == nil || !strings.Contains(err.Error(), "history database unreachable") || res != (kafka.ReplayResult{Applied: 1, Held: 3}) {
 			t.Fatalf("replay = %+v, %v; want 1 applied, 3 held, then an error", res, err)
 		}
@@ -457,7 +457,7 @@ func TestReplayStopsWhenLettersFailInARow(t *testing.T) {
 		if tried > 2+1+3*3 {
 			t.Fatalf("tried %d times: the replay went on past letters failing in a row", tried)
 		}
-		if d, _ := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); d != (kafka.Depth{Waiting: 19}) {
+		if d, _ := q.dls.Depth(ctx); d != (kafka.Depth{Waiting: 19}) {
 			t.Fatalf("depth = %+v, want 19 waiting", d)
 		}
 	})
@@ -485,12 +485,12 @@ func TestReplayGoesOnPastLettersThatAlwaysFail(t *testing.T) {
 			return nil
 		})
 		for range 3 {
-			kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil)
+			q.dls.Replay(ctx, nil, sync, nil)
 		}
 		if len(applied) != 10 {
 			t.Fatalf("applied %d of the 10 good letters: the ones that always fail held up the others", len(applied))
 		}
-		if d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); err != nil || d != (kafka.Depth{Waiting: 3}) {
+		if d, err := q.dls.Depth(ctx); err != nil || d != (kafka.Depth{Waiting: 3}) {
 			t.Fatalf("depth = %+v, %v; want the 3 broken letters only", d, err)
 		}
 	})
@@ -512,7 +512,7 @@ func TestReplayAfterRetention(t *testing.T) {
 			}
 			return nil
 		})
-		if res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil); err != nil || res.Held != 1 {
+		if res, err := q.dls.Replay(ctx, nil, sync, nil); err != nil || res.Held != 1 {
 			t.Fatalf("replay = %+v, %v; want letter 2 held", res, err)
 		}
 		q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", 5))
@@ -527,16 +527,16 @@ func TestReplayAfterRetention(t *testing.T) {
 		if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
 			t.Fatal(err)
 		}
-		if d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); err != nil || d != (kafka.Depth{Waiting: 1}) {
+		if d, err := q.dls.Depth(ctx); err != nil || d != (kafka.Depth{Waiting: 1}) {
 			t.Fatalf("depth = %+v, %v; want the one letter not replayed that is still there", d, err)
 		}
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		letters, err := kafka.ReadDeadLetters(tctx, kafka.Brokers(q.brokers...), q.name)
+		letters, err := q.dls.List(tctx)
 		if err != nil || len(letters) != 2 {
-			t.Fatalf("ReadDeadLetters = %d letters, %v; want the 2 left", len(letters), err)
+			t.Fatalf("List = %d letters, %v; want the 2 left", len(letters), err)
 		}
-		if res, err := kafka.ReplayDeadLetters(tctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil); err != nil || res != (kafka.ReplayResult{Applied: 1}) {
+		if res, err := q.dls.Replay(tctx, nil, sync, nil); err != nil || res != (kafka.ReplayResult{Applied: 1}) {
 			t.Fatalf("replay = %+v, %v; want the new letter applied", res, err)
 		}
 		// Every letter retention left gone, too: nothing to fetch, no wait.
@@ -545,10 +545,10 @@ func TestReplayAfterRetention(t *testing.T) {
 		if _, err := kadm.NewClient(cl).DeleteRecords(ctx, del); err != nil {
 			t.Fatal(err)
 		}
-		if letters, err := kafka.ReadDeadLetters(tctx, kafka.Brokers(q.brokers...), q.name); err != nil || len(letters) != 0 {
-			t.Fatalf("ReadDeadLetters of an emptied topic = %d letters, %v", len(letters), err)
+		if letters, err := q.dls.List(tctx); err != nil || len(letters) != 0 {
+			t.Fatalf("List of an emptied topic = %d letters, %v", len(letters), err)
 		}
-		if d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); err != nil || d != (kafka.Depth{}) {
+		if d, err := q.dls.Depth(ctx); err != nil || d != (kafka.Depth{}) {
 			t.Fatalf("depth = %+v, %v; want 0", d, err)
 		}
 	})
@@ -569,9 +569,9 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 		q.produce(t, 0, "acc-1", mustEvent(t, "acc-1", 2))
 		q.produce(t, 0, "acc-4", mustEvent(t, "acc-1", 3)) // another account's event under acc-4's key
 
-		letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name)
+		letters, err := q.dls.List(ctx)
 		if err != nil || len(letters) != 6 || countStates(letters)[kafka.LetterWaiting] != 6 {
-			t.Fatalf("ReadDeadLetters = %d letters %v, %v; want 6 waiting", len(letters), countStates(letters), err)
+			t.Fatalf("List = %d letters %v, %v; want 6 waiting", len(letters), countStates(letters), err)
 		}
 		if d := letters[5]; d.Account() != "acc-4" || !strings.Contains(d.Undecodable, `event of account "acc-1" under key "acc-4"`) {
 			t.Fatalf("letter of acc-1 under acc-4's key listed as %+v; want undecodable, of acc-4", d)
@@ -587,7 +587,7 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 
 		var applied, synced []string
 		sync := &recordingSyncer{applied: &applied, synced: &synced}
-		res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil)
+		res, err := q.dls.Replay(ctx, nil, sync, nil)
 		if err != nil || res != (kafka.ReplayResult{Applied: 3, Parked: 3}) {
 			t.Fatalf("replay = %+v, %v; want 3 applied, 3 parked", res, err)
 		}
@@ -598,15 +598,15 @@ func TestPoisonLetterIsParkedNotAJam(t *testing.T) {
 		if want := []string{"acc-2", "acc-4"}; !slices.Equal(synced, want) {
 			t.Fatalf("synced %v from core, want %v (the poison letters' accounts)", synced, want)
 		}
-		letters, _ = kafka.ReadDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name)
+		letters, _ = q.dls.List(ctx)
 		p, r := kafka.LetterParked, kafka.LetterReplayed
 		if got, want := states(letters), []string{r, p, p, r, r, p}; !slices.Equal(got, want) {
 			t.Fatalf("letters after the replay = %v, want %v", got, want)
 		}
-		if d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(q.brokers...), q.name); err != nil || d != (kafka.Depth{Parked: 3}) || d.Total() != 3 {
+		if d, err := q.dls.Depth(ctx); err != nil || d != (kafka.Depth{Parked: 3}) || d.Total() != 3 {
 			t.Fatalf("depth = %+v, %v; want the 3 parked only", d, err)
 		}
-		if res, err = kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, nil, sync, nil); err != nil || res != (kafka.ReplayResult{}) {
+		if res, err = q.dls.Replay(ctx, nil, sync, nil); err != nil || res != (kafka.ReplayResult{}) {
 			t.Fatalf("second replay = %+v, %v; want nothing to do", res, err)
 		}
 	})
@@ -647,10 +647,25 @@ func mustEvent(t *testing.T, account string, seq int64) []byte {
 	return value
 }
 
+// mustDeadLetters is topic's DeadLetters through conn, closed when the
+// test ends.
+func mustDeadLetters(tb testing.TB, conn kafka.Conn, topic string) *kafka.DeadLetters {
+	tb.Helper()
+	dls, err := kafka.NewDeadLetters(conn, topic)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(dls.Close)
+	return dls
+}
+
 // dlqTopic is a dead-letter topic on one of the two deployments.
 type dlqTopic struct {
 	brokers []string
 	name    string
+	// dls is the topic's one DeadLetters for the whole test, as a channel
+	// replica keeps one for its repair, admin API and depth gauge.
+	dls *kafka.DeadLetters
 }
 
 // eachDLQ runs body against a dead-letter topic of the given partitions on
@@ -659,7 +674,9 @@ type dlqTopic struct {
 func eachDLQ(t *testing.T, partitions int32, body func(t *testing.T, q dlqTopic)) {
 	t.Run("kfake", func(t *testing.T) {
 		c := mustStartCluster(t, kafka.ClusterConfig{Partitions: int(partitions)})
-		body(t, dlqTopic{brokers: c.Addrs(), name: banksync.TopicLedgerEntriesDLQ})
+		q := dlqTopic{brokers: c.Addrs(), name: banksync.TopicLedgerEntriesDLQ}
+		q.dls = mustDeadLetters(t, kafka.Brokers(q.brokers...), q.name)
+		body(t, q)
 	})
 	t.Run("apache", func(t *testing.T) {
 		q := dlqTopic{brokers: kafkatest.Shared(t).Addrs(), name: testTopic(t)}
@@ -671,6 +688,7 @@ func eachDLQ(t *testing.T, partitions int32, body func(t *testing.T, q dlqTopic)
 		if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, -1, nil, q.name); err != nil {
 			t.Fatal(err)
 		}
+		q.dls = mustDeadLetters(t, kafka.Brokers(q.brokers...), q.name)
 		body(t, q)
 	})
 }
@@ -754,13 +772,14 @@ func historyOutageThenReplay(t *testing.T, brokers []string, topic string) {
 	go func() { defer close(done); c.Run(runCtx) }()
 	defer func() { cancel(); <-done }()
 
+	dls := mustDeadLetters(t, kafka.Brokers(p.brokers...), p.dlq)
 	all := storetest.Book(t, l, 20, 600)
 	// The outage lasts until it has dead-lettered something: a real
 	// cluster takes a while to seat the group, so a fixed time may pass
 	// before the consumer has seen a record.
 	var letters []kafka.DeadLetter
 	for deadline := time.Now().Add(outageLettersTimeout); len(letters) == 0; time.Sleep(50 * time.Millisecond) {
-		if letters, err = kafka.ReadDeadLetters(ctx, kafka.Brokers(p.brokers...), p.dlq); err != nil {
+		if letters, err = dls.List(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
@@ -778,10 +797,10 @@ func historyOutageThenReplay(t *testing.T, brokers []string, topic string) {
 		t.Fatal(err)
 	}
 	waitGroupCaughtUp(t, c, published, outageLettersTimeout)
-	if letters, err = kafka.ReadDeadLetters(ctx, kafka.Brokers(p.brokers...), p.dlq); err != nil {
+	if letters, err = dls.List(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(p.brokers...), p.dlq, nil, apply, nil)
+	res, err := dls.Replay(ctx, nil, apply, nil)
 	if err != nil || res.Applied != len(letters) {
 		t.Fatalf("replay = %+v, %v; want %d applied", res, err, len(letters))
 	}
@@ -848,11 +867,11 @@ func TestAccountReplayHoldsOtherAccountsLetters(t *testing.T) {
 			if account != "" {
 				match = func(ev banksync.LedgerEvent) bool { return ev.AccountID == account }
 			}
-			res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name, match, apply, nil)
+			res, err := q.dls.Replay(ctx, match, apply, nil)
 			if err != nil || res != want {
 				t.Fatalf("replay %q = %+v, %v; want %+v", account, res, err, want)
 			}
-			letters, _ := kafka.ReadDeadLetters(ctx, kafka.Brokers(q.brokers...), q.name)
+			letters, _ := q.dls.List(ctx)
 			if got := states(letters); !slices.Equal(got, wantStates) {
 				t.Fatalf("after replay %q the letters are %v, want %v", account, got, wantStates)
 			}

@@ -160,38 +160,176 @@ func markOf(o kadm.OffsetResponse) replayMark {
 	return replayMark{Through: max(0, o.At)}
 }
 
-// deadLettersReadMax bounds what ReadDeadLetters returns: the newest
-// letters of each partition.
+// DeadLetters is the dead-letter topic as the operator's tools and the
+// repair list, replay and count it. It keeps one client for its lifetime
+// for the topic's offsets and ReplayGroup's marks, so the repair's look
+// every few seconds, the depth gauge and the admin API reuse its
+// connections rather than dialling the cluster, TLS and SASL included, on
+// every call. That client joins no group and holds no position: a mark or
+// an offset is read afresh on each call, and only the topic's partition
+// map is cached (for kgo's MetadataMinAge, refreshed when a leader moves).
+// A DeadLetters is safe for concurrent use: a channel replica's repair,
+// admin API and depth gauge share one.
+type DeadLetters struct {
+	conn  Conn
+	topic string
+	opts  []kgo.Opt // the caller's for every client it makes; clipped, so appending copies
+	adm   *kadm.Client
+}
+
+// NewDeadLetters is the dead-letter topic named (banksync.TopicLedgerEntriesDLQ
+// when topic is "") on the cluster conn reaches. opts are added to every
+// client it makes (a client id, a logger, hooks for metrics); what a
+// client reads and from where is its own. Close it when done with it.
+func NewDeadLetters(conn Conn, topic string, opts ...kgo.Opt) (*DeadLetters, error) {
+	if topic == "" {
+		topic = banksync.TopicLedgerEntriesDLQ
+	}
+	opts = slices.Clip(slices.Clone(opts))
+	cl, err := conn.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("client for %s on %s: %w", topic, conn, err)
+	}
+	return &DeadLetters{conn: conn, topic: topic, opts: opts, adm: kadm.NewClient(cl)}, nil
+}
+
+// Topic is the dead-letter topic's name.
+func (q *DeadLetters) Topic() string { return q.topic }
+
+// Close closes the client; a call still running fails.
+func (q *DeadLetters) Close() { q.adm.Close() }
+
+// deadLettersReadMax bounds what List returns: the newest letters of each
+// partition.
 const deadLettersReadMax = 1000
 
-// ReadDeadLetters returns the records of the dead-letter topic, up to its
-// end when called — at most the newest deadLettersReadMax of each
-// partition — each with its state. A letter that cannot be decoded is
-// listed like any other, with why.
-func ReadDeadLetters(ctx context.Context, conn Conn, topic string) ([]DeadLetter, error) {
-	var letters []DeadLetter
-	var marks map[int32]replayMark
-	err := scanDeadLetters(ctx, conn, topic, false, func(m map[int32]replayMark) { marks = m },
-		func(recs []*kgo.Record, _ []bool) []letterOutcome {
-			for _, r := range recs {
-				letters = append(letters, deadLetterOf(r))
-			}
-			return make([]letterOutcome, len(recs)) // letterDone
-		})
-	for i, d := range letters {
-		m := marks[d.Partition]
-		switch {
-		case !m.done(d.Offset) && d.Offset < m.Through:
-			letters[i].State = LetterHeld
-		case !m.done(d.Offset):
-			letters[i].State = LetterWaiting
-		case d.Undecodable != "":
-			letters[i].State = LetterParked
-		default:
-			letters[i].State = LetterReplayed
+// List returns the records of the dead-letter topic, up to its end when
+// called — at most the newest deadLettersReadMax of each partition — each
+// with its state. A letter that cannot be decoded is listed like any
+// other, with why.
+func (q *DeadLetters) List(ctx context.Context) ([]DeadLetter, error) {
+	starts, ends, marks, err := q.positions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	from := map[int32]int64{}
+	for p, end := range ends {
+		if start := max(starts[p], end-deadLettersReadMax); start < end {
+			from[p] = start
 		}
 	}
+	letters, err := q.read(ctx, from, ends)
+	for i, d := range letters {
+		letters[i].State = marks[d.Partition].stateOf(d)
+	}
 	return letters, err
+}
+
+// read returns the letters from each partition's offset in from up to its
+// end in ends; on an error, with those read before it.
+func (q *DeadLetters) read(ctx context.Context, from, ends map[int32]int64) ([]DeadLetter, error) {
+	if len(from) == 0 {
+		return nil, nil
+	}
+	rd, err := q.newReader(from, ends)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.close()
+	var letters []DeadLetter
+	for {
+		recs, err := rd.next(ctx)
+		if err != nil || recs == nil {
+			return letters, err
+		}
+		for _, r := range recs {
+			letters = append(letters, deadLetterOf(r))
+		}
+	}
+}
+
+// stateOf is the state m gives a letter of its partition.
+func (m replayMark) stateOf(d DeadLetter) string {
+	switch {
+	case !m.done(d.Offset) && d.Offset < m.Through:
+		return LetterHeld
+	case !m.done(d.Offset):
+		return LetterWaiting
+	case d.Undecodable != "":
+		return LetterParked
+	}
+	return LetterReplayed
+}
+
+// Depth counts the dead letters that need an operator or a replay: those
+// not yet replayed (waiting or held) and those parked.
+func (q *DeadLetters) Depth(ctx context.Context) (Depth, error) {
+	_, ends, marks, err := q.positions(ctx)
+	if err != nil {
+		return Depth{}, err
+	}
+	var d Depth
+	for p, end := range ends {
+		m := marks[p]
+		d.Waiting += max(0, end-m.Through) + int64(len(m.Held))
+		d.Parked += m.Parked
+	}
+	return d, nil
+}
+
+// Depth is how many dead letters are not replayed (Waiting, held ones
+// included) and how many are parked.
+type Depth struct {
+	Waiting, Parked int64
+}
+
+// Total is every letter an operator may have to look at.
+func (d Depth) Total() int64 { return d.Waiting + d.Parked }
+
+// positions reads, per partition of the topic, the offsets its letters
+// span — from the log start (letters below it are gone: retention deleted
+// them) to the end — and ReplayGroup's mark (the zero mark when it never
+// committed), with what retention deleted taken out: a mark's held
+// letters below the log start can no longer be replayed, and its Through
+// is at least the log start, so neither a replay nor the depth waits for
+// letters that are not there.
+func (q *DeadLetters) positions(ctx context.Context) (starts, ends map[int32]int64, marks map[int32]replayMark, err error) {
+	listed, err := q.adm.ListEndOffsets(ctx, q.topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("end offsets of %s: %w", q.topic, err)
+	}
+	first, err := q.adm.ListStartOffsets(ctx, q.topic)
+	if err == nil {
+		err = first.Error()
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("start offsets of %s: %w", q.topic, err)
+	}
+	starts, ends, marks = map[int32]int64{}, map[int32]int64{}, map[int32]replayMark{}
+	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	first.Each(func(o kadm.ListedOffset) { starts[o.Partition] = max(0, o.Offset) })
+	var committed kadm.OffsetResponses
+	err = whileCoordinatorMoves(ctx, func() (err error) {
+		committed, err = q.adm.FetchOffsets(ctx, ReplayGroup)
+		return err
+	})
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		err = nil // never committed: nothing replayed yet
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("replayed offsets of %s: %w", q.topic, err)
+	}
+	for p := range ends {
+		var m replayMark
+		if o, ok := committed.Lookup(q.topic, p); ok && o.Err == nil && o.At >= 0 {
+			m = markOf(o)
+		}
+		marks[p] = m.after(starts[p])
+	}
+	return starts, ends, marks, nil
 }
 
 // Syncer is the sync engine as the dead-letter replay drives it.
@@ -210,81 +348,184 @@ type ReplayResult struct {
 	Skipped int // letters of other accounts, passed over: held for a later replay too
 }
 
-// ReplayDeadLetters re-applies, through the sync engine, the dead letters
-// not yet replayed — every one (match nil) or those whose event match
-// accepts — in dead-letter order, and commits how far it got. A letter
-// that cannot be decoded is parked: its account (when its key names one)
-// is synced from core, and the replay moves past it. A letter that still
-// fails, or that match passes over, is held: the replay goes on with the
-// letters behind it and a later one tries it again. The replay ends early,
-// with an error, when replayFailuresInARowMax letters fail in a row (the
-// history database or core is down); what it did is committed all the
-// same. Re-applying is harmless: the sync engine skips what it has. Each
-// letter applied or parked is logged once to log (nil: not logged).
-func ReplayDeadLetters(ctx context.Context, conn Conn, topic string, match func(banksync.LedgerEvent) bool, sync Syncer, log *slog.Logger) (ReplayResult, error) {
+// Replay re-applies, through the sync engine, the dead letters not yet
+// replayed — every one (match nil) or those whose event match accepts —
+// in dead-letter order, and commits how far it got. A letter that cannot
+// be decoded is parked: its account (when its key names one) is synced
+// from core, and the replay moves past it. A letter that still fails, or
+// that match passes over, is held: the replay goes on with the letters
+// behind it and a later one tries it again. The replay ends early, with an
+// error, when replayFailuresInARowMax letters fail in a row (the history
+// database or core is down); what it did is committed all the same.
+// Re-applying is harmless: the sync engine skips what it has. Each letter
+// applied or parked is logged once to log (nil: not logged).
+func (q *DeadLetters) Replay(ctx context.Context, match func(banksync.LedgerEvent) bool, sync Syncer, log *slog.Logger) (ReplayResult, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var res ReplayResult
-	var last error
-	inARow := 0
-	err := scanDeadLetters(ctx, conn, topic, true, nil, func(recs []*kgo.Record, held []bool) []letterOutcome {
-		letters := make([]DeadLetter, len(recs))
-		skipped := make([]bool, len(recs)) // another account's, for an account's replay
-		for i, r := range recs {
-			letters[i] = deadLetterOf(r)
-			skipped[i] = match != nil && (letters[i].Undecodable != "" || !match(letters[i].Event))
-		}
-		applied := applyTogether(ctx, letters, skipped, sync)
-		outs := make([]letterOutcome, len(recs))
-		for i, d := range letters {
-			switch {
-			case inARow >= replayFailuresInARowMax:
-				outs[i] = letterStop
-				continue
-			case skipped[i]:
-				res.Skipped++
-				outs[i] = letterHeld
-				continue
-			case !applied[i]:
-				// A held letter gets one try a replay, and its failure says
-				// nothing new about the history database: one that always
-				// fails must not end every replay before the letters
-				// behind it.
-				attempts := replayAttemptsMax
-				if held[i] {
-					attempts = 1
-				}
-				if err := replayLetter(ctx, d, sync, attempts); err != nil {
-					last = err
-					if !held[i] {
-						inARow++
-					}
-					res.Held++
-					outs[i] = letterHeld
-					log.WarnContext(ctx, "dead letter not replayed; held for the next replay", "account", d.Account(),
-						"seq", d.Event.Seq, "dlq_partition", d.Partition, "dlq_offset", d.Offset, "err", err)
-					continue
-				}
-			}
-			inARow = 0
-			if d.Undecodable != "" {
-				res.Parked++
-				outs[i] = letterParked
-				log.WarnContext(ctx, "dead letter parked: it cannot be decoded", "account", d.Account(), "key", d.Key,
-					"dlq_partition", d.Partition, "dlq_offset", d.Offset, "undecodable", d.Undecodable, "reason", d.Reason)
-				continue
-			}
-			res.Applied++
-			log.InfoContext(ctx, "dead letter replayed", "account", d.Event.AccountID, "seq", d.Event.Seq,
-				"dlq_partition", d.Partition, "dlq_offset", d.Offset, "reason", d.Reason)
-		}
-		return outs
-	})
-	if err == nil && inARow >= replayFailuresInARowMax {
-		err = fmt.Errorf("replay stopped after %d letters failed in a row: %w", inARow, last)
+	rp := &replay{match: match, sync: sync, log: log}
+	err := q.replayFromMarks(ctx, rp)
+	if err == nil && rp.inARow >= replayFailuresInARowMax {
+		err = fmt.Errorf("replay stopped after %d letters failed in a row: %w", rp.inARow, rp.last)
 	}
-	return res, err
+	return rp.res, err
+}
+
+// replayFromMarks gives rp the letters ReplayGroup's marks do not count as
+// done, a partition's run at a time in offset order, up to the topic's end
+// as of the call, until rp stops. It then commits the marks rp's outcomes
+// give — also when rp stopped early, ctx ended or a fetch failed, so what
+// the replay did is recorded.
+func (q *DeadLetters) replayFromMarks(ctx context.Context, rp *replay) (err error) {
+	_, ends, marks, err := q.positions(ctx)
+	if err != nil {
+		return err
+	}
+	from := map[int32]int64{}
+	scans := map[int32]*markScan{}
+	for p, end := range ends {
+		scans[p] = newMarkScan(marks[p])
+		if start := marks[p].commitAt(); start < end {
+			from[p] = start
+		}
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	defer func() {
+		if cerr := q.commitMarks(ctx, scans); cerr != nil && err == nil {
+			err = fmt.Errorf("commit replayed offsets: %w", cerr)
+		}
+	}()
+	rd, err := q.newReader(from, ends)
+	if err != nil {
+		return err
+	}
+	defer rd.close()
+	for {
+		recs, rerr := rd.next(ctx)
+		if rerr != nil || recs == nil {
+			return rerr
+		}
+		sc := scans[recs[0].Partition]
+		var todo []*kgo.Record
+		var held []bool // the letter is held: a replay tried it before
+		for _, r := range recs {
+			if !sc.read.done(r.Offset) {
+				todo = append(todo, r)
+				held = append(held, r.Offset < sc.read.Through)
+			}
+		}
+		if len(todo) == 0 {
+			continue
+		}
+		for i, out := range rp.letters(ctx, todo, held) {
+			if out == letterStop {
+				return nil
+			}
+			sc.record(todo[i].Offset, out)
+		}
+	}
+}
+
+// commitMarks commits, as ReplayGroup's offsets, the next mark of each
+// partition whose mark changed. It does so also when ctx has ended: what a
+// replay did is recorded.
+func (q *DeadLetters) commitMarks(ctx context.Context, scans map[int32]*markScan) error {
+	offsets := kadm.Offsets{}
+	for p, sc := range scans {
+		if next := sc.finish(); !next.equal(sc.read) {
+			meta, _ := json.Marshal(next)
+			offsets.Add(kadm.Offset{Topic: q.topic, Partition: p, At: next.commitAt(), LeaderEpoch: -1, Metadata: string(meta)})
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replayCommitTimeout)
+	defer cancel()
+	return whileCoordinatorMoves(cctx, func() error {
+		resp, err := q.adm.CommitOffsets(cctx, ReplayGroup, offsets)
+		if err == nil {
+			err = resp.Error()
+		}
+		return err
+	})
+}
+
+// replay is one replay: what it is to apply, through what, and what it
+// has done so far.
+type replay struct {
+	match func(banksync.LedgerEvent) bool // nil: every letter
+	sync  Syncer
+	log   *slog.Logger
+
+	res    ReplayResult
+	inARow int   // letters not held before that failed one after another
+	last   error // the latest letter's failure
+}
+
+// letters replays a run of one partition's letters, in offset order
+// (held[i]: letter i was held by an earlier replay), and returns what it
+// did with each; letterStop, for the letters after replayFailuresInARowMax
+// failed in a row, means it did not look at them.
+func (rp *replay) letters(ctx context.Context, recs []*kgo.Record, held []bool) []letterOutcome {
+	letters := make([]DeadLetter, len(recs))
+	skipped := make([]bool, len(recs)) // another account's, for an account's replay
+	for i, r := range recs {
+		letters[i] = deadLetterOf(r)
+		skipped[i] = rp.match != nil && (letters[i].Undecodable != "" || !rp.match(letters[i].Event))
+	}
+	applied := applyTogether(ctx, letters, skipped, rp.sync)
+	outs := make([]letterOutcome, len(recs))
+	for i, d := range letters {
+		switch {
+		case rp.inARow >= replayFailuresInARowMax:
+			outs[i] = letterStop
+			continue
+		case skipped[i]:
+			rp.res.Skipped++
+			outs[i] = letterHeld
+			continue
+		case !applied[i]:
+			// A held letter gets one try a replay, and its failure says
+			// nothing new about the history database: one that always
+			// fails must not end every replay before the letters behind
+			// it.
+			attempts := replayAttemptsMax
+			if held[i] {
+				attempts = 1
+			}
+			if err := replayLetter(ctx, d, rp.sync, attempts); err != nil {
+				rp.last = err
+				if !held[i] {
+					rp.inARow++
+				}
+				rp.res.Held++
+				outs[i] = letterHeld
+				rp.log.WarnContext(ctx, "dead letter not replayed; held for the next replay", "account", d.Account(),
+					"seq", d.Event.Seq, "dlq_partition", d.Partition, "dlq_offset", d.Offset, "err", err)
+				continue
+			}
+		}
+		rp.inARow = 0
+		outs[i] = rp.done(ctx, d)
+	}
+	return outs
+}
+
+// done counts and logs a letter the replay applied or parked.
+func (rp *replay) done(ctx context.Context, d DeadLetter) letterOutcome {
+	if d.Undecodable != "" {
+		rp.res.Parked++
+		rp.log.WarnContext(ctx, "dead letter parked: it cannot be decoded", "account", d.Account(), "key", d.Key,
+			"dlq_partition", d.Partition, "dlq_offset", d.Offset, "undecodable", d.Undecodable, "reason", d.Reason)
+		return letterParked
+	}
+	rp.res.Applied++
+	rp.log.InfoContext(ctx, "dead letter replayed", "account", d.Event.AccountID, "seq", d.Event.Seq,
+		"dlq_partition", d.Partition, "dlq_offset", d.Offset, "reason", d.Reason)
+	return letterDone
 }
 
 // applyTogether applies the entries of the letters not skipped in one
@@ -354,131 +595,95 @@ func replayLetter(ctx context.Context, d DeadLetter, sync Syncer, attempts int) 
 	}
 }
 
-// letterOutcome is what a scan's visitor did with a letter.
+// letterOutcome is what a replay did with a letter.
 type letterOutcome int
 
 const (
-	letterDone   letterOutcome = iota // applied (or only read)
+	letterDone   letterOutcome = iota // applied
 	letterParked                      // moved past without applying
 	letterHeld                        // not done: to be tried again
-	letterStop                        // not looked at: the scan ends here, before this letter
+	letterStop                        // not looked at: the replay ends here, before this letter
 )
 
-// scanDeadLetters calls visit with the records of topic, a partition's
-// run at a time, in offset order, up to the end
-// offsets as of the call: from the start (the newest deadLettersReadMax of
-// each partition) or, replaying, from ReplayGroup's marks, skipping
-// letters done. Replaying, it then commits the marks the outcomes give,
-// also when it stops early or at an error. onMarks, if set, is given the
-// marks read.
-func scanDeadLetters(ctx context.Context, conn Conn, topic string, replay bool, onMarks func(map[int32]replayMark), visit func(recs []*kgo.Record, held []bool) []letterOutcome) (err error) {
-	admCl, err := conn.NewClient()
+// letterReader reads partitions of the dead-letter topic from given
+// offsets up to given ends (the ends as of a look at the topic), one
+// partition's run of records at a time, in offset order.
+//
+// Each list or replay makes its own consumer client and closes it at its
+// end, where the DeadLetters keeps its other client: where a read starts
+// is its own (the newest letters for a list, the replay marks for a
+// replay), and a consumer kept across reads would carry the positions and
+// buffered fetches of the last one into the next — a list after a replay
+// would start where the replay ended. It also lets a list and a replay of
+// one DeadLetters run at once. A look that finds nothing to read (the
+// repair, most rounds) makes none.
+type letterReader struct {
+	cl   *kgo.Client
+	ends map[int32]int64
+	open map[int32]bool            // partitions not read to their end yet
+	runs []kgo.FetchTopicPartition // fetched, not yet returned
+}
+
+// newReader reads each partition in from, from its offset there up to its
+// end in ends; from names only partitions with letters to read.
+func (q *DeadLetters) newReader(from, ends map[int32]int64) (*letterReader, error) {
+	offsets := map[int32]kgo.Offset{}
+	open := map[int32]bool{}
+	for p, o := range from {
+		offsets[p] = kgo.NewOffset().At(o)
+		open[p] = true
+	}
+	cl, err := q.conn.NewClient(append(q.opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{q.topic: offsets}))...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	firsts, ends, marks, err := replayPositions(ctx, adm, topic)
-	if err != nil {
-		return err
-	}
-	if onMarks != nil {
-		onMarks(marks)
-	}
-	from := map[int32]kgo.Offset{}
-	scans := map[int32]*markScan{}
-	for p, end := range ends {
-		start := max(firsts[p], end-deadLettersReadMax)
-		if replay {
-			start = marks[p].commitAt()
-			scans[p] = newMarkScan(marks[p])
-		}
-		if start < end {
-			from[p] = kgo.NewOffset().At(start)
-		}
-	}
-	if len(from) == 0 {
-		return nil
-	}
-	if replay {
-		defer func() {
-			offsets := kadm.Offsets{}
-			for p, sc := range scans {
-				if next := sc.finish(); !next.equal(marks[p]) {
-					meta, _ := json.Marshal(next)
-					offsets.Add(kadm.Offset{Topic: topic, Partition: p, At: next.commitAt(), LeaderEpoch: -1, Metadata: string(meta)})
-				}
+	return &letterReader{cl: cl, ends: ends, open: open}, nil
+}
+
+func (r *letterReader) close() { r.cl.Close() }
+
+// next returns the next run of one partition's records, or nil once every
+// partition is read to its end.
+func (r *letterReader) next(ctx context.Context) ([]*kgo.Record, error) {
+	for {
+		for len(r.runs) > 0 {
+			fp := r.runs[0]
+			r.runs = r.runs[1:]
+			if recs := r.take(fp); len(recs) > 0 {
+				return recs, nil
 			}
-			if len(offsets) > 0 {
-				// Also when ctx ended: what the replay did is recorded.
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replayCommitTimeout)
-				defer cancel()
-				cerr := whileCoordinatorMoves(cctx, func() error {
-					resp, err := adm.CommitOffsets(cctx, ReplayGroup, offsets)
-					if err == nil {
-						err = resp.Error()
-					}
-					return err
-				})
-				if cerr != nil && err == nil {
-					err = fmt.Errorf("commit replayed offsets: %w", cerr)
-				}
-			}
-		}()
-	}
-	cl, err := conn.NewClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for len(from) > 0 {
-		fetches := cl.PollFetches(ctx)
+		}
+		if len(r.open) == 0 {
+			return nil, nil
+		}
+		fetches := r.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		var ferr error
-		fetches.EachError(func(_ string, p int32, err error) { ferr = fmt.Errorf("fetch %s/%d: %w", topic, p, err) })
+		fetches.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err) })
 		if ferr != nil {
-			return ferr
+			return nil, ferr
 		}
-		stop := false
-		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if stop {
-				return
-			}
-			p := fp.Partition
-			var recs []*kgo.Record
-			var held []bool // the record is a held letter, tried before
-			for _, r := range fp.Records {
-				if _, open := from[p]; !open || r.Offset >= ends[p] {
-					break
-				}
-				if r.Offset+1 >= ends[p] {
-					delete(from, p)
-				}
-				if sc := scans[p]; sc == nil || !sc.read.done(r.Offset) {
-					recs = append(recs, r)
-					held = append(held, sc != nil && r.Offset < sc.read.Through)
-				}
-			}
-			if len(recs) == 0 {
-				return
-			}
-			for i, out := range visit(recs, held) {
-				if out == letterStop {
-					stop = true
-					return
-				}
-				if sc := scans[p]; sc != nil {
-					sc.record(recs[i].Offset, out)
-				}
-			}
-		})
-		if stop {
-			return nil
-		}
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) { r.runs = append(r.runs, fp) })
 	}
-	return nil
+}
+
+// take is the records of a fetched run that are the read's: those below
+// their partition's end, of a partition not yet read to it.
+func (r *letterReader) take(fp kgo.FetchTopicPartition) []*kgo.Record {
+	p := fp.Partition
+	var recs []*kgo.Record
+	for _, rec := range fp.Records {
+		if !r.open[p] || rec.Offset >= r.ends[p] {
+			break
+		}
+		if rec.Offset+1 >= r.ends[p] {
+			delete(r.open, p)
+		}
+		recs = append(recs, rec)
+	}
+	return recs
 }
 
 // markScan builds a partition's next mark from the outcomes of a replay,
@@ -535,82 +740,6 @@ func (s *markScan) finish() replayMark {
 	}
 	slices.Sort(next.Held)
 	return next
-}
-
-// DeadLetterDepth counts the dead letters that need an operator or a
-// replay: those not yet replayed (waiting or held) and those parked.
-func DeadLetterDepth(ctx context.Context, conn Conn, topic string) (Depth, error) {
-	cl, err := conn.NewClient()
-	if err != nil {
-		return Depth{}, err
-	}
-	defer cl.Close()
-	_, ends, marks, err := replayPositions(ctx, kadm.NewClient(cl), topic)
-	if err != nil {
-		return Depth{}, err
-	}
-	var d Depth
-	for p, end := range ends {
-		m := marks[p]
-		d.Waiting += max(0, end-m.Through) + int64(len(m.Held))
-		d.Parked += m.Parked
-	}
-	return d, nil
-}
-
-// Depth is how many dead letters are not replayed (Waiting, held ones
-// included) and how many are parked.
-type Depth struct {
-	Waiting, Parked int64
-}
-
-// Total is every letter an operator may have to look at.
-func (d Depth) Total() int64 { return d.Waiting + d.Parked }
-
-// replayPositions reads, per partition of topic, the offsets its letters
-// span — from the log start (letters below it are gone: retention deleted
-// them) to the end — and ReplayGroup's mark (the zero mark when it never
-// committed), with what retention deleted taken out: a mark's held
-// letters below the log start can no longer be replayed, and its Through
-// is at least the log start, so neither a replay nor the depth waits for
-// letters that are not there.
-func replayPositions(ctx context.Context, adm *kadm.Client, topic string) (starts, ends map[int32]int64, marks map[int32]replayMark, err error) {
-	listed, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = listed.Error()
-	}
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
-	}
-	first, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = first.Error()
-	}
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("start offsets of %s: %w", topic, err)
-	}
-	starts, ends, marks = map[int32]int64{}, map[int32]int64{}, map[int32]replayMark{}
-	listed.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
-	first.Each(func(o kadm.ListedOffset) { starts[o.Partition] = max(0, o.Offset) })
-	var committed kadm.OffsetResponses
-	err = whileCoordinatorMoves(ctx, func() (err error) {
-		committed, err = adm.FetchOffsets(ctx, ReplayGroup)
-		return err
-	})
-	if errors.Is(err, kerr.GroupIDNotFound) {
-		err = nil // never committed: nothing replayed yet
-	}
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("replayed offsets of %s: %w", topic, err)
-	}
-	for p := range ends {
-		var m replayMark
-		if o, ok := committed.Lookup(topic, p); ok && o.Err == nil && o.At >= 0 {
-			m = markOf(o)
-		}
-		marks[p] = m.after(starts[p])
-	}
-	return starts, ends, marks, nil
 }
 
 // after is the mark with the letters below start gone: held ones dropped,

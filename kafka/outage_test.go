@@ -63,8 +63,9 @@ func historyOutageHealsItself(t *testing.T, brokers []string, topic string) {
 	defer cancel()
 	done := make(chan struct{}, 2)
 	go func() { c.Run(runCtx); done <- struct{}{} }()
+	dls := mustDeadLetters(t, kafka.Brokers(p.brokers...), p.dlq)
 	go func() {
-		kafka.RunDeadLetterRepair(runCtx, kafka.RepairConfig{Conn: kafka.Brokers(p.brokers...), Topic: p.dlq}, p.apply)
+		dls.RunRepair(runCtx, kafka.RepairConfig{}, p.apply)
 		done <- struct{}{}
 	}()
 	defer func() { cancel(); <-done; <-done }()
@@ -94,7 +95,7 @@ func historyOutageHealsItself(t *testing.T, brokers []string, topic string) {
 	// Longer than the consumer's 3 tries of each record: every record of
 	// the outage is dead-lettered, and the repair's tries fail too.
 	time.Sleep(5 * time.Second)
-	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(p.brokers...), p.dlq)
+	letters, err := dls.List(ctx)
 	if err != nil || len(letters) == 0 {
 		t.Fatalf("the outage dead-lettered %d records (%v): it proved nothing", len(letters), err)
 	}
@@ -104,10 +105,10 @@ func historyOutageHealsItself(t *testing.T, brokers []string, topic string) {
 		len(letters), took.Round(100*time.Millisecond), historyHealBound)
 	// The repair commits how far it got after its replay: the depth falls
 	// within a round of the histories being level.
-	d, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(p.brokers...), p.dlq)
+	d, err := dls.Depth(ctx)
 	for deadline := time.Now().Add(10 * time.Second); err == nil && d.Total() > 0 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
-		d, err = kafka.DeadLetterDepth(ctx, kafka.Brokers(p.brokers...), p.dlq)
+		d, err = dls.Depth(ctx)
 	}
 	if err != nil || d.Total() != 0 {
 		t.Fatalf("dead-letter depth %+v, %v after the repair; want 0", d, err)

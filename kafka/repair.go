@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
-
-	"banksync"
 )
 
 // Timing of the dead-letter repair.
@@ -24,18 +22,16 @@ const (
 	repairRoundTimeout = 2 * time.Minute
 )
 
-// RepairConfig configures RunDeadLetterRepair. Zero values take the
+// RepairConfig configures DeadLetters.RunRepair. Zero values take the
 // defaults.
 type RepairConfig struct {
-	Conn     Conn
-	Topic    string        // the dead-letter topic
 	Interval time.Duration // how often to look for letters
 	Logger   *slog.Logger
 	// Replayed, if set, is told what each replay did (for metrics).
 	Replayed func(ReplayResult)
 }
 
-// RunDeadLetterRepair replays dead letters through sync until ctx is done:
+// RunRepair replays the dead letters through sync until ctx is done:
 // the dead-letter topic is the channel's durable repair queue. The
 // consumer moves past a record it could not apply only once the record is
 // in that topic, so an entry lost to a history-database outage is applied
@@ -43,11 +39,9 @@ type RepairConfig struct {
 // that cannot be decoded is parked and its account synced from core.
 // Every channel replica runs one: replays by several replicas at once are
 // harmless (the sync engine skips what it has; the marks they commit each
-// describe a state that is true), and any one of them suffices.
-func RunDeadLetterRepair(ctx context.Context, cfg RepairConfig, sync Syncer) error {
-	if cfg.Topic == "" {
-		cfg.Topic = banksync.TopicLedgerEntriesDLQ
-	}
+// describe a state that is true), and any one of them suffices. It leaves
+// q open: a replica's admin API and depth gauge use the same one.
+func (q *DeadLetters) RunRepair(ctx context.Context, cfg RepairConfig, sync Syncer) error {
 	if cfg.Interval <= 0 {
 		cfg.Interval = repairIntervalDefault
 	}
@@ -64,7 +58,7 @@ func RunDeadLetterRepair(ctx context.Context, cfg RepairConfig, sync Syncer) err
 		case <-time.After(jittered):
 		}
 		wait = cfg.Interval
-		if !repairRound(ctx, cfg, sync) {
+		if !q.repairRound(ctx, cfg, sync) {
 			wait = min(2*cfg.Interval, repairBackoffMax)
 		}
 	}
@@ -74,10 +68,10 @@ func RunDeadLetterRepair(ctx context.Context, cfg RepairConfig, sync Syncer) err
 // the round went through (nothing to do counts). With none waiting the
 // replay reads the topic's positions and stops there: the same reads a
 // look at the depth would make.
-func repairRound(parent context.Context, cfg RepairConfig, sync Syncer) bool {
+func (q *DeadLetters) repairRound(parent context.Context, cfg RepairConfig, sync Syncer) bool {
 	ctx, cancel := context.WithTimeout(parent, repairRoundTimeout)
 	defer cancel()
-	res, err := ReplayDeadLetters(ctx, cfg.Conn, cfg.Topic, nil, sync, cfg.Logger)
+	res, err := q.Replay(ctx, nil, sync, cfg.Logger)
 	if cfg.Replayed != nil {
 		cfg.Replayed(res)
 	}

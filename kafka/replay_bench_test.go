@@ -15,7 +15,7 @@ import (
 // BenchmarkReplayDeadLetters: the backlog an outage leaves — b.N dead
 // letters over 1,000 accounts, whose entries core has booked and the
 // history lacks — replayed into a channel over SQLite. "batched" is
-// ReplayDeadLetters (the letters of each fetch in one group-committed
+// DeadLetters.Replay (the letters of each fetch in one group-committed
 // ApplyBatch); "one-by-one" is the baseline of the same letters applied
 // through ApplyEntry each, one transaction per letter, as a replay did
 // before batching. ns/op is per letter. Run with -benchtime Nx.
@@ -62,10 +62,11 @@ func BenchmarkReplayDeadLetters(b *testing.B) {
 			if err := cl.ProduceSync(ctx, records...).FirstErr(); err != nil {
 				b.Fatal(err)
 			}
+			dls := mustDeadLetters(b, kafka.Brokers(p.brokers...), banksync.TopicLedgerEntriesDLQ)
 			b.ResetTimer()
 			switch mode {
 			case "batched":
-				res, err := kafka.ReplayDeadLetters(ctx, kafka.Brokers(p.brokers...), banksync.TopicLedgerEntriesDLQ, nil, p.apply, nil)
+				res, err := dls.Replay(ctx, nil, p.apply, nil)
 				if err != nil || res.Applied != len(entries) {
 					b.Fatalf("replay = %+v, %v; want %d applied", res, err, len(entries))
 				}

@@ -110,8 +110,9 @@ func securedClients(t *testing.T, c *kafkatest.Cluster, mechanism string) {
 			acc1++
 		}
 	}
+	dls := mustDeadLetters(t, channel, r.DLQ)
 	waitFor(t, ctx, "every entry applied or dead-lettered", func() bool {
-		d, err := kafka.DeadLetterDepth(ctx, channel, r.DLQ)
+		d, err := dls.Depth(ctx)
 		mu.Lock()
 		defer mu.Unlock()
 		return err == nil && len(applied) == len(entries)-acc1 && d.Waiting == int64(acc1)
@@ -120,15 +121,15 @@ func securedClients(t *testing.T, c *kafkatest.Cluster, mechanism string) {
 		lag, err := cons.Lag(ctx)
 		return err == nil && lag.Lag == 0
 	})
-	letters, err := kafka.ReadDeadLetters(ctx, channel, r.DLQ)
+	letters, err := dls.List(ctx)
 	if err != nil || len(letters) != acc1 {
-		t.Fatalf("ReadDeadLetters as %s = %d letters, %v; want %d", kafkatest.UserChannel, len(letters), err, acc1)
+		t.Fatalf("List as %s = %d letters, %v; want %d", kafkatest.UserChannel, len(letters), err, acc1)
 	}
-	res, err := kafka.ReplayDeadLetters(ctx, channel, r.DLQ, nil, applyOnly(func(context.Context, banksync.Entry) error { return nil }), nil)
+	res, err := dls.Replay(ctx, nil, applyOnly(func(context.Context, banksync.Entry) error { return nil }), nil)
 	if err != nil || res.Applied != acc1 {
-		t.Fatalf("ReplayDeadLetters as %s = %+v, %v; want %d applied", kafkatest.UserChannel, res, err, acc1)
+		t.Fatalf("Replay as %s = %+v, %v; want %d applied", kafkatest.UserChannel, res, err, acc1)
 	}
-	if d, err := kafka.DeadLetterDepth(ctx, channel, r.DLQ); err != nil || d != (kafka.Depth{}) {
+	if d, err := dls.Depth(ctx); err != nil || d != (kafka.Depth{}) {
 		t.Fatalf("after the replay the depth is %+v, %v; want none (the replay group's commit was refused?)", d, err)
 	}
 }
