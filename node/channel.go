@@ -64,14 +64,15 @@ type ChannelConfig struct {
 // Channel is a running channel replica: store, domain, reconciler, sync
 // engine fed by Kafka, dead-letter repair and HTTP servers.
 type Channel struct {
-	store    channel.Store
-	ch       *channel.Channel
-	cursors  channel.Cursors
-	consumer *consumerLoop // nil without Kafka
-	api      *server
-	ops      *server // OpsListen, if set
-	stop     context.CancelFunc
-	wg       sync.WaitGroup
+	store       channel.Store
+	ch          *channel.Channel
+	cursors     channel.Cursors
+	consumer    *consumerLoop      // nil without Kafka
+	deadLetters *kafka.DeadLetters // nil without Kafka
+	api         *server
+	ops         *server // OpsListen, if set
+	stop        context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // StartChannel opens the channel's database and starts the replica. On
@@ -117,16 +118,18 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 		if n.consumer, err = startConsumer(cc, n.ch); err != nil {
 			return n, err
 		}
-		admin.DeadLetters, admin.Consumer = dlqOps{conn: conn, sync: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, n.consumer
-		state.Lag = n.consumer.Lag
-		state.DeadLetters = func(ctx context.Context) (kafka.Depth, error) {
-			return kafka.DeadLetterDepth(ctx, conn, banksync.TopicLedgerEntriesDLQ)
+		// One dead-letter client for the repair, the admin API and the
+		// depth gauge; closed after them (Close).
+		if n.deadLetters, err = kafka.NewDeadLetters(conn, ""); err != nil {
+			return n, err
 		}
+		admin.DeadLetters, admin.Consumer = dlqOps{letters: n.deadLetters, sync: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, n.consumer
+		state.Lag, state.DeadLetters = n.consumer.Lag, n.deadLetters.Depth
 		checks["kafka"] = n.consumer.Joined
 		if !cfg.NoDeadLetterRepair {
 			rc := cfg.Repair
-			rc.Conn, rc.Logger, rc.Replayed = conn, cfg.Logger, func(r kafka.ReplayResult) { m.Replayed(r.Applied) }
-			n.wg.Go(func() { kafka.RunDeadLetterRepair(runCtx, rc, n.ch) })
+			rc.Logger, rc.Replayed = cfg.Logger, func(r kafka.ReplayResult) { m.Replayed(r.Applied) }
+			n.wg.Go(func() { n.deadLetters.RunRepair(runCtx, rc, n.ch) })
 		}
 	}
 	auth, cursors, err := customerAuth(cfg)
@@ -314,6 +317,9 @@ func (n *Channel) Close() error {
 		n.consumer.stop()
 	}
 	n.wg.Wait()
+	if n.deadLetters != nil {
+		n.deadLetters.Close()
+	}
 	if n.ch != nil {
 		n.ch.Close()
 	}

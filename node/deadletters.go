@@ -14,7 +14,7 @@ import (
 // dlqOps serves the admin API's dead-letter operations from Kafka, applying
 // through the channel's sync engine.
 type dlqOps struct {
-	conn     kafka.Conn
+	letters  *kafka.DeadLetters
 	sync     kafka.Syncer
 	history  channel.Store // to tell which letters' entries are in the history
 	replayed func(n int)   // counts letters a replay applied
@@ -22,7 +22,7 @@ type dlqOps struct {
 }
 
 func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
-	letters, err := kafka.ReadDeadLetters(ctx, o.conn, banksync.TopicLedgerEntriesDLQ)
+	letters, err := o.letters.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func (o dlqOps) List(ctx context.Context) ([]bhttp.DeadLetterView, error) {
 }
 
 func (o dlqOps) Replay(ctx context.Context, account string) (kafka.ReplayResult, error) {
-	res, err := kafka.ReplayDeadLetters(ctx, o.conn, banksync.TopicLedgerEntriesDLQ, AccountMatch(account), o.sync, o.log)
+	res, err := o.letters.Replay(ctx, AccountMatch(account), o.sync, o.log)
 	if o.replayed != nil {
 		o.replayed(res.Applied)
 	}

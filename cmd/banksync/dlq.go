@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"banksync"
 	"banksync/kafka"
 	"banksync/node"
 )
@@ -39,7 +38,12 @@ func dlqList(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	letters, err := kafka.ReadDeadLetters(ctx, conn, banksync.TopicLedgerEntriesDLQ)
+	dls, err := kafka.NewDeadLetters(conn, "")
+	if err != nil {
+		return err
+	}
+	defer dls.Close()
+	letters, err := dls.List(ctx)
 	if err != nil {
 		return err
 	}
@@ -109,7 +113,12 @@ func dlqReplay(ctx context.Context, args []string) error {
 		return err
 	}
 	defer d.Close()
-	res, err := kafka.ReplayDeadLetters(ctx, conn, banksync.TopicLedgerEntriesDLQ, node.AccountMatch(account), d.Channel, logger)
+	dls, err := kafka.NewDeadLetters(conn, "")
+	if err != nil {
+		return err
+	}
+	defer dls.Close()
+	res, err := dls.Replay(ctx, node.AccountMatch(account), d.Channel, logger)
 	fmt.Printf("replayed %d dead letters, parked %d, held %d still failing, skipped %d of other accounts\n", res.Applied, res.Parked, res.Held, res.Skipped)
 	return err
 }

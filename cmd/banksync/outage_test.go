@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/kafka"
 	"banksync/postgres"
 	"banksync/postgres/pgtest"
@@ -71,7 +72,8 @@ func TestPostgresHistoryOutageHealsItself(t *testing.T) {
 	// The consumer's five tries of a record take about a second; the
 	// repair's tries fail too while the database refuses.
 	time.Sleep(4 * time.Second)
-	letters, err := kafka.ReadDeadLetters(ctx, kafka.Brokers(cluster.brokerList()...), banksync.TopicLedgerEntriesDLQ)
+	dls := newDeadLetters(t, cluster.brokerList())
+	letters, err := dls.List(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,14 +86,25 @@ func TestPostgresHistoryOutageHealsItself(t *testing.T) {
 	took := waitHistoriesReachCore(t, chDB, coreURL, accounts, outageHealBound)
 	t.Logf("%d dead letters written during the outage; every history reached core's last seq %v after the database let connections in again (bound %v)",
 		len(letters), took.Round(100*time.Millisecond), outageHealBound)
-	depth, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(cluster.brokerList()...), banksync.TopicLedgerEntriesDLQ)
-	for deadline := time.Now().Add(10 * time.Second); err == nil && depth.Total() > 0 && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond)
-		depth, err = kafka.DeadLetterDepth(ctx, kafka.Brokers(cluster.brokerList()...), banksync.TopicLedgerEntriesDLQ)
+	testkit.Eventually(t, 10*time.Second, "dead-letter depth 0 after the repair", func() error {
+		depth, err := dls.Depth(ctx)
+		if err == nil && depth.Total() != 0 {
+			err = fmt.Errorf("depth %+v", depth)
+		}
+		return err
+	})
+}
+
+// newDeadLetters is the dead-letter topic of the default ledger topic on
+// brokers, closed at the test's end.
+func newDeadLetters(t *testing.T, brokers []string) *kafka.DeadLetters {
+	t.Helper()
+	dls, err := kafka.NewDeadLetters(kafka.Brokers(brokers...), "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err != nil || depth.Total() != 0 {
-		t.Fatalf("dead-letter depth after the repair = %+v, %v; want 0", depth, err)
-	}
+	t.Cleanup(dls.Close)
+	return dls
 }
 
 // waitHistoriesReachCore waits until every account's history in the
@@ -208,7 +221,7 @@ func TestDLQCommandsParkAPoisonLetter(t *testing.T) {
 	if list = dlq("list"); !strings.Contains(list, "3 dead letters: 0 waiting, 0 held, 2 replayed, 1 parked") {
 		t.Fatalf("after the replay:\n%s", list)
 	}
-	depth, err := kafka.DeadLetterDepth(ctx, kafka.Brokers(brokers...), banksync.TopicLedgerEntriesDLQ)
+	depth, err := newDeadLetters(t, brokers).Depth(ctx)
 	if err != nil || depth != (kafka.Depth{Parked: 1}) {
 		t.Fatalf("depth = %+v, %v; want the parked letter only", depth, err)
 	}
