@@ -76,20 +76,7 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	}
 	c.cfg.Logger.InfoContext(ctx, "transfer pending", "transfer_id", t.ID, "customer", t.Customer, "from", t.FromAccount, "to", t.ToAccount, "amount", t.Amount)
 
-	cctx, cancel := c.coreCall(ctx)
-	out, err := c.core.Transfer(cctx, banksync.TransferRequest{TransferID: t.ID, FromAccount: t.FromAccount,
-		ToAccount: t.ToAccount, Amount: t.Amount, Deadline: t.Deadline, Memo: t.Memo})
-	cancel()
-	if err != nil && !errIsUnavailable(err) {
-		// Core refused the request outright (a 4xx): fence it now rather
-		// than leave the account blocked until the deadline. The fence
-		// answers whatever core decided, should a copy of the request have
-		// run after all.
-		c.cfg.Logger.WarnContext(ctx, "core refused the transfer; fencing it", "transfer_id", t.ID, "err", err)
-		cctx, cancel := c.coreCall(context.WithoutCancel(ctx))
-		out, err = c.core.Fence(cctx, t.ID)
-		cancel()
-	}
+	out, err := c.askCore(ctx, t)
 	if err != nil {
 		// Lost request, lost answer or a slow core: the outcome is unknown
 		// until the deadline passes and the reconciler fences it.
@@ -108,6 +95,25 @@ func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, erro
 	}
 	c.cfg.Observer.Submitted(settled.State, time.Since(start)) // completed or failed
 	return settled, failedError(settled)
+}
+
+// askCore sends the pending transfer t to core within the core timeout. A
+// request core refuses outright (a 4xx) is fenced at once rather than left
+// to block the account until the deadline; the fence answers whatever core
+// decided, should a copy of the request have run after all. An error is an
+// outcome still unknown.
+func (c *Channel) askCore(ctx context.Context, t Transfer) (banksync.TransferOutcome, error) {
+	cctx, cancel := c.coreCall(ctx)
+	out, err := c.core.Transfer(cctx, banksync.TransferRequest{TransferID: t.ID, FromAccount: t.FromAccount,
+		ToAccount: t.ToAccount, Amount: t.Amount, Deadline: t.Deadline, Memo: t.Memo})
+	cancel()
+	if err == nil || errIsUnavailable(err) {
+		return out, err
+	}
+	c.cfg.Logger.WarnContext(ctx, "core refused the transfer; fencing it", "transfer_id", t.ID, "err", err)
+	cctx, cancel = c.coreCall(context.WithoutCancel(ctx))
+	defer cancel()
+	return c.core.Fence(cctx, t.ID)
 }
 
 // untracked sends t to core without recording it: what the in-flight

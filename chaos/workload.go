@@ -368,57 +368,11 @@ type bounds struct {
 // hold against every promise, within b, and counts what it finds in w's
 // tallies.
 func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist historyReader, b bounds) {
-	far := time.Now().Add(24 * time.Hour)
-	deadline := time.Now().Add(b.pendingMax)
-	var pending []channel.Transfer
-	for {
-		var err error
-		if pending, err = hist.PendingBefore(ctx, far, 1000); err == nil && len(pending) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		sleep(ctx, 50*time.Millisecond)
+	checkSettled(ctx, w, hist, b.pendingMax)
+	legs, ok := checkHistories(ctx, w, coreStore, hist, b.settleMax)
+	if !ok {
+		return // called off
 	}
-	for _, t := range pending {
-		w.stats.violation(P2, "transfer %s (%s) still pending %s after the faults stopped", t.ID, t.IdempotencyKey, b.pendingMax)
-	}
-
-	// P4: the consumers drain; every history reaches core's ledger.
-	drained := time.Now().Add(b.settleMax)
-	legs := map[string]int{} // transfer id -> its entries on core
-	for _, id := range w.all {
-		if es, err := coreStore.Entries(ctx, id, 0, math.MaxInt32); err == nil {
-			for _, e := range es {
-				if e.TransferID != "" {
-					legs[e.TransferID]++
-				}
-			}
-		}
-		for {
-			want, err1 := coreStore.Entries(ctx, id, 0, math.MaxInt32)
-			got, err2 := hist.History(ctx, id, math.MaxInt64, math.MaxInt32)
-			slices.Reverse(got)
-			equal := err1 == nil && err2 == nil && slices.EqualFunc(want, got, banksync.Entry.Equal)
-			if equal {
-				checkShownBalance(ctx, w, hist, id, want)
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			if time.Now().After(drained) {
-				w.stats.violation(P4, "%s: core has %d entries, the history %d, and they differ (errors %v, %v)", id, len(want), len(got), err1, err2)
-				// What is left is also what a customer reads from now on:
-				// a hole or a changed entry breaks P5 too, whether or not
-				// a reader happened to page over it during the run.
-				if err1 == nil && err2 == nil && !isPrefix(got, want) {
-					w.stats.violation(P5, "%s: after the run the history of %d entries is not the start of core's %d (a hole or a changed entry)", id, len(got), len(want))
-				}
-				break
-			}
-			sleep(ctx, 50*time.Millisecond)
-		}
-	}
-
 	// Every transfer core executed, whoever asked: two legs, once; known to
 	// the channel; not reported failed there.
 	for id, n := range legs {
@@ -443,6 +397,66 @@ func checkAfter(ctx context.Context, w *workload, coreStore ledgerReader, hist h
 	} else if tot.Balances != tot.Deposits || tot.NegativeAccounts != 0 {
 		w.stats.violation(P6, "balances sum to %d, deposits to %d, %d negative accounts", tot.Balances, tot.Deposits, tot.NegativeAccounts)
 	}
+}
+
+// checkSettled is P2: within pendingMax of the faults stopping, no
+// transfer is pending at the channel.
+func checkSettled(ctx context.Context, w *workload, hist historyReader, pendingMax time.Duration) {
+	far := time.Now().Add(24 * time.Hour)
+	deadline := time.Now().Add(pendingMax)
+	var pending []channel.Transfer
+	for {
+		var err error
+		if pending, err = hist.PendingBefore(ctx, far, 1000); err == nil && len(pending) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
+	for _, t := range pending {
+		w.stats.violation(P2, "transfer %s (%s) still pending %s after the faults stopped", t.ID, t.IdempotencyKey, pendingMax)
+	}
+}
+
+// checkHistories is P4 (and P5 on what stays): within settleMax, every
+// account's history reaches core's ledger. It returns how many entries
+// each transfer has on core, and false if ctx ended first.
+func checkHistories(ctx context.Context, w *workload, coreStore ledgerReader, hist historyReader, settleMax time.Duration) (map[string]int, bool) {
+	drained := time.Now().Add(settleMax)
+	legs := map[string]int{} // transfer id -> its entries on core
+	for _, id := range w.all {
+		if es, err := coreStore.Entries(ctx, id, 0, math.MaxInt32); err == nil {
+			for _, e := range es {
+				if e.TransferID != "" {
+					legs[e.TransferID]++
+				}
+			}
+		}
+		for {
+			want, err1 := coreStore.Entries(ctx, id, 0, math.MaxInt32)
+			got, err2 := hist.History(ctx, id, math.MaxInt64, math.MaxInt32)
+			slices.Reverse(got)
+			equal := err1 == nil && err2 == nil && slices.EqualFunc(want, got, banksync.Entry.Equal)
+			if equal {
+				checkShownBalance(ctx, w, hist, id, want)
+				break
+			}
+			if ctx.Err() != nil {
+				return legs, false
+			}
+			if time.Now().After(drained) {
+				w.stats.violation(P4, "%s: core has %d entries, the history %d, and they differ (errors %v, %v)", id, len(want), len(got), err1, err2)
+				// What is left is also what a customer reads from now on:
+				// a hole or a changed entry breaks P5 too, whether or not
+				// a reader happened to page over it during the run.
+				if err1 == nil && err2 == nil && !isPrefix(got, want) {
+					w.stats.violation(P5, "%s: after the run the history of %d entries is not the start of core's %d (a hole or a changed entry)", id, len(got), len(want))
+				}
+				break
+			}
+			sleep(ctx, 50*time.Millisecond)
+		}
+	}
+	return legs, true
 }
 
 // checkIntents checks P1 over every intent and every key the customers
