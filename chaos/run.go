@@ -169,10 +169,6 @@ func run(ctx context.Context, cfg Config, drive driver) (*Report, error) {
 	}
 	defer s.stop()
 
-	if cfg.Unsafe.OutOfOrder {
-		channel.UnsafeOutOfOrder(true)
-		defer channel.UnsafeOutOfOrder(false)
-	}
 	core, replicas, stopDriver, err := drive(s)
 	if err != nil {
 		return nil, fmt.Errorf("chaos driver: %w", err)
@@ -384,7 +380,8 @@ func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*
 	cp.ch = channel.New(cp.store, client, channel.Config{Deadline: transferDeadline, CoreTimeout: coreTimeout,
 		ReconcileInterval: reconcileInterval, ReconcileGrace: reconcileGrace, ReadSyncTimeout: coreTimeout,
 		Now: func() time.Time { return time.Now().Add(skew) }, Logger: s.cfg.Logger,
-		Unsafe: channel.Unsafe{NoFence: s.cfg.Unsafe.NoFence, NoInFlightRefusal: s.cfg.Unsafe.NoInFlightRefusal}})
+		Unsafe: channel.Unsafe{NoFence: s.cfg.Unsafe.NoFence, NoInFlightRefusal: s.cfg.Unsafe.NoInFlightRefusal,
+			OutOfOrder: s.cfg.Unsafe.OutOfOrder}})
 	runCtx, stop := context.WithCancel(context.Background())
 	cp.stop = stop
 	cp.wg.Go(func() { cp.ch.RunReconciler(runCtx) })
