@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"banksync"
 )
 
 // Limits of the batch path.
@@ -22,13 +20,6 @@ const (
 
 // errBatcherClosed answers runs submitted after Close.
 var errBatcherClosed = errors.New("channel is closed")
-
-// ApplyEntry is Apply of one entry: the sync engine as the consumer's
-// retries and the dead-letter replay use it.
-func (c *Channel) ApplyEntry(ctx context.Context, e banksync.Entry) error {
-	_, err := c.Apply(ctx, e.AccountID, []banksync.Entry{e})
-	return err
-}
 
 // batcher is the group commit of ApplyBatch (sync.go): one goroutine takes
 // the runs every caller has waiting and applies them in one store
