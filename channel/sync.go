@@ -20,10 +20,13 @@ import (
 //   - Sync: bring an account to core's head (reads, the account listing,
 //     manual sync, the reconciler's repair of stale accounts, the dead-letter
 //     repair of a letter it cannot decode);
-//   - ApplyBatch: the entries of many accounts at once (the Kafka consumer
-//     and the dead-letter replay), group-committed through the batcher
-//     (batch.go) into Store.ApplyRuns, which plans with PlanRuns.
+//   - ApplyBatch: the entries of many accounts at once (the Kafka consumer,
+//     whose retry of one record is a batch of one, and the dead-letter
+//     replay), group-committed through the batcher (batch.go) into
+//     Store.ApplyRuns, which plans with PlanRuns.
 //
+// ManualSync (history.go) is Sync behind the customer's authorisation, and
+// SyncAccount is Sync for the kafka package, which needs only the error.
 // Apply and Sync write with Store.Apply, a compare-and-set on the synced seq
 // of the run plan chose; the group commit plans inside the store's
 // transaction, where the synced seqs are read, so it costs no extra read.

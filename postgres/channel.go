@@ -329,6 +329,8 @@ var historyColumns = []string{"account_id", "seq", "entry_id", "kind", "amount",
 // rule) decide what to write; adds the new accounts, also in id order
 // (one another process added meanwhile is left out, as a Gap, for the
 // caller to apply alone); copies the history in; and moves the states.
+// It is long because it is one transaction's statements in the order that
+// keeps appliers from deadlocking, read best in one place.
 func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
 	if err := channel.CheckRuns(runs); err != nil {
 		return nil, fmt.Errorf("apply runs: %w", err)
