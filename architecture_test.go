@@ -1,7 +1,12 @@
 package banksync_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -57,5 +62,51 @@ func TestPackagesKeepToTheirRooms(t *testing.T) {
 				t.Errorf("%s imports %s, which its room does not allow", pkg, imp)
 			}
 		}
+	}
+}
+
+// funcLinesMax is the longest a function outside tests may be without its
+// doc comment saying why it must be long (the word "long" in it).
+const funcLinesMax = 70
+
+// testOnly are the folders that hold test code outside _test.go files, and
+// the driver study, a module of its own.
+var testOnly = []string{"storetest", "internal/testkit", "postgres/pgtest", "kafka/kafkatest", "chaos/deployed", "bench/sqlitedriver", ".cache", "testdata"}
+
+// TestFunctionsAreShortOrSayWhy fails on a function over funcLinesMax
+// lines whose doc comment does not say why it is long.
+func TestFunctionsAreShortOrSayWhy(t *testing.T) {
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if slices.Contains(testOnly, path) || strings.HasSuffix(path, "/testdata") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			lines := fset.Position(fn.End()).Line - fset.Position(fn.Pos()).Line + 1
+			if lines > funcLinesMax && !strings.Contains(fn.Doc.Text(), "long") {
+				t.Errorf("%s: %s is %d lines (over %d) and its comment does not say why it must be long", fset.Position(fn.Pos()), fn.Name.Name, lines, funcLinesMax)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -610,7 +610,8 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 		if err != nil {
 			return err
 		}
-		return ch.ApplyEntry(ctx, ev.Entry())
+		_, err = ch.Apply(ctx, ev.AccountID, []banksync.Entry{ev.Entry()})
+		return err
 	})
 }
 

@@ -1,16 +1,11 @@
 package channel
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"banksync"
 )
 
 // Limits of the batch path.
@@ -26,97 +21,9 @@ const (
 // errBatcherClosed answers runs submitted after Close.
 var errBatcherClosed = errors.New("channel is closed")
 
-// ApplyBatch brings the entries of many accounts into the history at once:
-// the consumer's path. groups[i] holds one account's entries in the order
-// they arrived, repeats and holes allowed. Of each group, the run that
-// follows the account's synced seq goes into one store transaction shared
-// with every other caller's runs waiting at that moment (group commit), so a
-// commit's cost is spread over thousands of entries. A group that cannot go
-// that way — a hole to fill from core, entries the transaction could not
-// take — is applied alone through Apply, which fills holes and marks the
-// account stale on failure. errs[i] is nil once group i is applied.
-func (c *Channel) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []error {
-	errs := make([]error, len(groups))
-	runs := make([]Run, 0, len(groups))
-	index := make([]int, 0, len(groups)) // runs[j] is of groups[index[j]]
-	alone := make([]int, 0)              // groups to apply through Apply
-	seen := make(map[string]bool, len(groups))
-	ordered := make([][]banksync.Entry, len(groups))
-	for i, g := range groups {
-		if len(g) == 0 {
-			continue
-		}
-		account := g[0].AccountID
-		if j := slices.IndexFunc(g, func(e banksync.Entry) bool { return e.AccountID != account }); j >= 0 {
-			errs[i] = fmt.Errorf("apply batch: group of %s holds an entry of %s", account, g[j].AccountID)
-			continue
-		}
-		g = inSeqOrder(g)
-		ordered[i] = g
-		run := contiguousFrom(g, g[0].Seq)
-		if seen[account] || len(run) < len(g) {
-			alone = append(alone, i) // a second group of one account, or a hole inside
-			continue
-		}
-		seen[account] = true
-		runs = append(runs, Run{Account: account, Entries: run})
-		index = append(index, i)
-	}
-	if len(runs) > 0 {
-		results, err := c.batcher().apply(ctx, runs)
-		appended := 0
-		for j, i := range index {
-			if err != nil || results[j].Gap {
-				alone = append(alone, i)
-				continue
-			}
-			appended += results[j].Appended
-		}
-		c.noteApplied(int64(appended))
-		if err != nil && ctx.Err() == nil && !errors.Is(err, errBatcherClosed) {
-			c.cfg.Logger.WarnContext(ctx, "batch apply failed; applying its accounts one by one", "runs", len(runs), "err", err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		// Cut short (the consumer is stopping): what is not applied is
-		// re-delivered; applying it alone now would only fail and mark
-		// accounts stale for nothing.
-		for _, i := range alone {
-			errs[i] = err
-		}
-		return errs
-	}
-	slices.Sort(alone) // one account's groups in the order given
-	for _, i := range alone {
-		_, errs[i] = c.Apply(ctx, ordered[i][0].AccountID, ordered[i])
-	}
-	return errs
-}
-
-// ApplyEntry is Apply of one entry: the sync engine as the consumer's
-// retries and the dead-letter replay use it.
-func (c *Channel) ApplyEntry(ctx context.Context, e banksync.Entry) error {
-	_, err := c.Apply(ctx, e.AccountID, []banksync.Entry{e})
-	return err
-}
-
-// inSeqOrder returns es sorted by seq without repeats: the relay may
-// publish an entry twice, and a redelivery may interleave with it.
-func inSeqOrder(es []banksync.Entry) []banksync.Entry {
-	ascending := true
-	for i := 1; i < len(es) && ascending; i++ {
-		ascending = es[i].Seq > es[i-1].Seq
-	}
-	if ascending {
-		return es
-	}
-	out := slices.Clone(es)
-	slices.SortStableFunc(out, func(a, b banksync.Entry) int { return cmp.Compare(a.Seq, b.Seq) })
-	return slices.CompactFunc(out, func(a, b banksync.Entry) bool { return a.Seq == b.Seq })
-}
-
-// batcher is the group commit of the batch path: one goroutine takes the
-// runs every caller has waiting and applies them in one store transaction.
+// batcher is the group commit of ApplyBatch (sync.go): one goroutine takes
+// the runs every caller has waiting and applies them in one store
+// transaction, Store.ApplyRuns, which decides what to write with PlanRuns.
 // While a commit is in flight the next batch gathers, so batches grow with
 // load.
 type batcher struct {

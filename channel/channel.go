@@ -60,6 +60,10 @@ type Unsafe struct {
 	// NoInFlightRefusal: a second transfer while one is pending goes
 	// straight to core instead of being refused (P1 then breaks).
 	NoInFlightRefusal bool
+	// OutOfOrder: ApplyBatch's group commit appends a run even past a hole
+	// in the history (Run.UnsafePastHole; P4 and P5 then break). Apply and
+	// Sync still apply in order.
+	OutOfOrder bool
 }
 
 // Observer is told what the channel does, for metrics. Its methods must be
@@ -137,7 +141,7 @@ type Channel struct {
 	seed  maphash.Seed
 	locks [lockStripes]chan struct{} // serialise syncs of one account in this process
 
-	batchState // ApplyBatch's group commit
+	batchState // ApplyBatch's group commit (batch.go)
 
 	applied   meter       // history entries written, for the operations view
 	decisions decisionLog // the reconciler's recent decisions

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"banksync"
@@ -57,6 +56,11 @@ var (
 	// ErrSeqConflict: the account's synced seq moved under an Apply (another
 	// applier got there first); re-read and try again.
 	ErrSeqConflict = errors.New("account synced seq moved")
+	// ErrMalformedRun: a store was asked to write entries that are not a
+	// run (CheckRun), or two runs of one account at once. It is never a
+	// conflict to retry: the sync engine builds every run it writes, so it
+	// stops loudly on this error (a bug), and a store writes nothing.
+	ErrMalformedRun = errors.New("malformed run of entries")
 )
 
 // Store is the channel's database: transfers, per-account sync state, and
@@ -89,19 +93,22 @@ type Store interface {
 	// PendingOf returns the pending transfers from an account.
 	PendingOf(ctx context.Context, account string) ([]Transfer, error)
 
-	// Apply appends entries to an account's history in one transaction:
-	// entries must be the account's, contiguous, and start at the stored
-	// synced seq + 1 (an account not yet known starts at 0 and is added
-	// without an owner), else it writes nothing and returns ErrSeqConflict.
-	// It leaves the stale flag alone (applying some entries does not prove
-	// the missing ones arrived) and returns the new state.
+	// Apply appends a run the sync engine planned to an account's history
+	// in one transaction, as a compare-and-set on the synced seq: it moves
+	// synced seq only from entries[0].Seq - 1 (an account not yet known
+	// starts at 0 and is added without an owner), else it writes nothing and
+	// returns ErrSeqConflict (another applier got there first). Entries that
+	// are not a run of the account (CheckRun) are refused with
+	// ErrMalformedRun. It leaves the stale flag alone (applying some entries
+	// does not prove the missing ones arrived) and returns the new state.
 	Apply(ctx context.Context, account string, entries []banksync.Entry, at time.Time) (AccountState, error)
-	// ApplyRuns is Apply for the runs of many accounts in one transaction:
-	// the consumer's batch. Runs must be of distinct accounts, each a run as
-	// Apply takes. Entries at or below an account's synced seq are skipped
-	// as repeats; a run whose remaining entries do not start at synced
-	// seq + 1 is left out and reported as a Gap, and the others are applied.
-	// An error means nothing was written.
+	// ApplyRuns is the group commit: the runs of many accounts in one
+	// transaction. It reads their states and leaves it to PlanRuns (the
+	// in-order rule) what to write: repeats are skipped, a run past a hole
+	// is left out as a Gap, the others are appended. Runs must be of
+	// distinct accounts, each a run as CheckRun takes, else it writes
+	// nothing and returns ErrMalformedRun. An error means nothing was
+	// written.
 	ApplyRuns(ctx context.Context, runs []Run, at time.Time) ([]RunResult, error)
 	// MarkStale flags an account whose history may be behind core's and
 	// counts the mark in StaleGen.
@@ -137,6 +144,11 @@ type Core interface {
 type Run struct {
 	Account string
 	Entries []banksync.Entry
+	// UnsafePastHole has the run appended even past a hole in the history
+	// (P4 and P5 then break). Only a Channel configured with
+	// Unsafe.OutOfOrder sets it, so that the chaos checker's own tests can
+	// show they catch that.
+	UnsafePastHole bool
 }
 
 // RunResult is what Store.ApplyRuns did with one run.
@@ -151,13 +163,13 @@ type RunResult struct {
 	Appended int
 }
 
-// CheckRuns refuses, with ErrSeqConflict, runs that Store.ApplyRuns must not
-// write: one that is not a run (CheckRun), or two of one account.
+// CheckRuns refuses, with ErrMalformedRun, runs that Store.ApplyRuns must
+// not write: one that is not a run (CheckRun), or two of one account.
 func CheckRuns(runs []Run) error {
 	seen := make(map[string]bool, len(runs))
 	for _, r := range runs {
 		if seen[r.Account] {
-			return fmt.Errorf("%w: two runs of %s", ErrSeqConflict, r.Account)
+			return fmt.Errorf("%w: two runs of %s", ErrMalformedRun, r.Account)
 		}
 		seen[r.Account] = true
 		if err := CheckRun(r.Account, r.Entries); err != nil {
@@ -165,42 +177,6 @@ func CheckRuns(runs []Run) error {
 		}
 	}
 	return nil
-}
-
-// unsafeOutOfOrder makes PlanRuns apply a run past a hole; see
-// UnsafeOutOfOrder.
-var unsafeOutOfOrder atomic.Bool
-
-// UnsafeOutOfOrder switches in-order application off for the whole process:
-// a batch's entries are written even past a hole in the history (P4 and P5
-// then break). It exists only so that the chaos checker's own tests can show
-// they catch that; nothing else may call it.
-func UnsafeOutOfOrder(on bool) { unsafeOutOfOrder.Store(on) }
-
-// PlanRuns decides what Store.ApplyRuns does with runs, given the stored
-// states of their accounts (known; an account missing starts at seq 0):
-// the result of each run and the entries to append for it — none for a run
-// of repeats or a Gap.
-func PlanRuns(known map[string]AccountState, runs []Run, at time.Time) (results []RunResult, appends [][]banksync.Entry) {
-	results, appends = make([]RunResult, len(runs)), make([][]banksync.Entry, len(runs))
-	for i, r := range runs {
-		st, ok := known[r.Account]
-		if !ok {
-			st = AccountState{ID: r.Account}
-		}
-		entries := after(r.Entries, st.SyncedSeq)
-		switch {
-		case len(entries) == 0:
-			results[i] = RunResult{State: st}
-		case entries[0].Seq != st.SyncedSeq+1 && !unsafeOutOfOrder.Load():
-			results[i] = RunResult{State: st, Gap: true}
-		default:
-			last := entries[len(entries)-1]
-			st.SyncedSeq, st.Balance, st.SyncedAt = last.Seq, last.BalanceAfter, banksync.Timestamp(at)
-			results[i], appends[i] = RunResult{State: st, Appended: len(entries)}, entries
-		}
-	}
-	return results, appends
 }
 
 // NewPending is t as a store records a new transfer: pending, no reason,
@@ -211,13 +187,14 @@ func NewPending(t Transfer) Transfer {
 	return t
 }
 
-// CheckRun refuses, with ErrSeqConflict, entries that are not all the
-// account's in a run of consecutive seqs: the precondition of Store.Apply
-// that a store checks before writing anything.
+// CheckRun refuses, with ErrMalformedRun, entries that are not all the
+// account's in a run of consecutive seqs: the shape of what Store.Apply and
+// Store.ApplyRuns take, which a store checks before writing anything. Where
+// a run may go in the history is PlanRuns's rule, not this.
 func CheckRun(account string, entries []banksync.Entry) error {
 	for i, e := range entries {
 		if e.AccountID != account || e.Seq < 1 || (i > 0 && e.Seq != entries[i-1].Seq+1) {
-			return fmt.Errorf("%w: entry %d is %s/%d, not the next of a run of %s", ErrSeqConflict, i, e.AccountID, e.Seq, account)
+			return fmt.Errorf("%w: entry %d is %s/%d, not the next of a run of %s", ErrMalformedRun, i, e.AccountID, e.Seq, account)
 		}
 	}
 	return nil

@@ -170,10 +170,6 @@ func run(ctx context.Context, cfg Config, drive driver) (*Report, error) {
 	}
 	defer s.stop()
 
-	if cfg.Unsafe.OutOfOrder {
-		channel.UnsafeOutOfOrder(true)
-		defer channel.UnsafeOutOfOrder(false)
-	}
 	core, replicas, stopDriver, err := drive(s)
 	if err != nil {
 		return nil, fmt.Errorf("chaos driver: %w", err)
@@ -336,8 +332,9 @@ func (s *system) startChannel(ctx context.Context, i int, skew time.Duration) (*
 		NoDeadLetterRepair: s.cfg.Unsafe.NoDeadLetterRepair,
 		Channel: channel.Config{Deadline: transferDeadline, CoreTimeout: coreTimeout,
 			ReconcileInterval: reconcileInterval, ReconcileGrace: reconcileGrace, ReadSyncTimeout: coreTimeout,
-			Now:    func() time.Time { return time.Now().Add(skew) },
-			Unsafe: channel.Unsafe{NoFence: s.cfg.Unsafe.NoFence, NoInFlightRefusal: s.cfg.Unsafe.NoInFlightRefusal}},
+			Now: func() time.Time { return time.Now().Add(skew) },
+			Unsafe: channel.Unsafe{NoFence: s.cfg.Unsafe.NoFence, NoInFlightRefusal: s.cfg.Unsafe.NoInFlightRefusal,
+				OutOfOrder: s.cfg.Unsafe.OutOfOrder}},
 		CoreTransport: cp.net,
 		WrapStore: func(real channel.Store) channel.Store {
 			cp.store = newFaultyStore(real, s.cfg.Faults.HistoryWrite, storeSeed, s.stats)

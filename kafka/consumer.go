@@ -51,21 +51,22 @@ const (
 
 // Applier is the sync engine as the consumer drives it.
 type Applier interface {
-	// ApplyEntry brings one ledger entry into the channel's history; an
-	// error means it is not applied yet.
-	ApplyEntry(ctx context.Context, e banksync.Entry) error
 	// ApplyBatch brings many accounts' entries in at once: groups[i] is one
 	// account's entries in the order consumed (repeats and holes allowed);
-	// errs[i] == nil means all of group i is applied.
+	// errs[i] == nil means all of group i is applied, else none of it may
+	// be. A record's retry is a batch of one.
 	ApplyBatch(ctx context.Context, groups [][]banksync.Entry) (errs []error)
+}
+
+// applyOne applies one entry through a's ApplyBatch: a record's retry, a
+// letter's replay.
+func applyOne(ctx context.Context, a Applier, e banksync.Entry) error {
+	return a.ApplyBatch(ctx, [][]banksync.Entry{{e}})[0]
 }
 
 // ApplyFunc is an Applier from a function that applies one entry: its
 // batches apply entry by entry.
 type ApplyFunc func(ctx context.Context, e banksync.Entry) error
-
-// ApplyEntry calls f.
-func (f ApplyFunc) ApplyEntry(ctx context.Context, e banksync.Entry) error { return f(ctx, e) }
 
 // ApplyBatch applies each group's entries in turn, stopping a group at its
 // first failure.
@@ -316,7 +317,7 @@ func decode(r *kgo.Record) (banksync.LedgerEvent, error) {
 func (c *Consumer) retry(ctx context.Context, r *kgo.Record, ev banksync.LedgerEvent, tried int) bool {
 	backoff := applyBackoffInit
 	for attempt := tried + 1; ; attempt++ {
-		err := c.apply.ApplyEntry(ctx, ev.Entry())
+		err := applyOne(ctx, c.apply, ev.Entry())
 		switch {
 		case err == nil:
 			return true

@@ -359,8 +359,6 @@ func consumerPoisonedAccountDoesNotBlock(t *testing.T, brokers []string, topic s
 // sync an account from core.
 type applyOnly kafka.ApplyFunc
 
-func (f applyOnly) ApplyEntry(ctx context.Context, e banksync.Entry) error { return f(ctx, e) }
-
 func (f applyOnly) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []error {
 	return kafka.ApplyFunc(f).ApplyBatch(ctx, groups)
 }
@@ -618,13 +616,11 @@ type recordingSyncer struct {
 	syncErr         error
 }
 
-func (r *recordingSyncer) ApplyEntry(_ context.Context, e banksync.Entry) error {
-	*r.applied = append(*r.applied, fmt.Sprintf("%s/%d", e.AccountID, e.Seq))
-	return nil
-}
-
 func (r *recordingSyncer) ApplyBatch(ctx context.Context, groups [][]banksync.Entry) []error {
-	return kafka.ApplyFunc(r.ApplyEntry).ApplyBatch(ctx, groups)
+	return kafka.ApplyFunc(func(_ context.Context, e banksync.Entry) error {
+		*r.applied = append(*r.applied, fmt.Sprintf("%s/%d", e.AccountID, e.Seq))
+		return nil
+	}).ApplyBatch(ctx, groups)
 }
 
 func (r *recordingSyncer) SyncAccount(_ context.Context, account string) error {

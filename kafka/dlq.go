@@ -577,7 +577,7 @@ func replayLetter(ctx context.Context, d DeadLetter, sync Syncer, attempts int) 
 		actx, cancel := context.WithTimeout(ctx, replayLetterTimeout)
 		switch account := d.Account(); {
 		case d.Undecodable == "":
-			err = sync.ApplyEntry(actx, d.Event.Entry())
+			err = applyOne(actx, sync, d.Event.Entry())
 		case account != "":
 			err = sync.SyncAccount(actx, account)
 		}

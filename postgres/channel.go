@@ -325,9 +325,12 @@ var historyColumns = []string{"account_id", "seq", "entry_id", "kind", "amount",
 
 // ApplyRuns applies many accounts' runs in one transaction. It locks the
 // known accounts' rows in id order, so appliers sharing accounts wait for
-// each other but never in a cycle; adds the new accounts, also in id order
+// each other but never in a cycle; lets channel.PlanRuns (the in-order
+// rule) decide what to write; adds the new accounts, also in id order
 // (one another process added meanwhile is left out, as a Gap, for the
 // caller to apply alone); copies the history in; and moves the states.
+// It is long because it is one transaction's statements in the order that
+// keeps appliers from deadlocking, read best in one place.
 func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
 	if err := channel.CheckRuns(runs); err != nil {
 		return nil, fmt.Errorf("apply runs: %w", err)

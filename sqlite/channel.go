@@ -376,7 +376,8 @@ func (s *ChannelStore) appendHistory(ctx context.Context, tx *sql.Tx, entries []
 const idsPerReadMax = 500
 
 // ApplyRuns applies many accounts' runs in one write transaction: one read
-// of their states, one multi-row insert of the history and one of the
+// of their states, from which channel.PlanRuns (the in-order rule) decides
+// what to write, then one multi-row insert of the history and one of the
 // states.
 func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
 	if err := channel.CheckRuns(runs); err != nil {

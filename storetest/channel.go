@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"ApplyAndHistory", testChannelApplyHistory},
 		{"ApplyRejectsWritesNothing", testChannelApplyRejects},
 		{"ApplyRuns", testChannelApplyRuns},
+		{"ApplyRunsPastHoleOnlyWhenAsked", testChannelApplyRunsPastHole},
 		{"HistoryPagesWhileApplying", testChannelHistoryPages},
 		{"Restart", testChannelRestart},
 		{"ConcurrentApply", testChannelConcurrentApply},
@@ -544,22 +546,26 @@ func testChannelApplyRejects(t *testing.T, h ChannelHarness) {
 	before := mustAccountState(t, s, "acc-1")
 	foreign := ledgerEntries("acc-2", 4, 4)[0]
 	bad := func(es ...banksync.Entry) []banksync.Entry { return es }
+	// A run that does not follow synced is a conflict (another applier got
+	// there first: re-read and plan again); entries that are not a run are
+	// the caller's bug, refused as such and never as a conflict.
 	for _, tc := range []struct {
 		name    string
 		entries []banksync.Entry
+		want    error
 	}{
-		{"hole before", all[4:6]},
-		{"hole inside", bad(all[3], all[5])},
-		{"repeat of the last", all[2:5]},
-		{"repeat of all", all[:3]},
-		{"out of order", bad(all[4], all[3])},
-		{"foreign entry", bad(all[3], all[4], foreign)},
-		{"foreign first", bad(foreign, all[4])},
-		{"seq 0", bad(banksync.Entry{AccountID: "acc-1", Seq: 0})},
+		{"hole before", all[4:6], channel.ErrSeqConflict},
+		{"hole inside", bad(all[3], all[5]), channel.ErrMalformedRun},
+		{"repeat of the last", all[2:5], channel.ErrSeqConflict},
+		{"repeat of all", all[:3], channel.ErrSeqConflict},
+		{"out of order", bad(all[4], all[3]), channel.ErrMalformedRun},
+		{"foreign entry", bad(all[3], all[4], foreign), channel.ErrMalformedRun},
+		{"foreign first", bad(foreign, all[4]), channel.ErrMalformedRun},
+		{"seq 0", bad(banksync.Entry{AccountID: "acc-1", Seq: 0}), channel.ErrMalformedRun},
 	} {
 		_, err := s.Apply(ctx, "acc-1", tc.entries, channelT0.Add(time.Hour))
-		if !errors.Is(err, channel.ErrSeqConflict) {
-			t.Errorf("Apply %s: err = %v, want ErrSeqConflict", tc.name, err)
+		if !errors.Is(err, tc.want) || errors.Is(err, channel.ErrSeqConflict) && errors.Is(err, channel.ErrMalformedRun) {
+			t.Errorf("Apply %s: err = %v, want %v (only)", tc.name, err, tc.want)
 		}
 		diff(t, "state after Apply "+tc.name, mustAccountState(t, s, "acc-1"), before)
 		diff(t, "history after Apply "+tc.name, mustHistory(t, s, "acc-1", math.MaxInt64, 100), reversed(all[:3]))
@@ -570,9 +576,15 @@ func testChannelApplyRejects(t *testing.T, h ChannelHarness) {
 
 	// An account not yet known starts at 0: a first batch that does not
 	// start at seq 1 adds nothing, not even the account.
-	for _, es := range [][]banksync.Entry{ledgerEntries("acc-3", 2, 4), bad(ledgerEntries("acc-3", 1, 1)[0], foreign)} {
-		if _, err := s.Apply(ctx, "acc-3", es, channelT0); !errors.Is(err, channel.ErrSeqConflict) {
-			t.Errorf("Apply to an unknown account from seq %d: err = %v, want ErrSeqConflict", es[0].Seq, err)
+	for _, tc := range []struct {
+		entries []banksync.Entry
+		want    error
+	}{
+		{ledgerEntries("acc-3", 2, 4), channel.ErrSeqConflict},
+		{bad(ledgerEntries("acc-3", 1, 1)[0], foreign), channel.ErrMalformedRun},
+	} {
+		if _, err := s.Apply(ctx, "acc-3", tc.entries, channelT0); !errors.Is(err, tc.want) {
+			t.Errorf("Apply to an unknown account from seq %d: err = %v, want %v", tc.entries[0].Seq, err, tc.want)
 		}
 		wantUnknown(t, s, "acc-3")
 	}
@@ -702,12 +714,34 @@ func testChannelApplyRuns(t *testing.T, h ChannelHarness) {
 		{"a foreign entry", []channel.Run{{Account: "acc-4", Entries: []banksync.Entry{es["acc-4"][3], foreign}}}},
 	} {
 		runs := append([]channel.Run{{Account: "acc-1", Entries: es["acc-1"][6:]}}, tc.runs...)
-		if _, err := s.ApplyRuns(ctx, runs, at.Add(time.Minute)); !errors.Is(err, channel.ErrSeqConflict) {
-			t.Errorf("ApplyRuns %s: err = %v, want ErrSeqConflict", tc.name, err)
+		if _, err := s.ApplyRuns(ctx, runs, at.Add(time.Minute)); !errors.Is(err, channel.ErrMalformedRun) || errors.Is(err, channel.ErrSeqConflict) {
+			t.Errorf("ApplyRuns %s: err = %v, want ErrMalformedRun", tc.name, err)
 		}
 		diff(t, "acc-1 after ApplyRuns "+tc.name, mustAccountState(t, s, "acc-1"), want1)
 		diff(t, "acc-2 after ApplyRuns "+tc.name, mustAccountState(t, s, "acc-2"), res[1].State)
 	}
+}
+
+// testChannelApplyRunsPastHole: a run past a hole is a Gap, unless the
+// run carries UnsafePastHole (the chaos checker's own tests, through
+// channel.Unsafe.OutOfOrder): then the store appends it, so that the checker
+// can be shown to catch a history that is not a prefix of core's.
+func testChannelApplyRunsPastHole(t *testing.T, h ChannelHarness) {
+	s, _ := openChannel(t, h)
+	es := ledgerEntries("acc-1", 1, 6)
+	known := mustApply(t, s, "acc-1", es[:2], channelT0)
+	at := channelT0.Add(time.Minute)
+	res := mustApplyRuns(t, s, []channel.Run{{Account: "acc-1", Entries: es[3:5]}}, at) // 4..5 on synced 2
+	diff(t, "result of a run past a hole", res, []channel.RunResult{{State: known, Gap: true}})
+	diff(t, "history after a run past a hole", mustHistory(t, s, "acc-1", math.MaxInt64, 100), reversed(es[:2]))
+
+	res = mustApplyRuns(t, s, []channel.Run{{Account: "acc-1", Entries: es[3:5], UnsafePastHole: true}}, at)
+	moved := known
+	moved.SyncedSeq, moved.Balance, moved.SyncedAt = 5, es[4].BalanceAfter, at
+	diff(t, "result of a run past a hole, unsafe", res, []channel.RunResult{{State: moved, Appended: 2}})
+	diff(t, "stored state after a run past a hole, unsafe", mustAccountState(t, s, "acc-1"), moved)
+	diff(t, "history after a run past a hole, unsafe", mustHistory(t, s, "acc-1", math.MaxInt64, 100),
+		reversed(append(slices.Clone(es[:2]), es[3:5]...)))
 }
 
 // testChannelBacklog: the backlog counts pending transfers — not settled
