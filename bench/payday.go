@@ -174,16 +174,11 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 // paydayCombined runs both phases at once, on fresh databases and a fresh
 // cluster, and measures first deposit posted to last visible.
 func paydayCombined(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error {
-	rig, err := newPaydayRig(ctx, cfg, "combined")
+	rig, stop, err := newConsumingRig(ctx, cfg, "combined")
 	if err != nil {
 		return err
 	}
 	defer rig.close()
-	stop, err := rig.startConsumer()
-	if err != nil {
-		return err
-	}
-	defer stop()
 	start := time.Now()
 	if _, err := rig.postAll(ctx); err != nil {
 		return err
@@ -210,16 +205,11 @@ func paydayCombined(ctx context.Context, cfg PaydayConfig, res *PaydayResult) er
 }
 
 func paydayRate(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error {
-	rig, err := newPaydayRig(ctx, cfg, "rate")
+	rig, stop, err := newConsumingRig(ctx, cfg, "rate")
 	if err != nil {
 		return err
 	}
 	defer rig.close()
-	stop, err := rig.startConsumer()
-	if err != nil {
-		return err
-	}
-	defer stop()
 	// One deposit first, through to the history: the consumer has joined
 	// its group, so what follows measures the steady state.
 	if _, err := rig.client.Deposits(ctx, []banksync.DepositRequest{{ExternalRef: "warm-up", AccountID: rig.ids[0], Amount: 1, Sender: "acme-payroll"}}); err != nil {
@@ -330,6 +320,20 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 	r.cleanups = append(r.cleanups, func() { d.Close() })
 	r.ch, r.chStore = d.Channel, d.Store
 	return r, nil
+}
+
+// newConsumingRig is a rig whose consumer runs from the start; stop stops
+// it, as close does.
+func newConsumingRig(ctx context.Context, cfg PaydayConfig, name string) (r *paydayRig, stop func(), err error) {
+	if r, err = newPaydayRig(ctx, cfg, name); err != nil {
+		return nil, nil, err
+	}
+	if stop, err = r.startConsumer(); err != nil {
+		r.close()
+		return nil, nil, err
+	}
+	r.cleanups = append(r.cleanups, stop)
+	return r, stop, nil
 }
 
 // scratch returns a DSN of a fresh database for part, dropped at close.

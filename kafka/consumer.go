@@ -140,7 +140,7 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Consumer{cfg: cfg, apply: apply, lanes: newLaneSet(cfg.Lanes)}
-	c.router = newRouter(&c.offsets, c.lanes, c.handleBatch, c.commit, cfg.Logger)
+	c.router = newRouter(&c.offsets, c.lanes, c, cfg.Logger)
 	c.router.completeOnDispatch = cfg.UnsafeCommitBeforeApply
 	cl, err := cfg.Conn.NewClient(
 		kgo.ConsumerGroup(cfg.Group),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,11 +18,10 @@ import (
 
 	"banksync"
 	"banksync/channel"
-	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/kafka/kafkatest"
 	"banksync/ledger"
-	"banksync/sqlite"
+	"banksync/node"
 	"banksync/storetest"
 )
 
@@ -53,32 +51,30 @@ func newPipelineOn(t testing.TB, brokers []string, topic string, wrap func(chann
 	ctx := context.Background()
 	dir := t.TempDir()
 	p := &pipeline{brokers: brokers, topic: topic, dlq: dlqOf(topic)}
-	var err error
-	if p.coreStore, err = sqlite.OpenLedger(ctx, filepath.Join(dir, "core.db")); err != nil {
+	coreTopic := topic
+	if topic == banksync.TopicLedgerEntries {
+		coreTopic = "" // and its dead letters in the default topic
+	}
+	core, err := node.StartCore(ctx, node.CoreConfig{Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(dir, "core.db"),
+		Kafka: kafka.Brokers(brokers...), Topic: coreTopic, ServiceToken: "svc", Logger: testLogger()})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.coreStore.Close() })
-	if p.ledger, err = ledger.Open(ctx, p.coreStore, ledger.Config{}); err != nil {
+	t.Cleanup(func() { core.Close() })
+	p.ledger, p.coreStore = core.Ledger(), core.Store()
+	d, err := node.OpenDomain(ctx, node.ChannelConfig{DB: "sqlite:" + filepath.Join(dir, "channel.db"), CoreURL: "http://" + core.Addr(),
+		ServiceToken: "svc", WrapStore: func(s channel.Store) channel.Store {
+			p.history = s
+			if wrap != nil {
+				return wrap(s)
+			}
+			return s
+		}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.ledger.Close() })
-	relayCtx, stopRelay := context.WithCancel(ctx)
-	t.Cleanup(stopRelay)
-	pub := mustNewTopicPublisher(t, brokers, topic)
-	go ledger.NewRelay(p.coreStore, pub, ledger.RelayConfig{Wake: p.ledger.Committed()}).Run(relayCtx)
-	coreAPI := httptest.NewServer(bhttp.NewCoreServer(p.ledger, "svc", nil))
-	t.Cleanup(coreAPI.Close)
-	if p.history, err = sqlite.OpenChannel(ctx, filepath.Join(dir, "channel.db")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.history.Close() })
-	store := p.history
-	if wrap != nil {
-		store = wrap(store)
-	}
-	ch := channel.New(store, bhttp.NewCoreClient(coreAPI.URL, "svc", nil), channel.Config{})
-	p.apply = ch
-	t.Cleanup(ch.Close)
+	t.Cleanup(func() { d.Close() })
+	p.apply = d.Channel
 	return p
 }
 

@@ -364,7 +364,7 @@ func TestLanesOffsetsProperty(t *testing.T) {
 			}
 		}
 		var commitsWhenFull atomic.Int32
-		route := newRouter(offsets, lanes, handle, func(context.Context) { commitsWhenFull.Add(1); check() }, slog.New(slog.DiscardHandler))
+		route := newRouter(offsets, lanes, funcHandler{handle, func(context.Context) { commitsWhenFull.Add(1); check() }}, slog.New(slog.DiscardHandler))
 
 		ctx := t.Context()
 		next := make([]int, partitions) // poll position per partition
@@ -456,3 +456,12 @@ func TestLanesOffsetsProperty(t *testing.T) {
 		}
 	})
 }
+
+// funcHandler is the router's batchHandler as two functions.
+type funcHandler struct {
+	handle func(context.Context, []*kgo.Record)
+	full   func(context.Context)
+}
+
+func (h funcHandler) handleBatch(ctx context.Context, recs []*kgo.Record) { h.handle(ctx, recs) }
+func (h funcHandler) commit(ctx context.Context)                          { h.full(ctx) }

@@ -15,14 +15,8 @@ import (
 type router struct {
 	offsets *offsetTracker
 	lanes   *laneSet
-	// handle runs a batch on its lane; it completes, in the tracker, each
-	// record it is done with.
-	handle func(ctx context.Context, recs []*kgo.Record)
-	// full is called when a partition holds its maximum of records in
-	// flight, after the batches so far went to the lanes: commit what can
-	// be, before waiting for room.
-	full func(ctx context.Context)
-	log  *slog.Logger
+	to      batchHandler // the Consumer
+	log     *slog.Logger
 	// completeOnDispatch: ConsumerConfig.UnsafeCommitBeforeApply.
 	completeOnDispatch bool
 	// jobs, when set, is what the lanes' jobs run under instead of the
@@ -34,8 +28,20 @@ type router struct {
 	batches map[int][]*kgo.Record // lane -> records not yet dispatched
 }
 
-func newRouter(offsets *offsetTracker, lanes *laneSet, handle func(context.Context, []*kgo.Record), full func(context.Context), log *slog.Logger) *router {
-	return &router{offsets: offsets, lanes: lanes, handle: handle, full: full, log: log, batches: make(map[int][]*kgo.Record)}
+// batchHandler is where the router's work goes: the Consumer (and, in the
+// router's own tests, a stand-in).
+type batchHandler interface {
+	// handleBatch runs a batch on its lane; it completes, in the tracker,
+	// each record it is done with.
+	handleBatch(ctx context.Context, recs []*kgo.Record)
+	// commit is called when a partition holds its maximum of records in
+	// flight, after the batches so far went to the lanes: it commits what
+	// can be, before the router waits for room.
+	commit(ctx context.Context)
+}
+
+func newRouter(offsets *offsetTracker, lanes *laneSet, to batchHandler, log *slog.Logger) *router {
+	return &router{offsets: offsets, lanes: lanes, to: to, log: log, batches: make(map[int][]*kgo.Record)}
 }
 
 // add records r as dispatched and adds it to its lane's batch. When r's
@@ -52,7 +58,7 @@ func (rt *router) add(ctx context.Context, r *kgo.Record) {
 			break
 		}
 		rt.flush(ctx)
-		rt.full(ctx)
+		rt.to.commit(ctx)
 		if rt.offsets.WaitRoom(ctx, r.Partition) != nil {
 			return
 		}
@@ -79,7 +85,7 @@ func (rt *router) flush(ctx context.Context) {
 			jctx, cancel := context.WithCancel(parent)
 			defer context.AfterFunc(abandoned, cancel)()
 			defer cancel()
-			rt.handle(jctx, recs)
+			rt.to.handleBatch(jctx, recs)
 		}
 		if err := rt.lanes.DispatchTo(ctx, lane, job); err != nil {
 			// ctx done or lanes closed: shutting down, so they are re-delivered

@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 
-	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/kafka"
@@ -69,10 +67,7 @@ type Channel struct {
 	cursors     channel.Cursors
 	consumer    *consumerLoop      // nil without Kafka
 	deadLetters *kafka.DeadLetters // nil without Kafka
-	api         *server
-	ops         *server // OpsListen, if set
-	stop        context.CancelFunc
-	wg          sync.WaitGroup
+	running
 }
 
 // StartChannel opens the channel's database and starts the replica. On
@@ -98,15 +93,11 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 	n.store, n.ch = d.store, d.Channel
 	store, core := d.Store, d.core
 	state := metrics.ChannelState{Backlog: n.ch.Backlog, Logger: cfg.Logger}
-	checks := map[string]bhttp.Check{"database": func(ctx context.Context) error {
+	checks := readiness(n.store, func(ctx context.Context) error {
 		_, _, err := n.store.Account(ctx, "readyz")
 		return err
-	}}
-	if m, ok := n.store.(migrated); ok {
-		checks["migrations"] = banksync.Migrations(m.Migrations).Check
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	n.stop = stop
+	})
+	runCtx := n.background()
 	n.wg.Go(func() { n.ch.RunReconciler(runCtx) })
 	admin := bhttp.AdminConfig{Token: cfg.AdminToken, Channel: n.ch, Core: core, Logger: cfg.Logger}
 	if conn := cfg.Kafka; len(conn.Brokers) > 0 {
@@ -229,12 +220,6 @@ func (d *Domain) Close() error {
 	return d.store.Close()
 }
 
-// Addr is the address of the customer API.
-func (n *Channel) Addr() string { return n.api.Addr() }
-
-// OpsAddr is the address of the operator listener; "" without one.
-func (n *Channel) OpsAddr() string { return n.ops.Addr() }
-
 // Domain is the replica's channel, for callers in the same process (the
 // in-process chaos run's workload).
 func (n *Channel) Domain() *channel.Channel { return n.ch }
@@ -309,14 +294,10 @@ func perSecond(rate float64) bhttp.RateLimit {
 // Close stops taking requests, finishes those in flight, stops the
 // reconciler, the consumer and the repair, and closes the store.
 func (n *Channel) Close() error {
-	errs := []error{shutdown(n.api, n.ops)}
-	if n.stop != nil {
-		n.stop()
-	}
+	errs := []error{n.halt(false)}
 	if n.consumer != nil {
 		n.consumer.stop()
 	}
-	n.wg.Wait()
 	if n.deadLetters != nil {
 		n.deadLetters.Close()
 	}

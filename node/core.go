@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
-	"banksync"
 	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/ledger"
@@ -64,10 +62,7 @@ type Core struct {
 	pub     *kafka.Publisher
 	relay   *ledger.Relay
 	conn    kafka.Conn // no brokers without Kafka
-	api     *server
-	ops     *server // OpsListen, if set
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
+	running
 }
 
 // StartCore opens core's database, starts its relay to Kafka and serves its
@@ -98,18 +93,13 @@ func StartCore(ctx context.Context, cfg CoreConfig) (n *Core, err error) {
 	if err != nil {
 		return n, err
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	n.stop = stop
-	if err := n.startRelay(ctx, runCtx, cfg, m); err != nil {
+	if err := n.startRelay(ctx, n.background(), cfg, m); err != nil {
 		return n, err
 	}
-	checks := map[string]bhttp.Check{"database": func(ctx context.Context) error {
+	checks := readiness(n.store, func(ctx context.Context) error {
 		_, err := n.store.LastPosition(ctx)
 		return err
-	}}
-	if m, ok := n.store.(migrated); ok {
-		checks["migrations"] = banksync.Migrations(m.Migrations).Check
-	}
+	})
 	if n.pub != nil {
 		checks["kafka"] = n.pub.Ping
 	}
@@ -174,12 +164,6 @@ func (n *Core) startRelay(ctx, runCtx context.Context, cfg CoreConfig, m *metric
 	return nil
 }
 
-// Addr is the address of core's API.
-func (n *Core) Addr() string { return n.api.Addr() }
-
-// OpsAddr is the address of the operator listener; "" without one.
-func (n *Core) OpsAddr() string { return n.ops.Addr() }
-
 // Conn is how core reaches its Kafka cluster, for clients beside it (the
 // benchmarks' consumers, the demo's channel).
 func (n *Core) Conn() kafka.Conn { return n.conn }
@@ -194,17 +178,14 @@ func (n *Core) EmbeddedKafka() *kafka.Cluster { return n.cluster }
 // Store is core's ledger store.
 func (n *Core) Store() ledger.Store { return n.store }
 
-// Close stops taking requests, finishes those in flight, stops the writer and
-// the relay, and closes Kafka and the store.
+// Close stops taking requests, finishes those in flight, stops the relay
+// and the writer, publishes what the last batches committed, and closes
+// Kafka and the store.
 func (n *Core) Close() error {
-	errs := []error{shutdown(n.api, n.ops)}
+	errs := []error{n.halt(false)}
 	if n.ledger != nil {
 		errs = append(errs, n.ledger.Close())
 	}
-	if n.stop != nil {
-		n.stop()
-	}
-	n.wg.Wait()
 	if n.relay != nil {
 		// The loop has stopped, so this is the only publisher: flush what
 		// the last batches committed, within a bound. Anything left is
@@ -226,14 +207,10 @@ func (n *Core) Close() error {
 // committed stays unpublished until the next start (the outbox keeps it).
 // The in-process chaos run's core crash.
 func (n *Core) Abort() error {
-	errs := []error{abort(n.api, n.ops)}
+	errs := []error{n.halt(true)}
 	if n.ledger != nil {
 		errs = append(errs, n.ledger.Close())
 	}
-	if n.stop != nil {
-		n.stop()
-	}
-	n.wg.Wait()
 	return errors.Join(append(errs, n.closeClients())...)
 }
 

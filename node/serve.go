@@ -147,3 +147,41 @@ func abort(servers ...*server) error {
 	}
 	return errors.Join(errs...)
 }
+
+// running is what a core and a channel replica both run: their HTTP
+// servers and the loops behind them.
+type running struct {
+	api  *server
+	ops  *server // OpsListen's, if set
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// background is the context the loops run under until halt.
+func (r *running) background() context.Context {
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	return ctx
+}
+
+// halt stops taking requests — finishing those in flight, or, abruptly,
+// cutting them off — then stops the loops and waits for them.
+func (r *running) halt(abruptly bool) error {
+	var err error
+	if abruptly {
+		err = abort(r.api, r.ops)
+	} else {
+		err = shutdown(r.api, r.ops)
+	}
+	if r.stop != nil {
+		r.stop()
+	}
+	r.wg.Wait()
+	return err
+}
+
+// Addr is the address of the service's API.
+func (r *running) Addr() string { return r.api.Addr() }
+
+// OpsAddr is the address of its operator listener; "" without one.
+func (r *running) OpsAddr() string { return r.ops.Addr() }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"banksync"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"banksync/channel"
+	bhttp "banksync/http"
 	"banksync/ledger"
 	"banksync/postgres"
 	"banksync/sqlite"
@@ -22,6 +24,16 @@ type migrated interface {
 }
 
 var _ = []migrated{(*sqlite.LedgerStore)(nil), (*sqlite.ChannelStore)(nil), (*postgres.LedgerStore)(nil), (*postgres.ChannelStore)(nil)}
+
+// readiness is the checks /readyz runs for a service on store: database,
+// which asks the store something cheap, and the store's migrations.
+func readiness(store any, database bhttp.Check) map[string]bhttp.Check {
+	checks := map[string]bhttp.Check{"database": database}
+	if m, ok := store.(migrated); ok {
+		checks["migrations"] = banksync.Migrations(m.Migrations).Check
+	}
+	return checks
+}
 
 // OpenLedgerStore opens the ledger database named by dsn: sqlite:PATH or
 // postgres://….
