@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -18,6 +19,7 @@ import (
 
 	"banksync"
 	"banksync/channel"
+	"banksync/internal/testkit"
 	"banksync/kafka"
 	"banksync/kafka/kafkatest"
 	"banksync/ledger"
@@ -151,19 +153,13 @@ func waitHistoryEqualsCore(t *testing.T, core ledger.Store, history channel.Stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	testkit.Eventually(t, time.Until(deadline), "account "+account+" synced through core's last entry", func() error {
 		st, _, err := history.Account(ctx, account)
-		if err != nil {
-			t.Fatal(err)
+		if err == nil && st.SyncedSeq != int64(len(want)) {
+			err = fmt.Errorf("synced through %d of core's %d", st.SyncedSeq, len(want))
 		}
-		if st.SyncedSeq == int64(len(want)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("account %s synced through %d of core's %d", account, st.SyncedSeq, len(want))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	wantHistoryEqualsCore(t, want, history, account)
 	return len(want)
 }
@@ -770,14 +766,13 @@ func historyOutageThenReplay(t *testing.T, brokers []string, topic string) {
 	// cluster takes a while to seat the group, so a fixed time may pass
 	// before the consumer has seen a record.
 	var letters []kafka.DeadLetter
-	for deadline := time.Now().Add(outageLettersTimeout); len(letters) == 0; time.Sleep(50 * time.Millisecond) {
-		if letters, err = dls.List(ctx); err != nil {
-			t.Fatal(err)
+	testkit.Eventually(t, outageLettersTimeout, "a record dead-lettered during the outage (else it proved nothing)", func() error {
+		var err error
+		if letters, err = dls.List(ctx); err == nil && len(letters) == 0 {
+			err = errors.New("no letters")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no record reached the dead-letter topic within %v: the outage proved nothing", outageLettersTimeout)
-		}
-	}
+		return err
+	})
 	flaky.mu.Lock()
 	flaky.failing = false
 	flaky.mu.Unlock()
@@ -814,18 +809,15 @@ func historyOutageThenReplay(t *testing.T, brokers []string, topic string) {
 // to published records.
 func waitGroupCaughtUp(t *testing.T, c *kafka.Consumer, published int64, bound time.Duration) kafka.GroupLag {
 	t.Helper()
-	var (
-		lag kafka.GroupLag
-		err error
-	)
-	for deadline := time.Now().Add(bound); ; time.Sleep(50 * time.Millisecond) {
-		if lag, err = c.Lag(context.Background()); err == nil && lag.Lag == 0 && endsSum(lag) == published {
-			return lag
+	var lag kafka.GroupLag
+	testkit.Eventually(t, bound, fmt.Sprintf("group lag 0 with %d records published", published), func() error {
+		var err error
+		if lag, err = c.Lag(context.Background()); err == nil && (lag.Lag != 0 || endsSum(lag) != published) {
+			err = fmt.Errorf("lag %+v", lag)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v the group's lag is %+v, %v; want 0 with %d records published", bound, lag, err, published)
-		}
-	}
+		return err
+	})
+	return lag
 }
 
 // endsSum is the sum of the partitions' end offsets.

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/kafka"
 	"banksync/kafka/kafkatest"
 	"banksync/storetest"
@@ -183,18 +184,17 @@ func (f *failover) waitInSync() {
 // waitMember waits until group has exactly one member and returns its id.
 func (f *failover) waitMember(group string) string {
 	f.t.Helper()
-	deadline := time.Now().Add(failoverSettle)
-	for {
+	var member string
+	testkit.Eventually(f.t, failoverSettle, "group "+group+" with a single stable member", func() error {
 		groups, err := f.adm.DescribeGroups(context.Background(), group)
 		g := groups[group]
 		if err == nil && g.Err == nil && g.State == "Stable" && len(g.Members) == 1 {
-			return g.Members[0].MemberID
+			member = g.Members[0].MemberID
+			return nil
 		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("group %s: no single stable member after %v (state %q, %d members, error %v)", group, failoverSettle, g.State, len(g.Members), err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("state %q, %d members, errors %v, %v", g.State, len(g.Members), err, g.Err)
+	})
+	return member
 }
 
 // check waits until every history equals core's, then reads the topic

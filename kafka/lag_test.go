@@ -2,9 +2,11 @@ package kafka_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"banksync/internal/testkit"
 	"banksync/kafka"
 	"banksync/storetest"
 )
@@ -33,14 +35,13 @@ func consumerLag(t *testing.T, brokers []string, topic string) {
 	}
 	// Wait for the relay to publish everything; nothing is consumed yet.
 	var lag kafka.GroupLag
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if lag, err = c.Lag(ctx); err == nil && endsSum(lag) == published {
-			break
+	testkit.Eventually(t, 20*time.Second, fmt.Sprintf("end offsets adding up to %d before consuming", published), func() error {
+		var err error
+		if lag, err = c.Lag(ctx); err == nil && endsSum(lag) != published {
+			err = fmt.Errorf("lag %+v", lag)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lag before consuming = %+v, %v; want end offsets adding up to %d", lag, err, published)
-		}
-	}
+		return err
+	})
 	if lag.Group != cfg.Group || lag.Lag != published || len(lag.Partitions) == 0 {
 		t.Fatalf("lag before consuming = %+v; want all %d records of group %s behind", lag, published, cfg.Group)
 	}

@@ -11,6 +11,7 @@ import (
 	"banksync"
 	"banksync/channel"
 	"banksync/chaos"
+	"banksync/internal/testkit"
 	"banksync/kafka"
 )
 
@@ -105,14 +106,13 @@ func historyOutageHealsItself(t *testing.T, brokers []string, topic string) {
 		len(letters), took.Round(100*time.Millisecond), historyHealBound)
 	// The repair commits how far it got after its replay: the depth falls
 	// within a round of the histories being level.
-	d, err := dls.Depth(ctx)
-	for deadline := time.Now().Add(10 * time.Second); err == nil && d.Total() > 0 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-		d, err = dls.Depth(ctx)
-	}
-	if err != nil || d.Total() != 0 {
-		t.Fatalf("dead-letter depth %+v, %v after the repair; want 0", d, err)
-	}
+	testkit.Eventually(t, 10*time.Second, "dead-letter depth 0 after the repair", func() error {
+		d, err := dls.Depth(ctx)
+		if err == nil && d.Total() != 0 {
+			err = fmt.Errorf("depth %+v", d)
+		}
+		return err
+	})
 }
 
 // waitHistoriesEqualCore waits until the history of each of the accounts

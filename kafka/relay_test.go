@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/kafka"
 	"banksync/ledger"
 	"banksync/sqlite"
@@ -123,20 +125,13 @@ func (c *crashAfter) Publish(ctx context.Context, entries []banksync.Entry) erro
 
 func waitPosition(t *testing.T, store ledger.Store, ok func(int64) bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testkit.Eventually(t, 60*time.Second, "relay position reached", func() error {
 		p, err := store.RelayPosition(context.Background())
-		if err != nil {
-			t.Fatal(err)
+		if err == nil && !ok(p) {
+			err = fmt.Errorf("relay stuck at position %d", p)
 		}
-		if ok(p) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay stuck at position %d", p)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return err
+	})
 }
 
 // consumeDistinct reads the ledger topic from the start until it has seen

@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"banksync/internal/testkit"
 	"banksync/kafka"
 	"banksync/kafka/kafkatest"
 )
@@ -105,15 +105,16 @@ func topicDurability(t *testing.T, brokers []string, topic string) replicasAndIS
 // answering UNKNOWN_TOPIC_OR_PARTITION until then (clients retry that).
 func waitTopic(t *testing.T, adm *kadm.Client, topic string) kadm.TopicDetail {
 	t.Helper()
-	for deadline := time.Now().Add(consumeTimeout); ; time.Sleep(50 * time.Millisecond) {
+	var td kadm.TopicDetail
+	testkit.Within(consumeTimeout, func() error {
 		topics, err := adm.ListTopics(context.Background(), topic)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if td := topics[topic]; td.Err == nil || time.Now().After(deadline) {
-			return td
-		}
-	}
+		td = topics[topic]
+		return td.Err
+	})
+	return td // the caller tells what it expected of it
 }
 
 func adminOn(t *testing.T, brokers []string) *kadm.Client {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/ledger"
 	"banksync/postgres"
 	"banksync/storetest"
@@ -70,17 +71,7 @@ func terminateWriter(t *testing.T, dsn string) int64 {
 // ledger's part, which decides after a failed commit whether to try again.
 func commitWithin(t *testing.T, s *postgres.LedgerStore, b *ledger.Batch, wait time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := s.Commit(context.Background(), b)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Commit still failing after %s: %v", wait, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, wait, "Commit succeeding", func() error { return s.Commit(context.Background(), b) })
 }
 
 // checkFixture checks the store holds exactly the fixture's history.

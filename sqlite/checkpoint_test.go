@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/sqlite"
 )
 
@@ -36,13 +37,12 @@ func TestCheckpointerCopiesWALIntoDatabase(t *testing.T) {
 		}
 	}
 	copyPath := filepath.Join(dir, "copy.db")
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if n := countInDatabaseFile(t, path, copyPath); n == accounts {
-			return
-		} else if time.Now().After(deadline) {
-			t.Fatalf("the database file alone holds %d of %d committed histories after 10 s: nothing checkpoints the WAL", n, accounts)
+	testkit.Eventually(t, 10*time.Second, "every committed history in the database file (a checkpoint of the WAL)", func() error {
+		if n := countInDatabaseFile(t, path, copyPath); n != accounts {
+			return fmt.Errorf("the file alone holds %d of %d", n, accounts)
 		}
-	}
+		return nil
+	})
 }
 
 // countInDatabaseFile copies the database file (not its WAL) to copyPath
