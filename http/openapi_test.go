@@ -27,6 +27,7 @@ import (
 	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
+	"banksync/internal/testkit"
 	"banksync/kafka"
 	"banksync/ledger"
 	"banksync/sqlite"
@@ -199,19 +200,18 @@ func (w *teeWriter) Write(b []byte) (int, error) {
 // finish recording it.
 func (c *apiRecorder) take(t *testing.T) *apiExchange {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	var x *apiExchange
+	testkit.Eventually(t, 5*time.Second, "the next exchange recorded", func() error {
 		c.mu.Lock()
-		if c.taken < len(c.log) {
-			x := c.log[c.taken]
-			c.taken++
-			c.mu.Unlock()
-			return x
+		defer c.mu.Unlock()
+		if c.taken == len(c.log) {
+			return fmt.Errorf("none after %d", c.taken)
 		}
-		c.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("no exchange recorded after %d", c.taken)
-		}
-	}
+		x = c.log[c.taken]
+		c.taken++
+		return nil
+	})
+	return x
 }
 
 func (c *apiRecorder) all() []*apiExchange {

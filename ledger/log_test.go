@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/ledger"
 	"banksync/sqlite"
 )
@@ -115,11 +116,12 @@ func TestDecisionsLoggedOnce(t *testing.T) {
 	store.held = false
 	store.mu.Unlock()
 	close(store.release)
-	for wait := time.Now().Add(10 * time.Second); logs.count(t, "transfer decided", "t-late") == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(wait) {
-			t.Fatal("the decision of a transfer whose caller gave up was never logged")
+	testkit.Eventually(t, 10*time.Second, "the decision of a transfer whose caller gave up logged", func() error {
+		if logs.count(t, "transfer decided", "t-late") == 0 {
+			return errors.New("no line for t-late")
 		}
-	}
+		return nil
+	})
 	if out, err := transfer(ctx, "t-late"); err != nil || out.Status != banksync.StatusCompleted {
 		t.Fatalf("t-late afterwards = %+v, %v; want completed", out, err)
 	}

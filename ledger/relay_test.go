@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/ledger"
 	"banksync/sqlite"
 	"banksync/storetest"
@@ -64,20 +66,16 @@ func runRelayUntil(t *testing.T, r *ledger.Relay, store ledger.Store, want int64
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, 30*time.Second, fmt.Sprintf("relay at position %d", want), func() error {
 		pos, err := store.RelayPosition(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if pos == want {
-			break
+		if pos != want {
+			return fmt.Errorf("stuck at position %d", pos)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay stuck at position %d, want %d", pos, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)

@@ -1,15 +1,13 @@
 package node
 
 import (
-	"banksync/channel"
-	"banksync/internal/testkit"
-	"banksync/kafka"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +18,9 @@ import (
 	"time"
 
 	"banksync"
+	"banksync/channel"
+	"banksync/internal/testkit"
+	"banksync/kafka"
 )
 
 const tlsTestToken = "tls-test-service-token"
@@ -113,16 +114,15 @@ func (m *mtlsCore) assertHandshakeRefused(t *testing.T, resp *http.Response, err
 	}
 	t.Logf("client: %v", err)
 	want := "TLS handshake error from " // net/http's, through ErrorLog
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		for _, line := range strings.Split(m.log.String(), "\n") {
+	testkit.Eventually(t, 5*time.Second, fmt.Sprintf("core logs a handshake refused for %q", reason), func() error {
+		log := m.log.String()
+		for _, line := range strings.Split(log, "\n") {
 			if strings.Contains(line, want) && strings.Contains(line, reason) {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("core did not log a handshake refused for %q; its log:\n%s", reason, m.log)
-		}
-	}
+		return fmt.Errorf("its log:\n%s", log)
+	})
 }
 
 func TestCoreMutualTLS(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"banksync/channel"
 	"banksync/chaos"
 	"banksync/demo"
+	"banksync/internal/testkit"
 )
 
 // chromiumPath finds Debian's Chromium. Without it the browser tests skip,
@@ -198,13 +199,18 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	b.shot("02-app-history")
 
 	// Scroll until the beginning of the history: every entry, once, newest first.
-	for deadline := time.Now().Add(40 * time.Second); !evalJS[bool](b, `(() => { const e = document.querySelector('#history-end'); return e !== null && e.offsetParent !== null })()`); {
-		if time.Now().After(deadline) {
-			b.shot("failed-scroll")
-			t.Fatalf("the history never reached its beginning; %d rows", evalJS[int](b, `document.querySelectorAll('#history li.tx').length`))
+	// Each scroll leaves the page 200 ms to fetch the next page.
+	err := testkit.WithinEvery(40*time.Second, 200*time.Millisecond, func() error {
+		if evalJS[bool](b, `(() => { const e = document.querySelector('#history-end'); return e !== null && e.offsetParent !== null })()`) {
+			return nil
 		}
+		rows := evalJS[int](b, `document.querySelectorAll('#history li.tx').length`)
 		b.do("scroll", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, document.body.scrollHeight)`))
-		time.Sleep(200 * time.Millisecond)
+		return fmt.Errorf("%d rows", rows)
+	})
+	if err != nil {
+		b.shot("failed-scroll")
+		t.Fatalf("the history never reached its beginning; %v", err)
 	}
 	seqs := evalJS[[]int64](b, `[...document.querySelectorAll('#history li.tx')].map(li => Number(li.dataset.seq))`)
 	if int64(len(seqs)) != seeded.LastSeq {

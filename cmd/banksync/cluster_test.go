@@ -18,6 +18,7 @@ import (
 
 	"banksync"
 	"banksync/channel"
+	"banksync/internal/testkit"
 	"banksync/kafka/kafkatest"
 	"banksync/postgres"
 	"banksync/postgres/pgtest"
@@ -204,29 +205,26 @@ func clusterSurvivesAChannelKill(t *testing.T, brokers, coreDB, chDB string, ope
 		t.Fatal(err)
 	}
 	defer store.Close()
-	deadline := time.Now().Add(90 * time.Second)
-	for i := 0; i < accounts; i++ {
-		id := fmt.Sprintf("acc-%d", i)
-		want := coreEntries(t, coreURL, id)
-		for {
+	drained := 0 // the accounts acc-0 … before it have every entry
+	testkit.Eventually(t, 90*time.Second, "every history drained", func() error {
+		for ; drained < accounts; drained++ {
+			id := fmt.Sprintf("acc-%d", drained)
+			want := coreEntries(t, coreURL, id)
 			got, err := store.History(context.Background(), id, 1<<62, 1<<20)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(got) == len(want) {
-				for k := range got {
-					if got[len(got)-1-k] != want[k] {
-						t.Fatalf("%s entry %d: channel %+v, core %+v", id, k, got[len(got)-1-k], want[k])
-					}
+			if len(got) != len(want) {
+				return fmt.Errorf("%s: channel has %d entries, core %d", id, len(got), len(want))
+			}
+			for k := range got {
+				if got[len(got)-1-k] != want[k] {
+					t.Fatalf("%s entry %d: channel %+v, core %+v", id, k, got[len(got)-1-k], want[k])
 				}
-				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: channel has %d entries, core %d", id, len(got), len(want))
-			}
-			time.Sleep(50 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 	stopReader()
 	reads := <-readerDone
 	readerDone <- reads // for the deferred wait

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/kafka/kafkatest"
 )
 
@@ -90,15 +92,17 @@ func TestStartupOnSecuredKafka(t *testing.T) {
 		startProc(t, env, "channel listening", "addr", channel(kafkaArgs(c.CAFile(), kafkatest.UserChannel, channelPassword)...)...)
 		// The dead-letter tool, with the channel's credentials, reads the
 		// dead-letter topic core created — once every broker knows of it.
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		// Each check runs the tool.
+		testkit.EventuallyEvery(t, 30*time.Second, 500*time.Millisecond, "banksync dlq list reads the topic", func() error {
 			cmd := exec.Command(binary, append([]string{"dlq", "list"}, kafkaArgs(c.CAFile(), kafkatest.UserChannel, channelPassword)...)...)
 			out, err := cmd.CombinedOutput()
 			if err == nil && strings.Contains(string(out), "0 dead letters") {
-				break
+				return nil
 			}
-			if !strings.Contains(string(out), "UNKNOWN_TOPIC_OR_PARTITION") || time.Now().After(deadline) {
+			if !strings.Contains(string(out), "UNKNOWN_TOPIC_OR_PARTITION") {
 				t.Fatalf("banksync dlq list = %v:\n%s", err, out)
 			}
-		}
+			return fmt.Errorf("%v:\n%s", err, out)
+		})
 	})
 }

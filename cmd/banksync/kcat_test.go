@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/kafka"
 )
 
@@ -133,17 +135,17 @@ func kcatReadsTheEvents(t *testing.T, kcat, brokers string) {
 	}
 
 	// Core's outbox relay publishes asynchronously and `kcat -e` stops at the
-	// end of each partition, so read again until every entry has arrived.
+	// end of each partition, so read again until every entry has arrived;
+	// if some never do, the checks below name them.
 	var got map[accountSeq]banksync.LedgerEvent
 	var lines int
-	until := time.Now().Add(30 * time.Second)
-	for {
+	_ = testkit.WithinEvery(30*time.Second, 200*time.Millisecond, func() error {
 		got, lines = kcatRead(t, kcat, cluster.brokers)
-		if len(got) >= len(want) || time.Now().After(until) {
-			break
+		if len(got) < len(want) {
+			return errors.New("entries missing")
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 	if lines != len(got) {
 		t.Errorf("kcat printed %d records for %d distinct (account, seq)", lines, len(got))
 	}

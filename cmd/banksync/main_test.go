@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
+	"banksync/internal/testkit"
 )
 
 var binary string
@@ -229,15 +230,13 @@ func TestDemoEndToEnd(t *testing.T) {
 	if st, body := d.call(t, "POST", "/core/v1/deposits", `{"external_ref":"e2e-dep","account_id":"demo-alice","amount":777,"sender":"kb-bank"}`); st != 200 {
 		t.Fatalf("deposit = %d %s", st, body)
 	}
-	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
-		_, body = d.asAlice(t, "GET", "/v1/accounts/demo-alice/transactions?limit=1", "")
-		if err := json.Unmarshal(body, &page); err == nil && len(page.Transactions) == 1 && page.Transactions[0].ExternalRef == "e2e-dep" {
-			break
+	testkit.Eventually(t, 15*time.Second, "the deposit in alice's history through Kafka", func() error {
+		_, body := d.asAlice(t, "GET", "/v1/accounts/demo-alice/transactions?limit=1", "")
+		if err := json.Unmarshal(body, &page); err != nil || len(page.Transactions) != 1 || page.Transactions[0].ExternalRef != "e2e-dep" {
+			return fmt.Errorf("newest entry: %s", body)
 		}
-		if time.Since(start) > 15*time.Second {
-			t.Fatalf("the deposit never reached alice's history through Kafka: %s", body)
-		}
-	}
+		return nil
+	})
 	// The channel's admin API: the admin token opens it; neither a
 	// customer's token nor core's service token does.
 	for name, tok := range map[string]string{"a customer token": d.alice, "the service token": d.token} {
@@ -367,25 +366,21 @@ func (d *demo) snapshot(t *testing.T) demoSnapshot {
 				Synced  int64  `json:"synced_through_seq"`
 			} `json:"accounts"`
 		}
-		for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		testkit.Eventually(t, 30*time.Second, "the history of "+c.ID+"'s accounts caught up with core", func() error {
 			st, body := send(t, "GET", d.channelURL+"/v1/accounts", c.Token, "")
 			if err := json.Unmarshal(body, &accounts); st != 200 || err != nil {
 				t.Fatalf("accounts of %s = %d %s", c.ID, st, body)
 			}
-			caughtUp := true
 			for _, a := range accounts.Accounts {
 				var acct banksync.Account
 				_, body := d.call(t, "GET", "/core/v1/accounts/"+a.ID, "")
 				json.Unmarshal(body, &acct)
-				caughtUp = caughtUp && a.Synced == acct.LastSeq
+				if a.Synced != acct.LastSeq {
+					return fmt.Errorf("%s synced through seq %d, core at %d", a.ID, a.Synced, acct.LastSeq)
+				}
 			}
-			if caughtUp {
-				break
-			}
-			if time.Since(start) > 30*time.Second {
-				t.Fatalf("the history of %s's accounts never caught up with core: %+v", c.ID, accounts)
-			}
-		}
+			return nil
+		})
 		for _, a := range accounts.Accounts {
 			var ca coreAccount
 			_, body := d.call(t, "GET", "/core/v1/accounts/"+a.ID, "")

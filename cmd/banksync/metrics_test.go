@@ -23,6 +23,10 @@ import (
 	"banksync/internal/testkit"
 )
 
+// scrapeInterval is how often a test waiting on /metrics or /readyz asks
+// again: each answer asks Kafka and the database.
+const scrapeInterval = 100 * time.Millisecond
+
 // scrape reads url's /metrics as Prometheus would.
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
@@ -159,7 +163,12 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 	if _, err := d.Core().Ledger().Deposit(ctx, banksync.DepositRequest{ExternalRef: "metrics-dlq", AccountID: "demo-dave", Amount: 5, Sender: "woori"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the dead letter", 30*time.Second, func() bool { return value(t, scrape(t, chURL), "banksync_dlq_depth") == 1 })
+	testkit.EventuallyEvery(t, 30*time.Second, scrapeInterval, "the dead letter counted", func() error {
+		if n := value(t, scrape(t, chURL), "banksync_dlq_depth"); n != 1 {
+			return fmt.Errorf("banksync_dlq_depth %v, want 1", n)
+		}
+		return nil
+	})
 	if n := value(t, scrape(t, chURL), "banksync_stale_accounts"); n != 1 {
 		t.Errorf("stale accounts = %v, want dave's", n)
 	}
@@ -168,7 +177,12 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 	if _, err := d.Core().Ledger().Deposit(ctx, banksync.DepositRequest{ExternalRef: "metrics-gap", AccountID: "demo-dave", Amount: 5, Sender: "woori"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the gap filled", 30*time.Second, func() bool { return value(t, scrape(t, chURL), "banksync_sync_gap_fills_total") >= 1 })
+	testkit.EventuallyEvery(t, 30*time.Second, scrapeInterval, "the gap filled", func() error {
+		if n := value(t, scrape(t, chURL), "banksync_sync_gap_fills_total"); n < 1 {
+			return fmt.Errorf("banksync_sync_gap_fills_total %v, want at least 1", n)
+		}
+		return nil
+	})
 	req, _ := http.NewRequest("POST", chURL+"/admin/v1/dlq/replay", strings.NewReader(`{"all":true}`))
 	req.Header.Set("Authorization", "Bearer "+d.Secrets().AdminToken)
 	req.Header.Set("Content-Type", "application/json")
@@ -177,16 +191,22 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 		t.Fatalf("replay = %v, %v", resp, err)
 	}
 	// The held transfer passes its deadline; the reconciler fences it.
-	waitFor(t, "the fence", 30*time.Second, func() bool {
-		return value(t, scrape(t, chURL), "banksync_reconciler_decisions_total", "action", "fenced", "outcome", "failed") == 1
+	testkit.EventuallyEvery(t, 30*time.Second, scrapeInterval, "the fence counted", func() error {
+		if n := value(t, scrape(t, chURL), "banksync_reconciler_decisions_total", "action", "fenced", "outcome", "failed"); n != 1 {
+			return fmt.Errorf("fenced and failed decisions %v, want 1", n)
+		}
+		return nil
 	})
 	entries, err := d.Core().Store().LastPosition(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the history to catch up", 30*time.Second, func() bool {
+	testkit.EventuallyEvery(t, 30*time.Second, scrapeInterval, "the history caught up", func() error {
 		m := scrape(t, chURL)
-		return sum(m, "banksync_consumer_lag_records") == 0 && value(t, m, "banksync_stale_accounts") == 0
+		if lag, stale := sum(m, "banksync_consumer_lag_records"), value(t, m, "banksync_stale_accounts"); lag != 0 || stale != 0 {
+			return fmt.Errorf("lag %v records, %v stale accounts; want 0 and 0", lag, stale)
+		}
+		return nil
 	})
 
 	ch, co := scrape(t, chURL), scrape(t, coreURL)
@@ -362,24 +382,19 @@ func TestHealthAndReadiness(t *testing.T) {
 		!strings.Contains(body, `"migrations":"ok"`) || !strings.Contains(body, `"kafka":"ok"`) {
 		t.Errorf("core /readyz = %d %s", st, body)
 	}
-	waitFor(t, "the channel ready", 20*time.Second, func() bool {
-		st, body := get(d.URL() + "/readyz")
-		return st == 200 && strings.Contains(body, `"database":"ok"`) && strings.Contains(body, `"migrations":"ok"`) && strings.Contains(body, `"kafka":"ok"`)
+	testkit.EventuallyEvery(t, 20*time.Second, scrapeInterval, "the channel ready", func() error {
+		if st, body := get(d.URL() + "/readyz"); st != 200 || !strings.Contains(body, `"database":"ok"`) ||
+			!strings.Contains(body, `"migrations":"ok"`) || !strings.Contains(body, `"kafka":"ok"`) {
+			return fmt.Errorf("/readyz = %d %s", st, body)
+		}
+		return nil
 	})
 	// Kafka gone: core is not ready, and says why.
 	d.Core().EmbeddedKafka().Close()
-	waitFor(t, "core not ready without Kafka", 20*time.Second, func() bool {
-		st, body := get(d.CoreURL() + "/readyz")
-		return st == 503 && strings.Contains(body, `"database":"ok"`) && !strings.Contains(body, `"kafka":"ok"`)
-	})
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.EventuallyEvery(t, 20*time.Second, scrapeInterval, "core not ready without Kafka", func() error {
+		if st, body := get(d.CoreURL() + "/readyz"); st != 503 || !strings.Contains(body, `"database":"ok"`) || strings.Contains(body, `"kafka":"ok"`) {
+			return fmt.Errorf("/readyz = %d %s", st, body)
 		}
-	}
+		return nil
+	})
 }

@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -114,16 +115,14 @@ func newDeadLetters(t *testing.T, brokers []string) *kafka.DeadLetters {
 func waitHistoriesReachCore(t *testing.T, chDB, coreURL string, accounts int, bound time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for {
-		behind := histories(t, chDB, coreURL, accounts)
-		if behind == "" {
-			return time.Since(start)
+	// Each check opens the database and asks core for every account.
+	testkit.EventuallyEvery(t, bound, 200*time.Millisecond, "every history at core's entries", func() error {
+		if behind := histories(t, chDB, coreURL, accounts); behind != "" {
+			return errors.New(behind)
 		}
-		if time.Since(start) > bound {
-			t.Fatalf("after %v: %s", bound, behind)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	return time.Since(start)
 }
 
 // histories compares each account's history with core's entries and says

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"banksync"
+	"banksync/internal/testkit"
 	"banksync/sqlite"
 )
 
@@ -31,6 +32,10 @@ func TestSIGTERMDuringABurst(t *testing.T) {
 // appliedTimeout bounds the wait for the channel to apply its first batch:
 // on a real cluster the member first has to be seated in its group.
 const appliedTimeout = 30 * time.Second
+
+// historyPoll is how often a wait here reads the channel's history: each
+// read opens the database, which the channel is writing.
+const historyPoll = 50 * time.Millisecond
 
 func sigtermDuringABurst(t *testing.T, brokers string) {
 	dir := t.TempDir()
@@ -71,11 +76,12 @@ func sigtermDuringABurst(t *testing.T, brokers string) {
 	})
 	// Mid-burst: once the channel has applied a batch's worth, and more
 	// keep coming.
-	for deadline := time.Now().Add(appliedTimeout); historyApplied(t, chPath, accounts) < batchSize; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the channel applied fewer than %d entries within %v", batchSize, appliedTimeout)
+	testkit.EventuallyEvery(t, appliedTimeout, historyPoll, fmt.Sprintf("the channel applied %d entries", batchSize), func() error {
+		if n := historyApplied(t, chPath, accounts); n < batchSize {
+			return fmt.Errorf("%d applied", n)
 		}
-	}
+		return nil
+	})
 	start := time.Now()
 	ch.cmd.Process.Signal(syscall.SIGTERM)
 	if err := ch.cmd.Wait(); err != nil {
@@ -120,20 +126,18 @@ func sigtermDuringABurst(t *testing.T, brokers string) {
 		if err := json.Unmarshal(body, &acct); err != nil {
 			t.Fatalf("account %s = %s", id, body)
 		}
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		testkit.EventuallyEvery(t, 60*time.Second, historyPoll, id+"'s history at core's", func() error {
 			h, err := sqlite.OpenChannel(ctx, chPath)
 			if err != nil {
 				t.Fatal(err)
 			}
 			st, _, err := h.Account(ctx, id)
 			h.Close()
-			if err == nil && st.SyncedSeq == acct.LastSeq && st.Balance == acct.Balance {
-				break
+			if err == nil && (st.SyncedSeq != acct.LastSeq || st.Balance != acct.Balance) {
+				err = fmt.Errorf("history at seq %d balance %d, core at seq %d balance %d", st.SyncedSeq, st.Balance, acct.LastSeq, acct.Balance)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: history at seq %d, core at %d", id, st.SyncedSeq, acct.LastSeq)
-			}
-		}
+			return err
+		})
 	}
 }
 

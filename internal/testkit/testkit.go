@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// eventuallyPoll is how often Eventually checks its condition.
+// eventuallyPoll is how often Eventually and Within check their condition.
 const eventuallyPoll = 10 * time.Millisecond
 
 // Eventually waits up to within for cond to hold, checking it every 10 ms
@@ -18,7 +18,15 @@ const eventuallyPoll = 10 * time.Millisecond
 // the last error cond gave. cond returns nil once it holds.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() error) {
 	t.Helper()
-	if err := Within(within, cond); err != nil {
+	EventuallyEvery(t, within, eventuallyPoll, what, cond)
+}
+
+// EventuallyEvery is Eventually checking cond every interval instead, for
+// a condition too costly to check every 10 ms: one that runs a program, or
+// opens a database that the code under test is writing.
+func EventuallyEvery(t testing.TB, within, interval time.Duration, what string, cond func() error) {
+	t.Helper()
+	if err := WithinEvery(within, interval, cond); err != nil {
 		t.Fatalf("%s: not so after %s: %v", what, within, err)
 	}
 }
@@ -27,13 +35,19 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() err
 // did not hold within the bound, for callers that fail in their own words
 // or wait in a goroutine.
 func Within(within time.Duration, cond func() error) error {
+	return WithinEvery(within, eventuallyPoll, cond)
+}
+
+// WithinEvery is Within checking cond every interval, as EventuallyEvery
+// does.
+func WithinEvery(within, interval time.Duration, cond func() error) error {
 	deadline := time.Now().Add(within)
 	for {
 		err := cond()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(eventuallyPoll)
+		time.Sleep(interval)
 	}
 }
 
