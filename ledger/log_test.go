@@ -1,9 +1,7 @@
 package ledger_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -35,28 +33,11 @@ func (s *heldStore) Commit(ctx context.Context, b *ledger.Batch) error {
 	return s.Store.Commit(ctx, b)
 }
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// count returns how many lines have msg and the transfer id.
-func (b *logBuffer) count(t *testing.T, msg, id string) int {
+// countLogged returns how many lines of logs have msg and the transfer id.
+func countLogged(t *testing.T, logs *testkit.SyncBuffer, msg, id string) int {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	n := 0
-	for _, line := range bytes.Split(bytes.TrimSpace(b.buf.Bytes()), []byte("\n")) {
-		var m map[string]any
-		if err := json.Unmarshal(line, &m); err != nil {
-			t.Fatalf("%q: %v", line, err)
-		}
+	for _, m := range logs.JSONLines(t) {
 		if m["msg"] == msg && m["transfer_id"] == id {
 			n++
 		}
@@ -75,7 +56,7 @@ func TestDecisionsLoggedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &heldStore{Store: inner, release: make(chan struct{})}
-	logs := &logBuffer{}
+	logs := &testkit.SyncBuffer{}
 	l, err := ledger.Open(ctx, store, ledger.Config{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +77,7 @@ func TestDecisionsLoggedOnce(t *testing.T) {
 	if out, err := transfer(ctx, "t-1"); err != nil || out.Status != banksync.StatusCompleted {
 		t.Fatalf("retry = %+v, %v", out, err)
 	}
-	if n := logs.count(t, "transfer decided", "t-1"); n != 1 {
+	if n := countLogged(t, logs, "transfer decided", "t-1"); n != 1 {
 		t.Errorf("t-1 decided and retried: %d lines, want 1", n)
 	}
 
@@ -109,7 +90,7 @@ func TestDecisionsLoggedOnce(t *testing.T) {
 	if _, err := transfer(gaveUp, "t-late"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("held transfer = %v, want the caller's deadline", err)
 	}
-	if n := logs.count(t, "transfer decided", "t-late"); n != 0 {
+	if n := countLogged(t, logs, "transfer decided", "t-late"); n != 0 {
 		t.Fatalf("%d lines before the writer decided", n)
 	}
 	store.mu.Lock()
@@ -117,7 +98,7 @@ func TestDecisionsLoggedOnce(t *testing.T) {
 	store.mu.Unlock()
 	close(store.release)
 	testkit.Eventually(t, 10*time.Second, "the decision of a transfer whose caller gave up logged", func() error {
-		if logs.count(t, "transfer decided", "t-late") == 0 {
+		if countLogged(t, logs, "transfer decided", "t-late") == 0 {
 			return errors.New("no line for t-late")
 		}
 		return nil
@@ -125,7 +106,7 @@ func TestDecisionsLoggedOnce(t *testing.T) {
 	if out, err := transfer(ctx, "t-late"); err != nil || out.Status != banksync.StatusCompleted {
 		t.Fatalf("t-late afterwards = %+v, %v; want completed", out, err)
 	}
-	if n := logs.count(t, "transfer decided", "t-late"); n != 1 {
+	if n := countLogged(t, logs, "transfer decided", "t-late"); n != 1 {
 		t.Errorf("t-late: %d lines, want 1", n)
 	}
 }

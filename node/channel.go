@@ -9,13 +9,13 @@ import (
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/metrics"
 	"banksync/web"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ChannelConfig is what a channel replica needs: the `banksync channel`

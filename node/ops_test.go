@@ -1,13 +1,13 @@
 package node
 
 import (
-	"banksync/channel"
 	"io"
 	"net/http"
 	"path/filepath"
 	"testing"
 
 	"banksync"
+	"banksync/channel"
 )
 
 // TestChannelOpsListener: with --ops-listen, metrics, the operator API and

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"banksync"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
 	"banksync/ledger"

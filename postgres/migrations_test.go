@@ -1,12 +1,12 @@
 package postgres_test
 
 import (
-	"banksync"
 	"context"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"banksync"
 	"banksync/postgres"
 	"banksync/postgres/pgtest"
 	"banksync/storetest"

@@ -1,12 +1,12 @@
 package sqlite_test
 
 import (
-	"banksync"
 	"context"
 	"database/sql"
 	"path/filepath"
 	"testing"
 
+	"banksync"
 	"banksync/sqlite"
 	"banksync/storetest"
 )

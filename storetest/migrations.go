@@ -1,11 +1,12 @@
 package storetest
 
 import (
-	"banksync"
 	"context"
 	"slices"
 	"strings"
 	"testing"
+
+	"banksync"
 )
 
 // MigrationsHarness tells Migrations how to open each store's schema.

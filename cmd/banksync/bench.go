@@ -1,8 +1,6 @@
 package main
 
 import (
-	"banksync/bench"
-	"banksync/ledger"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +9,9 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"time"
+
+	"banksync/bench"
+	"banksync/ledger"
 )
 
 type benchCommand struct{}

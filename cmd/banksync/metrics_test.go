@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -252,7 +251,7 @@ func TestMetricsAndLogsAfterAWorkload(t *testing.T) {
 			t.Errorf("%s = %v, want some", c.what, c.got)
 		}
 	}
-	checkWorkloadLogs(t, logLines(t, logs), sent)
+	checkWorkloadLogs(t, logs.JSONLines(t), sent)
 }
 
 // checkWorkloadLogs checks the log of the metrics workload: every decision
@@ -337,20 +336,6 @@ func checkWorkloadLogs(t *testing.T, lines []map[string]any, sent map[string]str
 	}
 	one("dead letter replayed", "account", "demo-dave", "request_id", "workload-replay", "reason", reason)
 	one("request", "request_id", "workload-replay", "route", "POST /admin/v1/dlq/replay", "status", "200")
-}
-
-// logLines decodes the JSON lines written to b so far.
-func logLines(t *testing.T, b *testkit.SyncBuffer) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace([]byte(b.String())), []byte("\n")) {
-		var m map[string]any
-		if err := json.Unmarshal(line, &m); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", line, err)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // TestHealthAndReadiness: /healthz answers while the process runs;
