@@ -293,7 +293,7 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 	}
 	r.cleanups = append(r.cleanups, func() { r.core.Close() })
 	if len(cfg.Kafka.Brokers) > 0 {
-		r.cleanups = append(r.cleanups, func() { deleteTopics(r.core.Conn(), r.topic, node.DLQTopicOf(r.topic)) })
+		r.cleanups = append(r.cleanups, func() { deleteTopics(r.core.Conn(), r.topic, kafka.DLQTopicOf(r.topic)) })
 	}
 	start := time.Now()
 	if r.ids, err = createAccounts(ctx, r.core.Ledger(), "payday", cfg.Accounts, 0); err != nil {
@@ -473,7 +473,7 @@ func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
 
 // startConsumer runs a channel consumer on the rig's cluster.
 func (r *paydayRig) startConsumer() (stop func(), err error) {
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Topic: r.topic, DLQTopic: node.DLQTopicOf(r.topic), Group: "payday-" + r.name + "." + r.topic, Lanes: r.cfg.Lanes}, r.ch)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Topic: r.topic, DLQTopic: kafka.DLQTopicOf(r.topic), Group: "payday-" + r.name + "." + r.topic, Lanes: r.cfg.Lanes}, r.ch)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ import (
 const (
 	manifestDir   = "k8s"
 	cmdDir        = "../cmd/banksync"
+	nodeDir       = "../node" // the wiring, whose shutdown bounds the pods must allow
 	namespace     = "banksync"
 	image         = "ghcr.io/banksync/banksync:latest"
 	placeholder   = "REPLACE_ME"
@@ -466,9 +467,9 @@ func TestPodsAreLockedDown(t *testing.T) {
 	// What each binary may take after SIGTERM: finishing requests, then
 	// core flushes its outbox relay and the channel lets its consumer's
 	// lanes drain.
-	requests := constSeconds(t, cmdDir, "shutdownTimeout")
+	requests := constSeconds(t, nodeDir, "shutdownTimeout")
 	shutdownBounds := map[string]time.Duration{
-		"core":    requests + constSeconds(t, cmdDir, "relayFlushTimeout"),
+		"core":    requests + constSeconds(t, nodeDir, "relayFlushTimeout"),
 		"channel": requests + constSeconds(t, "../kafka", "drainTimeoutDefault"),
 	}
 	checkTimeout := constSeconds(t, "../http", "healthCheckTimeout")

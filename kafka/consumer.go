@@ -128,7 +128,7 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 		cfg.Topic = banksync.TopicLedgerEntries
 	}
 	if cfg.DLQTopic == "" {
-		cfg.DLQTopic = banksync.TopicLedgerEntriesDLQ
+		cfg.DLQTopic = DLQTopicOf(cfg.Topic)
 	}
 	if cfg.AttemptsMax <= 0 {
 		cfg.AttemptsMax = applyAttemptsDefault

@@ -52,7 +52,7 @@ func newPipelineOn(t testing.TB, brokers []string, topic string, wrap func(chann
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	p := &pipeline{brokers: brokers, topic: topic, dlq: dlqOf(topic)}
+	p := &pipeline{brokers: brokers, topic: topic, dlq: kafka.DLQTopicOf(topic)}
 	coreTopic := topic
 	if topic == banksync.TopicLedgerEntries {
 		coreTopic = "" // and its dead letters in the default topic
@@ -87,17 +87,9 @@ func (p *pipeline) consumer(group string) kafka.ConsumerConfig {
 }
 
 // consumerOn is a consumer configuration for topic and its dead-letter
-// topic (dlqOf) on brokers, in group made the topic's own.
+// topic (kafka.DLQTopicOf) on brokers, in group made the topic's own.
 func consumerOn(brokers []string, topic, group string) kafka.ConsumerConfig {
-	return kafka.ConsumerConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlqOf(topic), Group: group + "." + topic}
-}
-
-// dlqOf is the dead-letter topic the publisher creates beside topic.
-func dlqOf(topic string) string {
-	if topic == banksync.TopicLedgerEntries {
-		return banksync.TopicLedgerEntriesDLQ
-	}
-	return topic + ".dlq"
+	return kafka.ConsumerConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: kafka.DLQTopicOf(topic), Group: group + "." + topic}
 }
 
 // TestConsumerKeepsHistoryInStep runs core (ledger, relay into a real

@@ -177,6 +177,17 @@ type DeadLetters struct {
 	adm   *kadm.Client
 }
 
+// DLQTopicOf is the dead-letter topic beside a ledger topic: the default
+// pair's, banksync.TopicLedgerEntriesDLQ, for "" and the default topic,
+// else topic+".dlq". The publisher creates it and the consumer writes to
+// it unless told another.
+func DLQTopicOf(topic string) string {
+	if topic == "" || topic == banksync.TopicLedgerEntries {
+		return banksync.TopicLedgerEntriesDLQ
+	}
+	return topic + ".dlq"
+}
+
 // NewDeadLetters is the dead-letter topic named (banksync.TopicLedgerEntriesDLQ
 // when topic is "") on the cluster conn reaches. opts are added to every
 // client it makes (a client id, a logger, hooks for metrics); what a

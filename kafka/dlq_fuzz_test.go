@@ -85,3 +85,18 @@ func headersOf(raw []byte) []kgo.RecordHeader {
 	}
 	return hs
 }
+
+// TestDLQTopicOf: the default ledger topic keeps the default dead-letter
+// topic; any other has its own beside it, which the publisher creates and
+// the consumer writes to.
+func TestDLQTopicOf(t *testing.T) {
+	for topic, want := range map[string]string{
+		"":                          banksync.TopicLedgerEntriesDLQ,
+		banksync.TopicLedgerEntries: banksync.TopicLedgerEntriesDLQ,
+		"bench.payday.1":            "bench.payday.1.dlq",
+	} {
+		if got := DLQTopicOf(topic); got != want {
+			t.Errorf("DLQTopicOf(%q) = %q, want %q", topic, got, want)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func eachBroker(t *testing.T, body func(t *testing.T, brokers []string, topic st
 }
 
 // eachBrokerPartitions is eachBroker with the ledger topic and its
-// dead-letter topic (dlqOf) made with partitions: on kfake the cluster
+// dead-letter topic (kafka.DLQTopicOf) made with partitions: on kfake the cluster
 // seeds them so, on Apache Kafka they are created before body runs (the
 // publisher then finds them and keeps their partition count).
 func eachBrokerPartitions(t *testing.T, partitions int, body func(t *testing.T, brokers []string, topic string)) {
@@ -76,7 +76,7 @@ func eachBrokerPartitions(t *testing.T, partitions int, body func(t *testing.T, 
 	})
 	t.Run("apache", func(t *testing.T) {
 		brokers, topic := kafkatest.Shared(t).Addrs(), testTopic(t)
-		mustCreateTopics(t, brokers, partitions, topic, dlqOf(topic))
+		mustCreateTopics(t, brokers, partitions, topic, kafka.DLQTopicOf(topic))
 		body(t, brokers, topic)
 	})
 }
@@ -120,7 +120,7 @@ func mustNewTopicPublisher(tb testing.TB, brokers []string, topic string) *kafka
 	defer cancel()
 	dlq := ""
 	if topic != "" {
-		dlq = dlqOf(topic)
+		dlq = kafka.DLQTopicOf(topic)
 	}
 	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlq, Logger: testLogger()})
 	if err != nil {
@@ -529,13 +529,13 @@ func TestPublisherCreatesTheDeadLetterTopic(t *testing.T) {
 func publisherCreatesTheDeadLetterTopic(t *testing.T, brokers []string, topic string) {
 	ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
 	defer cancel()
-	pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlqOf(topic), Partitions: 4})
+	pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: kafka.DLQTopicOf(topic), Partitions: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
 	adm := adminOn(t, brokers)
-	for _, name := range []string{topic, dlqOf(topic)} {
+	for _, name := range []string{topic, kafka.DLQTopicOf(topic)} {
 		if td := waitTopic(t, adm, name); td.Err != nil || len(td.Partitions) != 4 {
 			t.Errorf("topic %s: %+v, want 4 partitions", name, td)
 		}

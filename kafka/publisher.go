@@ -93,7 +93,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 		cfg.Topic = banksync.TopicLedgerEntries
 	}
 	if cfg.DLQTopic == "" {
-		cfg.DLQTopic = banksync.TopicLedgerEntriesDLQ
+		cfg.DLQTopic = DLQTopicOf(cfg.Topic)
 	}
 	if cfg.Partitions == 0 {
 		cfg.Partitions = partitionsDefault

@@ -40,7 +40,7 @@ func securedConn(t *testing.T, c *kafkatest.Cluster, mechanism, user string) kaf
 func securedResources(t *testing.T, c *kafkatest.Cluster) kafkatest.Resources {
 	t.Helper()
 	topic := testTopic(t)
-	r := kafkatest.Resources{Entries: topic, DLQ: dlqOf(topic), Group: "channel." + topic, ReplayGroup: kafka.ReplayGroup}
+	r := kafkatest.Resources{Entries: topic, DLQ: kafka.DLQTopicOf(topic), Group: "channel." + topic, ReplayGroup: kafka.ReplayGroup}
 	c.GrantBanksync(t, r)
 	return r
 }

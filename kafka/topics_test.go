@@ -25,7 +25,7 @@ import (
 func TestCoreCreatesDurableTopics(t *testing.T) {
 	eachBroker(t, func(t *testing.T, brokers []string, topic string) {
 		ctx := context.Background()
-		pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlqOf(topic), Partitions: 3})
+		pub, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: kafka.DLQTopicOf(topic), Partitions: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +34,7 @@ func TestCoreCreatesDurableTopics(t *testing.T) {
 		if len(brokers) >= 3 {
 			want = replicasAndISR{3, 2}
 		}
-		for _, name := range []string{topic, dlqOf(topic)} {
+		for _, name := range []string{topic, kafka.DLQTopicOf(topic)} {
 			if got := topicDurability(t, brokers, name); got != want {
 				t.Errorf("topic %s: %+v, want %+v", name, got, want)
 			}
@@ -49,14 +49,14 @@ func TestWeakTopicIsReported(t *testing.T) {
 	brokers := kafkatest.Shared(t).Addrs()
 	topic := testTopic(t)
 	adm := adminOn(t, brokers)
-	for _, name := range []string{topic, dlqOf(topic)} {
+	for _, name := range []string{topic, kafka.DLQTopicOf(topic)} {
 		if _, err := adm.CreateTopic(context.Background(), 2, 1, nil, name); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var logs bytes.Buffer
 	pub, err := kafka.NewPublisher(context.Background(), kafka.PublisherConfig{
-		Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlqOf(topic),
+		Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: kafka.DLQTopicOf(topic),
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	if err != nil {

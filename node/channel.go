@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,6 +84,12 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 			n = nil
 		}
 	}()
+	// Bad token settings fail before anything is opened.
+	auth, cursors, err := customerAuth(cfg)
+	if err != nil {
+		return n, err
+	}
+	n.cursors = cursors
 	reg := metrics.NewRegistry()
 	m := metrics.NewChannel(reg)
 	cfg.Channel.Observer = m
@@ -90,7 +97,7 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 	if err != nil {
 		return n, err
 	}
-	n.store, n.ch = d.store, d.Channel
+	n.store, n.ch = d.opened, d.Channel
 	store, core := d.Store, d.core
 	state := metrics.ChannelState{Backlog: n.ch.Backlog, Logger: cfg.Logger}
 	checks := readiness(n.store, func(ctx context.Context) error {
@@ -106,12 +113,15 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 		}
 		cc := cfg.Consumer
 		cc.Conn, cc.Logger = conn, cfg.Logger
+		// The repair, the admin API and the gauge read the topic the
+		// consumer writes its letters to.
+		cc.DLQTopic = cmp.Or(cc.DLQTopic, kafka.DLQTopicOf(cc.Topic))
 		if n.consumer, err = startConsumer(cc, n.ch); err != nil {
 			return n, err
 		}
 		// One dead-letter client for the repair, the admin API and the
 		// depth gauge; closed after them (Close).
-		if n.deadLetters, err = kafka.NewDeadLetters(conn, ""); err != nil {
+		if n.deadLetters, err = kafka.NewDeadLetters(conn, cc.DLQTopic); err != nil {
 			return n, err
 		}
 		admin.DeadLetters, admin.Consumer = dlqOps{letters: n.deadLetters, sync: n.ch, history: store, replayed: m.Replayed, log: cfg.Logger}, n.consumer
@@ -123,11 +133,6 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 			n.wg.Go(func() { n.deadLetters.RunRepair(runCtx, rc, n.ch) })
 		}
 	}
-	auth, cursors, err := customerAuth(cfg)
-	if err != nil {
-		return n, err
-	}
-	n.cursors = cursors
 	metrics.RegisterChannelState(reg, state)
 	return n, n.serve(cfg, reg, checks, admin, auth)
 }
@@ -182,7 +187,7 @@ func (n *Channel) serve(cfg ChannelConfig, reg *prometheus.Registry, checks map[
 type Domain struct {
 	Channel *channel.Channel
 	Store   channel.Store // the store the domain writes through (WrapStore's, if set)
-	store   channel.Store // the store opened, closed by Close
+	opened  channel.Store // the store opened, closed by Close
 	core    *bhttp.CoreClient
 }
 
@@ -203,7 +208,7 @@ func OpenDomain(ctx context.Context, cfg ChannelConfig) (*Domain, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Domain{Store: store, store: store}
+	d := &Domain{Store: store, opened: store}
 	if cfg.WrapStore != nil {
 		d.Store = cfg.WrapStore(store)
 	}
@@ -217,7 +222,7 @@ func OpenDomain(ctx context.Context, cfg ChannelConfig) (*Domain, error) {
 // Close stops the domain's batcher and closes its store.
 func (d *Domain) Close() error {
 	d.Channel.Close()
-	return d.store.Close()
+	return d.opened.Close()
 }
 
 // Domain is the replica's channel, for callers in the same process (the
@@ -294,10 +299,13 @@ func perSecond(rate float64) bhttp.RateLimit {
 // Close stops taking requests, finishes those in flight, stops the
 // reconciler, the consumer and the repair, and closes the store.
 func (n *Channel) Close() error {
-	errs := []error{n.halt(false)}
+	// The consumer drains while the reconciler and the repair stop: the
+	// pods' grace period allows for the longest of them, not their sum.
+	var consumer []func()
 	if n.consumer != nil {
-		n.consumer.stop()
+		consumer = append(consumer, n.consumer.close)
 	}
+	errs := []error{n.halt(false, consumer...)}
 	if n.deadLetters != nil {
 		n.deadLetters.Close()
 	}

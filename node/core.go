@@ -45,15 +45,6 @@ type CoreConfig struct {
 	WrapPublisher func(ledger.Publisher) ledger.Publisher
 }
 
-// DLQTopicOf is the dead-letter topic beside a ledger topic other than the
-// default ("" keeps the default pair).
-func DLQTopicOf(topic string) string {
-	if topic == "" {
-		return ""
-	}
-	return topic + ".dlq"
-}
-
 // Core is a running core: store, ledger, relay and HTTP server.
 type Core struct {
 	store   ledger.Store
@@ -151,7 +142,7 @@ func (n *Core) startRelay(ctx, runCtx context.Context, cfg CoreConfig, m *metric
 	if err := reachKafka(ctx, n.conn); err != nil {
 		return err
 	}
-	n.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: n.conn, Topic: cfg.Topic, DLQTopic: DLQTopicOf(cfg.Topic), Partitions: cfg.Partitions, Logger: cfg.Logger})
+	n.pub, err = kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: n.conn, Topic: cfg.Topic, Partitions: cfg.Partitions, Logger: cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("connect to kafka %s: %w", n.conn, err)
 	}

@@ -1,13 +1,17 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"banksync"
 	"banksync/channel"
+	"banksync/kafka"
 )
 
 // TestChannelOpsListener: with --ops-listen, metrics, the operator API and
@@ -80,5 +84,72 @@ func TestChannelOpsListener(t *testing.T) {
 		if got >= 400 && ctype != "application/json" {
 			t.Errorf("%s %s on the %s listener answered %d as %q, want a JSON error", c.method, c.path, where, got, ctype)
 		}
+	}
+}
+
+// TestChannelReadsTheDeadLettersItWrites: with a ledger topic of its own,
+// the replica's repair, admin API and gauge read the dead-letter topic its
+// consumer writes to, the one core created beside the ledger topic.
+func TestChannelReadsTheDeadLettersItWrites(t *testing.T) {
+	const topic = "node.test.ledger"
+	core, err := StartCore(t.Context(), CoreConfig{Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "core.db"),
+		EmbeddedKafka: &kafka.ClusterConfig{Addr: "127.0.0.1:0"}, Topic: topic, ServiceToken: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer core.Close()
+	n, err := StartChannel(t.Context(), ChannelConfig{Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "channel.db"),
+		CoreURL: "http://" + core.Addr(), ServiceToken: "svc", JWTSecret: "node-test-jwt-secret-of-32-bytes!!",
+		Kafka: core.Conn(), Consumer: kafka.ConsumerConfig{Topic: topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if got := n.deadLetters.Topic(); got != topic+".dlq" {
+		t.Fatalf("the replica reads dead letters from %s, want %s.dlq", got, topic)
+	}
+	if _, err := n.deadLetters.Depth(t.Context()); err != nil {
+		t.Fatalf("depth of %s: %v (does the topic exist?)", n.deadLetters.Topic(), err)
+	}
+}
+
+// TestConsumerRestartsWhileAsked: the replica's consumer stops and starts
+// again while readiness and lag are asked of it (under -race, nothing
+// races; no call waits for a drain), and after Close it cannot start.
+func TestConsumerRestartsWhileAsked(t *testing.T) {
+	core, err := StartCore(t.Context(), CoreConfig{Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "core.db"),
+		EmbeddedKafka: &kafka.ClusterConfig{Addr: "127.0.0.1:0"}, ServiceToken: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer core.Close()
+	n, err := StartChannel(t.Context(), ChannelConfig{Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(t.TempDir(), "channel.db"),
+		CoreURL: "http://" + core.Addr(), ServiceToken: "svc", JWTSecret: "node-test-jwt-secret-of-32-bytes!!", Kafka: core.Conn()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	var askers sync.WaitGroup
+	for range 2 {
+		askers.Go(func() {
+			for ctx.Err() == nil {
+				n.consumer.Lag(ctx)
+				n.consumer.Joined(ctx)
+			}
+		})
+	}
+	for range 3 {
+		n.StopConsumer()
+		if err := n.StartConsumer(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	askers.Wait()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.StartConsumer(); !errors.Is(err, errConsumerClosed) {
+		t.Fatalf("StartConsumer after Close = %v, want %v", err, errConsumerClosed)
 	}
 }

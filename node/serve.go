@@ -165,8 +165,9 @@ func (r *running) background() context.Context {
 }
 
 // halt stops taking requests — finishing those in flight, or, abruptly,
-// cutting them off — then stops the loops and waits for them.
-func (r *running) halt(abruptly bool) error {
+// cutting them off — then stops the loops, and also, while they stop, runs
+// the others' stop functions, and waits for them all.
+func (r *running) halt(abruptly bool, others ...func()) error {
 	var err error
 	if abruptly {
 		err = abort(r.api, r.ops)
@@ -175,6 +176,9 @@ func (r *running) halt(abruptly bool) error {
 	}
 	if r.stop != nil {
 		r.stop()
+	}
+	for _, stop := range others {
+		stop()
 	}
 	r.wg.Wait()
 	return err

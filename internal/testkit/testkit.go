@@ -76,7 +76,11 @@ func (b *SyncBuffer) String() string {
 func (b *SyncBuffer) JSONLines(t testing.TB) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace([]byte(b.String())), []byte("\n")) {
+	text := bytes.TrimSpace([]byte(b.String()))
+	if len(text) == 0 {
+		return nil
+	}
+	for _, line := range bytes.Split(text, []byte("\n")) {
 		var m map[string]any
 		if err := json.Unmarshal(line, &m); err != nil {
 			t.Fatalf("log line %q is not JSON: %v", line, err)
