@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -78,4 +80,17 @@ func percentileMs(sorted []time.Duration, p float64) float64 {
 		return 0
 	}
 	return float64(sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Microseconds()) / 1000
+}
+
+// profileCPU writes a CPU profile to w, if set, until stop, which may be
+// called more than once.
+func profileCPU(w io.Writer) (stop func(), err error) {
+	if w == nil {
+		return func() {}, nil
+	}
+	if err := pprof.StartCPUProfile(w); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(pprof.StopCPUProfile) }, nil
 }

@@ -46,7 +46,10 @@ type PaydayConfig struct {
 	Clients    int // batch files uploaded at once
 	BatchSize  int // deposits per batch file
 	Baseline   int // events the naive consumer drains; 0 skips it
-	Out        io.Writer
+	// DrainProfile, set, receives a CPU profile of phase 2 alone: the
+	// drain from Kafka into the history.
+	DrainProfile io.Writer
+	Out          io.Writer
 }
 
 // PaydayResult is the JSON line the benchmark ends with.
@@ -68,6 +71,7 @@ type PaydayResult struct {
 	Ratio              float64 `json:"ratio_over_baseline"`
 	OfferedRate        int     `json:"offered_rate,omitempty"`
 	AchievedRate       float64 `json:"achieved_rate,omitempty"`
+	EntriesPerCommit   float64 `json:"entries_per_commit,omitempty"` // phase 2's mean
 	Verified           bool    `json:"verified"`
 }
 
@@ -134,6 +138,11 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	res.KafkaOnlyPerS = float64(n) / kafkaTook.Seconds()
 	fmt.Fprintf(cfg.Out, "kafka alone:         %9d records consumed in %6.1f s = %7.0f records/s (no apply: the ceiling)\n", n, kafkaTook.Seconds(), res.KafkaOnlyPerS)
 
+	stopProfile, err := profileCPU(cfg.DrainProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	start := time.Now()
 	stop, err := rig.startConsumer()
 	if err != nil {
@@ -144,10 +153,13 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 		return err
 	}
 	drain := time.Since(start)
+	stopProfile()
 	stop()
 	res.Events, res.Seconds = int64(cfg.Deposits), drain.Seconds()
 	res.EventsPerS = float64(cfg.Deposits) / drain.Seconds()
-	fmt.Fprintf(cfg.Out, "phase 2, drain:      %9d events   in %6.1f s = %7.0f events/s into history\n", cfg.Deposits, drain.Seconds(), res.EventsPerS)
+	res.EntriesPerCommit = float64(cfg.Deposits) / float64(max(1, rig.vis.commits.Load()))
+	fmt.Fprintf(cfg.Out, "phase 2, drain:      %9d events   in %6.1f s = %7.0f events/s into history (%.0f entries a group commit)\n",
+		cfg.Deposits, drain.Seconds(), res.EventsPerS, res.EntriesPerCommit)
 
 	verified, err := rig.verify(ctx)
 	if err != nil {
@@ -624,6 +636,7 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 type visibility struct {
 	index   map[string]int // account id -> index
 	visible atomic.Int64   // entries visible so far
+	commits atomic.Int64   // group commits (Store.ApplyRuns calls) that wrote
 
 	mu        sync.Mutex
 	synced    []int64   // per account: seq visible so far
@@ -718,6 +731,7 @@ func (s *observedStore) Apply(ctx context.Context, account string, es []banksync
 func (s *observedStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
 	results, err := s.Store.ApplyRuns(ctx, runs, at)
 	if err == nil {
+		s.vis.commits.Add(1)
 		now := time.Now()
 		for i, res := range results {
 			if !res.Gap {

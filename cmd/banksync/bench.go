@@ -69,7 +69,7 @@ func benchCore(ctx context.Context, args []string) error {
 
 func benchPayday(ctx context.Context, args []string) error {
 	var cfg bench.PaydayConfig
-	var kafkaMode, profile string
+	var kafkaMode, profile, drainProfile string
 	var asJSON bool
 	f := newFlags("bench payday", `The seed's payday: N salary deposits across M accounts. Without --rate, a burst
 in phases: (1) core books the deposits from batch files as fast as it can;
@@ -92,6 +92,7 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 	f.Int(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", 20_000, "events the naive baseline drains (0: skip)")
 	f.Bool(&asJSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
 	f.String(&profile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
+	f.String(&drainProfile, "drain-cpuprofile", "BANKSYNC_BENCH_DRAIN_CPUPROFILE", "", "write a CPU profile of phase 2 alone (the drain into the history) to this file")
 	kafkaSec := f.kafkaSecurityFlags()
 	if err := f.parse(args); err != nil {
 		return err
@@ -109,6 +110,14 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 		return err
 	}
 	defer stopProfile()
+	if drainProfile != "" {
+		out, err := os.Create(drainProfile)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		cfg.DrainProfile = out
+	}
 	cfg.Out = os.Stdout
 	res, err := bench.Payday(ctx, cfg)
 	if err != nil {
