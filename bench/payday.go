@@ -71,7 +71,9 @@ type PaydayResult struct {
 	Ratio              float64 `json:"ratio_over_baseline"`
 	OfferedRate        int     `json:"offered_rate,omitempty"`
 	AchievedRate       float64 `json:"achieved_rate,omitempty"`
-	EntriesPerCommit   float64 `json:"entries_per_commit,omitempty"` // phase 2's mean
+	EntriesPerCommit   float64 `json:"entries_per_commit,omitempty"`  // phase 2's mean
+	HeapPeakMiB        float64 `json:"drain_heap_peak_mib,omitempty"` // phase 2, the whole process
+	RSSPeakMiB         float64 `json:"drain_rss_peak_mib,omitempty"`  // phase 2, the whole process; 0 where unknown
 	Verified           bool    `json:"verified"`
 }
 
@@ -138,6 +140,8 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	res.KafkaOnlyPerS = float64(n) / kafkaTook.Seconds()
 	fmt.Fprintf(cfg.Out, "kafka alone:         %9d records consumed in %6.1f s = %7.0f records/s (no apply: the ceiling)\n", n, kafkaTook.Seconds(), res.KafkaOnlyPerS)
 
+	mem := startMemoryPeak()
+	defer mem.end()
 	stopProfile, err := profileCPU(cfg.DrainProfile)
 	if err != nil {
 		return err
@@ -157,9 +161,12 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	stop()
 	res.Events, res.Seconds = int64(cfg.Deposits), drain.Seconds()
 	res.EventsPerS = float64(cfg.Deposits) / drain.Seconds()
+	res.HeapPeakMiB, res.RSSPeakMiB = mem.end()
 	res.EntriesPerCommit = float64(cfg.Deposits) / float64(max(1, rig.vis.commits.Load()))
 	fmt.Fprintf(cfg.Out, "phase 2, drain:      %9d events   in %6.1f s = %7.0f events/s into history (%.0f entries a group commit)\n",
 		cfg.Deposits, drain.Seconds(), res.EventsPerS, res.EntriesPerCommit)
+	fmt.Fprintf(cfg.Out, "                     memory of the process (core and channel together): peak Go heap %.0f MiB, peak resident %.0f MiB\n",
+		res.HeapPeakMiB, res.RSSPeakMiB)
 
 	verified, err := rig.verify(ctx)
 	if err != nil {
