@@ -140,33 +140,9 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	res.KafkaOnlyPerS = float64(n) / kafkaTook.Seconds()
 	fmt.Fprintf(cfg.Out, "kafka alone:         %9d records consumed in %6.1f s = %7.0f records/s (no apply: the ceiling)\n", n, kafkaTook.Seconds(), res.KafkaOnlyPerS)
 
-	mem := startMemoryPeak()
-	defer mem.end()
-	stopProfile, err := profileCPU(cfg.DrainProfile)
-	if err != nil {
+	if err := rig.drain(ctx, res); err != nil {
 		return err
 	}
-	defer stopProfile()
-	start := time.Now()
-	stop, err := rig.startConsumer()
-	if err != nil {
-		return err
-	}
-	if err := rig.waitVisible(ctx, int64(cfg.Deposits), 10*time.Minute); err != nil {
-		stop()
-		return err
-	}
-	drain := time.Since(start)
-	stopProfile()
-	stop()
-	res.Events, res.Seconds = int64(cfg.Deposits), drain.Seconds()
-	res.EventsPerS = float64(cfg.Deposits) / drain.Seconds()
-	res.HeapPeakMiB, res.RSSPeakMiB = mem.end()
-	res.EntriesPerCommit = float64(cfg.Deposits) / float64(max(1, rig.vis.commits.Load()))
-	fmt.Fprintf(cfg.Out, "phase 2, drain:      %9d events   in %6.1f s = %7.0f events/s into history (%.0f entries a group commit)\n",
-		cfg.Deposits, drain.Seconds(), res.EventsPerS, res.EntriesPerCommit)
-	fmt.Fprintf(cfg.Out, "                     memory of the process (core and channel together): peak Go heap %.0f MiB, peak resident %.0f MiB\n",
-		res.HeapPeakMiB, res.RSSPeakMiB)
 
 	verified, err := rig.verify(ctx)
 	if err != nil {
@@ -188,6 +164,39 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	}
 	rig.close()
 	return paydayCombined(ctx, cfg, res)
+}
+
+// drain is phase 2: a consumer drains every event from Kafka into the
+// history, its CPU profiled if asked and the process's memory followed.
+func (rig *paydayRig) drain(ctx context.Context, res *PaydayResult) error {
+	mem := startMemoryPeak()
+	defer mem.end()
+	stopProfile, err := profileCPU(rig.cfg.DrainProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	start := time.Now()
+	stop, err := rig.startConsumer()
+	if err != nil {
+		return err
+	}
+	if err := rig.waitVisible(ctx, int64(rig.cfg.Deposits), 10*time.Minute); err != nil {
+		stop()
+		return err
+	}
+	drain := time.Since(start)
+	stopProfile()
+	stop()
+	res.Events, res.Seconds = int64(rig.cfg.Deposits), drain.Seconds()
+	res.EventsPerS = float64(rig.cfg.Deposits) / drain.Seconds()
+	res.HeapPeakMiB, res.RSSPeakMiB = mem.end()
+	res.EntriesPerCommit = float64(rig.cfg.Deposits) / float64(max(1, rig.vis.commits.Load()))
+	fmt.Fprintf(rig.cfg.Out, "phase 2, drain:      %9d events   in %6.1f s = %7.0f events/s into history (%.0f entries a group commit)\n",
+		rig.cfg.Deposits, drain.Seconds(), res.EventsPerS, res.EntriesPerCommit)
+	fmt.Fprintf(rig.cfg.Out, "                     memory of the process (core and channel together): peak Go heap %.0f MiB, peak resident %.0f MiB\n",
+		res.HeapPeakMiB, res.RSSPeakMiB)
+	return nil
 }
 
 // paydayCombined runs both phases at once, on fresh databases and a fresh
