@@ -416,6 +416,7 @@ func commitResponseError(resp *kmsg.OffsetCommitResponse) error {
 // their unapplied records go to the next owner.
 func (c *Consumer) revoked(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
 	c.lanes.Abandon()
+	c.router.reset()
 	c.commit(ctx)
 	c.offsets.Revoke(lost[c.cfg.Topic]...)
 }
@@ -423,6 +424,7 @@ func (c *Consumer) revoked(ctx context.Context, _ *kgo.Client, lost map[string][
 // lost is revoked without the commit, which would fail anyway.
 func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	c.lanes.Abandon()
+	c.router.reset()
 	c.offsets.Revoke(lost[c.cfg.Topic]...)
 }
 

@@ -387,6 +387,7 @@ func TestLanesOffsetsProperty(t *testing.T) {
 					seen[p] = c
 				}
 				lanes.Abandon()
+				route.reset()
 				all := make([]int32, partitions)
 				for p := range all {
 					all[p] = int32(p)

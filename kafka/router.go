@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -26,6 +27,20 @@ type router struct {
 	jobs context.Context
 
 	batches map[int][]*kgo.Record // lane -> records not yet dispatched
+
+	// waiting is each lane's mailbox: the records handed to the lane that
+	// its job has not taken yet. A lane runs at most one job, which takes
+	// everything waiting each time round, so a busy lane's next batch is
+	// all its records of the polls since: one bigger group commit instead
+	// of one per poll. The offset tracker's bound on records in flight
+	// bounds the mailboxes.
+	waiting []mailbox
+}
+
+type mailbox struct {
+	mu        sync.Mutex
+	recs      []*kgo.Record
+	scheduled bool // a job of the lane will take recs
 }
 
 // batchHandler is where the router's work goes: the Consumer (and, in the
@@ -41,7 +56,19 @@ type batchHandler interface {
 }
 
 func newRouter(offsets *offsetTracker, lanes *laneSet, to batchHandler, log *slog.Logger) *router {
-	return &router{offsets: offsets, lanes: lanes, to: to, log: log, batches: make(map[int][]*kgo.Record)}
+	return &router{offsets: offsets, lanes: lanes, to: to, log: log, batches: make(map[int][]*kgo.Record),
+		waiting: make([]mailbox, lanes.Len())}
+}
+
+// reset empties the mailboxes, after the lanes' Abandon: the records in
+// them are revoked, to be re-delivered to the partitions' next owner.
+func (rt *router) reset() {
+	for i := range rt.waiting {
+		mb := &rt.waiting[i]
+		mb.mu.Lock()
+		mb.recs, mb.scheduled = nil, false
+		mb.mu.Unlock()
+	}
 }
 
 // add records r as dispatched and adds it to its lane's batch. When r's
@@ -70,10 +97,20 @@ func (rt *router) add(ctx context.Context, r *kgo.Record) {
 	rt.batches[lane] = append(rt.batches[lane], r)
 }
 
-// flush hands each lane its batch, in the order added.
+// flush puts each lane's batch in its mailbox, in the order added, and
+// starts a job on each lane that has none.
 func (rt *router) flush(ctx context.Context) {
 	for lane, recs := range rt.batches {
 		delete(rt.batches, lane)
+		mb := &rt.waiting[lane]
+		mb.mu.Lock()
+		mb.recs = append(mb.recs, recs...)
+		start := !mb.scheduled
+		mb.scheduled = true
+		mb.mu.Unlock()
+		if !start {
+			continue
+		}
 		parent := rt.jobs
 		if parent == nil {
 			parent = ctx
@@ -85,11 +122,30 @@ func (rt *router) flush(ctx context.Context) {
 			jctx, cancel := context.WithCancel(parent)
 			defer context.AfterFunc(abandoned, cancel)()
 			defer cancel()
-			rt.to.handleBatch(jctx, recs)
+			rt.drainMailbox(jctx, mb)
 		}
 		if err := rt.lanes.DispatchTo(ctx, lane, job); err != nil {
 			// ctx done or lanes closed: shutting down, so they are re-delivered
 			rt.log.Debug("records not dispatched", "records", len(recs), "err", err)
+			mb.mu.Lock()
+			mb.scheduled = false
+			mb.mu.Unlock()
 		}
+	}
+}
+
+// drainMailbox handles what waits in mb until it is empty or ctx ends.
+func (rt *router) drainMailbox(ctx context.Context, mb *mailbox) {
+	for {
+		mb.mu.Lock()
+		recs := mb.recs
+		mb.recs = nil
+		if len(recs) == 0 || ctx.Err() != nil {
+			mb.scheduled = false
+			mb.mu.Unlock()
+			return
+		}
+		mb.mu.Unlock()
+		rt.to.handleBatch(ctx, recs)
 	}
 }
