@@ -279,7 +279,8 @@ type paydayRig struct {
 	name     string
 	core     *node.Core
 	client   *bhttp.CoreClient
-	chStore  channel.Store // the history as the domain writes it
+	toCore   http.RoundTripper // the pooled connections client and the channel share
+	chStore  channel.Store     // the history as the domain writes it
 	ch       *channel.Channel
 	vis      *visibility
 	ids      []string
@@ -328,8 +329,8 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 		return r, err
 	}
 	fmt.Fprintf(cfg.Out, "setup (%s):%*s%9d accounts at core in %.1f s\n", name, 12-len(name), "", cfg.Accounts, time.Since(start).Seconds())
-	r.client = bhttp.NewCoreClient("http://"+r.core.Addr(), paydayToken,
-		&http.Transport{MaxIdleConnsPerHost: paydayConnsMax, MaxConnsPerHost: paydayConnsMax})
+	r.toCore = &http.Transport{MaxIdleConnsPerHost: paydayConnsMax, MaxConnsPerHost: paydayConnsMax}
+	r.client = bhttp.NewCoreClient("http://"+r.core.Addr(), paydayToken, r.toCore)
 
 	chDSN, err := r.scratch(ctx, "channel")
 	if err != nil {
@@ -340,8 +341,7 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 		perAccount = int(float64(cfg.Rate)*cfg.Duration.Seconds())/cfg.Accounts + 1
 	}
 	r.vis = newVisibility(r.ids, perAccount)
-	d, err := node.OpenDomain(ctx, node.ChannelConfig{DB: chDSN, CoreURL: "http://" + r.core.Addr(), ServiceToken: paydayToken,
-		WrapStore: func(s channel.Store) channel.Store { return &observedStore{Store: s, vis: r.vis} }})
+	d, err := r.openDomain(ctx, chDSN, func(s channel.Store) channel.Store { return &observedStore{Store: s, vis: r.vis} })
 	if err != nil {
 		return r, err
 	}
@@ -362,6 +362,14 @@ func newConsumingRig(ctx context.Context, cfg PaydayConfig, name string) (r *pay
 	}
 	r.cleanups = append(r.cleanups, stop)
 	return r, stop, nil
+}
+
+// openDomain is a channel domain on the database dsn, reaching core over
+// the rig's pooled connections (as the deposits do), its store wrapped by
+// wrap if set.
+func (r *paydayRig) openDomain(ctx context.Context, dsn string, wrap func(channel.Store) channel.Store) (*node.Domain, error) {
+	return node.OpenDomain(ctx, node.ChannelConfig{DB: dsn, CoreURL: "http://" + r.core.Addr(), ServiceToken: paydayToken,
+		CoreTransport: r.toCore, WrapStore: wrap})
 }
 
 // scratch returns a DSN of a fresh database for part, dropped at close.
@@ -501,7 +509,7 @@ func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
 
 // startConsumer runs a channel consumer on the rig's cluster.
 func (r *paydayRig) startConsumer() (stop func(), err error) {
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Topic: r.topic, DLQTopic: kafka.DLQTopicOf(r.topic), Group: "payday-" + r.name + "." + r.topic, Lanes: r.cfg.Lanes}, r.ch)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: r.core.Conn(), Topic: r.topic, Group: "payday-" + r.name + "." + r.topic, Lanes: r.cfg.Lanes}, r.ch)
 	if err != nil {
 		return nil, err
 	}
@@ -624,13 +632,12 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 	if err != nil {
 		return 0, 0, err
 	}
-	store, err := node.OpenChannelStore(ctx, dsn)
+	d, err := r.openDomain(ctx, dsn, nil)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer store.Close()
-	ch := channel.New(store, r.client, channel.Config{})
-	defer ch.Close()
+	defer d.Close()
+	ch := d.Channel
 	cl, err := r.core.Conn().NewClient(kgo.ConsumerGroup("payday-naive."+r.topic),
 		kgo.ConsumeTopics(r.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {

@@ -53,12 +53,8 @@ func newPipelineOn(t testing.TB, brokers []string, topic string, wrap func(chann
 	ctx := context.Background()
 	dir := t.TempDir()
 	p := &pipeline{brokers: brokers, topic: topic, dlq: kafka.DLQTopicOf(topic)}
-	coreTopic := topic
-	if topic == banksync.TopicLedgerEntries {
-		coreTopic = "" // and its dead letters in the default topic
-	}
 	core, err := node.StartCore(ctx, node.CoreConfig{Listen: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(dir, "core.db"),
-		Kafka: kafka.Brokers(brokers...), Topic: coreTopic, ServiceToken: "svc", Logger: testLogger()})
+		Kafka: kafka.Brokers(brokers...), Topic: topic, ServiceToken: "svc", Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

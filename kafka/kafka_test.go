@@ -113,16 +113,13 @@ func mustNewPublisher(tb testing.TB, brokers []string) *kafka.Publisher {
 	return mustNewTopicPublisher(tb, brokers, "")
 }
 
-// mustNewTopicPublisher publishes to topic ("" for the default).
+// mustNewTopicPublisher publishes to topic ("" for the default), with its
+// dead letters beside it (kafka.DLQTopicOf).
 func mustNewTopicPublisher(tb testing.TB, brokers []string, topic string) *kafka.Publisher {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
 	defer cancel()
-	dlq := ""
-	if topic != "" {
-		dlq = kafka.DLQTopicOf(topic)
-	}
-	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, DLQTopic: dlq, Logger: testLogger()})
+	p, err := kafka.NewPublisher(ctx, kafka.PublisherConfig{Conn: kafka.Brokers(brokers...), Topic: topic, Logger: testLogger()})
 	if err != nil {
 		tb.Fatalf("NewPublisher: %v", err)
 	}
