@@ -216,10 +216,16 @@ func (s *system) start(ctx context.Context) error {
 		return err
 	}
 	brokerRNG := rand.New(rand.NewPCG(s.cfg.Seed, 5))
+	// The first produce and the first fetch of a run always fail, so a run
+	// injects both kinds however few requests a loaded machine lets it
+	// make (a short run once made no fetch failure at all); later ones fail
+	// at the seeded rate. The broker calls this from one goroutine.
+	failedOnce := map[int16]bool{}
 	s.cluster.FailRequests(func(key int16) bool {
-		if s.calmed.Load() || brokerRNG.Float64() >= s.cfg.Faults.Broker {
+		if s.calmed.Load() || s.cfg.Faults.Broker <= 0 || failedOnce[key] && brokerRNG.Float64() >= s.cfg.Faults.Broker {
 			return false
 		}
+		failedOnce[key] = true
 		if key == kmsg.Produce.Int16() {
 			s.stats.fault("broker_produce_failed")
 		} else {
