@@ -68,8 +68,12 @@ func (m *memoryPeak) end() (heapMiB, rssMiB float64) {
 
 // vmHWM is the process's peak resident set in bytes, from /proc; 0 if
 // unreadable.
-func vmHWM() uint64 {
-	f, err := os.Open("/proc/self/status")
+func vmHWM() uint64 { return vmHWMOf("/proc/self/status") }
+
+// vmHWMOf is the peak resident set in bytes that a /proc/PID/status file
+// gives; 0 if unreadable.
+func vmHWMOf(status string) uint64 {
+	f, err := os.Open(status)
 	if err != nil {
 		return 0
 	}

@@ -49,7 +49,11 @@ type PaydayConfig struct {
 	// DrainProfile, set, receives a CPU profile of phase 2 alone: the
 	// drain from Kafka into the history.
 	DrainProfile io.Writer
-	Out          io.Writer
+	// ChannelBinary, set, is a banksync binary that drains phase 2 once
+	// more as a `banksync channel` process of its own, whose peak resident
+	// set is then the channel's alone.
+	ChannelBinary string
+	Out           io.Writer
 }
 
 // PaydayResult is the JSON line the benchmark ends with.
@@ -71,9 +75,11 @@ type PaydayResult struct {
 	Ratio              float64 `json:"ratio_over_baseline"`
 	OfferedRate        int     `json:"offered_rate,omitempty"`
 	AchievedRate       float64 `json:"achieved_rate,omitempty"`
-	EntriesPerCommit   float64 `json:"entries_per_commit,omitempty"`  // phase 2's mean
-	HeapPeakMiB        float64 `json:"drain_heap_peak_mib,omitempty"` // phase 2, the whole process
-	RSSPeakMiB         float64 `json:"drain_rss_peak_mib,omitempty"`  // phase 2, the whole process; 0 where unknown
+	EntriesPerCommit   float64 `json:"entries_per_commit,omitempty"`   // phase 2's mean
+	HeapPeakMiB        float64 `json:"drain_heap_peak_mib,omitempty"`  // phase 2, the whole process
+	RSSPeakMiB         float64 `json:"drain_rss_peak_mib,omitempty"`   // phase 2, the whole process; 0 where unknown
+	ProcessEventsPerS  float64 `json:"process_events_per_s,omitempty"` // phase 2 again, by a channel process of its own
+	ProcessRSSPeakMiB  float64 `json:"process_rss_peak_mib,omitempty"` // that channel process's peak resident set
 	Verified           bool    `json:"verified"`
 }
 
@@ -150,6 +156,11 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	}
 	res.Verified = verified
 	fmt.Fprintf(cfg.Out, "verification:        every account's history equals core's ledger: %v\n", verified)
+	if cfg.ChannelBinary != "" {
+		if err := rig.drainByProcess(ctx, res); err != nil {
+			return err
+		}
+	}
 
 	if cfg.Baseline > 0 {
 		n, took, err := rig.naive(ctx, int64(min(cfg.Baseline, cfg.Deposits)))

@@ -17,9 +17,12 @@ import (
 	"banksync"
 )
 
+// ConsumerGroupDefault is the channel replicas' consumer group unless
+// configured otherwise.
+const ConsumerGroupDefault = "banksync-channel"
+
 // Consumer defaults.
 const (
-	consumerGroupDefault = "banksync-channel"
 	pollRecordsMax       = 10_000
 	commitInterval       = 200 * time.Millisecond
 	drainTimeoutDefault  = 10 * time.Second // how long a stopping member lets its lanes finish
@@ -122,7 +125,7 @@ type Consumer struct {
 // NewConsumer joins the group; Run consumes.
 func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 	if cfg.Group == "" {
-		cfg.Group = consumerGroupDefault
+		cfg.Group = ConsumerGroupDefault
 	}
 	if cfg.Topic == "" {
 		cfg.Topic = banksync.TopicLedgerEntries

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"banksync"
@@ -27,6 +28,9 @@ type ChannelStore struct {
 	insertHistory  *inserter
 	upsertAccounts *inserter // sets synced_seq and balance, adding accounts not known
 	advance        *sql.Stmt // moves synced_seq from an expected value
+
+	runsMu sync.Mutex // one ApplyRuns at a time, so each plans from what the last one stored
+	states stateCache // the group commit's sync states between commits
 }
 
 var _ channel.Store = (*ChannelStore)(nil)
@@ -161,6 +165,8 @@ func (s *ChannelStore) AccountsOf(ctx context.Context, owner string) ([]channel.
 // AddAccount inserts the account, or fills in the owner of a row that has
 // none; an owner once set is never changed here.
 func (s *ChannelStore) AddAccount(ctx context.Context, id, owner string) error {
+	s.states.foreignWrite()
+	defer s.states.foreignWrite()
 	_, err := s.db.write.ExecContext(ctx, `INSERT INTO channel_accounts (id, owner, synced_seq, balance, stale)
 		VALUES (?, ?, 0, 0, 0)
 		ON CONFLICT (id) DO UPDATE SET owner = excluded.owner WHERE channel_accounts.owner = ''`, id, owner)
@@ -326,6 +332,8 @@ func (s *ChannelStore) Apply(ctx context.Context, account string, entries []bank
 	if err := channel.CheckRun(account, entries); err != nil {
 		return channel.AccountState{}, fmt.Errorf("apply to %s: %w", account, err)
 	}
+	s.states.foreignWrite()
+	defer s.states.foreignWrite()
 	var st channel.AccountState
 	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		if len(entries) == 0 || entries[0].Seq == 1 {
@@ -376,30 +384,29 @@ func (s *ChannelStore) appendHistory(ctx context.Context, tx *sql.Tx, entries []
 const idsPerReadMax = 500
 
 // ApplyRuns applies many accounts' runs in one write transaction: one read
-// of their states, from which channel.PlanRuns (the in-order rule) decides
-// what to write, then one multi-row insert of the history and one of the
-// states.
+// of the states the cache does not hold, from which channel.PlanRuns (the
+// in-order rule) decides what to write, then one multi-row insert of the
+// history and one of the states.
 func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at time.Time) ([]channel.RunResult, error) {
 	if err := channel.CheckRuns(runs); err != nil {
 		return nil, fmt.Errorf("apply runs: %w", err)
 	}
+	s.runsMu.Lock()
+	defer s.runsMu.Unlock()
 	var results []channel.RunResult
+	var gen int64
 	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		known := make(map[string]channel.AccountState, len(runs))
-		for start := 0; start < len(runs); start += idsPerReadMax {
-			chunk := runs[start:min(len(runs), start+idsPerReadMax)]
-			ids := make([]string, len(chunk))
-			for i, r := range chunk {
-				ids[i] = r.Account
-			}
-			in, args := inList(ids)
-			as, err := readAccounts(ctx, tx, `id IN (`+in+`)`, args...)
-			if err != nil {
-				return err
-			}
-			for _, a := range as {
-				known[a.ID] = a
-			}
+		var err error
+		if gen, err = s.states.begin(ctx, tx); err != nil {
+			return err
+		}
+		ids := make([]string, len(runs))
+		for i, r := range runs {
+			ids[i] = r.Account
+		}
+		known, missing := s.states.lookup(ids)
+		if err := readAccountsInto(ctx, tx, known, missing); err != nil {
+			return err
 		}
 		var plan [][]banksync.Entry
 		results, plan = channel.PlanRuns(known, runs, at)
@@ -420,9 +427,27 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 		})
 	})
 	if err != nil {
+		s.states.forget()
 		return nil, fmt.Errorf("apply runs of %d accounts: %w", len(runs), err)
 	}
+	s.states.commit(gen, results)
 	return results, nil
+}
+
+// readAccountsInto reads the states of ids into known, idsPerReadMax at a
+// time; an account the table does not hold stays out of known.
+func readAccountsInto(ctx context.Context, q queryer, known map[string]channel.AccountState, ids []string) error {
+	for start := 0; start < len(ids); start += idsPerReadMax {
+		in, args := inList(ids[start:min(len(ids), start+idsPerReadMax)])
+		as, err := readAccounts(ctx, q, `id IN (`+in+`)`, args...)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			known[a.ID] = a
+		}
+	}
+	return nil
 }
 
 // StaleAccounts returns up to limit stale accounts, stale longest first.
@@ -463,6 +488,8 @@ func (s *ChannelStore) Backlog(ctx context.Context) (channel.Backlog, error) {
 // ClearStale clears the stale flag if no MarkStale came after the one that
 // gave gen.
 func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64) error {
+	s.states.foreignWrite()
+	defer s.states.foreignWrite()
 	if _, err := s.db.write.ExecContext(ctx, `UPDATE channel_accounts SET stale = 0, stale_since = NULL
 		WHERE id = ? AND stale = 1 AND stale_gen = ?`, account, gen); err != nil {
 		return fmt.Errorf("clear stale %s: %w", account, err)
@@ -473,6 +500,8 @@ func (s *ChannelStore) ClearStale(ctx context.Context, account string, gen int64
 // MarkStale keeps stale_since of an account already stale: it says since
 // when the history may have been behind.
 func (s *ChannelStore) MarkStale(ctx context.Context, account string, at time.Time) error {
+	s.states.foreignWrite()
+	defer s.states.foreignWrite()
 	_, err := s.db.write.ExecContext(ctx, `INSERT INTO channel_accounts (id, synced_seq, balance, stale, stale_since, stale_gen)
 		VALUES (?, 0, 0, 1, ?, 1)
 		ON CONFLICT (id) DO UPDATE SET stale = 1, stale_gen = channel_accounts.stale_gen + 1,

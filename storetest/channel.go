@@ -45,6 +45,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"Restart", testChannelRestart},
 		{"ConcurrentApply", testChannelConcurrentApply},
 		{"ConcurrentApplyRuns", testChannelConcurrentApplyRuns},
+		{"ApplyRunsAfterOtherWrites", testChannelApplyRunsAfterOtherWrites},
 		{"ConcurrentOnePending", testChannelConcurrentOnePending},
 		{"ConcurrentSameKey", testChannelConcurrentSameKey},
 		{"ConcurrentSettle", testChannelConcurrentSettle},

@@ -364,3 +364,63 @@ func testChannelConcurrentSettle(t *testing.T, h ChannelHarness) {
 		}
 	}
 }
+
+// testChannelApplyRunsAfterOtherWrites: the group commit plans from the
+// state the database holds, whatever wrote it since the last commit —
+// another process sharing the database, or this store's own Apply,
+// MarkStale, ClearStale and AddAccount. A store that keeps states between
+// commits must notice each of them.
+func testChannelApplyRunsAfterOtherWrites(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	stores := openChannelProcesses(t, h)
+	s, other := stores[0], stores[1]
+	es := ledgerEntries("acc-1", 1, 12)
+	at := channelT0
+	commit := func(step string, account string, entries []banksync.Entry, appended int) channel.AccountState {
+		t.Helper()
+		at = at.Add(time.Second)
+		res := mustApplyRuns(t, s, []channel.Run{{Account: account, Entries: entries}}, at)
+		if res[0].Gap || res[0].Appended != appended {
+			t.Fatalf("%s: ApplyRuns = %+v, want %d appended", step, res[0], appended)
+		}
+		diff(t, step+": result against the stored state", res[0].State, mustAccountState(t, s, account))
+		return res[0].State
+	}
+	commit("first commit", "acc-1", es[0:2], 2)
+	mustApplyRuns(t, other, []channel.Run{{Account: "acc-1", Entries: es[2:3]}}, at)
+	commit("after another process's commit", "acc-1", es[3:5], 2)
+	mustApply(t, s, "acc-1", es[5:6], at)
+	commit("after this store's Apply", "acc-1", es[6:7], 1)
+	if err := s.MarkStale(ctx, "acc-1", at); err != nil {
+		t.Fatal(err)
+	}
+	st := commit("after MarkStale", "acc-1", es[7:8], 1)
+	if !st.Stale {
+		t.Fatalf("after MarkStale: state %+v is not stale", st)
+	}
+	if err := s.ClearStale(ctx, "acc-1", st.StaleGen); err != nil {
+		t.Fatal(err)
+	}
+	if st := commit("after ClearStale", "acc-1", es[8:9], 1); st.Stale {
+		t.Fatalf("after ClearStale: state %+v is still stale", st)
+	}
+	if err := s.AddAccount(ctx, "acc-1", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if st := commit("after AddAccount", "acc-1", es[9:10], 1); st.Owner != "alice" {
+		t.Fatalf("after AddAccount: owner %q, want alice", st.Owner)
+	}
+	if err := other.MarkStale(ctx, "acc-1", at); err != nil {
+		t.Fatal(err)
+	}
+	if st := commit("after another process's MarkStale", "acc-1", es[10:11], 1); !st.Stale {
+		t.Fatalf("after another process's MarkStale: state %+v is not stale", st)
+	}
+
+	fresh := ledgerEntries("acc-2", 1, 3)
+	if res := mustApplyRuns(t, s, []channel.Run{{Account: "acc-2", Entries: fresh[1:2]}}, at); !res[0].Gap {
+		t.Fatalf("a hole in an unknown account: %+v, want a gap", res[0])
+	}
+	mustApply(t, other, "acc-2", fresh[:2], at)
+	commit("an account another process started", "acc-2", fresh[2:3], 1)
+}

@@ -70,7 +70,7 @@ func benchCore(ctx context.Context, args []string) error {
 func benchPayday(ctx context.Context, args []string) error {
 	var cfg bench.PaydayConfig
 	var kafkaMode, profile, drainProfile string
-	var asJSON bool
+	var asJSON, channelProcess bool
 	f := newFlags("bench payday", `The seed's payday: N salary deposits across M accounts. Without --rate, a burst
 in phases: (1) core books the deposits from batch files as fast as it can;
 (2) the channel's consumers drain every event from Kafka into the history;
@@ -93,9 +93,17 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 	f.Bool(&asJSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
 	f.String(&profile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
 	f.String(&drainProfile, "drain-cpuprofile", "BANKSYNC_BENCH_DRAIN_CPUPROFILE", "", "write a CPU profile of phase 2 alone (the drain into the history) to this file")
+	f.Bool(&channelProcess, "channel-process", "BANKSYNC_BENCH_CHANNEL_PROCESS", false, "drain phase 2 once more by a `banksync channel` process of its own (this binary), and report its rate and peak resident set")
 	kafkaSec := f.kafkaSecurityFlags()
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if channelProcess {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cfg.ChannelBinary = self
 	}
 	var brokers []string
 	if kafkaMode != "embedded" {

@@ -9,6 +9,7 @@ import (
 	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
+	"banksync/kafka"
 	"banksync/node"
 )
 
@@ -35,6 +36,8 @@ func (channelCommand) Run(ctx context.Context, args []string) (err error) {
 	f.Float64(&cfg.RateTransfers, "rate-transfers", "BANKSYNC_RATE_TRANSFERS", 5, "transfers a customer may send per second on this replica (bursts of twice that); 0 is no limit")
 	f.Float64(&cfg.RateReads, "rate-reads", "BANKSYNC_RATE_READS", 50, "reads and syncs a customer may make per second on this replica (bursts of twice that); 0 is no limit")
 	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "", "Kafka brokers host:port,… to consume core's ledger events from")
+	f.String(&cfg.Consumer.Topic, "topic", "BANKSYNC_TOPIC", banksync.TopicLedgerEntries, "the ledger topic to consume (core's --topic; dead letters go to TOPIC.dlq)")
+	f.String(&cfg.Consumer.Group, "group", "BANKSYNC_GROUP", kafka.ConsumerGroupDefault, "consumer group, the same on every replica of one channel")
 	f.Int(&cfg.Consumer.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
 	f.Duration(&cfg.Channel.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
 	f.Duration(&cfg.Channel.CoreTimeout, "core-timeout", "BANKSYNC_CORE_TIMEOUT", channel.CoreTimeoutDefault, "how long a transfer waits for core before it is answered pending")

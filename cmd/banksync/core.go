@@ -21,6 +21,7 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.String(&kafkaMode, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `Kafka brokers host:port,…; "embedded" runs an in-process cluster`)
 	f.String(&kafkaListen, "kafka-listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address of the embedded Kafka cluster")
 	f.String(&kafkaData, "kafka-data", "BANKSYNC_KAFKA_DATA", "data/kafka", "data directory of the embedded Kafka cluster")
+	f.String(&c.cfg.Topic, "topic", "BANKSYNC_TOPIC", banksync.TopicLedgerEntries, "the ledger topic core publishes its entries to (its dead letters go to TOPIC.dlq)")
 	f.Int(&c.cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries when core creates it")
 	f.String(&c.cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token the channel must present (required)")
 	f.String(&c.cfg.OpsListen, "ops-listen", "BANKSYNC_OPS_LISTEN", "", "plain-HTTP address for /healthz, /readyz and /metrics (probes and Prometheus need no client certificate there); unset, only on --listen")

@@ -26,13 +26,15 @@ func runPayday(t *testing.T, args ...string) map[string]any {
 
 // The payday benchmark in miniature: every phase runs, every account's
 // history is verified against core's, and the JSON line carries the
-// figures docs/BENCHMARKS.md quotes.
+// figures docs/BENCHMARKS.md quotes, the drain by a channel process of its
+// own included.
 func TestBenchPaydayBurst(t *testing.T) {
-	res := runPayday(t, "--deposits", "3000", "--accounts", "200", "--baseline", "300", "--batch", "500")
+	res := runPayday(t, "--deposits", "3000", "--accounts", "200", "--baseline", "300", "--batch", "500", "--channel-process")
 	if res["verified"] != true || res["events"] != 3000.0 {
 		t.Fatalf("result = %v, want 3000 events verified", res)
 	}
-	for _, k := range []string{"seconds", "events_per_s", "core_deposits_per_s", "combined_seconds", "p99_ms", "baseline_events_per_s", "kafka_only_records_per_s"} {
+	for _, k := range []string{"seconds", "events_per_s", "core_deposits_per_s", "combined_seconds", "p99_ms", "baseline_events_per_s", "kafka_only_records_per_s",
+		"process_events_per_s", "process_rss_peak_mib"} {
 		if v, ok := res[k].(float64); !ok || v <= 0 {
 			t.Errorf("%s = %v, want a positive figure", k, res[k])
 		}
