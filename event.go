@@ -1,9 +1,10 @@
 package banksync
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Kafka topics and the event schema. See docs/events.md.
@@ -55,10 +56,17 @@ func (ev LedgerEvent) Entry() Entry {
 	}
 }
 
-// DecodeLedgerEvent parses and checks a record value.
+// DecodeLedgerEvent parses and checks a record value: exactly one JSON
+// object whose field names match exactly and appear once, in valid UTF-8
+// (docs/events.md, Record value). It decodes with the encoding/json/v2
+// prototype, two to three times faster than encoding/json on these records
+// (issue 18) and strict in just those ways by default, where encoding/json
+// would let a record read differently to another consumer: "SEQ" taken for
+// "seq", the last of two "seq"s winning, broken UTF-8 mended silently.
+// Unknown fields are ignored, so version 1 can gain optional ones.
 func DecodeLedgerEvent(b []byte) (LedgerEvent, error) {
 	var ev LedgerEvent
-	if err := json.Unmarshal(b, &ev); err != nil {
+	if err := jsonv2.Unmarshal(b, &ev); err != nil {
 		return ev, fmt.Errorf("decode ledger event: %w", err)
 	}
 	switch {
