@@ -54,13 +54,19 @@ func OpenChannel(ctx context.Context, path string) (*ChannelStore, error) {
 	return s, nil
 }
 
+// The multi-row inserts are INSERT OR ROLLBACK: a row that breaks a
+// constraint rolls the whole transaction back, which is what every caller
+// does with the error anyway. A plain INSERT would undo only its own
+// statement, so SQLite would first copy every page the statement changes
+// into a statement journal; in a group commit that copy is one more page
+// write per entry, about a tenth of the writer's time.
 func (s *ChannelStore) prepare(ctx context.Context) (err error) {
 	w := s.db.write
-	if s.insertHistory, err = newInserter(ctx, w, `INSERT INTO channel_history (account_id, seq, entry_id, kind,
+	if s.insertHistory, err = newInserter(ctx, w, `INSERT OR ROLLBACK INTO channel_history (account_id, seq, entry_id, kind,
 		amount, balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, "", 11); err != nil {
 		return err
 	}
-	if s.upsertAccounts, err = newInserter(ctx, w, `INSERT INTO channel_accounts (id, synced_seq, balance, synced_at, stale)`,
+	if s.upsertAccounts, err = newInserter(ctx, w, `INSERT OR ROLLBACK INTO channel_accounts (id, synced_seq, balance, synced_at, stale)`,
 		`ON CONFLICT (id) DO UPDATE SET synced_seq = excluded.synced_seq, balance = excluded.balance,
 			synced_at = excluded.synced_at`, 5); err != nil {
 		return err
