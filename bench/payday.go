@@ -46,6 +46,10 @@ type PaydayConfig struct {
 	Clients    int // batch files uploaded at once
 	BatchSize  int // deposits per batch file
 	Baseline   int // events the naive consumer drains; 0 skips it
+	// Prefill is how many history rows every run's core and channel hold
+	// before the payday (spread evenly over the accounts, already synced):
+	// the drain then writes into a deep history table. 0: empty tables.
+	Prefill int64
 	// DrainProfile, set, receives a CPU profile of phase 2 alone: the
 	// drain from Kafka into the history.
 	DrainProfile io.Writer
@@ -80,7 +84,12 @@ type PaydayResult struct {
 	RSSPeakMiB         float64 `json:"drain_rss_peak_mib,omitempty"`   // phase 2, the whole process; 0 where unknown
 	ProcessEventsPerS  float64 `json:"process_events_per_s,omitempty"` // phase 2 again, by a channel process of its own
 	ProcessRSSPeakMiB  float64 `json:"process_rss_peak_mib,omitempty"` // that channel process's peak resident set
-	Verified           bool    `json:"verified"`
+	// PrefillRows is how many history rows each run's core and channel
+	// held before the payday; PrefillSeconds how long loading them into
+	// the first run's core and channel took (outside every timed phase).
+	PrefillRows    int64   `json:"prefill_rows"`
+	PrefillSeconds float64 `json:"prefill_seconds"`
+	Verified       bool    `json:"verified"`
 }
 
 // Payday runs the seed's payday: Deposits salary deposits across Accounts
@@ -99,6 +108,8 @@ func Payday(ctx context.Context, cfg PaydayConfig) (PaydayResult, error) {
 		return res, fmt.Errorf("--batch must be between 1 and %d", ledger.DepositsBatchMax)
 	case cfg.Clients < 1 || cfg.Rate < 0:
 		return res, errors.New("--clients must be positive and --rate not negative")
+	case cfg.Prefill < 0:
+		return res, errors.New("--prefill must not be negative")
 	}
 	kafkaName := "embedded"
 	if len(cfg.Kafka.Brokers) > 0 {
@@ -108,8 +119,12 @@ func Payday(ctx context.Context, cfg PaydayConfig) (PaydayResult, error) {
 	if cfg.Rate > 0 {
 		load = fmt.Sprintf("%d deposits/s for %s", cfg.Rate, cfg.Duration)
 	}
-	fmt.Fprintf(cfg.Out, "banksync bench payday: %s to %d accounts, db %s, kafka %s, %d partitions, %d lanes, %d CPUs, %s\n",
-		load, cfg.Accounts, res.DB, kafkaName, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	prefilled := ""
+	if cfg.Prefill > 0 {
+		prefilled = fmt.Sprintf(" holding %d history rows already (prefilled)", cfg.Prefill)
+	}
+	fmt.Fprintf(cfg.Out, "banksync bench payday: %s to %d accounts%s, db %s, kafka %s, %d partitions, %d lanes, %d CPUs, %s\n",
+		load, cfg.Accounts, prefilled, res.DB, kafkaName, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
 	if cfg.Rate > 0 {
 		res.Mode = "rate"
 		return res, paydayRate(ctx, cfg, &res)
@@ -125,6 +140,7 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 		return err
 	}
 	defer rig.close()
+	res.PrefillRows, res.PrefillSeconds = cfg.Prefill, rig.prefillTook.Seconds()
 	took, err := rig.postAll(ctx)
 	if err != nil {
 		return err
@@ -155,7 +171,7 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 		return err
 	}
 	res.Verified = verified
-	fmt.Fprintf(cfg.Out, "verification:        every account's history equals core's ledger: %v\n", verified)
+	fmt.Fprintf(cfg.Out, "verification:        %s: %v\n", rig.verifies(), verified)
 	if cfg.ChannelBinary != "" {
 		if err := rig.drainByProcess(ctx, res); err != nil {
 			return err
@@ -239,7 +255,7 @@ func paydayCombined(ctx context.Context, cfg PaydayConfig, res *PaydayResult) er
 		return err
 	}
 	res.Verified = res.Verified && verified
-	fmt.Fprintf(cfg.Out, "verification:        every account's history equals core's ledger: %v\n", verified)
+	fmt.Fprintf(cfg.Out, "verification:        %s: %v\n", rig.verifies(), verified)
 	return nil
 }
 
@@ -249,6 +265,7 @@ func paydayRate(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error 
 		return err
 	}
 	defer rig.close()
+	res.PrefillRows, res.PrefillSeconds = cfg.Prefill, rig.prefillTook.Seconds()
 	// One deposit first, through to the history: the consumer has joined
 	// its group, so what follows measures the steady state.
 	if _, err := rig.client.Deposits(ctx, []banksync.DepositRequest{{ExternalRef: "warm-up", AccountID: rig.ids[0], Amount: 1, Sender: "acme-payroll"}}); err != nil {
@@ -279,7 +296,7 @@ func paydayRate(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error 
 		return err
 	}
 	res.Verified = verified
-	fmt.Fprintf(cfg.Out, "verification:        every account's history equals core's ledger: %v\n", verified)
+	fmt.Fprintf(cfg.Out, "verification:        %s: %v\n", rig.verifies(), verified)
 	return nil
 }
 
@@ -298,6 +315,11 @@ type paydayRig struct {
 	topic    string // the ledger topic
 	cleanups []func()
 	closed   bool
+
+	// prefill, set, is the history core and channel held before the
+	// payday; prefillTook how long loading it took.
+	prefill     *prefill
+	prefillTook time.Duration
 }
 
 const paydayToken = "payday-bench-token"
@@ -318,6 +340,15 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 	if err != nil {
 		return r, err
 	}
+	chDSN, err := r.scratch(ctx, "channel")
+	if err != nil {
+		return r, err
+	}
+	// Before core and channel open: the ledger caches its last position
+	// and accounts, and the relay must start past the prefill.
+	if err := r.loadPrefill(ctx, coreDSN, chDSN); err != nil {
+		return r, err
+	}
 	coreCfg := node.CoreConfig{Listen: "127.0.0.1:0", DB: coreDSN, EmbeddedKafka: &kafka.ClusterConfig{Addr: "127.0.0.1:0"},
 		Partitions: cfg.Partitions, ServiceToken: paydayToken, AmountMax: banksync.AmountMaxDefault}
 	r.topic = banksync.TopicLedgerEntries
@@ -336,22 +367,25 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 		r.cleanups = append(r.cleanups, func() { deleteTopics(r.core.Conn(), r.topic, kafka.DLQTopicOf(r.topic)) })
 	}
 	start := time.Now()
-	if r.ids, err = createAccounts(ctx, r.core.Ledger(), "payday", cfg.Accounts, 0); err != nil {
+	if r.ids, err = createAccounts(ctx, r.core.Ledger(), prefillOwner, cfg.Accounts, 0); err != nil {
 		return r, err
+	}
+	if r.prefill != nil && !slices.Equal(r.ids, r.prefill.ids) {
+		return r, errors.New("bench payday: the prefilled accounts are not the payday's")
 	}
 	fmt.Fprintf(cfg.Out, "setup (%s):%*s%9d accounts at core in %.1f s\n", name, 12-len(name), "", cfg.Accounts, time.Since(start).Seconds())
 	r.toCore = &http.Transport{MaxIdleConnsPerHost: paydayConnsMax, MaxConnsPerHost: paydayConnsMax}
 	r.client = bhttp.NewCoreClient("http://"+r.core.Addr(), paydayToken, r.toCore)
 
-	chDSN, err := r.scratch(ctx, "channel")
-	if err != nil {
-		return r, err
-	}
 	perAccount := cfg.Deposits/cfg.Accounts + 1
 	if cfg.Rate > 0 {
 		perAccount = int(float64(cfg.Rate)*cfg.Duration.Seconds())/cfg.Accounts + 1
 	}
-	r.vis = newVisibility(r.ids, perAccount)
+	var base []int64
+	if r.prefill != nil {
+		base = r.prefill.counts
+	}
+	r.vis = newVisibility(r.ids, perAccount, base)
 	d, err := r.openDomain(ctx, chDSN, func(s channel.Store) channel.Store { return &observedStore{Store: s, vis: r.vis} })
 	if err != nil {
 		return r, err
@@ -547,9 +581,27 @@ func (r *paydayRig) waitVisible(ctx context.Context, n int64, limit time.Duratio
 	return nil
 }
 
-// verify checks every account's channel history against core's ledger,
-// entry for entry (P4).
+// prefillVerifiedAccounts is how many accounts, spread over all of them,
+// verify compares in full when the histories were prefilled: reading
+// every account's years of rows from both sides would take longer than
+// the payday.
+const prefillVerifiedAccounts = 500
+
+// verify checks the channel's histories against core's ledger, entry for
+// entry (P4): every account's in full, or with a prefill, every account's
+// payday entries with the last prefilled one below them (no gap, no
+// repeat where the two meet) and the full history of
+// prefillVerifiedAccounts accounts. The channel's newest rows are read as
+// many as core has past the point compared from, plus one: a row core does
+// not have shows as a difference.
 func (r *paydayRig) verify(ctx context.Context) (bool, error) {
+	bad, err := r.differing(ctx)
+	return bad == 0, err
+}
+
+// differing counts the accounts whose history verify finds different
+// from core's.
+func (r *paydayRig) differing(ctx context.Context) (int64, error) {
 	const workers = 8
 	var bad atomic.Int64
 	var firstBad sync.Once
@@ -558,29 +610,49 @@ func (r *paydayRig) verify(ctx context.Context) (bool, error) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < len(r.ids) && errs[w] == nil; i += workers {
-				id := r.ids[i]
-				want, err := r.core.Store().Entries(ctx, id, 0, math.MaxInt32)
+				id, after := r.ids[i], r.verifiedAfter(i)
+				want, err := r.core.Store().Entries(ctx, id, after, math.MaxInt32)
 				if err != nil {
 					errs[w] = err
 					return
 				}
-				got, err := r.chStore.History(ctx, id, math.MaxInt64, math.MaxInt32)
+				got, err := r.chStore.History(ctx, id, math.MaxInt64, len(want)+1)
 				if err != nil {
 					errs[w] = err
 					return
 				}
 				slices.Reverse(got)
-				if !slices.EqualFunc(want, got, banksync.Entry.Equal) {
+				below := min(1, after) // the row below the compared ones, when there is one
+				if len(got) != len(want)+int(below) || !slices.EqualFunc(want, got[below:], banksync.Entry.Equal) {
 					bad.Add(1)
 					firstBad.Do(func() {
-						fmt.Fprintf(r.cfg.Out, "  %s: core has %d entries, channel history %d, and they differ\n", id, len(want), len(got))
+						fmt.Fprintf(r.cfg.Out, "  %s: core has %d entries after seq %d, the channel's newest history %d, and they differ\n", id, len(want), after, len(got)-int(below))
 					})
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return bad.Load() == 0, errors.Join(errs...)
+	return bad.Load(), errors.Join(errs...)
+}
+
+// verifiedAfter is the seq after which verify compares account i: 0 (all
+// of it) without a prefill or for a sampled account, else the one before
+// its last prefilled entry.
+func (r *paydayRig) verifiedAfter(i int) int64 {
+	if r.prefill == nil || i%max(1, len(r.ids)/prefillVerifiedAccounts) == 0 {
+		return 0
+	}
+	return max(0, r.prefill.counts[i]-1)
+}
+
+// verifies says what verify compares.
+func (r *paydayRig) verifies() string {
+	if r.prefill == nil {
+		return "every account's history equals core's ledger"
+	}
+	sampled := (len(r.ids) + max(1, len(r.ids)/prefillVerifiedAccounts) - 1) / max(1, len(r.ids)/prefillVerifiedAccounts)
+	return fmt.Sprintf("every account's payday entries and last prefilled one, and %d accounts' whole histories, equal core's ledger", sampled)
 }
 
 // deleteTopics deletes the bench's topics from a cluster it does not own;
@@ -643,6 +715,15 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 	if err != nil {
 		return 0, 0, err
 	}
+	if r.prefill != nil {
+		// The same history as the rig's channel, so the naive consumer
+		// appends to as deep a table as the lanes did.
+		start := time.Now()
+		if _, _, err := r.prefill.prefillStores(ctx, "", dsn); err != nil {
+			return 0, 0, err
+		}
+		fmt.Fprintf(r.cfg.Out, "prefill (naive):     %9d history rows in %6.1f s into the naive consumer's channel\n", r.prefill.rows, time.Since(start).Seconds())
+	}
 	d, err := r.openDomain(ctx, dsn, nil)
 	if err != nil {
 		return 0, 0, err
@@ -669,18 +750,24 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 // became visible in the channel's history (its store transaction returned).
 type visibility struct {
 	index   map[string]int // account id -> index
+	base    []int64        // per account: the seq its history held before the run (prefilled)
 	visible atomic.Int64   // entries visible so far
 	commits atomic.Int64   // group commits (Store.ApplyRuns calls) that wrote
 
 	mu        sync.Mutex
 	synced    []int64   // per account: seq visible so far
-	postedAt  [][]int64 // per account, per seq-1: unix nanos
+	postedAt  [][]int64 // per account, per seq-base-1: unix nanos
 	bookedAt  [][]int64 // when core committed it
 	visibleAt [][]int64
 }
 
-func newVisibility(ids []string, perAccount int) *visibility {
-	v := &visibility{index: make(map[string]int, len(ids)), synced: make([]int64, len(ids)),
+// newVisibility follows ids, each expected to see about perAccount entries
+// after the base seq it starts at (base nil: all start at 0).
+func newVisibility(ids []string, perAccount int, base []int64) *visibility {
+	if base == nil {
+		base = make([]int64, len(ids))
+	}
+	v := &visibility{index: make(map[string]int, len(ids)), base: base, synced: slices.Clone(base),
 		postedAt: make([][]int64, len(ids)), bookedAt: make([][]int64, len(ids)), visibleAt: make([][]int64, len(ids))}
 	for i, id := range ids {
 		v.index[id] = i
@@ -691,11 +778,12 @@ func newVisibility(ids []string, perAccount int) *visibility {
 	return v
 }
 
-func setAt(s *[]int64, seq int64, t int64) {
-	for int64(len(*s)) < seq {
+// setAt sets the n-th time of s (from 1), growing s to hold it.
+func setAt(s *[]int64, n int64, t int64) {
+	for int64(len(*s)) < n {
 		*s = append(*s, 0)
 	}
-	(*s)[seq-1] = t
+	(*s)[n-1] = t
 }
 
 // posted records that e, posted at at, was booked by core.
@@ -704,9 +792,12 @@ func (v *visibility) posted(e banksync.Entry, at time.Time) {
 	if !ok {
 		return
 	}
+	if e.Seq <= v.base[i] {
+		return
+	}
 	v.mu.Lock()
-	setAt(&v.postedAt[i], e.Seq, at.UnixNano())
-	setAt(&v.bookedAt[i], e.Seq, e.BookedAt.UnixNano())
+	setAt(&v.postedAt[i], e.Seq-v.base[i], at.UnixNano())
+	setAt(&v.bookedAt[i], e.Seq-v.base[i], e.BookedAt.UnixNano())
 	v.mu.Unlock()
 }
 
@@ -719,7 +810,7 @@ func (v *visibility) syncedTo(account string, seq int64, at time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for s := v.synced[i] + 1; s <= seq; s++ {
-		setAt(&v.visibleAt[i], s, at.UnixNano())
+		setAt(&v.visibleAt[i], s-v.base[i], at.UnixNano())
 	}
 	if seq > v.synced[i] {
 		v.visible.Add(seq - v.synced[i])

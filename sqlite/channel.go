@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -416,11 +417,18 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 		}
 		var plan [][]banksync.Entry
 		results, plan = channel.PlanRuns(known, runs, at)
+		// Written in key order, each insert lands beside the last one
+		// in the b-tree, on pages the cache just touched.
+		order := make([]int, len(runs))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(i, j int) int { return strings.Compare(runs[i].Account, runs[j].Account) })
 		var entries []banksync.Entry
 		var moved []channel.AccountState
-		for i, es := range plan {
-			if len(es) > 0 {
-				entries = append(entries, es...)
+		for _, i := range order {
+			if len(plan[i]) > 0 {
+				entries = append(entries, plan[i]...)
 				moved = append(moved, results[i].State)
 			}
 		}

@@ -78,7 +78,10 @@ then every account's history is checked against core's ledger. It also
 measures Kafka alone (consume only), the seed's naive consumer (one record,
 one transaction at a time) on a subset, and both phases at once (first
 deposit posted to last visible). With --rate, it offers a steady rate of
-single deposits for --duration and reports deposit-to-visible latency.`)
+single deposits for --duration and reports deposit-to-visible latency.
+With --prefill, every run's core and channel first hold that many rows of
+past deposits, so the drain writes into a deep history table; verification
+then compares every account's payday entries and a sample's whole history.`)
 	f.String(&cfg.DB, "db", "BANKSYNC_BENCH_DB", "sqlite", `"sqlite" (fresh files) or a postgres:// URL (scratch databases are made beside it)`)
 	f.String(&kafkaMode, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `"embedded" (an in-process cluster) or Kafka brokers host:port,… (topics of the run's own, deleted after it)`)
 	f.Int(&cfg.Deposits, "deposits", "BANKSYNC_BENCH_DEPOSITS", 1_000_000, "deposits in the burst")
@@ -90,6 +93,7 @@ single deposits for --duration and reports deposit-to-visible latency.`)
 	f.Int(&cfg.Clients, "clients", "BANKSYNC_BENCH_CLIENTS", 8, "batch files uploaded to core at once")
 	f.Int(&cfg.BatchSize, "batch", "BANKSYNC_BENCH_BATCH", ledger.DepositsBatchMax, "deposits per batch file")
 	f.Int(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", 20_000, "events the naive baseline drains (0: skip)")
+	f.Int64(&cfg.Prefill, "prefill", "BANKSYNC_BENCH_PREFILL", 0, "history rows core and channel hold before the payday, spread over the accounts and already synced, loaded outside the timed phases (10000000: years of history)")
 	f.Bool(&asJSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
 	f.String(&profile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
 	f.String(&drainProfile, "drain-cpuprofile", "BANKSYNC_BENCH_DRAIN_CPUPROFILE", "", "write a CPU profile of phase 2 alone (the drain into the history) to this file")
