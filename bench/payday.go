@@ -84,6 +84,8 @@ type PaydayResult struct {
 	RSSPeakMiB         float64 `json:"drain_rss_peak_mib,omitempty"`   // phase 2, the whole process; 0 where unknown
 	ProcessEventsPerS  float64 `json:"process_events_per_s,omitempty"` // phase 2 again, by a channel process of its own
 	ProcessRSSPeakMiB  float64 `json:"process_rss_peak_mib,omitempty"` // that channel process's peak resident set
+	PageNewestP99ms    float64 `json:"page_newest_p99_ms,omitempty"`   // a newest page of 20 after the drain
+	PageDeepP99ms      float64 `json:"page_deep_p99_ms,omitempty"`     // a page of 20 at a random depth after the drain
 	// PrefillRows is how many history rows each run's core and channel
 	// held before the payday; PrefillSeconds how long loading them into
 	// the first run's core and channel took (outside every timed phase).
@@ -172,6 +174,9 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	}
 	res.Verified = verified
 	fmt.Fprintf(cfg.Out, "verification:        %s: %v\n", rig.verifies(), verified)
+	if err := rig.readHistoryPages(ctx, res); err != nil {
+		return err
+	}
 	if cfg.ChannelBinary != "" {
 		if err := rig.drainByProcess(ctx, res); err != nil {
 			return err

@@ -34,7 +34,7 @@ func TestBenchPaydayBurst(t *testing.T) {
 		t.Fatalf("result = %v, want 3000 events verified", res)
 	}
 	for _, k := range []string{"seconds", "events_per_s", "core_deposits_per_s", "combined_seconds", "p99_ms", "baseline_events_per_s", "kafka_only_records_per_s",
-		"process_events_per_s", "process_rss_peak_mib"} {
+		"process_events_per_s", "process_rss_peak_mib", "page_newest_p99_ms", "page_deep_p99_ms"} {
 		if v, ok := res[k].(float64); !ok || v <= 0 {
 			t.Errorf("%s = %v, want a positive figure", k, res[k])
 		}
