@@ -29,7 +29,10 @@ const (
 type CoreClient struct {
 	base  string
 	token string
-	hc    *http.Client
+	// rt sends each call straight, not through an http.Client: core never
+	// redirects and sets no cookies, and the client's redirect bookkeeping
+	// (a copy of the headers every call) is a cost on every transfer.
+	rt http.RoundTripper
 }
 
 var _ channel.Core = (*CoreClient)(nil)
@@ -40,13 +43,15 @@ func NewCoreClient(baseURL, serviceToken string, rt http.RoundTripper) *CoreClie
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	return &CoreClient{base: baseURL, token: serviceToken, hc: &http.Client{Transport: rt, Timeout: callTimeoutMax}}
+	return &CoreClient{base: baseURL, token: serviceToken, rt: rt}
 }
 
 // do sends one call. Anything that leaves the outcome unknown — a transport
 // error, a timeout, a 5xx, an unreadable answer — is EUNAVAILABLE; core's
 // 4xx answers keep their code.
 func (c *CoreClient) do(ctx context.Context, method, path string, body, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeoutMax) // bounds reading the answer too
+	defer cancel()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -66,7 +71,7 @@ func (c *CoreClient) do(ctx context.Context, method, path string, body, out any)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.rt.RoundTrip(req)
 	if err != nil {
 		return unavailable(method, path, err)
 	}
