@@ -43,6 +43,7 @@ type CoreResult struct {
 	P99ms        float64 `json:"p99_ms"`
 	P999ms       float64 `json:"p999_ms"`
 	MeanBatch    float64 `json:"mean_batch,omitempty"`
+	CPUus        float64 `json:"cpu_us_per_transfer"` // the process's CPU, user and system, client and core, per transfer
 	Verified     bool    `json:"verified"`
 	BatchSizeMax int     `json:"batch_size_max"`
 }
@@ -70,8 +71,8 @@ func Core(ctx context.Context, cfg CoreConfig) ([]CoreResult, error) {
 			return results, fmt.Errorf("%s: %w", r.name, err)
 		}
 		results = append(results, res)
-		fmt.Fprintf(cfg.Out, "%-30s %9d transfers  %9.0f /s  p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  verified=%v\n",
-			res.Name, res.Transfers, res.PerSecond, res.P50ms, res.P99ms, res.P999ms, res.Verified)
+		fmt.Fprintf(cfg.Out, "%-30s %9d transfers  %9.0f /s  p50 %6.2f ms  p99 %6.2f ms  p99.9 %6.2f ms  cpu %5.0f µs/transfer  verified=%v\n",
+			res.Name, res.Transfers, res.PerSecond, res.P50ms, res.P99ms, res.P999ms, res.CPUus, res.Verified)
 	}
 	if cfg.Baseline {
 		fmt.Fprintf(cfg.Out, "group commit over baseline (http): %.1fx\n", results[0].PerSecond/results[2].PerSecond)
@@ -118,11 +119,15 @@ func coreOnce(ctx context.Context, cfg CoreConfig, name string, viaHTTP bool, ba
 		rt := &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}
 		transfer = bhttp.NewCoreClient("http://"+core.Addr(), token, rt).Transfer
 	}
+	cpu0 := processCPU()
 	lat, elapsed, err := transferFor(ctx, cfg, ids, transfer)
 	if err != nil {
 		return res, err
 	}
 	res.Transfers = int64(len(lat))
+	if res.Transfers > 0 {
+		res.CPUus = float64((processCPU() - cpu0).Microseconds()) / float64(res.Transfers)
+	}
 	res.Seconds = elapsed.Seconds()
 	res.PerSecond = float64(res.Transfers) / elapsed.Seconds()
 	res.P50ms, res.P99ms, res.P999ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99), percentileMs(lat, 0.999)

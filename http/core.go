@@ -237,15 +237,18 @@ func (s *CoreServer) depositsBatch(w http.ResponseWriter, r *http.Request) {
 	}{out})
 }
 
+// transferJSON is a transfer as POST /core/v1/transfers takes it.
+type transferJSON struct {
+	TransferID  *string   `json:"transfer_id"`
+	FromAccount *string   `json:"from_account"`
+	ToAccount   *string   `json:"to_account"`
+	Amount      *int64    `json:"amount"`
+	Deadline    *timeJSON `json:"deadline"`
+	Memo        string    `json:"memo"`
+}
+
 func (s *CoreServer) transfer(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		TransferID  *string    `json:"transfer_id"`
-		FromAccount *string    `json:"from_account"`
-		ToAccount   *string    `json:"to_account"`
-		Amount      *int64     `json:"amount"`
-		Deadline    *time.Time `json:"deadline"`
-		Memo        string     `json:"memo"`
-	}
+	var req transferJSON
 	if err := decode(w, r, &req); err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -259,7 +262,7 @@ func (s *CoreServer) transfer(w http.ResponseWriter, r *http.Request) {
 	addLog(r.Context(), LogAccount, *req.FromAccount)
 	out, err := s.ledger.Transfer(r.Context(), banksync.TransferRequest{
 		TransferID: *req.TransferID, FromAccount: *req.FromAccount, ToAccount: *req.ToAccount,
-		Amount: *req.Amount, Deadline: *req.Deadline, Memo: req.Memo,
+		Amount: *req.Amount, Deadline: time.Time(*req.Deadline), Memo: req.Memo,
 	})
 	if err != nil {
 		writeError(w, r, s.log, err)

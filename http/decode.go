@@ -7,8 +7,11 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
+	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"banksync"
@@ -44,6 +47,24 @@ func decodeLimit(w http.ResponseWriter, r *http.Request, v any, sizeMax int64) e
 	if err != nil {
 		return decodeError(err)
 	}
+	return decodeBody(body, v)
+}
+
+// decodeBody decodes body into v. The strict decoder takes the requests a
+// client sends in one pass; it refuses more than the careful one, which
+// then decides and words the refusal, so a refused body reads the same
+// either way.
+func decodeBody(body []byte, v any) error {
+	if jsonv2.Unmarshal(body, v, strictDecoding) == nil {
+		return nil
+	}
+	reflect.ValueOf(v).Elem().SetZero() // what the strict decoder filled before it stopped
+	return decodeCareful(body, v)
+}
+
+// decodeCareful is decodeBody's second pass: encoding/json, which words
+// its refusals field by field, after duplicateName.
+func decodeCareful(body []byte, v any) error {
 	if err := duplicateName(body); err != nil {
 		return err
 	}
@@ -53,13 +74,25 @@ func decodeLimit(w http.ResponseWriter, r *http.Request, v any, sizeMax int64) e
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if maxErr := (*http.MaxBytesError)(nil); errors.As(err, &maxErr) {
-			return decodeError(err)
-		}
 		return banksync.Errorf(banksync.EINVALID, "request body must hold exactly one JSON object")
 	}
 	return nil
 }
+
+// strictDecoding accepts a subset of what decodeCareful accepts, with the
+// same values: names matched exactly (the careful path also folds case),
+// no unknown or repeated names, valid UTF-8 only, one value and nothing
+// after it but whitespace; integers are digits in both.
+// A time in a request must be a timeJSON, whose parse is the careful
+// path's own. FuzzStrictDecoding holds the two paths together.
+var strictDecoding = jsonv2.RejectUnknownMembers(true)
+
+// timeJSON is a time in a request body: both decoders hand its raw value
+// to time.Time's UnmarshalJSON, so they accept the same times (the strict
+// decoder's own time parse reads escaped strings the careful path refuses).
+type timeJSON time.Time
+
+func (t *timeJSON) UnmarshalJSON(b []byte) error { return (*time.Time)(t).UnmarshalJSON(b) }
 
 // duplicateName refuses a body naming one field twice in an object, which
 // encoding/json would take silently (the last one wins), so a proxy and the
