@@ -67,10 +67,17 @@ func benchCore(ctx context.Context, args []string) error {
 	return nil
 }
 
-func benchPayday(ctx context.Context, args []string) error {
-	var cfg bench.PaydayConfig
-	var kafkaMode, profile, drainProfile string
-	var asJSON, channelProcess bool
+// paydayFlags are bench payday's flags that PaydayConfig does not hold.
+type paydayFlags struct {
+	kafkaMode, profile, drainProfile string
+	asJSON, channelProcess           bool
+	kafkaSec                         *kafkaSecurity
+}
+
+// newPaydayFlags defines bench payday's flags, filling cfg and the
+// returned paydayFlags when parsed.
+func newPaydayFlags(cfg *bench.PaydayConfig) (*flags, *paydayFlags) {
+	var pf paydayFlags
 	f := newFlags("bench payday", `The seed's payday: N salary deposits across M accounts. Without --rate, a burst
 in phases: (1) core books the deposits from batch files as fast as it can;
 (2) the channel's consumers drain every event from Kafka into the history;
@@ -83,7 +90,7 @@ With --prefill, every run's core and channel first hold that many rows of
 past deposits, so the drain writes into a deep history table; verification
 then compares every account's payday entries and a sample's whole history.`)
 	f.String(&cfg.DB, "db", "BANKSYNC_BENCH_DB", "sqlite", `"sqlite" (fresh files) or a postgres:// URL (scratch databases are made beside it)`)
-	f.String(&kafkaMode, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `"embedded" (an in-process cluster) or Kafka brokers host:port,… (topics of the run's own, deleted after it)`)
+	f.String(&pf.kafkaMode, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `"embedded" (an in-process cluster) or Kafka brokers host:port,… (topics of the run's own, deleted after it)`)
 	f.Int(&cfg.Deposits, "deposits", "BANKSYNC_BENCH_DEPOSITS", 1_000_000, "deposits in the burst")
 	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 100_000, "accounts the deposits go to")
 	f.Int(&cfg.Rate, "rate", "BANKSYNC_BENCH_RATE", 0, "offer this many single deposits per second instead of a burst")
@@ -94,15 +101,21 @@ then compares every account's payday entries and a sample's whole history.`)
 	f.Int(&cfg.BatchSize, "batch", "BANKSYNC_BENCH_BATCH", ledger.DepositsBatchMax, "deposits per batch file")
 	f.Int(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", 20_000, "events the naive baseline drains (0: skip)")
 	f.Int64(&cfg.Prefill, "prefill", "BANKSYNC_BENCH_PREFILL", 0, "history rows core and channel hold before the payday, spread over the accounts and already synced, loaded outside the timed phases (10000000: years of history)")
-	f.Bool(&asJSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
-	f.String(&profile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
-	f.String(&drainProfile, "drain-cpuprofile", "BANKSYNC_BENCH_DRAIN_CPUPROFILE", "", "write a CPU profile of phase 2 alone (the drain into the history) to this file")
-	f.Bool(&channelProcess, "channel-process", "BANKSYNC_BENCH_CHANNEL_PROCESS", false, "drain phase 2 once more by a `banksync channel` process of its own (this binary), and report its rate and peak resident set")
-	kafkaSec := f.kafkaSecurityFlags()
+	f.Bool(&pf.asJSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
+	f.String(&pf.profile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
+	f.String(&pf.drainProfile, "drain-cpuprofile", "BANKSYNC_BENCH_DRAIN_CPUPROFILE", "", "write a CPU profile of phase 2 alone (the drain into the history) to this file")
+	f.Bool(&pf.channelProcess, "channel-process", "BANKSYNC_BENCH_CHANNEL_PROCESS", false, "drain phase 2 once more by a `banksync channel` process of its own (this binary), and report its rate and peak resident set")
+	pf.kafkaSec = f.kafkaSecurityFlags()
+	return f, &pf
+}
+
+func benchPayday(ctx context.Context, args []string) error {
+	var cfg bench.PaydayConfig
+	f, pf := newPaydayFlags(&cfg)
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	if channelProcess {
+	if pf.channelProcess {
 		self, err := os.Executable()
 		if err != nil {
 			return err
@@ -110,20 +123,20 @@ then compares every account's payday entries and a sample's whole history.`)
 		cfg.ChannelBinary = self
 	}
 	var brokers []string
-	if kafkaMode != "embedded" {
-		brokers = parseBrokers(kafkaMode)
+	if pf.kafkaMode != "embedded" {
+		brokers = parseBrokers(pf.kafkaMode)
 	}
 	var err error
-	if cfg.Kafka, err = kafkaSec.conn(brokers); err != nil {
+	if cfg.Kafka, err = pf.kafkaSec.conn(brokers); err != nil {
 		return err
 	}
-	stopProfile, err := cpuProfile(profile)
+	stopProfile, err := cpuProfile(pf.profile)
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
-	if drainProfile != "" {
-		out, err := os.Create(drainProfile)
+	if pf.drainProfile != "" {
+		out, err := os.Create(pf.drainProfile)
 		if err != nil {
 			return err
 		}
@@ -135,7 +148,7 @@ then compares every account's payday entries and a sample's whole history.`)
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if pf.asJSON {
 		b, _ := json.Marshal(res)
 		fmt.Println(string(b))
 	}
