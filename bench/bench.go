@@ -36,18 +36,69 @@ func DBKind(db string) string {
 // temporary directory for "sqlite", else a scratch database beside the one
 // the postgres:// URL db names. drop removes it.
 func scratchDB(ctx context.Context, db, name string) (dsn string, drop func(), err error) {
+	return copyScratchDB(ctx, db, "", name)
+}
+
+// copyScratchDB is scratchDB of a copy of the database template made by
+// scratchDB ("" for an empty one), which nothing may have open meanwhile:
+// a copy of its files for "sqlite", CREATE DATABASE … TEMPLATE for
+// PostgreSQL.
+func copyScratchDB(ctx context.Context, db, template, name string) (dsn string, drop func(), err error) {
 	if DBKind(db) == "sqlite" {
 		dir, err := os.MkdirTemp("", "banksync-bench-")
 		if err != nil {
 			return "", nil, err
 		}
-		return "sqlite:" + filepath.Join(dir, name), func() { os.RemoveAll(dir) }, nil
+		drop := func() { os.RemoveAll(dir) }
+		path := filepath.Join(dir, name)
+		if template != "" {
+			if err := copySQLite(strings.TrimPrefix(template, "sqlite:"), path); err != nil {
+				drop()
+				return "", nil, err
+			}
+		}
+		return "sqlite:" + path, drop, nil
 	}
-	fresh, dropDB, err := postgres.CreateScratchDatabase(ctx, db, "banksync_bench")
+	create := func() (string, func(context.Context) error, error) {
+		return postgres.CreateScratchDatabase(ctx, db, "banksync_bench")
+	}
+	if template != "" {
+		create = func() (string, func(context.Context) error, error) {
+			return postgres.CopyScratchDatabase(ctx, db, template, "banksync_bench")
+		}
+	}
+	fresh, dropDB, err := create()
 	if err != nil {
 		return "", nil, err
 	}
 	return fresh, func() { dropDB(context.Background()) }, nil
+}
+
+// copySQLite copies the closed SQLite database at from, and its write-ahead
+// log if one was left, to to.
+func copySQLite(from, to string) error {
+	for _, suffix := range []string{"", "-wal"} {
+		src, err := os.Open(from + suffix)
+		if errors.Is(err, os.ErrNotExist) && suffix != "" {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		dst, err := os.Create(to + suffix)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(dst, src); err != nil {
+			dst.Close()
+			return fmt.Errorf("copy %s: %w", from+suffix, err)
+		}
+		if err := dst.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // createAccounts opens n accounts named prefix-000000… at core, owned by

@@ -33,18 +33,15 @@ func (rig *paydayRig) drainByProcess(ctx context.Context, res *PaydayResult) err
 	if conn.TLS != nil || conn.SASL != nil {
 		return errors.New("the channel process drain needs plain connections to Kafka")
 	}
-	dsn, err := rig.scratch(ctx, "channel-process")
+	// The same history as the rig's channel, so the process appends to as
+	// deep a table as the in-process drain did.
+	_, chTemplate, err := rig.templates(ctx)
 	if err != nil {
 		return err
 	}
-	if rig.prefill != nil {
-		// The same history as the rig's channel, so the process appends
-		// to as deep a table as the in-process drain did.
-		start := time.Now()
-		if _, _, err := rig.prefill.prefillStores(ctx, "", dsn); err != nil {
-			return err
-		}
-		fmt.Fprintf(rig.cfg.Out, "prefill (process):   %9d history rows in %6.1f s into the channel process's database\n", rig.prefill.rows, time.Since(start).Seconds())
+	dsn, err := rig.scratch(ctx, "process", chTemplate)
+	if err != nil {
+		return err
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)

@@ -58,6 +58,8 @@ type PaydayConfig struct {
 	// set is then the channel's alone.
 	ChannelBinary string
 	Out           io.Writer
+
+	templates *prefillTemplates // the run's prefilled databases, with Prefill
 }
 
 // PaydayResult is the JSON line the benchmark ends with.
@@ -127,6 +129,8 @@ func Payday(ctx context.Context, cfg PaydayConfig) (PaydayResult, error) {
 	}
 	fmt.Fprintf(cfg.Out, "banksync bench payday: %s to %d accounts%s, db %s, kafka %s, %d partitions, %d lanes, %d CPUs, %s\n",
 		load, cfg.Accounts, prefilled, res.DB, kafkaName, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	cfg, dropTemplates := withPrefill(cfg)
+	defer dropTemplates()
 	if cfg.Rate > 0 {
 		res.Mode = "rate"
 		return res, paydayRate(ctx, cfg, &res)
@@ -142,7 +146,7 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 		return err
 	}
 	defer rig.close()
-	res.PrefillRows, res.PrefillSeconds = cfg.Prefill, rig.prefillTook.Seconds()
+	res.PrefillRows, res.PrefillSeconds = cfg.Prefill, cfg.templates.seconds()
 	took, err := rig.postAll(ctx)
 	if err != nil {
 		return err
@@ -270,7 +274,7 @@ func paydayRate(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error 
 		return err
 	}
 	defer rig.close()
-	res.PrefillRows, res.PrefillSeconds = cfg.Prefill, rig.prefillTook.Seconds()
+	res.PrefillRows, res.PrefillSeconds = cfg.Prefill, cfg.templates.seconds()
 	// One deposit first, through to the history: the consumer has joined
 	// its group, so what follows measures the steady state.
 	if _, err := rig.client.Deposits(ctx, []banksync.DepositRequest{{ExternalRef: "warm-up", AccountID: rig.ids[0], Amount: 1, Sender: "acme-payroll"}}); err != nil {
@@ -322,9 +326,8 @@ type paydayRig struct {
 	closed   bool
 
 	// prefill, set, is the history core and channel held before the
-	// payday; prefillTook how long loading it took.
-	prefill     *prefill
-	prefillTook time.Duration
+	// payday.
+	prefill *prefill
 }
 
 const paydayToken = "payday-bench-token"
@@ -341,17 +344,18 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 			r.close()
 		}
 	}()
-	coreDSN, err := r.scratch(ctx, "core")
+	// Prefilled before core and channel open: the ledger caches its last
+	// position and accounts, and the relay must start past the prefill.
+	coreTemplate, chTemplate, err := r.templates(ctx)
 	if err != nil {
 		return r, err
 	}
-	chDSN, err := r.scratch(ctx, "channel")
+	coreDSN, err := r.scratch(ctx, "core", coreTemplate)
 	if err != nil {
 		return r, err
 	}
-	// Before core and channel open: the ledger caches its last position
-	// and accounts, and the relay must start past the prefill.
-	if err := r.loadPrefill(ctx, coreDSN, chDSN); err != nil {
+	chDSN, err := r.scratch(ctx, "channel", chTemplate)
+	if err != nil {
 		return r, err
 	}
 	coreCfg := node.CoreConfig{Listen: "127.0.0.1:0", DB: coreDSN, EmbeddedKafka: &kafka.ClusterConfig{Addr: "127.0.0.1:0"},
@@ -422,13 +426,19 @@ func (r *paydayRig) openDomain(ctx context.Context, dsn string, wrap func(channe
 		CoreTransport: r.toCore, WrapStore: wrap})
 }
 
-// scratch returns a DSN of a fresh database for part, dropped at close.
-func (r *paydayRig) scratch(ctx context.Context, part string) (string, error) {
-	dsn, drop, err := scratchDB(ctx, r.cfg.DB, part+".db")
+// scratch returns a DSN of a fresh database for part, dropped at close: a
+// copy of template, or empty if template is "".
+func (r *paydayRig) scratch(ctx context.Context, part, template string) (string, error) {
+	start := time.Now()
+	dsn, drop, err := copyScratchDB(ctx, r.cfg.DB, template, part+".db")
 	if err != nil {
 		return "", err
 	}
 	r.cleanups = append(r.cleanups, drop)
+	if template != "" {
+		fmt.Fprintf(r.cfg.Out, "%-21s%9d prefilled history rows copied in %.1f s\n",
+			"copy ("+r.name+" "+part+"):", r.prefill.rows, time.Since(start).Seconds())
+	}
 	return dsn, nil
 }
 
@@ -716,18 +726,15 @@ func drain(ctx context.Context, cl *kgo.Client, n int64, handle func(*kgo.Record
 // one consumer, one record at a time, one database transaction per record,
 // into a fresh channel database through the same sync engine.
 func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, error) {
-	dsn, err := r.scratch(ctx, "naive")
+	// The same history as the rig's channel, so the naive consumer
+	// appends to as deep a table as the lanes did.
+	_, chTemplate, err := r.templates(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
-	if r.prefill != nil {
-		// The same history as the rig's channel, so the naive consumer
-		// appends to as deep a table as the lanes did.
-		start := time.Now()
-		if _, _, err := r.prefill.prefillStores(ctx, "", dsn); err != nil {
-			return 0, 0, err
-		}
-		fmt.Fprintf(r.cfg.Out, "prefill (naive):     %9d history rows in %6.1f s into the naive consumer's channel\n", r.prefill.rows, time.Since(start).Seconds())
+	dsn, err := r.scratch(ctx, "naive", chTemplate)
+	if err != nil {
+		return 0, 0, err
 	}
 	d, err := r.openDomain(ctx, dsn, nil)
 	if err != nil {

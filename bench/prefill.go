@@ -14,6 +14,7 @@ import (
 	"banksync/channel"
 	"banksync/ledger"
 	"banksync/node"
+	"banksync/postgres"
 )
 
 // A prefill is the years of history a bank's tables hold before a payday:
@@ -296,20 +297,83 @@ func (p *prefill) prefillStores(ctx context.Context, coreDSN, chDSN string) (cor
 	return p.load(ctx, core, ch)
 }
 
-// loadPrefill loads cfg.Prefill history rows, if any, into the rig's core
-// and channel databases before either opens, and reports it.
-func (r *paydayRig) loadPrefill(ctx context.Context, coreDSN, chDSN string) error {
-	if r.cfg.Prefill == 0 {
-		return nil
+// prefillTemplates are a run's prefilled databases, one for core and one
+// for the channel, loaded once at the first rig's setup; every rig's
+// databases (the naive consumer's and the channel process's too) start as
+// copies of them, which takes seconds where a load of 10,000,000 rows takes
+// minutes.
+type prefillTemplates struct {
+	prefill       *prefill
+	core, channel string        // the templates' DSNs; "" until loaded
+	took          time.Duration // the load, both at once
+	drops         []func()
+}
+
+// withPrefill returns cfg holding the run's prefill templates, not loaded
+// yet, if it asks for a prefill, and what drops them at the run's end.
+func withPrefill(cfg PaydayConfig) (PaydayConfig, func()) {
+	if cfg.Prefill == 0 {
+		return cfg, func() {}
 	}
-	r.prefill = newPrefill(prefillOwner, r.cfg.Accounts, r.cfg.Prefill, time.Now())
-	coreTook, chTook, err := r.prefill.prefillStores(ctx, coreDSN, chDSN)
+	cfg.templates = &prefillTemplates{prefill: newPrefill(prefillOwner, cfg.Accounts, cfg.Prefill, time.Now())}
+	return cfg, cfg.templates.drop
+}
+
+// templates returns the DSNs of the run's prefilled core and channel
+// databases, loading them first if no rig has yet; without a prefill, "".
+// Templates are loaded through stores opened for the load alone and closed
+// after, so nothing has them open when a rig copies them.
+func (r *paydayRig) templates(ctx context.Context) (core, ch string, err error) {
+	t := r.cfg.templates
+	if t == nil {
+		return "", "", nil
+	}
+	r.prefill = t.prefill
+	if t.core != "" {
+		return t.core, t.channel, nil
+	}
+	scratch := func(name string) (string, error) {
+		dsn, drop, err := scratchDB(ctx, r.cfg.DB, name)
+		if err == nil {
+			t.drops = append(t.drops, drop)
+		}
+		return dsn, err
+	}
+	if core, err = scratch("template-core.db"); err != nil {
+		return "", "", err
+	}
+	if ch, err = scratch("template-channel.db"); err != nil {
+		return "", "", err
+	}
+	coreTook, chTook, err := t.prefill.prefillStores(ctx, core, ch)
 	if err != nil {
-		return err
+		return "", "", err
 	}
-	r.prefillTook = max(coreTook, chTook)
-	fmt.Fprintf(r.cfg.Out, "prefill (%s):%*s%9d history rows in %6.1f s = %7.0f rows/s into core and channel at once (core %.1f s, channel %.1f s), %d to %d an account, relay past them\n",
-		r.name, 10-len(r.name), "", r.prefill.rows, r.prefillTook.Seconds(), float64(r.prefill.rows)/r.prefillTook.Seconds(),
-		coreTook.Seconds(), chTook.Seconds(), r.prefill.counts[len(r.prefill.counts)-1], r.prefill.counts[0])
-	return nil
+	if DBKind(r.cfg.DB) == "postgres" {
+		for _, dsn := range []string{core, ch} {
+			if err := postgres.Vacuum(ctx, dsn); err != nil {
+				return "", "", err
+			}
+		}
+	}
+	t.core, t.channel, t.took = core, ch, max(coreTook, chTook)
+	fmt.Fprintf(r.cfg.Out, "prefill:             %9d history rows in %6.1f s = %7.0f rows/s into core and channel at once (core %.1f s, channel %.1f s), %d to %d an account, relay past them; every run starts from a copy\n",
+		t.prefill.rows, t.took.Seconds(), float64(t.prefill.rows)/t.took.Seconds(),
+		coreTook.Seconds(), chTook.Seconds(), t.prefill.counts[len(t.prefill.counts)-1], t.prefill.counts[0])
+	return t.core, t.channel, nil
+}
+
+// seconds is how long the load took; 0 without a prefill.
+func (t *prefillTemplates) seconds() float64 {
+	if t == nil {
+		return 0
+	}
+	return t.took.Seconds()
+}
+
+// drop removes the templates.
+func (t *prefillTemplates) drop() {
+	for _, drop := range t.drops {
+		drop()
+	}
 }

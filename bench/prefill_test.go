@@ -38,8 +38,10 @@ func (w logWriter) Write(p []byte) (int, error) {
 // rest; twice prefillVerifiedAccounts, so verify reads half of them whole
 // and the other half from their last prefilled entry.
 func prefillPayday(t *testing.T, db string) PaydayConfig {
-	return PaydayConfig{DB: db, Deposits: 3000, Accounts: 2 * prefillVerifiedAccounts, Prefill: 20_003, Partitions: 4, Lanes: 8,
-		Clients: 2, BatchSize: 500, Out: logWriter{t}}
+	cfg, drop := withPrefill(PaydayConfig{DB: db, Deposits: 3000, Accounts: 2 * prefillVerifiedAccounts, Prefill: 20_003,
+		Partitions: 4, Lanes: 8, Clients: 2, BatchSize: 500, Out: logWriter{t}})
+	t.Cleanup(drop)
+	return cfg
 }
 
 // A prefilled payday: core and channel start with the same history, the
