@@ -54,20 +54,23 @@ func OpenLedger(ctx context.Context, path string) (*LedgerStore, error) {
 	return s, nil
 }
 
+// The multi-row inserts are INSERT OR ROLLBACK, as the channel's are (see
+// ChannelStore.prepare): a failed Commit is rolled back whole anyway, and a
+// statement that would undo only itself costs a statement journal.
 func (s *LedgerStore) prepare(ctx context.Context) (err error) {
 	w := s.db.write
-	if s.insertAccounts, err = newInserter(ctx, w, `INSERT INTO ledger_accounts (id, owner, balance, last_seq, created_at)`, "", 5); err != nil {
+	if s.insertAccounts, err = newInserter(ctx, w, `INSERT OR ROLLBACK INTO ledger_accounts (id, owner, balance, last_seq, created_at)`, "", 5); err != nil {
 		return err
 	}
-	if s.insertEntries, err = newInserter(ctx, w, `INSERT INTO ledger_entries (position, account_id, seq, kind,
+	if s.insertEntries, err = newInserter(ctx, w, `INSERT OR ROLLBACK INTO ledger_entries (position, account_id, seq, kind,
 		amount, balance_after, counterparty, transfer_id, external_ref, memo, booked_at)`, "", 11); err != nil {
 		return err
 	}
-	if s.insertTransfers, err = newInserter(ctx, w, `INSERT INTO ledger_transfers (id, body_hash, status, reason,
+	if s.insertTransfers, err = newInserter(ctx, w, `INSERT OR ROLLBACK INTO ledger_transfers (id, body_hash, status, reason,
 		from_account, to_account, amount, from_seq, to_seq, decided_at)`, "", 10); err != nil {
 		return err
 	}
-	if s.insertDeposits, err = newInserter(ctx, w, `INSERT INTO ledger_deposits (external_ref, body_hash,
+	if s.insertDeposits, err = newInserter(ctx, w, `INSERT OR ROLLBACK INTO ledger_deposits (external_ref, body_hash,
 		account_id, amount, seq, booked_at)`, "", 6); err != nil {
 		return err
 	}
