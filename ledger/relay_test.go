@@ -138,3 +138,70 @@ func TestRelayResumesAfterCrashLosingNothing(t *testing.T) {
 	}
 	t.Logf("%d entries committed, %d published (%d again after crashes)", len(all), len(got), len(got)-len(all))
 }
+
+// positionStore records the relay position's writes.
+type positionStore struct {
+	ledger.Store
+	mu   sync.Mutex
+	sets []int64
+}
+
+func (s *positionStore) SetRelayPosition(ctx context.Context, position int64) error {
+	s.mu.Lock()
+	s.sets = append(s.sets, position)
+	s.mu.Unlock()
+	return s.Store.SetRelayPosition(ctx, position)
+}
+
+// The relay stores its position once every StoreEvery while entries keep
+// coming (here never, within the test), and at once when a round finds
+// nothing new; a position moved under it is where its next round starts.
+func TestRelayStoresPositionWhenIdleOrEveryInterval(t *testing.T) {
+	ctx := context.Background()
+	l, store := openLedger(t)
+	all := storetest.Book(t, l, 20, 1000)
+	last := all[len(all)-1].Position
+	counted := &positionStore{Store: store}
+	pub := &recorder{}
+	r := ledger.NewRelay(counted, pub, ledger.RelayConfig{BatchMax: 100, StoreEvery: time.Hour})
+	rounds := 0
+	for {
+		n, err := r.Once(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		rounds++
+	}
+	if rounds < len(all)/100 || len(pub.entries()) != len(all) {
+		t.Fatalf("%d rounds published %d entries, want all %d in rounds of 100", rounds, len(pub.entries()), len(all))
+	}
+	if !cmp.Equal(counted.sets, []int64{last}) {
+		t.Fatalf("positions stored: %v; want only %d, when the relay found nothing new", counted.sets, last)
+	}
+
+	// An operator moves the position back: the next rounds publish again
+	// from there.
+	if err := store.SetRelayPosition(ctx, last-50); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Once(ctx); err != nil || n != 50 {
+		t.Fatalf("round after the position moved back 50: %d, %v; want 50 published again", n, err)
+	}
+
+	// A StoreEvery that has passed at every round stores after each one.
+	l, store = openLedger(t)
+	storetest.Book(t, l, 20, 1000)
+	counted = &positionStore{Store: store}
+	r = ledger.NewRelay(counted, pub, ledger.RelayConfig{BatchMax: 100, StoreEvery: time.Nanosecond})
+	for {
+		if n, err := r.Once(ctx); err != nil || n == 0 {
+			break
+		}
+	}
+	if len(counted.sets) < len(all)/100 {
+		t.Fatalf("positions stored with StoreEvery 1ns: %v; want one a round", counted.sets)
+	}
+}
