@@ -44,16 +44,13 @@ func relayToKafkaSurvivesCrash(t *testing.T, brokers []string, topic string) {
 	last := all[len(all)-1].Position
 
 	// First life: killed after Kafka acknowledged its fifth batch but before
-	// the relay stored its position, the window that makes repeats. It
-	// stores its position after every round (StoreEvery has always passed),
-	// so the window is exactly one batch.
+	// the relay stored its position, the window that makes repeats.
 	pub1 := mustNewTopicPublisher(t, brokers, topic)
 	runCtx, kill := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ledger.NewRelay(store, &crashAfter{pub: pub1, calls: 5, kill: kill},
-			ledger.RelayConfig{BatchMax: 250, StoreEvery: time.Nanosecond}).Run(runCtx)
+		ledger.NewRelay(store, &crashAfter{pub: pub1, calls: 5, kill: kill}, ledger.RelayConfig{BatchMax: 250}).Run(runCtx)
 	}()
 	<-done
 	pub1.Close()
