@@ -51,6 +51,9 @@ func (rig *paydayRig) drainByProcess(ctx context.Context, res *PaydayResult) err
 		"--kafka", strings.Join(conn.Brokers, ","), "--topic", rig.topic, "--group", group,
 		"--lanes", strconv.Itoa(rig.cfg.Lanes), "--log-level", "warn")
 	cmd.Env = channelProcessEnv()
+	if rig.cfg.ChannelMemoryLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+rig.cfg.ChannelMemoryLimit)
+	}
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	start := time.Now()
@@ -80,7 +83,11 @@ func (rig *paydayRig) drainByProcess(ctx context.Context, res *PaydayResult) err
 	}
 	res.ProcessEventsPerS = float64(rig.cfg.Deposits) / took.Seconds()
 	res.ProcessRSSPeakMiB = rssMiB
-	fmt.Fprintf(rig.cfg.Out, "phase 2, again by a `banksync channel` process of its own, into a fresh database:\n")
+	limit := ""
+	if rig.cfg.ChannelMemoryLimit != "" {
+		limit = ", GOMEMLIMIT=" + rig.cfg.ChannelMemoryLimit
+	}
+	fmt.Fprintf(rig.cfg.Out, "phase 2, again by a `banksync channel` process of its own, into a fresh database%s:\n", limit)
 	fmt.Fprintf(rig.cfg.Out, "                     %9d events   in %6.1f s = %7.0f events/s (its start and group join included); its peak resident set %.0f MiB\n",
 		rig.cfg.Deposits, took.Seconds(), res.ProcessEventsPerS, rssMiB)
 	return nil

@@ -57,7 +57,10 @@ type PaydayConfig struct {
 	// more as a `banksync channel` process of its own, whose peak resident
 	// set is then the channel's alone.
 	ChannelBinary string
-	Out           io.Writer
+	// ChannelMemoryLimit, set, is the channel process's GOMEMLIMIT (as
+	// "400MiB"): the soft limit a deployment gives it below its hard one.
+	ChannelMemoryLimit string
+	Out                io.Writer
 
 	templates *prefillTemplates // the run's prefilled databases, with Prefill
 }

@@ -105,6 +105,7 @@ then compares every account's payday entries and a sample's whole history.`)
 	f.String(&pf.profile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
 	f.String(&pf.drainProfile, "drain-cpuprofile", "BANKSYNC_BENCH_DRAIN_CPUPROFILE", "", "write a CPU profile of phase 2 alone (the drain into the history) to this file")
 	f.Bool(&pf.channelProcess, "channel-process", "BANKSYNC_BENCH_CHANNEL_PROCESS", false, "drain phase 2 once more by a `banksync channel` process of its own (this binary), and report its rate and peak resident set")
+	f.String(&cfg.ChannelMemoryLimit, "channel-process-memory-limit", "BANKSYNC_BENCH_CHANNEL_PROCESS_MEMORY_LIMIT", "", "GOMEMLIMIT of the --channel-process process (as 400MiB); unset, none")
 	pf.kafkaSec = f.kafkaSecurityFlags()
 	return f, &pf
 }
