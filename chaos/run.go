@@ -423,11 +423,12 @@ func (s *system) historyOutage(ctx context.Context, d time.Duration) {
 
 // duplicateEvents moves the relay's position back, so it publishes the
 // last n entries again: duplicate delivery, as after a relay crash. While
-// core is restarting, or has published nothing yet, it tries again a
-// little later, for up to a second: a short run has only two or three of
-// these, and must not end without one (a CI run's seed 2 did).
+// core is restarting, or its relay has published nothing yet (its first
+// produce always fails), it tries again every 100 ms until the run ends: a
+// short run has only two or three of these, and must not end without one
+// (clean-clone CI runs' seeds 1 and 2 did).
 func (s *system) duplicateEvents(ctx context.Context, n int64) {
-	for range duplicateAttempts {
+	for {
 		_, store := s.core.current()
 		pos, err := store.RelayPosition(ctx)
 		if err == nil && pos > 0 && store.SetRelayPosition(ctx, max(0, pos-n)) == nil {
@@ -442,11 +443,8 @@ func (s *system) duplicateEvents(ctx context.Context, n int64) {
 	}
 }
 
-// duplicateEvents' tries.
-const (
-	duplicateAttempts = 10
-	duplicateRetry    = 100 * time.Millisecond
-)
+// duplicateRetry is how soon duplicateEvents tries again.
+const duplicateRetry = 100 * time.Millisecond
 
 func (s *system) releaseLate() {
 	for _, cp := range s.chans {
