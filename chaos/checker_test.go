@@ -24,8 +24,11 @@ func TestCheckerCatchesEachBrokenProtection(t *testing.T) {
 		// too: it would fill each hole after the fact, so whether the run
 		// saw one would depend on a reader paging over it in time. Left,
 		// the holes are there when the run ends (the repair alone off
-		// leaves a history short, never holed: its case below).
-		{"out of order", chaos.Unsafe{OutOfOrder: true, NoDeadLetterRepair: true}, chaos.Faults{HistoryOutageEvery: time.Second}, chaos.P5},
+		// leaves a history short, never holed: its case below). An
+		// outage every 300 ms: with one a second, a hole stayed only where
+		// the outage also refused the stale mark, and runs on this
+		// machine, before issue 18's changes too, saw none in two of three.
+		{"out of order", chaos.Unsafe{OutOfOrder: true, NoDeadLetterRepair: true}, chaos.Faults{HistoryOutageEvery: 300 * time.Millisecond}, chaos.P5},
 		{"commit before apply", chaos.Unsafe{CommitBeforeApply: true}, chaos.Faults{}, chaos.P4},
 		// Outages refuse the stale mark too: without the dead-letter
 		// repair the entries dead-lettered in the outage at the end of
