@@ -59,15 +59,13 @@ func copyScratchDB(ctx context.Context, db, template, name string) (dsn string, 
 		}
 		return "sqlite:" + path, drop, nil
 	}
-	create := func() (string, func(context.Context) error, error) {
-		return postgres.CreateScratchDatabase(ctx, db, "banksync_bench")
+	var fresh string
+	var dropDB func(context.Context) error
+	if template == "" {
+		fresh, dropDB, err = postgres.CreateScratchDatabase(ctx, db, "banksync_bench")
+	} else {
+		fresh, dropDB, err = postgres.CopyScratchDatabase(ctx, db, template, "banksync_bench")
 	}
-	if template != "" {
-		create = func() (string, func(context.Context) error, error) {
-			return postgres.CopyScratchDatabase(ctx, db, template, "banksync_bench")
-		}
-	}
-	fresh, dropDB, err := create()
 	if err != nil {
 		return "", nil, err
 	}
