@@ -123,6 +123,9 @@ type Store interface {
 	// History returns up to limit entries with seq < beforeSeq, newest
 	// first (keyset, never OFFSET).
 	History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error)
+	// Statement returns up to limit entries with afterSeq < seq <= throughSeq
+	// booked in [from, to), oldest first: a statement a page at a time.
+	Statement(ctx context.Context, account string, afterSeq, throughSeq int64, from, to time.Time, limit int) ([]banksync.Entry, error)
 
 	Close() error
 }

@@ -124,6 +124,13 @@ func (h *HookedStore) ClearStale(ctx context.Context, account string, gen int64)
 	return h.Store.ClearStale(ctx, account, gen)
 }
 
+func (h *HookedStore) Statement(ctx context.Context, account string, afterSeq, throughSeq int64, from, to time.Time, limit int) ([]banksync.Entry, error) {
+	if err := h.call(ctx, false); err != nil {
+		return nil, err
+	}
+	return h.Store.Statement(ctx, account, afterSeq, throughSeq, from, to, limit)
+}
+
 func (h *HookedStore) History(ctx context.Context, account string, beforeSeq int64, limit int) ([]banksync.Entry, error) {
 	if err := h.call(ctx, false); err != nil {
 		return nil, err

@@ -46,6 +46,7 @@ func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServ
 	s.mux.HandleFunc("GET /v1/transfers/{id}", s.transfer)
 	s.mux.HandleFunc("GET /v1/accounts", s.accounts)
 	s.mux.HandleFunc("GET /v1/accounts/{id}/transactions", s.history)
+	s.mux.HandleFunc("GET /v1/accounts/{id}/statement", s.statement)
 	s.mux.HandleFunc("POST /v1/accounts/{id}/sync", s.sync)
 	s.mux.HandleFunc("/", NoRoute(s.mux, s.log))
 	return s

@@ -505,6 +505,23 @@ func (s *ChannelStore) History(ctx context.Context, account string, beforeSeq in
 	return es, nil
 }
 
+// Statement reads a page of a statement along the history's primary key
+// (see the SQLite store's Statement for why no index of booking times).
+func (s *ChannelStore) Statement(ctx context.Context, account string, afterSeq, throughSeq int64, from, to time.Time, limit int) ([]banksync.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT account_id, seq, entry_id, kind, amount, balance_after,
+			counterparty, transfer_id, external_ref, memo, booked_at
+		FROM channel_history WHERE account_id = $1 AND seq > $2 AND seq <= $3 AND booked_at >= $4 AND booked_at < $5
+		ORDER BY seq LIMIT $6`, account, afterSeq, throughSeq, from, to, limit)
+	es, err := pgx.CollectRows(rows, scanEntry)
+	if err != nil {
+		return nil, fmt.Errorf("read statement of %s after seq %d: %w", account, afterSeq, err)
+	}
+	return es, nil
+}
+
 // Migrations lists the channel schema's migrations, embedded and applied.
 func (s *ChannelStore) Migrations(ctx context.Context) (known, applied []string, err error) {
 	return migrations(ctx, s.pool, "channel")

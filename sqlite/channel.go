@@ -544,6 +544,28 @@ func (s *ChannelStore) History(ctx context.Context, account string, beforeSeq in
 	return es, nil
 }
 
+// Statement reads a page of a statement along the history's primary key:
+// the booking times filter the account's rows, so a statement costs a walk
+// of the account's entries from afterSeq, and the history keeps no second
+// index that every insert of a drain would pay for.
+func (s *ChannelStore) Statement(ctx context.Context, account string, afterSeq, throughSeq int64, from, to time.Time, limit int) ([]banksync.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.db.read.QueryContext(ctx, `SELECT account_id, seq, entry_id, kind, amount, balance_after,
+			counterparty, transfer_id, external_ref, memo, booked_at
+		FROM channel_history WHERE account_id = ? AND seq > ? AND seq <= ? AND booked_at >= ? AND booked_at < ?
+		ORDER BY seq LIMIT ?`, account, afterSeq, throughSeq, micros(from), micros(to), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read statement of %s after seq %d: %w", account, afterSeq, err)
+	}
+	es, err := scanEntries(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read statement of %s after seq %d: %w", account, afterSeq, err)
+	}
+	return es, nil
+}
+
 func fromNullMicros(us sql.NullInt64) time.Time {
 	if !us.Valid {
 		return time.Time{}

@@ -38,6 +38,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"Settle", testChannelSettle},
 		{"PendingBefore", testChannelPendingBefore},
 		{"ApplyAndHistory", testChannelApplyHistory},
+		{"Statement", testChannelStatement},
 		{"ApplyRejectsWritesNothing", testChannelApplyRejects},
 		{"ApplyRuns", testChannelApplyRuns},
 		{"ApplyRunsPastHoleOnlyWhenAsked", testChannelApplyRunsPastHole},
@@ -533,6 +534,43 @@ func testChannelApplyHistory(t *testing.T, h ChannelHarness) {
 	}
 	if got := mustHistory(t, s, "acc-1", math.MaxInt64, 0); len(got) != 0 {
 		t.Fatalf("history with limit 0 = %v, want none", got)
+	}
+}
+
+func testChannelStatement(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, _ := openChannel(t, h)
+	all := ledgerEntries("acc-1", 1, 10) // entry seq is booked at channelT0 + seq seconds
+	mustApply(t, s, "acc-1", all, channelT0)
+	mustApply(t, s, "acc-0", ledgerEntries("acc-0", 1, 3), channelT0)
+	mustApply(t, s, "acc-2", ledgerEntries("acc-2", 1, 3), channelT0)
+	at := func(seq int64) time.Time { return channelT0.Add(time.Duration(seq) * time.Second) }
+	for _, tc := range []struct {
+		name           string
+		account        string
+		after, through int64
+		from, to       time.Time
+		limit          int
+		want           []banksync.Entry
+	}{
+		{"the range: from included, to not", "acc-1", 0, 10, at(3), at(8), 100, all[2:7]},
+		{"a page", "acc-1", 0, 10, at(3), at(8), 2, all[2:4]},
+		{"the next page", "acc-1", 4, 10, at(3), at(8), 2, all[4:6]},
+		{"through a seq", "acc-1", 0, 5, at(3), at(8), 100, all[2:5]},
+		{"everything", "acc-1", 0, 10, channelT0, at(11), 100, all},
+		{"a range after the last entry", "acc-1", 0, 10, at(11), at(20), 100, nil},
+		{"an empty range", "acc-1", 0, 10, at(5), at(5), 100, nil},
+		{"an unknown account", "acc-9", 0, 10, channelT0, at(11), 100, nil},
+		{"limit 0", "acc-1", 0, 10, channelT0, at(11), 0, nil},
+	} {
+		got, err := s.Statement(ctx, tc.account, tc.after, tc.through, tc.from, tc.to, tc.limit)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(got) == 0 && len(tc.want) == 0 {
+			continue
+		}
+		diff(t, tc.name, got, tc.want)
 	}
 }
 
