@@ -42,6 +42,7 @@ type Config struct {
 	ReconcileInterval time.Duration // how often pending transfers past their deadline are settled
 	ReconcileGrace    time.Duration // extra wait after a deadline before fencing
 	ReadSyncTimeout   time.Duration // how long a history read may spend syncing first
+	HistoryScanMax    int           // entries a filtered history page examines at most
 	Now               func() time.Time
 	Logger            *slog.Logger
 	Observer          Observer // told what the channel does, for metrics; nil observes nothing
@@ -118,6 +119,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReadSyncTimeout <= 0 {
 		c.ReadSyncTimeout = readSyncTimeoutDefault
+	}
+	if c.HistoryScanMax <= 0 {
+		c.HistoryScanMax = HistoryScanMaxDefault
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -8,6 +8,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"banksync"
 )
@@ -16,7 +21,58 @@ import (
 const (
 	HistoryPageDefault = 20
 	HistoryPageMax     = 100
+	// HistoryScanMaxDefault is how many entries a filtered page examines
+	// at most: a page's cost stays bounded however rare the matches are,
+	// and no index that every insert would pay for is needed.
+	HistoryScanMaxDefault = 2000
+	// HistoryTextMax is the longest search text, in characters.
+	HistoryTextMax = 50
 )
+
+// Directions a history can be filtered by.
+const (
+	DirectionAll = ""
+	DirectionIn  = "in"  // money in: deposits and transfers received
+	DirectionOut = "out" // money out: transfers sent
+)
+
+// HistoryFilter narrows a scroll of the history: by direction, and by text
+// found in the counterparty or the memo (case folded, Unicode NFC). The zero
+// filter is the whole history.
+type HistoryFilter struct {
+	Direction string
+	Text      string
+}
+
+// check refuses a filter the API must not take, and returns it normalised.
+func (f HistoryFilter) check() (HistoryFilter, error) {
+	switch f.Direction {
+	case DirectionAll, DirectionIn, DirectionOut:
+	default:
+		return f, banksync.Errorf(banksync.EINVALID, "kind must be all, in or out")
+	}
+	if !utf8.ValidString(f.Text) || utf8.RuneCountInString(f.Text) > HistoryTextMax ||
+		strings.ContainsFunc(f.Text, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
+		return f, banksync.Errorf(banksync.EINVALID, "q must be text of at most %d characters", HistoryTextMax)
+	}
+	f.Text = fold(strings.TrimSpace(f.Text))
+	return f, nil
+}
+
+// fold is s as search compares it: NFC, case folded.
+func fold(s string) string { return strings.ToLower(norm.NFC.String(s)) }
+
+func (f HistoryFilter) all() bool { return f.Direction == DirectionAll && f.Text == "" }
+
+func (f HistoryFilter) match(e banksync.Entry) bool {
+	switch {
+	case f.Direction == DirectionIn && e.Amount < 0, f.Direction == DirectionOut && e.Amount > 0:
+		return false
+	case f.Text == "":
+		return true
+	}
+	return strings.Contains(fold(e.Counterparty), f.Text) || strings.Contains(fold(e.Memo), f.Text)
+}
 
 // Page is one page of an account's history, newest first.
 type Page struct {
@@ -74,8 +130,21 @@ func (cs Cursors) mac(account string, seq []byte) []byte {
 // answered from what the channel has, flagged stale — a read never fails
 // because of core.
 func (c *Channel) History(ctx context.Context, cs Cursors, customer, account, cursor string, limit int) (Page, error) {
+	return c.FilteredHistory(ctx, cs, customer, account, cursor, limit, HistoryFilter{})
+}
+
+// FilteredHistory is History with only the entries f matches. A filtered
+// page examines at most HistoryScanMax entries below its cursor, so it may
+// hold fewer than limit entries, even none, and still carry a next cursor:
+// the scroll goes on below what it examined. Each page covers its own range
+// of seqs, so a scroll shows every matching entry once.
+func (c *Channel) FilteredHistory(ctx context.Context, cs Cursors, customer, account, cursor string, limit int, f HistoryFilter) (Page, error) {
 	if limit < 1 || limit > HistoryPageMax {
 		return Page{}, banksync.Errorf(banksync.EINVALID, "limit must be between 1 and %d", HistoryPageMax)
+	}
+	f, err := f.check()
+	if err != nil {
+		return Page{}, err
 	}
 	st, err := c.authorize(ctx, customer, account)
 	if err != nil {
@@ -101,14 +170,9 @@ func (c *Channel) History(ctx context.Context, cs Cursors, customer, account, cu
 			st.Stale = true
 		}
 	}
-	entries, err := c.store.History(ctx, account, before, limit+1)
-	if err != nil {
-		return Page{}, fmt.Errorf("read history: %w", err)
-	}
-	page := Page{Account: st, Entries: entries, Pending: pending}
-	if len(entries) > limit {
-		page.Entries = entries[:limit]
-		page.NextCursor = cs.encode(account, entries[limit-1].Seq)
+	page := Page{Account: st, Pending: pending}
+	if page.Entries, page.NextCursor, err = c.historyPage(ctx, cs, account, before, limit, f); err != nil {
+		return Page{}, err
 	}
 	if page.Entries == nil {
 		page.Entries = []banksync.Entry{}
@@ -117,6 +181,41 @@ func (c *Channel) History(ctx context.Context, cs Cursors, customer, account, cu
 		page.Pending = []Transfer{}
 	}
 	return page, nil
+}
+
+// historyPage reads the entries of a page below seq before, and the cursor
+// of the next page, if any.
+func (c *Channel) historyPage(ctx context.Context, cs Cursors, account string, before int64, limit int, f HistoryFilter) ([]banksync.Entry, string, error) {
+	if f.all() {
+		entries, err := c.store.History(ctx, account, before, limit+1)
+		if err != nil {
+			return nil, "", fmt.Errorf("read history: %w", err)
+		}
+		if len(entries) > limit {
+			return entries[:limit], cs.encode(account, entries[limit-1].Seq), nil
+		}
+		return entries, "", nil
+	}
+	examined, err := c.store.History(ctx, account, before, c.cfg.HistoryScanMax)
+	if err != nil {
+		return nil, "", fmt.Errorf("read history: %w", err)
+	}
+	var matches []banksync.Entry
+	for _, e := range examined {
+		if !f.match(e) {
+			continue
+		}
+		if len(matches) == limit {
+			// A match beyond this page: the next starts below the last shown.
+			return matches, cs.encode(account, matches[limit-1].Seq), nil
+		}
+		matches = append(matches, e)
+	}
+	if len(examined) == c.cfg.HistoryScanMax {
+		// Older entries may follow what this page examined.
+		return matches, cs.encode(account, examined[len(examined)-1].Seq), nil
+	}
+	return matches, "", nil
 }
 
 // ManualSync is the app's 불러오기 button: sync the customer's account with

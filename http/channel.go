@@ -157,9 +157,13 @@ func (s *ChannelServer) accounts(w http.ResponseWriter, r *http.Request) {
 
 func (s *ChannelServer) history(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if len(q["limit"]) > 1 || len(q["cursor"]) > 1 {
-		writeError(w, r, s.log, banksync.Errorf(banksync.EINVALID, "limit and cursor may be given once each"))
+	if len(q["limit"]) > 1 || len(q["cursor"]) > 1 || len(q["kind"]) > 1 || len(q["q"]) > 1 {
+		writeError(w, r, s.log, banksync.Errorf(banksync.EINVALID, "limit, cursor, kind and q may be given once each"))
 		return
+	}
+	filter := channel.HistoryFilter{Direction: q.Get("kind"), Text: q.Get("q")}
+	if filter.Direction == "all" {
+		filter.Direction = channel.DirectionAll
 	}
 	limit := channel.HistoryPageDefault
 	if v := q.Get("limit"); v != "" {
@@ -171,7 +175,7 @@ func (s *ChannelServer) history(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	addLog(r.Context(), LogAccount, r.PathValue("id"))
-	page, err := s.ch.History(r.Context(), s.cursors, customerOf(r), r.PathValue("id"), q.Get("cursor"), limit)
+	page, err := s.ch.FilteredHistory(r.Context(), s.cursors, customerOf(r), r.PathValue("id"), q.Get("cursor"), limit, filter)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return

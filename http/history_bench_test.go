@@ -62,8 +62,8 @@ func BenchmarkHistory(b *testing.B) {
 	srv := bhttp.NewChannelServer(ch, bhttp.ChannelServerConfig{
 		Auth: auth, Cursors: channel.NewCursors([]byte("history bench cursor secret")),
 	})
-	get := func(limit int, cursor string) *httptest.ResponseRecorder {
-		target := fmt.Sprintf("/v1/accounts/%s/transactions?limit=%d", storetest.HistoryBigAccount, limit)
+	getFiltered := func(limit int, cursor, filter string) *httptest.ResponseRecorder {
+		target := fmt.Sprintf("/v1/accounts/%s/transactions?limit=%d%s", storetest.HistoryBigAccount, limit, filter)
 		if cursor != "" {
 			target += "&cursor=" + url.QueryEscape(cursor)
 		}
@@ -73,6 +73,7 @@ func BenchmarkHistory(b *testing.B) {
 		srv.ServeHTTP(rec, r)
 		return rec
 	}
+	get := func(limit int, cursor string) *httptest.ResponseRecorder { return getFiltered(limit, cursor, "") }
 
 	walkStart := time.Now()
 	cursors := mustWalkHistory(b, get)
@@ -91,6 +92,25 @@ func BenchmarkHistory(b *testing.B) {
 	b.Run("First", func(b *testing.B) {
 		benchmarkHistoryRequests(b, func(int) *httptest.ResponseRecorder { return get(storetest.HistoryPageSize, "") })
 	})
+	// Filtered pages at random depths: money in (every other entry) fills
+	// a page from about 40 entries; a search that matches nothing examines
+	// the most a filtered page may, channel.HistoryScanMaxDefault entries.
+	for _, f := range []struct{ name, query string }{
+		{"DeepMoneyIn", "&kind=in"},
+		{"DeepSearchSalary", "&q=SALARY"},
+		{"DeepSearchNothing", "&q=nobody"},
+	} {
+		b.Run(f.name, func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			picks := make([]string, b.N)
+			for i := range picks {
+				picks[i] = cursors[rng.IntN(len(cursors))]
+			}
+			benchmarkHistoryRequests(b, func(i int) *httptest.ResponseRecorder {
+				return getFiltered(storetest.HistoryPageSize, picks[i], f.query)
+			})
+		})
+	}
 }
 
 func benchmarkHistoryRequests(b *testing.B, get func(i int) *httptest.ResponseRecorder) {

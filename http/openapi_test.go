@@ -732,6 +732,8 @@ func TestOpenAPIChannel(t *testing.T) {
 	run(
 		c("GET", "/v1/accounts/a1/transactions?limit=1&cursor="+cursor, "", 200, ""),
 		c("GET", "/v1/accounts/a1/transactions", "", 200, ""),
+		c("GET", "/v1/accounts/a1/transactions?kind=in&q=kb", "", 200, ""),
+		c("GET", "/v1/accounts/a1/transactions?kind=sideways", "", 400, banksync.EINVALID).refused(),
 		submit("k-1", tr("a1", "b1", 300), 200, "").want("transfer_id", done["transfer_id"].(string)),
 		c("GET", "/v1/transfers/"+done["transfer_id"].(string), "", 200, "").want("state", channel.StateCompleted),
 		submit("k-1", tr("a1", "b1", 301), 422, banksync.EIDEMPOTENCY),
