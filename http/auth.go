@@ -27,12 +27,28 @@ const (
 	tokenLengthMax = 4 << 10
 )
 
+// Clock leeway on a token's exp, nbf and iat: an identity provider whose
+// clock runs a second ahead issues tokens that look issued in the future.
+// LeewayMax bounds it because every second of leeway is a second more an
+// expired token still opens the customer's accounts.
+const (
+	LeewayDefault = 30 * time.Second
+	LeewayMax     = 5 * time.Minute
+)
+
 // AuthOptions are the claims an Authenticator checks beside the signature
 // and expiry. Empty Issuer or Audience is not checked (and not issued).
 type AuthOptions struct {
 	Issuer   string
 	Audience string
-	Leeway   time.Duration // clock skew allowed on exp, nbf and iat
+	Leeway   time.Duration // clock skew allowed on exp, nbf and iat: 0 to LeewayMax
+}
+
+func (o AuthOptions) check() error {
+	if o.Leeway < 0 || o.Leeway > LeewayMax {
+		return fmt.Errorf("token clock leeway %v is outside 0s to %v", o.Leeway, LeewayMax)
+	}
+	return nil
 }
 
 // Authenticator verifies customers' bearer tokens: JWTs whose subject is
@@ -57,6 +73,9 @@ func NewHS256Authenticator(secret []byte, opts AuthOptions) (*Authenticator, err
 	if len(secret) < secretLengthMin {
 		return nil, fmt.Errorf("token secret is %d bytes; at least %d are required", len(secret), secretLengthMin)
 	}
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	secret = append([]byte(nil), secret...)
 	return &Authenticator{secret: secret, key: secret, opts: opts, parser: newParser(jwt.SigningMethodHS256, opts)}, nil
 }
@@ -67,6 +86,9 @@ func NewHS256Authenticator(secret []byte, opts AuthOptions) (*Authenticator, err
 // RS256. Any other algorithm — "none", HS256 keyed with the public key's
 // bytes — is refused before the key is used.
 func NewPublicKeyAuthenticator(publicKeyPEM []byte, opts AuthOptions) (*Authenticator, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	block, _ := pem.Decode(publicKeyPEM)
 	if block == nil || block.Type != "PUBLIC KEY" {
 		return nil, errors.New(`token public key: no PEM "PUBLIC KEY" block`)

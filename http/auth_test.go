@@ -56,12 +56,16 @@ func TestChannelAuthentication(t *testing.T) {
 		return mint(t, jwt.SigningMethodHS256, secret, goodClaims(change))
 	}
 	past := func(d time.Duration) int64 { return time.Now().Add(-d).Unix() }
+	future := func(d time.Duration) int64 { return time.Now().Add(d).Unix() }
 
-	// The control: a well-formed token gets in, also within the leeway.
+	// The control: a well-formed token gets in, also within the leeway
+	// (the stack's is 5 s): just expired, or from an identity provider
+	// whose clock runs a second ahead.
 	for name, tok := range map[string]string{
-		"issued":        func() string { tok, _ := s.auth.Issue("cust-a", time.Minute); return tok }(),
-		"minted":        hs256(nil),
-		"within leeway": hs256(func(c jwt.MapClaims) { c["exp"] = past(2 * time.Second) }),
+		"issued":                   func() string { tok, _ := s.auth.Issue("cust-a", time.Minute); return tok }(),
+		"minted":                   hs256(nil),
+		"within leeway":            hs256(func(c jwt.MapClaims) { c["exp"] = past(2 * time.Second) }),
+		"issued 1 s in the future": hs256(func(c jwt.MapClaims) { c["iat"], c["nbf"] = future(time.Second), future(time.Second) }),
 	} {
 		if st, m := s.call(t, "", "GET", "/v1/accounts", nil, "Authorization", "Bearer "+tok); st != 200 || len(m["accounts"].([]any)) != 1 {
 			t.Fatalf("%s token: GET /v1/accounts = %d %v, want 200 with a1", name, st, m)
@@ -90,6 +94,8 @@ func TestChannelAuthentication(t *testing.T) {
 		{"exp not a number", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["exp"] = "tomorrow" })}},
 		{"not yet valid", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() })}},
 		{"issued in the future", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["iat"] = time.Now().Add(time.Hour).Unix() })}},
+		{"issued beyond leeway", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["iat"] = future(10 * time.Second) })}},
+		{"not yet valid beyond leeway", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["nbf"] = future(10 * time.Second) })}},
 		{"missing sub", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { delete(c, "sub") })}},
 		{"empty sub", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["sub"] = "" })}},
 		{"bad sub", []string{"Authorization", "Bearer " + hs256(func(c jwt.MapClaims) { c["sub"] = "../cust-a" })}},
@@ -228,5 +234,71 @@ func TestPublicKeyAuthenticator(t *testing.T) {
 		if _, err := bhttp.NewPublicKeyAuthenticator(key, opts); err == nil {
 			t.Errorf("%s: accepted as a token key", name)
 		}
+	}
+}
+
+// TestAuthenticatorLeeway: the clock leeway is what lets a token from an
+// identity provider whose clock runs a second ahead (or behind) in, and
+// only within it; a leeway below zero or over LeewayMax is refused.
+func TestAuthenticatorLeeway(t *testing.T) {
+	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	at := func(d time.Duration) int64 { return time.Now().Add(d).Unix() }
+	// Two seconds, not one: claims are whole seconds, so a token one second
+	// ahead could turn valid without leeway if the second ticks over
+	// between minting and checking.
+	const ahead, beyond = 2 * time.Second, bhttp.LeewayDefault + 5*time.Second
+	for _, tc := range []struct {
+		name   string
+		change func(jwt.MapClaims)
+		in     map[time.Duration]bool // leeway -> whether the token gets in
+	}{
+		{"on time", nil, map[time.Duration]bool{0: true, bhttp.LeewayDefault: true}},
+		{"issued 2 s ahead", func(c jwt.MapClaims) { c["iat"] = at(ahead) }, map[time.Duration]bool{0: false, bhttp.LeewayDefault: true}},
+		{"valid from 2 s ahead", func(c jwt.MapClaims) { c["nbf"] = at(ahead) }, map[time.Duration]bool{0: false, bhttp.LeewayDefault: true}},
+		{"expired 2 s ago", func(c jwt.MapClaims) { c["exp"] = at(-ahead) }, map[time.Duration]bool{0: false, bhttp.LeewayDefault: true}},
+		{"issued beyond the leeway", func(c jwt.MapClaims) { c["iat"] = at(beyond) }, map[time.Duration]bool{0: false, bhttp.LeewayDefault: false}},
+		{"valid from beyond the leeway", func(c jwt.MapClaims) { c["nbf"] = at(beyond) }, map[time.Duration]bool{0: false, bhttp.LeewayDefault: false}},
+		{"expired beyond the leeway", func(c jwt.MapClaims) { c["exp"] = at(-beyond) }, map[time.Duration]bool{0: false, bhttp.LeewayDefault: false}},
+	} {
+		for leeway, want := range tc.in {
+			opts := bhttp.AuthOptions{Issuer: authOptions.Issuer, Audience: authOptions.Audience, Leeway: leeway}
+			hs, err := bhttp.NewHS256Authenticator([]byte(customerSecret), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ed, err := bhttp.NewPublicKeyAuthenticator(pemPublic(t, edPub), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for alg, a := range map[string]struct {
+				auth *bhttp.Authenticator
+				tok  string
+			}{
+				"HS256": {hs, mint(t, jwt.SigningMethodHS256, []byte(customerSecret), goodClaims(tc.change))},
+				"EdDSA": {ed, mint(t, jwt.SigningMethodEdDSA, edKey, goodClaims(tc.change))},
+			} {
+				r := httptest.NewRequest("GET", "/v1/accounts", nil)
+				r.Header.Set("Authorization", "Bearer "+a.tok)
+				c, err := a.auth.Authenticate(r)
+				if got := err == nil && c == "cust-a"; got != want {
+					t.Errorf("%s, %s, leeway %v: got in %v (%q, %v), want %v", tc.name, alg, leeway, got, c, err, want)
+				}
+				if err != nil && banksync.ErrorCode(err) != banksync.EUNAUTHORIZED {
+					t.Errorf("%s, %s, leeway %v: error code %s, want %s", tc.name, alg, leeway, banksync.ErrorCode(err), banksync.EUNAUTHORIZED)
+				}
+			}
+		}
+	}
+	for _, leeway := range []time.Duration{-time.Second, bhttp.LeewayMax + time.Second} {
+		opts := bhttp.AuthOptions{Leeway: leeway}
+		if _, err := bhttp.NewHS256Authenticator([]byte(customerSecret), opts); err == nil || !strings.Contains(err.Error(), "leeway") {
+			t.Errorf("HS256 with leeway %v: %v, want an error naming the leeway", leeway, err)
+		}
+		if _, err := bhttp.NewPublicKeyAuthenticator(pemPublic(t, edPub), opts); err == nil || !strings.Contains(err.Error(), "leeway") {
+			t.Errorf("public key with leeway %v: %v, want an error naming the leeway", leeway, err)
+		}
+	}
+	if _, err := bhttp.NewHS256Authenticator([]byte(customerSecret), bhttp.AuthOptions{Leeway: bhttp.LeewayMax}); err != nil {
+		t.Errorf("leeway LeewayMax: %v, want it accepted", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -37,6 +38,10 @@ type ChannelConfig struct {
 	JWTAudience              string  // aud the tokens must carry, if set
 	CursorSecret             string  // keys history cursors; defaults to JWTSecret
 	RateTransfers, RateReads float64 // per customer and second, per replica; 0 is no limit
+	// JWTLeeway is the clock skew allowed on customers' tokens' exp, nbf
+	// and iat, 0 to bhttp.LeewayMax (the command's default is
+	// bhttp.LeewayDefault).
+	JWTLeeway time.Duration
 	// Kafka is the cluster of core's events; no brokers consumes nothing.
 	Kafka kafka.Conn
 	// Consumer is the consumer's configuration but for Conn and Logger,
@@ -85,6 +90,9 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 		}
 	}()
 	// Bad token settings fail before anything is opened.
+	if cfg.AdminToken != "" && cfg.AdminToken == cfg.ServiceToken {
+		return n, errors.New("--admin-token must differ from --service-token: core accepts the service token, so the same token would let core, or anyone holding the service token, use the operator API and page (/admin/, /ops/)")
+	}
 	auth, cursors, err := customerAuth(cfg)
 	if err != nil {
 		return n, err
@@ -254,7 +262,10 @@ func (n *Channel) StartConsumer() error {
 // customerAuth builds what verifies customers' tokens — the HS256 secret or
 // the identity provider's public key — and the cursor key.
 func customerAuth(cfg ChannelConfig) (*bhttp.Authenticator, channel.Cursors, error) {
-	opts := bhttp.AuthOptions{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	if cfg.JWTLeeway < 0 || cfg.JWTLeeway > bhttp.LeewayMax {
+		return nil, channel.Cursors{}, fmt.Errorf("--jwt-leeway %v is outside 0s to %v: it is the clock skew allowed between the identity provider and the channel", cfg.JWTLeeway, bhttp.LeewayMax)
+	}
+	opts := bhttp.AuthOptions{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway}
 	cursorSecret := cfg.CursorSecret
 	var auth *bhttp.Authenticator
 	var err error

@@ -271,7 +271,17 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "browser-dlq", AccountID: "demo-dave", Amount: 50_000, Sender: "woori"}); err != nil {
 		t.Fatal(err)
 	}
-	b.do("open the operations page", chromedp.Navigate(d.URL()+"/ops/#token="+d.Secrets().AdminToken))
+	// The service token is not the operator's: the page is refused with
+	// it and asks for the admin token by name; the operator signs in with
+	// that through the form.
+	b.do("open the operations page with the service token", chromedp.Navigate(d.URL()+"/ops/#token="+d.Secrets().ServiceToken))
+	b.waitFor("the sign-in asking for the admin token", `!document.querySelector('#token-box').hidden && document.querySelector('#token-message').textContent.includes('Enter the admin token')`, 20*time.Second)
+	if text := evalJS[string](b, `document.querySelector('#token-box').textContent`); !strings.Contains(text, "Admin token") || strings.Contains(strings.ToLower(text), "service token") {
+		t.Errorf("the operations sign-in reads %q; want it to ask for the admin token, never the service token", text)
+	}
+	b.do("sign in with the admin token",
+		chromedp.SetValue(chromedp.CSS(`#token-input`), d.Secrets().AdminToken),
+		chromedp.Click(chromedp.CSS(`#token-submit`)))
 	b.waitFor("the dead letter", `document.querySelector('#dead-letters tr[data-account="demo-dave"][data-replayed="false"] button.replay') !== null`, 60*time.Second)
 	b.shot("08-ops-dead-letter")
 	// Replay while dave's writes still fail: the letter is held, and the

@@ -32,6 +32,7 @@ func (channelCommand) Run(ctx context.Context, args []string) (err error) {
 	f.String(&cfg.JWTPublicKey, "jwt-public-key", "BANKSYNC_JWT_PUBLIC_KEY", "", "PEM file of the public key customers' tokens are signed with: Ed25519 (EdDSA) or RSA ≥2048 bits (RS256)")
 	f.String(&cfg.JWTIssuer, "jwt-issuer", "BANKSYNC_JWT_ISSUER", "", "issuer (iss) customers' tokens must carry; unset, not checked")
 	f.String(&cfg.JWTAudience, "jwt-audience", "BANKSYNC_JWT_AUDIENCE", "", "audience (aud) customers' tokens must carry; unset, not checked")
+	f.Duration(&cfg.JWTLeeway, "jwt-leeway", "BANKSYNC_JWT_LEEWAY", bhttp.LeewayDefault, "clock skew allowed on customers' tokens (exp, nbf, iat), 0s to "+bhttp.LeewayMax.String())
 	f.String(&cfg.CursorSecret, "cursor-secret", "BANKSYNC_CURSOR_SECRET", "", "secret (≥32 bytes) keying history cursors, the same on every replica; default --jwt-secret, required with --jwt-public-key")
 	f.Float64(&cfg.RateTransfers, "rate-transfers", "BANKSYNC_RATE_TRANSFERS", 5, "transfers a customer may send per second on this replica (bursts of twice that); 0 is no limit")
 	f.Float64(&cfg.RateReads, "rate-reads", "BANKSYNC_RATE_READS", 50, "reads and syncs a customer may make per second on this replica (bursts of twice that); 0 is no limit")

@@ -120,7 +120,7 @@ async function refreshOnce(epoch) {
   }
   for (const r of [ov, dlq]) {
     if (r.status === 'rejected' && r.reason instanceof ApiError && (r.reason.status === 401 || r.reason.status === 403)) {
-      askToken(`The server refused this token (${r.reason.status}: ${r.reason.message}). Enter a service token.`);
+      askToken(`The server refused this token (${r.reason.status}: ${r.reason.message}). Enter the admin token.`);
       return;
     }
   }
@@ -434,7 +434,7 @@ async function replay(body, account) {
   } catch (err) {
     if (epoch !== state.epoch) return;
     if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
-      askToken(`The server refused this token (${err.status}: ${err.message}). Enter a service token.`);
+      askToken(`The server refused this token (${err.status}: ${err.message}). Enter the admin token.`);
       return;
     }
     setMessage('error', 'Replay failed: ' + message(err));
