@@ -254,16 +254,17 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	b.shot("03-app-history-scrolled")
 
 	// A transfer with a long memo, completed. Send is pressed twice in a
-	// row: it is disabled by the first press, so the second sends nothing.
+	// row: the first press disables it and says it is sending, so the
+	// second sends nothing.
 	fill := func(amount int, memo string) {
 		b.do("fill the transfer form",
 			chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`),
 			input("transfer-to", "demo-bob"), input("transfer-amount", fmt.Sprint(amount)), input("transfer-memo", memo))
 	}
-	const doubleClick = `(() => { const s = document.querySelector('#transfer-submit'); s.click(); const d = s.disabled; s.click(); return d })()`
+	const doubleClick = `(() => { const s = document.querySelector('#transfer-submit'); s.click(); const d = s.disabled + ' ' + s.textContent; s.click(); return d })()`
 	fill(12_345, longMemo)
-	if !evalJS[bool](b, doubleClick) {
-		t.Errorf("Send is still enabled right after it was pressed")
+	if got := evalJS[string](b, doubleClick); got != "true Sending…" {
+		t.Errorf("right after Send was pressed, it reads (disabled, text) %q; want it disabled and sending", got)
 	}
 	b.waitFor("the transfer completed", `document.querySelector('#transfer-status')?.dataset.state === 'completed'`, 20*time.Second)
 	want := seeded.LastSeq + 1
@@ -421,7 +422,7 @@ func checkPhoneLayout(t *testing.T, b *browser) {
 	}
 }
 
-// longMemo is a memo at the server's limit whose words cannot fit on one
+// longMemo is a memo near the server's limit whose words cannot fit on one
 // line of a phone's history row. ASCII, so the server's limit, whether
 // counted in bytes or in characters, takes it.
 var longMemo = strings.Repeat("rent and utilities for december ", 4) + "thanks!"
