@@ -111,9 +111,36 @@ func evalJS[T any](b *browser, expr string) T {
 	return v
 }
 
+// jsString is s as a JavaScript string literal.
+func jsString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // a Go string always marshals
+	}
+	return string(b)
+}
+
+// input sets a form field as typing would: the page sees an input event.
+func input(id, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(() => { const e = document.getElementById(%s); e.value = %s; e.dispatchEvent(new Event('input', { bubbles: true })) })()`,
+		jsString(id), jsString(value)))
+}
+
 // shot saves a screenshot of the whole page as NAME.png.
 func (b *browser) shot(name string) {
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	b.save(name, chromedp.FullScreenshot(100))
+}
+
+// screen saves what the window shows as NAME.png: on a phone the folded send
+// form is fixed to the bottom of the screen, where a whole-page picture
+// does not show it.
+func (b *browser) screen(name string) {
+	b.save(name, chromedp.CaptureScreenshot())
+}
+
+func (b *browser) save(name string, capture chromedp.Action[[]byte]) {
+	png, err := chromedp.Run(b.ctx, capture)
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
@@ -170,10 +197,13 @@ func hookedDemo(t *testing.T, deadline time.Duration, log *slog.Logger, noRepair
 
 // TestBrowserAppAndOperations drives the demo's pages in headless Chromium:
 // a customer's history scrolled through every page with no row twice, a
-// transfer completed, a second refused while the first is held pending, a
-// manual sync, and a dead-lettered record replayed from the operations
-// page. Screenshots of each step go to testoutput/browser (or
-// $BANKSYNC_TEST_OUTPUT/browser).
+// transfer completed from a double click that sends once, a refused amount
+// told in plain words and its box gone at the next try, the memo counted
+// as the server counts it, Send held while a transfer is pending, a manual
+// sync, a dead-lettered record replayed from the operations page, and the
+// app on a phone: history first, whole memos, the send form one tap away.
+// Screenshots of each step, at laptop and phone width, go to
+// testoutput/browser (or $BANKSYNC_TEST_OUTPUT/browser).
 func TestBrowserAppAndOperations(t *testing.T) {
 	b := newBrowser(t)
 	ctx := context.Background()
@@ -223,48 +253,71 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	}
 	b.shot("03-app-history-scrolled")
 
-	// A transfer, completed.
-	transfer := func(amount int, memo string) {
+	// A transfer with a long memo, completed. Send is pressed twice in a
+	// row: the first press disables it and says it is sending, so the
+	// second sends nothing.
+	fill := func(amount int, memo string) {
 		b.do("fill the transfer form",
 			chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`),
-			chromedp.SetValue(chromedp.CSS(`#transfer-to`), "demo-bob"),
-			chromedp.SetValue(chromedp.CSS(`#transfer-amount`), fmt.Sprint(amount)),
-			chromedp.SetValue(chromedp.CSS(`#transfer-memo`), memo),
-			chromedp.Click(chromedp.CSS(`#transfer-submit`)))
+			input("transfer-to", "demo-bob"), input("transfer-amount", fmt.Sprint(amount)), input("transfer-memo", memo))
 	}
-	transfer(12_345, "browser test")
+	const doubleClick = `(() => { const s = document.querySelector('#transfer-submit'); s.click(); const d = s.disabled + ' ' + s.textContent; s.click(); return d })()`
+	fill(12_345, longMemo)
+	if got := evalJS[string](b, doubleClick); got != "true Sending…" {
+		t.Errorf("right after Send was pressed, it reads (disabled, text) %q; want it disabled and sending", got)
+	}
 	b.waitFor("the transfer completed", `document.querySelector('#transfer-status')?.dataset.state === 'completed'`, 20*time.Second)
 	want := seeded.LastSeq + 1
 	b.waitFor("the transfer in the history", fmt.Sprintf(`document.querySelector('#history li.tx[data-seq="%d"]') !== null`, want), 20*time.Second)
 	if a := aliceAt(); a.LastSeq != want || a.Balance != seeded.Balance-12_345 {
-		t.Fatalf("core has alice at seq %d, balance %d; want %d, %d", a.LastSeq, a.Balance, want, seeded.Balance-12_345)
+		t.Fatalf("core has alice at seq %d, balance %d; want %d, %d: one transfer from a double click", a.LastSeq, a.Balance, want, seeded.Balance-12_345)
 	}
+	checkPlainApp(t, b, want, longMemo)
 	b.shot("04-app-transfer-completed")
 
+	checkRefusedAmount(t, b, fill)
+	b.shot("05-app-amount-refused")
+	// The next try is stopped by the browser (no amount): the old box goes.
+	b.do("a try the browser blocks", input("transfer-amount", ""), chromedp.Click(chromedp.CSS(`#transfer-submit`)))
+	if got := evalJS[string](b, `(() => { const s = document.querySelector('#transfer-status'); return s.hidden ? '' : s.textContent.trim() })()`); got != "" {
+		t.Errorf("after a try the browser blocked, the status box still reads %q", got)
+	}
+	if evalJS[bool](b, `document.querySelector('#transfer-amount').validity.valid`) {
+		t.Errorf("an empty amount passed the form's check")
+	}
+	b.shot("06-app-next-try-blocked")
+	checkMemoCounter(t, b)
+
 	// Core does not answer the next transfer in time: it stays pending,
-	// and a second one from the same account is refused.
+	// and Send waits for it, saying so; pressing it, or submitting the
+	// form another way, sends nothing.
 	toCore.Plan("POST", "/core/v1/transfers", chaos.DelayRequest)
-	transfer(2_000, "held")
+	fill(2_000, "held")
+	b.do("send", chromedp.Click(chromedp.CSS(`#transfer-submit`)))
 	b.waitFor("the transfer pending", `document.querySelector('#transfer-status')?.dataset.state === 'pending'`, 20*time.Second)
-	b.shot("05-app-transfer-pending")
-	transfer(3_000, "while pending")
-	b.waitFor("the refusal", `document.querySelector('#transfer-status')?.dataset.state === 'refused'`, 20*time.Second)
-	b.shot("06-app-transfer-refused")
+	fill(3_000, "while pending")
+	b.do("press Send while pending", chromedp.Evaluate[chromedp.Void](
+		`(() => { document.querySelector('#transfer-submit').click(); document.querySelector('#transfer-form').requestSubmit() })()`))
+	if got := evalJS[string](b, `(() => { const s = document.querySelector('#transfer-submit'); return s.disabled + ' ' + s.textContent + ' ' + document.querySelector('#transfer-status').dataset.state })()`); got != "true Waiting for your last transfer… pending" {
+		t.Errorf("while a transfer is pending, Send (disabled, text) and the status read %q; want it disabled, waiting, and the status still pending", got)
+	}
+	b.shot("08-app-transfer-pending")
 	// The held request reaches core now, before its deadline: the
 	// reconciler finds it executed, and the app shows it completed.
 	if answers := toCore.Release(); len(answers) != 1 || !strings.Contains(answers[0], `"completed"`) {
 		t.Fatalf("core's answers to the held transfer = %q, want it completed", answers)
 	}
 	b.waitFor("the held transfer settled", `document.querySelector('#pending-transfers li') === null`, 45*time.Second)
+	b.waitFor("Send enabled again", `(() => { const s = document.querySelector('#transfer-submit'); return !s.disabled && s.textContent === 'Send' })()`, 10*time.Second)
 	if a := aliceAt(); a.Balance != seeded.Balance-12_345-2_000 {
-		t.Fatalf("alice's balance at core = %d, want %d: the held transfer ran once, the refused one never", a.Balance, seeded.Balance-12_345-2_000)
+		t.Fatalf("alice's balance at core = %d, want %d: the held transfer ran once, the one pressed while it was pending never", a.Balance, seeded.Balance-12_345-2_000)
 	}
 
 	// 불러오기.
 	b.do("press sync", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`), chromedp.Click(chromedp.CSS(`#sync-button`)))
 	b.waitFor("synced", `document.querySelector('#sync-state')?.dataset.state === 'synced'`, 20*time.Second)
 	b.waitFor("every entry shown", fmt.Sprintf(`document.querySelector('#history li.tx[data-seq="%d"]') !== null`, aliceAt().LastSeq), 20*time.Second)
-	b.shot("07-app-synced")
+	b.shot("09-app-synced")
 
 	// Dave's history store fails: his deposit is retried, then dead-lettered.
 	history.on.Store(true)
@@ -283,12 +336,12 @@ func TestBrowserAppAndOperations(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS(`#token-input`), d.Secrets().AdminToken),
 		chromedp.Click(chromedp.CSS(`#token-submit`)))
 	b.waitFor("the dead letter", `document.querySelector('#dead-letters tr[data-account="demo-dave"][data-replayed="false"] button.replay') !== null`, 60*time.Second)
-	b.shot("08-ops-dead-letter")
+	b.shot("10-ops-dead-letter")
 	// Replay while dave's writes still fail: the letter is held, and the
 	// page says so.
 	b.do("replay", chromedp.Click(chromedp.CSS(`#dead-letters tr[data-account="demo-dave"] button.replay`)))
 	b.waitFor("the replay held", `(document.querySelector('#ops-message')?.textContent || '').includes('still failing, held')`, 30*time.Second)
-	b.shot("09-ops-replay-held")
+	b.shot("11-ops-replay-held")
 	// The store answers again: the channel's own dead-letter repair
 	// replays the letter, with nobody pressing anything.
 	history.on.Store(false)
@@ -297,7 +350,7 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	// The reconciler's next round finds dave at core's head and clears his
 	// stale flag; the page then lists no stale account.
 	b.waitFor("no stale account", `document.querySelector('#stale li') === null`, 15*time.Second)
-	b.shot("10-ops-replayed")
+	b.shot("12-ops-replayed")
 	dave, err := l.Account(ctx, "demo-dave")
 	if err != nil {
 		t.Fatal(err)
@@ -330,14 +383,14 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	if text := evalJS[string](b, `document.querySelector('#dead-letters tr[data-account="demo-carol"]').textContent`); !strings.Contains(text, "Cannot be decoded") || !strings.Contains(text, "Parked") {
 		t.Errorf("carol's parked letter reads %q; want it said undecodable and parked", text)
 	}
-	b.shot("11-ops-parked")
+	b.shot("13-ops-parked")
 
 	// A phone-sized window: nothing wider than the screen.
 	b.do("phone size", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
 		t.Errorf("the operations page is wider than a phone's window")
 	}
-	b.shot("12-ops-phone")
+	b.shot("14-ops-phone")
 	b.do("app on a phone", chromedp.Navigate(d.URL()+"/app/"))
 	b.waitFor("the app on a phone", `document.querySelectorAll('#history li.tx').length > 0 || document.querySelector('#customers button') !== null`, 20*time.Second)
 	if evalJS[bool](b, `document.querySelector('#customers button[data-customer="alice"]') !== null && document.querySelectorAll('#history li.tx').length === 0`) {
@@ -347,5 +400,102 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
 		t.Errorf("the app page is wider than a phone's window")
 	}
-	b.shot("13-app-phone")
+	checkPhoneLayout(t, b)
+	b.waitFor("the long memo's row", fmt.Sprintf(`document.querySelector('#history li.tx[data-seq="%d"]') !== null`, want), 20*time.Second)
+	checkPlainApp(t, b, want, longMemo)
+	b.screen("15-app-phone")
+	b.do("open the send form", chromedp.Click(chromedp.CSS(`#transfer-toggle`)))
+	if got := evalJS[string](b, `(() => { const r = document.querySelector('#transfer-submit').getBoundingClientRect(); return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight ? 'on screen' : JSON.stringify(r) })()`); got != "on screen" {
+		t.Errorf("on a phone, the opened send form's Send button is at %s, not on screen", got)
+	}
+	checkRefusedAmount(t, b, fill)
+	b.screen("16-app-phone-amount-refused")
+}
+
+// checkPhoneLayout checks that on a phone the history comes first and the
+// send form waits folded in a bar at the bottom of the screen, so it is
+// one tap away however far the history is scrolled.
+func checkPhoneLayout(t *testing.T, b *browser) {
+	t.Helper()
+	got := evalJS[string](b, `(() => {
+		const hist = document.querySelector('.area-history').getBoundingClientRect();
+		const send = document.querySelector('.area-transfer').getBoundingClientRect();
+		const first = document.querySelector('#history li.tx').getBoundingClientRect();
+		if (!(hist.top < send.top)) return 'the send form comes before the history';
+		if (first.bottom > send.top) return 'the first history row is not on the first screen';
+		if (document.querySelector('#transfer-body').offsetParent !== null) return 'the send form is open';
+		if (send.bottom > window.innerHeight + 0.5 || send.height > window.innerHeight / 4) return 'the folded send form is not a bar at the bottom of the screen';
+		return 'ok';
+	})()`)
+	if got != "ok" {
+		t.Errorf("on a phone, %s", got)
+	}
+}
+
+// longMemo is a memo near the server's limit whose words cannot fit on one
+// line of a phone's history row. ASCII, so the server's limit, whether
+// counted in bytes or in characters, takes it.
+var longMemo = strings.Repeat("rent and utilities for december ", 4) + "thanks!"
+
+// checkPlainApp checks the app shows no numbers meant for machines (such
+// as "#51", an entry's seq) and that row seq shows the whole memo, on one
+// line or wrapped but never cut off.
+func checkPlainApp(t *testing.T, b *browser, seq int64, memo string) {
+	t.Helper()
+	if got := evalJS[string](b, `(document.querySelector('#bank').innerText.match(/#\d+/) || [''])[0]`); got != "" {
+		t.Errorf("the app shows %q, a number that means nothing to a customer", got)
+	}
+	if got := evalJS[string](b, `document.querySelector('.account .account-flag')?.textContent`); got != "Updated just now" {
+		t.Errorf("under the balance the app reads %q, want %q", got, "Updated just now")
+	}
+	got := evalJS[string](b, fmt.Sprintf(`(() => {
+		const li = document.querySelector('#history li.tx[data-seq="%d"]');
+		const m = li && li.querySelector('.tx-memo');
+		if (!m) return 'no memo shown';
+		const row = li.getBoundingClientRect();
+		for (const r of m.getClientRects()) if (r.left < row.left - 0.5 || r.right > row.right + 0.5) return 'runs out of its row';
+		for (let e = m; e !== li; e = e.parentElement) if (e.scrollWidth > e.clientWidth + 0.5) return 'cut off';
+		return m.textContent;
+	})()`, seq))
+	if got != memo {
+		t.Errorf("the memo of entry %d: %q, want it all shown: %q", seq, got, memo)
+	}
+}
+
+// checkRefusedAmount sends more than core takes in one transfer: the app
+// says so in plain words, never in the server's.
+func checkRefusedAmount(t *testing.T, b *browser, fill func(int, string)) {
+	t.Helper()
+	fill(2_000_000_000, "too much")
+	b.do("send too much", chromedp.Click(chromedp.CSS(`#transfer-submit`)))
+	b.waitFor("the amount refused", `document.querySelector('#transfer-status')?.dataset.state === 'refused'`, 20*time.Second)
+	st := evalJS[[]string](b, `(() => { const s = document.querySelector('#transfer-status'); return [s.dataset.code, s.textContent.replace(/\s+/g, ' ').trim()] })()`)
+	if len(st) != 2 || st[0] != banksync.EINVALIDAMOUNT || !strings.Contains(st[1], "₩1,000,000,000") || strings.Contains(st[1], "must be") || strings.Contains(st[1], "1000000000") {
+		t.Errorf("a refused amount reads %q; want code %s and plain words naming the ₩1,000,000,000 limit, not the API's message", st, banksync.EINVALIDAMOUNT)
+	}
+}
+
+// checkMemoCounter types memos and reads the counter and the form's check:
+// characters are counted as the server counts them, code points after NFC,
+// so 50 Korean syllables are 50, a decomposed syllable one, an emoji one.
+func checkMemoCounter(t *testing.T, b *browser) {
+	t.Helper()
+	for _, c := range []struct {
+		name, memo string
+		count      string
+		valid      bool
+	}{
+		{"50 Korean syllables", strings.Repeat("가나다라마", 10), "50/140", true},
+		{"140 decomposed syllables (NFD)", strings.Repeat("\u1100\u1161", 140), "140/140", true},
+		{"140 emoji", strings.Repeat("😀", 140), "140/140", true},
+		{"141 syllables", strings.Repeat("가", 141), "141/140", false},
+	} {
+		b.do("type a memo of "+c.name, input("transfer-memo", c.memo))
+		got := evalJS[[]any](b, `[document.querySelector('#transfer-memo-count').textContent, document.querySelector('#transfer-memo').validity.valid]`)
+		if len(got) != 2 || got[0] != c.count || got[1] != c.valid {
+			t.Errorf("a memo of %s: counter and validity %v, want %s, %v", c.name, got, c.count, c.valid)
+		}
+	}
+	b.shot("07-app-memo-too-long")
+	b.do("clear the memo", input("transfer-memo", ""))
 }

@@ -15,6 +15,7 @@ const REFRESH_MS = 3000;
 const POLL_MS = 1000;
 const SYNC_ERROR_MS = 10000; // a failed sync stays shown at least this long
 const GAP_PAGES_MAX = 10; // pages followed to close a gap above the list before starting over
+const MEMO_CHARS_MAX = 140; // the server's limit, counted as it counts: code points after NFC
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,11 +34,65 @@ const REASONS = {
   timeout: 'The bank did not confirm it in time, so it was cancelled.',
 };
 
-function reasonText(reason, fallback) {
+function reasonText(reason) {
   if (reason && REASONS[reason]) return REASONS[reason];
-  if (fallback) return fallback;
-  if (reason) return 'The bank refused it (' + reason.replace(/_/g, ' ') + ').';
+  if (reason) console.warn('transfer failed with reason', reason);
   return 'The bank refused it.';
+}
+
+// What a customer reads when a request is refused, chosen by error code.
+// The server's own message is written for developers: it goes to the
+// console, never on screen.
+const MESSAGES = {
+  invalid_amount: 'Please enter a whole number of won, no more than one transfer may move.',
+  same_account: 'You cannot send money to the account it comes from. Please choose another account.',
+  account_not_found: 'There is no account with that number. Please check it and try again.',
+  insufficient_funds: REASONS.insufficient_funds,
+  balance_overflow: REASONS.balance_overflow,
+  idempotency_key_reused: 'This did not match your earlier try. Please check the details and press Send again.',
+  transfer_in_progress: 'You already have a transfer on its way from this account. Please wait until it finishes, then try again.',
+  rate_limited: 'Too many requests in a short time. Please wait a moment and try again.',
+  request_too_large: 'This is too long to send. Please shorten the memo.',
+  not_found: 'This account is not available.',
+  unauthorized: 'Your session has ended. Please sign in again.',
+  unavailable: 'The bank cannot answer just now. Please try again in a moment.',
+  internal: 'Something went wrong at the bank. Please try again in a moment.',
+  timeout: 'The bank took too long to answer.',
+  network: 'Could not reach the bank. Please check your connection.',
+};
+
+// invalid_request names a field; these are the ones a customer can fix.
+const FIELD_MESSAGES = {
+  memo: 'Please shorten the memo to ' + MEMO_CHARS_MAX + ' characters, without line breaks or special control characters.',
+  account: 'Please check the account number: it has only letters, digits and . _ : -',
+};
+
+/** customerMessage is the plain words for a failed request err, made while doing what. */
+function customerMessage(err, what) {
+  const e = err instanceof ApiError ? err : new ApiError(-1, 'error', String(err), null);
+  console.warn(what + ' failed:', e.status, e.code, e.message);
+  if (e.code === 'invalid_amount') {
+    // The limit is core's setting: the message is the one place that says it.
+    const limit = /between 1 and (\d+)/.exec(e.message);
+    if (limit) return 'Please enter an amount from ' + formatWon(1) + ' to ' + formatWon(Number(limit[1])) + '.';
+  }
+  if (e.code === 'invalid_request') {
+    const field = errorField(e);
+    if (field === 'memo') return FIELD_MESSAGES.memo;
+    if (field.endsWith('account')) return FIELD_MESSAGES.account;
+    return 'The bank could not read this request. Please check the details and try again.';
+  }
+  if (MESSAGES[e.code]) return MESSAGES[e.code];
+  if (e.status >= 500) return MESSAGES.unavailable;
+  return 'The bank could not do this. Please try again later.';
+}
+
+/** errorField is the field an invalid_request error is about, or ''. */
+function errorField(e) {
+  const detail = e.body && e.body.error;
+  if (detail && typeof detail.field === 'string') return detail.field;
+  const m = /^(?:field )?([a-z_]+)\b/.exec(e.message);
+  return m ? m[1] : '';
 }
 
 // ---------------------------------------------------------------- state
@@ -53,11 +108,14 @@ const state = {
   pending: new Map(), // transfer id → {transfer, local}
   polls: new Map(), // transfer id → timeout id
   attempt: null, // {key, body, inFlight}
+  sending: false, // a POST /v1/transfers is waiting for its answer
+  checkedAt: 0, // when the accounts were last read
   statusTransferId: null,
   syncing: false,
   syncError: null,
   syncErrorAt: 0,
   refreshError: null,
+  refreshErrorText: '', // refreshError in the customer's words
 };
 
 let demoPromise = null;
@@ -86,6 +144,7 @@ function start() {
   $('transfer-form').addEventListener('submit', onTransferSubmit);
   $('transfer-form').addEventListener('input', onTransferInput);
   $('transfer-retry').addEventListener('click', onRetry);
+  $('transfer-toggle').addEventListener('click', () => openTransfer(!$('transfer-toggle').classList.contains('open')));
   $('history-retry').addEventListener('click', () => {
     if (!state.history) return;
     state.history.olderError = null;
@@ -158,7 +217,7 @@ async function showLogin(message) {
   $('login-hint').textContent = 'Paste a customer bearer token to sign in.';
   $('token-form').hidden = false;
   if (!demo.ok && demo.err.status !== 404) {
-    showNotice($('login-message'), message || 'Could not load the demo customers: ' + demo.err.message);
+    showNotice($('login-message'), message || 'Could not load the demo customers. ' + customerMessage(demo.err, 'loading the demo customers'));
   }
 }
 
@@ -210,6 +269,7 @@ function signOut(message) {
   state.selected = null;
   state.history = null;
   state.attempt = null;
+  state.sending = false;
   state.statusTransferId = null;
   state.syncing = false;
   state.syncError = null;
@@ -225,7 +285,7 @@ function signOut(message) {
 /** handleAuth signs out on 401; it returns true when it did. */
 function handleAuth(err) {
   if (err instanceof ApiError && err.status === 401 && state.token) {
-    signOut('Your session has ended (' + err.message + '). Please sign in again.');
+    signOut(customerMessage(err, 'a request'));
     return true;
   }
   return false;
@@ -261,6 +321,8 @@ async function refreshOnce(epoch) {
     if (state.history && !state.history.loadedFirst) await loadNewest();
     if (epoch !== state.epoch) return;
     state.refreshError = null;
+    state.checkedAt = Date.now();
+    renderAccounts();
     const a = state.selected !== null ? state.accounts.get(state.selected) : null;
     if (state.syncError && a && !a.stale && Date.now() - state.syncErrorAt > SYNC_ERROR_MS) state.syncError = null;
     showNotice($('accounts-message'), state.accounts.size ? '' : 'This customer has no accounts.');
@@ -268,6 +330,8 @@ async function refreshOnce(epoch) {
     if (epoch !== state.epoch) return;
     if (handleAuth(err)) return;
     state.refreshError = err instanceof ApiError ? err : new ApiError(-1, 'error', String(err), null);
+    state.refreshErrorText = customerMessage(err, 'refreshing');
+    renderAccounts();
   }
   renderSyncState();
 }
@@ -323,8 +387,15 @@ function renderAccounts() {
     btn.classList.toggle('stale', !!a.stale);
     setText(btn.children[0], a.account_id);
     setText(btn.children[1], formatWon(a.balance));
-    setText(btn.children[2], a.stale ? 'Behind core' : '#' + (Number(a.synced_through_seq) || 0));
+    setText(btn.children[2], a.stale ? 'Catching up with the bank…' : checkedText());
   });
+}
+
+/** checkedText says how fresh the balances are, in the customer's terms. */
+function checkedText() {
+  if (!state.checkedAt) return '';
+  if (!state.refreshError) return 'Updated just now';
+  return 'Updated at ' + formatTime(new Date(state.checkedAt));
 }
 
 function selectAccount(id, fromRefresh = false) {
@@ -339,6 +410,7 @@ function selectAccount(id, fromRefresh = false) {
   renderPayees();
   renderPending();
   setText($('transfer-from'), id);
+  renderSendButton();
   if (state.attempt && !state.attempt.inFlight) endAttempt();
   // A finished transfer's outcome belongs to the account it was sent from.
   const st = $('transfer-status');
@@ -384,29 +456,26 @@ function renderSyncState() {
     text = 'Syncing with the bank…';
   } else if (state.syncError) {
     st = 'error';
-    text = 'Sync failed: ' + state.syncError;
+    text = 'Could not sync. ' + state.syncError;
   } else if (state.refreshError) {
     st = 'error';
     text = state.refreshError.status === 0
       ? 'Cannot reach the bank — retrying…'
-      : 'Could not refresh: ' + state.refreshError.message;
+      : 'Could not refresh. ' + state.refreshErrorText;
   } else if (!a) {
     st = 'syncing';
     text = 'Loading…';
   } else if (a.stale) {
     st = 'stale';
-    text = 'Behind core — press 불러오기';
+    text = 'Catching up with the bank — press 불러오기';
   } else {
     st = 'synced';
-    const parts = ['Up to date', '#' + (Number(a.synced_through_seq) || 0)];
-    const at = formatTime(a.synced_at);
-    if (at) parts.push(at);
-    text = parts.join(' · ');
+    text = 'Up to date';
   }
   setData(node, 'state', st);
   setText(node, text);
   const at = parseTime(a && a.synced_at);
-  node.title = st === 'error' && state.refreshError ? state.refreshError.message : at ? 'Last synced ' + formatFull(at) : '';
+  node.title = st === 'error' ? '' : at ? 'Last change ' + formatFull(at) : '';
   $('sync-button').disabled = state.syncing || state.selected === null;
 }
 
@@ -424,7 +493,7 @@ async function doSync() {
   } catch (err) {
     if (epoch !== state.epoch || handleAuth(err)) return;
     if (state.selected === id) {
-      state.syncError = err.message;
+      state.syncError = customerMessage(err, 'syncing');
       state.syncErrorAt = Date.now();
     }
   } finally {
@@ -520,7 +589,7 @@ async function loadOlder() {
     hs.nextCursor = page.nextCursor;
   } catch (err) {
     if (!stillHere() || handleAuth(err)) return;
-    hs.olderError = err instanceof ApiError ? err.message : String(err);
+    hs.olderError = customerMessage(err, 'loading older entries');
   } finally {
     if (stillHere()) {
       hs.loadingOlder = false;
@@ -621,8 +690,7 @@ function renderTx(e) {
       h('span', { class: 'tx-party', dataset: { party }, title: party }, partyLabel(e.kind, party)),
       h('span', { class: 'tx-meta' }, meta),
       h('span', { class: 'tx-when' },
-        h('time', { datetime: booked ? booked.toISOString() : '', title: booked ? formatFull(booked) : '' }, booked ? formatDateTime(booked) : ''),
-        h('span', { class: 'tx-seq' }, '#' + e.seq))),
+        h('time', { datetime: booked ? booked.toISOString() : '', title: booked ? formatFull(booked) : '' }, booked ? formatDateTime(booked) : ''))),
     h('div', { class: 'tx-amounts' },
       h('span', { class: 'tx-amount' }, formatSignedWon(amount)),
       h('span', { class: 'tx-balance' }, 'Balance ' + formatWon(e.balance_after))));
@@ -646,7 +714,7 @@ function renderHistoryFooter() {
   $('history-loading').hidden = !(hs && (!hs.loadedFirst || hs.loadingOlder));
   const err = hs && hs.olderError;
   $('history-error').hidden = !err;
-  setText($('history-error-text'), err ? 'Could not load older entries: ' + err : '');
+  setText($('history-error-text'), err ? 'Could not load older entries. ' + err : '');
   const end = $('history-end');
   end.hidden = !(loaded && !hs.nextCursor);
   setText(end, loaded && hs.rows.size === 0 ? 'No transactions yet · Beginning of history' : 'Beginning of history');
@@ -674,6 +742,7 @@ function renderPending() {
   const items = Array.from(state.pending.values()).map((p) => p.transfer)
     .sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
   $('pending-box').hidden = items.length === 0;
+  renderSendButton();
   syncChildren($('pending-transfers'), items, (t) => t.transfer_id, () => h('li', { class: 'pending-item' },
     h('span', { class: 'pending-spinner', 'aria-hidden': 'true' }),
     h('span', { class: 'pending-main' },
@@ -726,7 +795,10 @@ function poll(id) {
     state.polls.delete(id);
     state.pending.delete(id);
     renderPending();
-    if (state.statusTransferId === id) showOutcome(t, null);
+    if (state.statusTransferId === id) {
+      showOutcome(t);
+      openTransfer(true); // on a phone the customer may have folded the form meanwhile
+    }
     refresh();
   };
   state.polls.set(id, setTimeout(run, POLL_MS));
@@ -753,13 +825,9 @@ function readForm() {
   const n = Number(raw);
   if (!toValue) to.setCustomValidity('Enter the account to send to.');
   if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) amount.setCustomValidity('Enter a whole number of won, 1 or more.');
+  checkMemo();
   if (!$('transfer-form').reportValidity()) return null;
-  return {
-    from_account: state.selected,
-    to_account: toValue,
-    amount: n,
-    memo: $('transfer-memo').value.trim(),
-  };
+  return formValues();
 }
 
 function sameBody(a, b) {
@@ -769,7 +837,10 @@ function sameBody(a, b) {
 function onTransferSubmit(e) {
   e.preventDefault();
   if (!state.token || state.selected === null) return;
-  if (state.attempt && state.attempt.inFlight) return;
+  if (state.sending || pendingFromSelected()) return;
+  // A new try starts: the last one's outcome no longer describes the form,
+  // even when the browser refuses this one before it is sent.
+  clearStatus();
   const body = readForm();
   if (!body) return;
   // A new attempt gets a new key; pressing Send again on an unchanged form
@@ -781,12 +852,16 @@ function onTransferSubmit(e) {
 }
 
 function onRetry() {
-  if (state.attempt && !state.attempt.inFlight) send(state.attempt);
+  if (state.attempt && !state.attempt.inFlight && !state.sending) send(state.attempt);
 }
 
 function onTransferInput(e) {
   if (e.target && e.target.setCustomValidity) e.target.setCustomValidity('');
   if (e.target === $('transfer-amount')) renderAmountPreview();
+  if (e.target === $('transfer-memo')) {
+    renderMemoCount();
+    checkMemo();
+  }
   // Only a different transfer is a new attempt: a form edited and put back
   // keeps the key, so its Send cannot make a second transfer.
   if (state.attempt && !state.attempt.inFlight && !sameBody(state.attempt.body, formValues())) endAttempt();
@@ -798,8 +873,32 @@ function formValues() {
     from_account: state.selected,
     to_account: $('transfer-to').value.trim(),
     amount: Number($('transfer-amount').value.trim()),
-    memo: $('transfer-memo').value.trim(),
+    memo: memoValue(),
   };
+}
+
+/** memoValue is the memo as it is sent: trimmed and NFC-normalised, as the server keeps it. */
+function memoValue() {
+  return $('transfer-memo').value.trim().normalize('NFC');
+}
+
+/** memoLength counts characters as the server does: code points, not UTF-16 units or bytes. */
+function memoLength() {
+  return [...memoValue()].length;
+}
+
+function checkMemo() {
+  const memo = $('transfer-memo');
+  const over = memoLength() > MEMO_CHARS_MAX;
+  memo.setCustomValidity(over ? 'Please shorten the memo to ' + MEMO_CHARS_MAX + ' characters.' : '');
+  return !over;
+}
+
+function renderMemoCount() {
+  const n = memoLength();
+  const node = $('transfer-memo-count');
+  setText(node, n + '/' + MEMO_CHARS_MAX);
+  setData(node, 'over', n > MEMO_CHARS_MAX);
 }
 
 function renderAmountPreview() {
@@ -816,13 +915,50 @@ function endAttempt() {
 function resetTransferUI() {
   $('transfer-form').reset();
   renderAmountPreview();
-  $('transfer-submit').disabled = false;
-  $('transfer-retry').hidden = true;
+  renderMemoCount();
+  renderSendButton();
+  clearStatus();
+  openTransfer(false);
+}
+
+/** clearStatus hides the status box and forgets whose outcome it was waiting for. */
+function clearStatus() {
   const st = $('transfer-status');
   st.hidden = true;
   setData(st, 'state', '');
   delete st.dataset.code;
   delete st.dataset.transfer;
+  $('transfer-retry').hidden = true;
+  state.statusTransferId = null;
+}
+
+/** pendingFromSelected: core has not settled a transfer from the selected account yet. */
+function pendingFromSelected() {
+  if (state.selected === null) return false;
+  for (const p of state.pending.values()) if (p.transfer.from_account === state.selected) return true;
+  return false;
+}
+
+/**
+ * renderSendButton disables Send while a transfer is being sent or one from
+ * this account is still on its way (the server would refuse a second), and
+ * says which.
+ */
+function renderSendButton() {
+  const btn = $('transfer-submit');
+  const waiting = !state.sending && pendingFromSelected();
+  btn.disabled = state.sending || waiting || state.selected === null;
+  setData(btn, 'busy', state.sending || waiting);
+  btn.setAttribute('aria-busy', state.sending || waiting ? 'true' : 'false');
+  setText(btn, state.sending ? 'Sending…' : waiting ? 'Waiting for your last transfer…' : 'Send');
+}
+
+/** openTransfer opens or closes the send form; only a phone's layout folds it. */
+function openTransfer(open) {
+  const toggle = $('transfer-toggle');
+  toggle.classList.toggle('open', open);
+  toggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+  document.querySelector('.area-transfer').classList.toggle('open', open);
 }
 
 function showStatus(st, title, text, extra = {}) {
@@ -845,7 +981,8 @@ function describe(t) {
 async function send(attempt) {
   const epoch = state.epoch;
   attempt.inFlight = true;
-  $('transfer-submit').disabled = true;
+  state.sending = true;
+  renderSendButton();
   state.statusTransferId = null;
   showStatus('sending', 'Sending…', describe(attempt.body) + '.');
   try {
@@ -861,14 +998,14 @@ async function send(attempt) {
     const t = data || {};
     if (status === 202 || t.state === 'pending') {
       state.statusTransferId = t.transfer_id || null;
-      showOutcome(t, null);
+      showOutcome(t);
       if (t.transfer_id) {
         state.pending.set(t.transfer_id, { transfer: t, local: true });
         renderPending();
         poll(t.transfer_id);
       }
     } else {
-      showOutcome(t, null);
+      showOutcome(t);
       if (t.state === 'completed') clearFormAfterSend();
     }
     refresh();
@@ -878,29 +1015,30 @@ async function send(attempt) {
     if (err.retryable) {
       // The answer was lost or the server could not take it: the transfer may
       // or may not exist. Retrying with the same key is safe either way.
-      showStatus('error', 'Not confirmed yet', err.message + ' Press Try again to resend the same transfer; it will not be sent twice.', { code: err.code, retry: true });
+      showStatus('error', 'Not confirmed yet', customerMessage(err, 'sending a transfer') + ' Press Try again to resend the same transfer; it will not be sent twice.', { code: err.code, retry: true });
       return;
     }
     if (state.attempt === attempt) endAttempt();
     if (err.code === 'transfer_failed') {
       const t = err.body && err.body.transfer ? err.body.transfer : null;
-      showOutcome(t || { ...attempt.body, state: 'failed' }, err.message);
+      showOutcome(t || { ...attempt.body, state: 'failed' });
     } else if (err.code === 'transfer_in_progress') {
-      showStatus('refused', 'Please wait',
-        'You already have a transfer on its way from this account. Please wait until it finishes, then try again.',
-        { code: err.code });
+      showStatus('refused', 'Please wait', customerMessage(err, 'sending a transfer'), { code: err.code });
     } else {
-      showStatus('refused', 'Not sent', err.message, { code: err.code });
+      showStatus('refused', 'Not sent', customerMessage(err, 'sending a transfer') + ' No money was moved.', { code: err.code });
     }
     refresh();
   } finally {
     attempt.inFlight = false;
-    if (epoch === state.epoch) $('transfer-submit').disabled = false;
+    if (epoch === state.epoch) {
+      state.sending = false;
+      renderSendButton();
+    }
   }
 }
 
 /** showOutcome shows a transfer's state in the status area. */
-function showOutcome(t, message) {
+function showOutcome(t) {
   const id = t && t.transfer_id ? String(t.transfer_id) : '';
   switch (t && t.state) {
     case 'pending':
@@ -910,10 +1048,10 @@ function showOutcome(t, message) {
       showStatus('completed', 'Sent', describe(t) + (t.memo ? ' · “' + t.memo + '”' : '') + '.', { transfer: id });
       break;
     case 'failed':
-      showStatus('failed', 'Transfer failed', reasonText(t.reason, message) + ' No money was moved.', { transfer: id, code: t.reason || 'failed' });
+      showStatus('failed', 'Transfer failed', reasonText(t.reason) + ' No money was moved.', { transfer: id, code: t.reason || 'failed' });
       break;
     default:
-      showStatus('error', 'Unexpected answer', message || 'The server gave an answer this page does not understand.', {});
+      showStatus('error', 'Unexpected answer', 'The bank gave an answer this page does not understand. Check the history before sending again.', {});
   }
 }
 
@@ -921,6 +1059,7 @@ function clearFormAfterSend() {
   $('transfer-amount').value = '';
   $('transfer-memo').value = '';
   renderAmountPreview();
+  renderMemoCount();
 }
 
 start();
