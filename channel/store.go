@@ -126,6 +126,15 @@ type Store interface {
 	// Statement returns up to limit entries with afterSeq < seq <= throughSeq
 	// booked in [from, to), oldest first: a statement a page at a time.
 	Statement(ctx context.Context, account string, afterSeq, throughSeq int64, from, to time.Time, limit int) ([]banksync.Entry, error)
+	// SyncedSeqs returns the synced seq of each account among ids that the
+	// channel knows.
+	SyncedSeqs(ctx context.Context, ids []string) (map[string]int64, error)
+	// Changed receives a value after history entries were committed:
+	// through this store, and on PostgreSQL through any store on the same
+	// database (another replica's). Values coalesce, so one may stand for
+	// many commits, and a receiver re-reads what it watches. It has one
+	// receiver, the channel's live streams.
+	Changed() <-chan struct{}
 
 	Close() error
 }

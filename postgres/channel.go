@@ -25,7 +25,22 @@ var _ channel.Store = (*ChannelStore)(nil)
 // promises.
 type ChannelStore struct {
 	pool *pgxpool.Pool
+
+	// changed is signalled when any process on the database committed
+	// history entries: the listener turns NOTIFY on historyNotifyChannel
+	// into it.
+	changed      chan struct{}
+	stopListener context.CancelFunc
+	listenerDone chan struct{}
 }
+
+// historyNotifyChannel is the PostgreSQL notification channel every
+// commit of history entries notifies, so that each replica's live streams
+// learn of entries another replica applied.
+const historyNotifyChannel = "banksync_history"
+
+// listenerRetry is how long the listener waits before it connects again.
+const listenerRetry = time.Second
 
 // Constraint names the store recognises in unique violations.
 const (
@@ -50,13 +65,82 @@ func OpenChannel(ctx context.Context, dsn string, opts ...Option) (*ChannelStore
 		pool.Close()
 		return nil, fmt.Errorf("open channel store: %w", err)
 	}
-	return &ChannelStore{pool: pool}, nil
+	lctx, stop := context.WithCancel(context.Background())
+	s := &ChannelStore{pool: pool, changed: make(chan struct{}, 1), stopListener: stop, listenerDone: make(chan struct{})}
+	go s.listen(lctx)
+	return s, nil
 }
 
-// Close closes the pool.
+// Close stops the listener and closes the pool.
 func (s *ChannelStore) Close() error {
+	s.stopListener()
+	<-s.listenerDone
 	s.pool.Close()
 	return nil
+}
+
+// Changed is signalled after history entries were committed by any
+// process on this database.
+func (s *ChannelStore) Changed() <-chan struct{} { return s.changed }
+
+func (s *ChannelStore) signalChanged() {
+	select {
+	case s.changed <- struct{}{}:
+	default: // one is waiting already
+	}
+}
+
+// listen holds a connection of its own (not the pool's) listening on
+// historyNotifyChannel until ctx ends, and connects again after a failure.
+// Each time it starts listening it signals Changed too, since commits made
+// while it was not listening told no one.
+func (s *ChannelStore) listen(ctx context.Context) {
+	defer close(s.listenerDone)
+	for ctx.Err() == nil {
+		s.listenOnce(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(listenerRetry):
+		}
+	}
+}
+
+func (s *ChannelStore) listenOnce(ctx context.Context) {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+historyNotifyChannel); err != nil {
+		return
+	}
+	s.signalChanged()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return
+		}
+		s.signalChanged()
+	}
+}
+
+// notifyChanged tells every listener on the database that history entries
+// were committed. Sent after Apply's one-statement transaction; a lost
+// notification delays a live stream until the next one or its own
+// periodic check, never loses an entry.
+func (s *ChannelStore) notifyChanged(ctx context.Context) {
+	s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, historyNotifyChannel)
+}
+
+// SyncedSeqs reads the synced seqs of ids.
+func (s *ChannelStore) SyncedSeqs(ctx context.Context, ids []string) (map[string]int64, error) {
+	seqs := make(map[string]int64, len(ids))
+	rows, _ := s.pool.Query(ctx, `SELECT id, synced_seq FROM channel_accounts WHERE id = ANY($1)`, ids)
+	var id string
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &seq}, func() error { seqs[id] = seq; return nil }); err != nil {
+		return nil, fmt.Errorf("read synced seqs of %d accounts: %w", len(ids), err)
+	}
+	return seqs, nil
 }
 
 // Accounts.
@@ -315,6 +399,7 @@ func (s *ChannelStore) Apply(ctx context.Context, account string, entries []bank
 	if err != nil {
 		return channel.AccountState{}, fmt.Errorf("apply %d entries to %s: %w", n, account, err)
 	}
+	s.notifyChanged(ctx)
 	return st, nil
 }
 
@@ -400,6 +485,12 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"channel_history"}, historyColumns, pgx.CopyFromRows(history)); err != nil {
 			return err
+		}
+		if len(history) > 0 {
+			// Delivered when the transaction commits, and only then.
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, historyNotifyChannel); err != nil {
+				return err
+			}
 		}
 		if len(moved) > 0 {
 			ids, seqs, balances := accountArrays(moved)

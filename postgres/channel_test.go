@@ -13,7 +13,8 @@ import (
 // TestChannelConformance runs the suite every channel store must pass.
 func TestChannelConformance(t *testing.T) {
 	storetest.Channel(t, storetest.ChannelHarness{
-		Fresh: pgtest.Database,
+		ChangesCrossStores: true,
+		Fresh:              pgtest.Database,
 		Open: func(tb testing.TB, dsn string) channel.Store {
 			s, err := postgres.OpenChannel(context.Background(), dsn)
 			if err != nil {

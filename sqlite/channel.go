@@ -32,6 +32,11 @@ type ChannelStore struct {
 
 	runsMu sync.Mutex // one ApplyRuns at a time, so each plans from what the last one stored
 	states stateCache // the group commit's sync states between commits
+
+	// changed is signalled after each commit of history entries. It
+	// reaches this process only: another process on the same file is not
+	// told.
+	changed chan struct{}
 }
 
 var _ channel.Store = (*ChannelStore)(nil)
@@ -47,7 +52,7 @@ func OpenChannel(ctx context.Context, path string) (*ChannelStore, error) {
 		d.close()
 		return nil, err
 	}
-	s := &ChannelStore{db: d}
+	s := &ChannelStore{db: d, changed: make(chan struct{}, 1)}
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -370,6 +375,9 @@ func (s *ChannelStore) Apply(ctx context.Context, account string, entries []bank
 	if err != nil {
 		return channel.AccountState{}, fmt.Errorf("apply %d entries to %s: %w", len(entries), account, err)
 	}
+	if len(entries) > 0 {
+		s.signalChanged()
+	}
 	return st, nil
 }
 
@@ -445,7 +453,32 @@ func (s *ChannelStore) ApplyRuns(ctx context.Context, runs []channel.Run, at tim
 		return nil, fmt.Errorf("apply runs of %d accounts: %w", len(runs), err)
 	}
 	s.states.commit(gen, results)
+	s.signalChanged()
 	return results, nil
+}
+
+// Changed is signalled after each commit of history entries in this
+// process.
+func (s *ChannelStore) Changed() <-chan struct{} { return s.changed }
+
+func (s *ChannelStore) signalChanged() {
+	select {
+	case s.changed <- struct{}{}:
+	default: // one is waiting already
+	}
+}
+
+// SyncedSeqs reads the synced seqs of ids, idsPerReadMax at a time.
+func (s *ChannelStore) SyncedSeqs(ctx context.Context, ids []string) (map[string]int64, error) {
+	known := make(map[string]channel.AccountState, len(ids))
+	if err := readAccountsInto(ctx, s.db.read, known, ids); err != nil {
+		return nil, fmt.Errorf("read synced seqs of %d accounts: %w", len(ids), err)
+	}
+	seqs := make(map[string]int64, len(known))
+	for id, a := range known {
+		seqs[id] = a.SyncedSeq
+	}
+	return seqs, nil
 }
 
 // readAccountsInto reads the states of ids into known, idsPerReadMax at a

@@ -22,6 +22,9 @@ type ChannelHarness struct {
 	// location several times at once, as several channel processes do, and
 	// closes every store it opens.
 	Open func(tb testing.TB, where string) channel.Store
+	// ChangesCrossStores: a store's Changed also hears commits made
+	// through another store on the same database (PostgreSQL's NOTIFY).
+	ChangesCrossStores bool
 }
 
 // Channel runs the channel store conformance suite.
@@ -39,6 +42,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"PendingBefore", testChannelPendingBefore},
 		{"ApplyAndHistory", testChannelApplyHistory},
 		{"Statement", testChannelStatement},
+		{"Changed", testChannelChanged},
 		{"ApplyRejectsWritesNothing", testChannelApplyRejects},
 		{"ApplyRuns", testChannelApplyRuns},
 		{"ApplyRunsPastHoleOnlyWhenAsked", testChannelApplyRunsPastHole},
@@ -572,6 +576,51 @@ func testChannelStatement(t *testing.T, h ChannelHarness) {
 		}
 		diff(t, tc.name, got, tc.want)
 	}
+}
+
+func testChannelChanged(t *testing.T, h ChannelHarness) {
+	ctx := context.Background()
+	s, where := openChannel(t, h)
+	other := openChannelAt(t, h, where)
+	// Whatever was signalled while opening is taken first.
+	drain := func(s channel.Store) {
+		for {
+			select {
+			case <-s.Changed():
+			case <-time.After(200 * time.Millisecond):
+				return
+			}
+		}
+	}
+	heard := func(s channel.Store, what string) {
+		t.Helper()
+		select {
+		case <-s.Changed():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: Changed not signalled within 5 s", what)
+		}
+	}
+	drain(s)
+	drain(other)
+	mustApply(t, s, "acc-1", ledgerEntries("acc-1", 1, 2), channelT0)
+	heard(s, "Apply")
+	if h.ChangesCrossStores {
+		heard(other, "Apply through another store")
+	}
+	drain(s)
+	drain(other)
+	if _, err := other.ApplyRuns(ctx, []channel.Run{{Account: "acc-2", Entries: ledgerEntries("acc-2", 1, 3)}}, channelT0); err != nil {
+		t.Fatal(err)
+	}
+	heard(other, "ApplyRuns")
+	if h.ChangesCrossStores {
+		heard(s, "ApplyRuns through another store")
+	}
+	seqs, err := s.SyncedSeqs(ctx, []string{"acc-1", "acc-2", "acc-9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "SyncedSeqs", seqs, map[string]int64{"acc-1": 2, "acc-2": 3})
 }
 
 func testChannelApplyRejects(t *testing.T, h ChannelHarness) {
