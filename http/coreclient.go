@@ -19,10 +19,11 @@ import (
 )
 
 // responseSizeMax caps what the client reads from core: a page of entries
-// is well under it. callTimeoutMax backstops callers that set no deadline.
+// is well under it. CallTimeoutMax backstops callers that set no deadline,
+// and cuts any longer one: a channel's --core-timeout cannot go past it.
 const (
 	responseSizeMax = 4 << 20
-	callTimeoutMax  = 30 * time.Second
+	CallTimeoutMax  = 30 * time.Second
 )
 
 // CoreClient is the channel's client for the core API.
@@ -50,7 +51,7 @@ func NewCoreClient(baseURL, serviceToken string, rt http.RoundTripper) *CoreClie
 // error, a timeout, a 5xx, an unreadable answer — is EUNAVAILABLE; core's
 // 4xx answers keep their code.
 func (c *CoreClient) do(ctx context.Context, method, path string, body, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeoutMax) // bounds reading the answer too
+	ctx, cancel := context.WithTimeout(ctx, CallTimeoutMax) // bounds reading the answer too
 	defer cancel()
 	var rd io.Reader
 	if body != nil {

@@ -16,14 +16,25 @@ import (
 
 type benchCommand struct{}
 
+const benchUsage = `Usage: banksync bench core|payday [flags]
+
+Runs a benchmark and checks its result against core's ledger.
+
+  banksync bench core     committed transfers per second and latency through core's API
+  banksync bench payday   the seed's payday: salary deposits booked at core and drained into the history
+
+Run "banksync bench core -h" or "banksync bench payday -h" for their flags.
+`
+
 func (benchCommand) Run(ctx context.Context, args []string) error {
-	switch {
-	case len(args) > 0 && args[0] == "core":
-		return benchCore(ctx, args[1:])
-	case len(args) > 0 && args[0] == "payday":
-		return benchPayday(ctx, args[1:])
+	sub, args, err := subcommand("bench", benchUsage, args, "core", "payday")
+	if err != nil {
+		return err
 	}
-	return errors.New("usage: banksync bench core|payday [flags]  (see banksync bench core -h, banksync bench payday -h)")
+	if sub == "core" {
+		return benchCore(ctx, args)
+	}
+	return benchPayday(ctx, args)
 }
 
 func benchCore(ctx context.Context, args []string) error {
@@ -32,9 +43,9 @@ func benchCore(ctx context.Context, args []string) error {
 	var profile string
 	f := newFlags("bench core", "Measures committed transfers per second and latency through core's HTTP API from\nconcurrent clients on loopback, the same in process, and a baseline of one\ndatabase transaction per request, in one run.")
 	f.String(&cfg.DB, "db", "BANKSYNC_BENCH_DB", "sqlite", `"sqlite" (a fresh file) or a postgres:// URL of an empty database`)
-	f.Int(&cfg.Clients, "clients", "BANKSYNC_BENCH_CLIENTS", 64, "concurrent clients")
-	f.Duration(&cfg.Duration, "duration", "BANKSYNC_BENCH_DURATION", 10*time.Second, "how long each measurement runs")
-	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 10000, "accounts transfers move between")
+	f.Int(&cfg.Clients, "clients", "BANKSYNC_BENCH_CLIENTS", 64, "concurrent clients").within(1, clientsMax)
+	f.Duration(&cfg.Duration, "duration", "BANKSYNC_BENCH_DURATION", 10*time.Second, "how long each measurement runs").within(waitMin, runDurationMax)
+	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 10000, "accounts transfers move between").within(2, accountsMax)
 	f.Bool(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", true, "also measure one transaction per request")
 	f.Bool(&cfg.Relay, "relay", "BANKSYNC_BENCH_RELAY", false, "also run the outbox relay into an in-process Kafka cluster")
 	f.Bool(&asJSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
@@ -91,16 +102,16 @@ past deposits, so the drain writes into a deep history table; verification
 then compares every account's payday entries and a sample's whole history.`)
 	f.String(&cfg.DB, "db", "BANKSYNC_BENCH_DB", "sqlite", `"sqlite" (fresh files) or a postgres:// URL (scratch databases are made beside it)`)
 	f.String(&pf.kafkaMode, "kafka", "BANKSYNC_KAFKA_BROKERS", "embedded", `"embedded" (an in-process cluster) or Kafka brokers host:port,… (topics of the run's own, deleted after it)`)
-	f.Int(&cfg.Deposits, "deposits", "BANKSYNC_BENCH_DEPOSITS", 1_000_000, "deposits in the burst")
-	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 100_000, "accounts the deposits go to")
-	f.Int(&cfg.Rate, "rate", "BANKSYNC_BENCH_RATE", 0, "offer this many single deposits per second instead of a burst")
-	f.Duration(&cfg.Duration, "duration", "BANKSYNC_BENCH_DURATION", 20*time.Second, "how long --rate offers deposits")
-	f.Int(&cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries")
-	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "consumer lanes")
-	f.Int(&cfg.Clients, "clients", "BANKSYNC_BENCH_CLIENTS", 8, "batch files uploaded to core at once")
-	f.Int(&cfg.BatchSize, "batch", "BANKSYNC_BENCH_BATCH", ledger.DepositsBatchMax, "deposits per batch file")
-	f.Int(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", 20_000, "events the naive baseline drains (0: skip)")
-	f.Int64(&cfg.Prefill, "prefill", "BANKSYNC_BENCH_PREFILL", 0, "history rows core and channel hold before the payday, spread over the accounts and already synced, loaded outside the timed phases (10000000: years of history)")
+	f.Int(&cfg.Deposits, "deposits", "BANKSYNC_BENCH_DEPOSITS", 1_000_000, "deposits in the burst").within(1, depositsMax)
+	f.Int(&cfg.Accounts, "accounts", "BANKSYNC_BENCH_ACCOUNTS", 100_000, "accounts the deposits go to").within(1, accountsMax)
+	f.Int(&cfg.Rate, "rate", "BANKSYNC_BENCH_RATE", 0, "offer this many single deposits per second instead of a burst").within(0, ratePerSecondMax)
+	f.Duration(&cfg.Duration, "duration", "BANKSYNC_BENCH_DURATION", 20*time.Second, "how long --rate offers deposits").within(waitMin, runDurationMax)
+	f.Int(&cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries").within(1, partitionsMax)
+	f.Int(&cfg.Lanes, "lanes", "BANKSYNC_LANES", 100, "consumer lanes").within(1, lanesMax)
+	f.Int(&cfg.Clients, "clients", "BANKSYNC_BENCH_CLIENTS", 8, "batch files uploaded to core at once").within(1, clientsMax)
+	f.Int(&cfg.BatchSize, "batch", "BANKSYNC_BENCH_BATCH", ledger.DepositsBatchMax, "deposits per batch file").within(1, ledger.DepositsBatchMax)
+	f.Int(&cfg.Baseline, "baseline", "BANKSYNC_BENCH_BASELINE", 20_000, "events the naive baseline drains (0: skip)").within(0, depositsMax)
+	f.Int64(&cfg.Prefill, "prefill", "BANKSYNC_BENCH_PREFILL", 0, "history rows core and channel hold before the payday, spread over the accounts and already synced, loaded outside the timed phases (10000000: years of history)").within(0, prefillRowsMax)
 	f.Bool(&pf.asJSON, "json", "BANKSYNC_BENCH_JSON", false, "end with one JSON line of the results")
 	f.String(&pf.profile, "cpuprofile", "BANKSYNC_BENCH_CPUPROFILE", "", "write a CPU profile of the run to this file")
 	f.String(&pf.drainProfile, "drain-cpuprofile", "BANKSYNC_BENCH_DRAIN_CPUPROFILE", "", "write a CPU profile of phase 2 alone (the drain into the history) to this file")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"banksync"
@@ -32,19 +33,19 @@ func (channelCommand) Run(ctx context.Context, args []string) (err error) {
 	f.String(&cfg.JWTPublicKey, "jwt-public-key", "BANKSYNC_JWT_PUBLIC_KEY", "", "PEM file of the public key customers' tokens are signed with: Ed25519 (EdDSA) or RSA ≥2048 bits (RS256)")
 	f.String(&cfg.JWTIssuer, "jwt-issuer", "BANKSYNC_JWT_ISSUER", "", "issuer (iss) customers' tokens must carry; unset, not checked")
 	f.String(&cfg.JWTAudience, "jwt-audience", "BANKSYNC_JWT_AUDIENCE", "", "audience (aud) customers' tokens must carry; unset, not checked")
-	f.Duration(&cfg.JWTLeeway, "jwt-leeway", "BANKSYNC_JWT_LEEWAY", bhttp.LeewayDefault, "clock skew allowed on customers' tokens (exp, nbf, iat), 0s to "+bhttp.LeewayMax.String())
+	f.Duration(&cfg.JWTLeeway, "jwt-leeway", "BANKSYNC_JWT_LEEWAY", bhttp.LeewayDefault, "clock skew allowed on customers' tokens (exp, nbf, iat)").within(0, bhttp.LeewayMax)
 	f.String(&cfg.CursorSecret, "cursor-secret", "BANKSYNC_CURSOR_SECRET", "", "secret (≥32 bytes) keying history cursors, the same on every replica; default --jwt-secret, required with --jwt-public-key")
-	f.Float64(&cfg.RateTransfers, "rate-transfers", "BANKSYNC_RATE_TRANSFERS", 5, "transfers a customer may send per second on this replica (bursts of twice that); 0 is no limit")
-	f.Float64(&cfg.RateReads, "rate-reads", "BANKSYNC_RATE_READS", 50, "reads and syncs a customer may make per second on this replica (bursts of twice that); 0 is no limit")
+	f.Float64(&cfg.RateTransfers, "rate-transfers", "BANKSYNC_RATE_TRANSFERS", 5, "transfers a customer may send per second on this replica (bursts of twice that); 0 is no limit").within(0, ratePerSecondMax)
+	f.Float64(&cfg.RateReads, "rate-reads", "BANKSYNC_RATE_READS", 50, "reads and syncs a customer may make per second on this replica (bursts of twice that); 0 is no limit").within(0, ratePerSecondMax)
 	f.String(&brokers, "kafka", "BANKSYNC_KAFKA_BROKERS", "", "Kafka brokers host:port,… to consume core's ledger events from")
 	f.String(&cfg.Consumer.Topic, "topic", "BANKSYNC_TOPIC", banksync.TopicLedgerEntries, "the ledger topic to consume (core's --topic; dead letters go to TOPIC.dlq)")
 	f.String(&cfg.Consumer.Group, "group", "BANKSYNC_GROUP", kafka.ConsumerGroupDefault, "consumer group, the same on every replica of one channel")
-	f.Int(&cfg.Consumer.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane")
-	f.Duration(&cfg.Channel.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer")
-	f.Duration(&cfg.Channel.CoreTimeout, "core-timeout", "BANKSYNC_CORE_TIMEOUT", channel.CoreTimeoutDefault, "how long a transfer waits for core before it is answered pending")
-	f.Duration(&cfg.Channel.ReconcileInterval, "reconcile-interval", "BANKSYNC_RECONCILE_INTERVAL", channel.ReconcileIntervalDefault, "how often transfers past their deadline are settled")
-	f.Duration(&cfg.Channel.ReconcileGrace, "reconcile-grace", "BANKSYNC_RECONCILE_GRACE", channel.ReconcileGraceDefault, "extra wait after a transfer's deadline before it is fenced at core")
-	f.Int64(&cfg.Channel.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest transfer, in won (as core's)")
+	f.Int(&cfg.Consumer.Lanes, "lanes", "BANKSYNC_LANES", 100, "worker lanes applying events; one account is always on one lane").within(1, lanesMax)
+	f.Duration(&cfg.Channel.Deadline, "deadline", "BANKSYNC_DEADLINE", channel.DeadlineDefault, "how long core may take to execute a transfer").within(waitMin, pendingWaitMax)
+	f.Duration(&cfg.Channel.CoreTimeout, "core-timeout", "BANKSYNC_CORE_TIMEOUT", channel.CoreTimeoutDefault, "how long a transfer waits for core before it is answered pending").within(waitMin, bhttp.CallTimeoutMax)
+	f.Duration(&cfg.Channel.ReconcileInterval, "reconcile-interval", "BANKSYNC_RECONCILE_INTERVAL", channel.ReconcileIntervalDefault, "how often transfers past their deadline are settled").within(waitMin, pendingWaitMax)
+	f.Duration(&cfg.Channel.ReconcileGrace, "reconcile-grace", "BANKSYNC_RECONCILE_GRACE", channel.ReconcileGraceDefault, "extra wait after a transfer's deadline before it is fenced at core").within(waitMin, pendingWaitMax)
+	f.Int64(&cfg.Channel.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest transfer, in won (as core's)").within(1, math.MaxInt64)
 	kafkaSec := f.kafkaSecurityFlags()
 	logger := f.logFlags("json")
 	chaosSw := f.chaosFlags()
@@ -84,7 +85,7 @@ func (tokenCommand) Run(ctx context.Context, args []string) error {
 	f := newFlags("token", "Prints a customer's bearer token (HS256 JWT) for the channel API.")
 	f.String(&customer, "customer", "BANKSYNC_CUSTOMER", "", "customer id (the token's sub)")
 	f.String(&secret, "secret", "BANKSYNC_JWT_SECRET", "", "the channel's --jwt-secret")
-	f.Duration(&ttl, "ttl", "BANKSYNC_TOKEN_TTL", time.Hour, "how long the token is valid")
+	f.Duration(&ttl, "ttl", "BANKSYNC_TOKEN_TTL", time.Hour, "how long the token is valid").within(time.Second, tokenTTLMax)
 	if err := f.parse(args); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -26,10 +27,10 @@ every promise: at most once (P1), never stuck (P2), failed never executed
 conserved (P6). The same seed gives the same workload and fault schedule.
 scripts/chaos-deployed runs the same workload and checks against separate
 processes on PostgreSQL and Apache Kafka (docs/RELIABILITY.md).`)
-	f.Int64(&seed, "seed", "BANKSYNC_CHAOS_SEED", 1, "seed of the workload and the fault schedule")
-	f.Duration(&cfg.Duration, "duration", "BANKSYNC_CHAOS_DURATION", 30*time.Second, "how long the workload and the faults run")
-	f.Int(&cfg.Channels, "channels", "BANKSYNC_CHAOS_CHANNELS", 2, "channel instances sharing one history database and consumer group")
-	f.Int(&cfg.Customers, "customers", "BANKSYNC_CHAOS_CUSTOMERS", 8, "concurrent customers")
+	f.Int64(&seed, "seed", "BANKSYNC_CHAOS_SEED", 1, "seed of the workload and the fault schedule").within(math.MinInt64, math.MaxInt64)
+	f.Duration(&cfg.Duration, "duration", "BANKSYNC_CHAOS_DURATION", 30*time.Second, "how long the workload and the faults run").within(waitMin, runDurationMax)
+	f.Int(&cfg.Channels, "channels", "BANKSYNC_CHAOS_CHANNELS", 2, "channel instances sharing one history database and consumer group").within(1, chaosChannelsMax)
+	f.Int(&cfg.Customers, "customers", "BANKSYNC_CHAOS_CUSTOMERS", 8, "concurrent customers").within(1, customersMax)
 	f.Bool(&asJSON, "json", "BANKSYNC_CHAOS_JSON", false, "end with one JSON line of the report")
 	if err := f.parse(args); err != nil {
 		return err

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"time"
 )
@@ -13,7 +12,7 @@ import (
 func (f *flags) chaosFlags() func() (chaosSwitches, error) {
 	var skew time.Duration
 	var unsafe string
-	f.Duration(&skew, "chaos-clock-skew", "BANKSYNC_CHAOS_CLOCK_SKEW", 0, "chaos builds only: how far this process's clock is off real time")
+	f.Duration(&skew, "chaos-clock-skew", "BANKSYNC_CHAOS_CLOCK_SKEW", 0, "chaos builds only: how far this process's clock is off real time").within(-clockSkewMax, clockSkewMax)
 	f.String(&unsafe, "chaos-unsafe", "BANKSYNC_CHAOS_UNSAFE", "", "chaos builds only: a protection to switch off, no-fence or commit-before-apply")
 	return func() (chaosSwitches, error) {
 		sw := chaosSwitches{ClockSkew: skew}
@@ -25,7 +24,7 @@ func (f *flags) chaosFlags() func() (chaosSwitches, error) {
 			case "commit-before-apply":
 				sw.CommitBeforeApply = true
 			default:
-				return sw, fmt.Errorf("--chaos-unsafe: %q is not no-fence or commit-before-apply", name)
+				return sw, usagef("--chaos-unsafe: %q is not no-fence or commit-before-apply", name)
 			}
 		}
 		return sw, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"math"
 
 	"banksync"
 	"banksync/kafka"
@@ -22,13 +23,13 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.String(&kafkaListen, "kafka-listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address of the embedded Kafka cluster")
 	f.String(&kafkaData, "kafka-data", "BANKSYNC_KAFKA_DATA", "data/kafka", "data directory of the embedded Kafka cluster")
 	f.String(&c.cfg.Topic, "topic", "BANKSYNC_TOPIC", banksync.TopicLedgerEntries, "the ledger topic core publishes its entries to (its dead letters go to TOPIC.dlq)")
-	f.Int(&c.cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries when core creates it")
+	f.Int(&c.cfg.Partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of core.ledger.entries when core creates it").within(1, partitionsMax)
 	f.String(&c.cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "bearer token the channel must present (required)")
 	f.String(&c.cfg.OpsListen, "ops-listen", "BANKSYNC_OPS_LISTEN", "", "plain-HTTP address for /healthz, /readyz and /metrics (probes and Prometheus need no client certificate there); unset, only on --listen")
 	f.String(&c.cfg.TLSCert, "tls-cert", "BANKSYNC_TLS_CERT", "", "PEM certificate (chain) to serve HTTPS with; unset, core serves plain HTTP")
 	f.String(&c.cfg.TLSKey, "tls-key", "BANKSYNC_TLS_KEY", "", "PEM private key of --tls-cert")
 	f.String(&c.cfg.ClientCA, "client-ca", "BANKSYNC_CLIENT_CA", "", "PEM bundle of CAs; set, core requires a client certificate signed by one of them (mutual TLS; needs --tls-cert)")
-	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest amount of one transfer or deposit, in won")
+	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest amount of one transfer or deposit, in won").within(1, math.MaxInt64)
 	kafkaSec := f.kafkaSecurityFlags()
 	logger := f.logFlags("json")
 	chaosSw := f.chaosFlags()

@@ -16,14 +16,26 @@ import (
 
 type dlqCommand struct{}
 
+const dlqUsage = `Usage: banksync dlq list|replay [flags]
+
+Reads the dead-letter topic, where the channel's consumers put the events
+they could not apply.
+
+  banksync dlq list     list the dead letters: account, seq, state, reason, age
+  banksync dlq replay   re-apply dead letters through the channel's sync engine
+
+Run "banksync dlq list -h" or "banksync dlq replay -h" for their flags.
+`
+
 func (dlqCommand) Run(ctx context.Context, args []string) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
-		return errors.New("usage: banksync dlq list|replay [flags]  (see banksync dlq list -h)")
+	sub, args, err := subcommand("dlq", dlqUsage, args, "list", "replay")
+	if err != nil {
+		return err
 	}
-	if args[0] == "list" {
-		return dlqList(ctx, args[1:])
+	if sub == "list" {
+		return dlqList(ctx, args)
 	}
-	return dlqReplay(ctx, args[1:])
+	return dlqReplay(ctx, args)
 }
 
 func dlqList(ctx context.Context, args []string) error {

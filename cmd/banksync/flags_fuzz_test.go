@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"io"
 	"slices"
 	"strings"
@@ -39,7 +41,8 @@ func FuzzParseBrokers(f *testing.F) {
 // at NUL as no argument can hold one) and any value of the environment
 // variable of one of its flags (env selects which). parse must never panic,
 // must leave no argument unread when it succeeds, and with no arguments
-// must take the variable's value.
+// must take the variable's value; its errors are usage errors, and no
+// number it takes lies outside its range.
 func FuzzFlags(f *testing.F) {
 	for _, seed := range []struct {
 		args string
@@ -92,6 +95,12 @@ func FuzzFlags(f *testing.F) {
 		err := fl.parse(argv)
 		if err == nil && fl.NArg() > 0 {
 			t.Fatalf("parse(%q) succeeded with %q unread", argv, fl.Args())
+		}
+		if err != nil && !errors.Is(err, flag.ErrHelp) && !errors.As(err, new(usageError)) {
+			t.Fatalf("parse(%q) = %v, want a usage error (exit status 2)", argv, err)
+		}
+		if err == nil && (n < 0 || big < 0 || wait < 0) {
+			t.Fatalf("parse(%q) with %s=%q took -n %d, -big %d, -wait %v: below the range (at least 0)", argv, variable, val, n, big, wait)
 		}
 		if len(argv) == 0 && err == nil && variable == "BANKSYNC_FUZZ_NAME" && name != val {
 			t.Fatalf("%s=%q gave -name %q", variable, val, name)

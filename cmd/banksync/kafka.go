@@ -15,7 +15,7 @@ func (kafkaCommand) Run(ctx context.Context, args []string) error {
 	f := newFlags("kafka", "Runs the embedded Kafka-protocol cluster (franz-go's kfake) as its own process,\nso several banksync processes can share it.")
 	f.String(&listen, "listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address to listen on")
 	f.String(&data, "data", "BANKSYNC_KAFKA_DATA", "data/kafka", `directory to persist topics in ("" keeps them in memory)`)
-	f.Int(&partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of the ledger topics")
+	f.Int(&partitions, "partitions", "BANKSYNC_PARTITIONS", 10, "partitions of the ledger topics").within(1, partitionsMax)
 	logger := f.logFlags("json")
 	if err := f.parse(args); err != nil {
 		return err

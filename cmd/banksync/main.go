@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -47,25 +48,62 @@ Run "banksync COMMAND -h" for a command's flags and environment variables.
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+	status := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(status)
+}
+
+// run runs the command args name and returns the exit status: 0 when it
+// succeeded or printed the usage asked for (-h), 2 when it was called wrong
+// (a usageError, the flag package's status for one), 1 when it failed.
+func run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+		return 2
 	}
-	newCmd, ok := commands[os.Args[1]]
+	switch args[0] {
+	case "-h", "-help", "--help":
+		fmt.Print(usage)
+		return 0
+	case "help": // "banksync help bench core" is "banksync bench core -h"
+		if len(args) == 1 {
+			fmt.Print(usage)
+			return 0
+		}
+		return run(ctx, append(args[1:], "-h"))
+	}
+	newCmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "banksync: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+		fmt.Fprintf(os.Stderr, "banksync: unknown command %q\n\n%s", args[0], usage)
+		return 2
 	}
-	err := newCmd().Run(ctx, os.Args[2:])
-	switch {
-	case err == nil, errors.Is(err, context.Canceled):
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
-	default:
-		fmt.Fprintf(os.Stderr, "banksync %s: %s\n", os.Args[1], errorLine(err))
-		os.Exit(1)
+	err := newCmd().Run(ctx, args[1:])
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	fmt.Fprintf(os.Stderr, "banksync %s: %s\n", args[0], errorLine(err))
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
+}
+
+// subcommand picks the subcommand args[0] of group among names, returning
+// it and the arguments after it. -h prints usage to stdout and returns
+// flag.ErrHelp; no subcommand or another one is a usageError.
+func subcommand(group, usage string, args []string, names ...string) (string, []string, error) {
+	want := strings.Join(names, " or ")
+	if len(args) == 0 {
+		return "", nil, usagef("want a subcommand, %s (see banksync %s -h)", want, group)
+	}
+	switch a := args[0]; {
+	case a == "-h" || a == "-help" || a == "--help" || a == "help":
+		fmt.Print(usage)
+		return "", nil, flag.ErrHelp
+	case slices.Contains(names, a):
+		return a, args[1:], nil
+	}
+	return "", nil, usagef("unknown subcommand %q: want %s (see banksync %s -h)", args[0], want, group)
 }
 
 // errorLine is err's message on one line, so that a failure is one line a

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,28 +27,30 @@ func TestChannelRefusesAdminTokenEqualToServiceToken(t *testing.T) {
 }
 
 // TestChannelRefusesBadJWTLeeway: a negative leeway, or one over five
-// minutes (an expired token would stay good that much longer), stops the
-// start with a line naming the flag and the range.
+// minutes (an expired token would stay good that much longer), from the
+// flag or its variable, is refused before anything starts, with exit
+// status 2 and a line naming the setting and the range.
 func TestChannelRefusesBadJWTLeeway(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ leeway, want string }{
-		{"-1s", "--jwt-leeway -1s is outside 0s to 5m0s"},
-		{"5m1s", "--jwt-leeway 5m1s is outside 0s to 5m0s"},
-		{"1h", "--jwt-leeway 1h0m0s is outside 0s to 5m0s"},
+	const takes = "want a duration such as 10s, from 0s to 5m (see banksync channel -h)"
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"--jwt-leeway", "-1s"}, `banksync channel: invalid value "-1s" for flag -jwt-leeway: ` + takes},
+		{nil, []string{"--jwt-leeway", "5m1s"}, `banksync channel: invalid value "5m1s" for flag -jwt-leeway: ` + takes},
+		{nil, []string{"--jwt-leeway", "1h"}, `banksync channel: invalid value "1h" for flag -jwt-leeway: ` + takes},
+		{[]string{"BANKSYNC_JWT_LEEWAY=-30s"}, nil, `banksync channel: BANKSYNC_JWT_LEEWAY="-30s": ` + takes},
 	} {
-		t.Run(tc.leeway, func(t *testing.T) {
+		t.Run(strings.Join(append(tc.env, tc.args...), " "), func(t *testing.T) {
 			t.Parallel()
-			failStart(t, []string{tc.want}, channelArgs(t, "--jwt-leeway", tc.leeway)...)
+			stdout, stderr, status := call(t, append(tc.env, startupEnv...), channelArgs(t, tc.args...)...)
+			if status != 2 || stderr != tc.want+"\n" || stdout != "" {
+				t.Fatalf("exit status %d, stdout %q, stderr:\n%s\nwant status 2 and on stderr:\n%s", status, stdout, stderr, tc.want)
+			}
 		})
 	}
-}
-
-// TestChannelRefusesBadJWTLeewayFromEnvironment: BANKSYNC_JWT_LEEWAY is
-// checked as the flag is. Not parallel: it sets the test's environment,
-// which failStart passes on.
-func TestChannelRefusesBadJWTLeewayFromEnvironment(t *testing.T) {
-	t.Setenv("BANKSYNC_JWT_LEEWAY", "-30s")
-	failStart(t, []string{"--jwt-leeway -30s is outside 0s to 5m0s"}, channelArgs(t)...)
 }
 
 // TestChannelJWTLeeway: by default the channel lets in a token from an
