@@ -68,6 +68,9 @@ type stack struct {
 	ch          *channel.Channel // behind srv
 	chStore     channel.Store
 	coreURL     string // what ch calls core at
+	// replica serves a second channel over another store on the same
+	// channel database, as a second replica would.
+	replica func(t *testing.T) *httptest.Server
 }
 
 type stackOptions struct {
@@ -172,6 +175,19 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		TransferLimit: opts.transferLimit, ReadLimit: opts.readLimit,
 	}))
 	t.Cleanup(s.srv.Close)
+	s.replica = func(t *testing.T) *httptest.Server {
+		first := chStore
+		if err := openChannel(); err != nil {
+			t.Fatal(err)
+		}
+		second := chStore
+		chStore = first
+		t.Cleanup(func() { second.Close() })
+		srv := httptest.NewServer(bhttp.NewChannelServer(channel.New(second, bhttp.NewCoreClient(coreURL, token, nil), cfg),
+			bhttp.ChannelServerConfig{Auth: s.auth, Cursors: channel.NewCursors([]byte("test cursor secret"))}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
 	return s
 }
 

@@ -1,0 +1,197 @@
+package channel
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"banksync"
+)
+
+// Live-stream bounds.
+const (
+	// LiveStreamsPerCustomerMax is how many live streams one customer may
+	// hold open on one replica.
+	LiveStreamsPerCustomerMax = 5
+	// LiveStreamsMax is how many live streams one replica holds open.
+	LiveStreamsMax = 1000
+	// liveCheckEvery re-reads the watched accounts even without a signal
+	// from the store, so that a lost notification delays a stream, never
+	// stalls it.
+	liveCheckEvery = 5 * time.Second
+	// liveReadsEvery spaces the watcher's reads of synced seqs: in a burst
+	// of commits it reads at most this often.
+	liveReadsEvery = 50 * time.Millisecond
+	// liveBatchMax is how many entries one read of a stream returns.
+	liveBatchMax = 100
+)
+
+// statementEnd is past every booking time: a stream reads its entries
+// through Statement with no time bounds.
+var statementEnd = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Stream is one customer's live view of an account's history: Next
+// returns the entries after the last it returned, in seq order, each once
+// (P5 holds on the stream too), waiting for them to be applied.
+type Stream struct {
+	live     *live
+	customer string
+	account  string
+	after    atomic.Int64 // the last seq returned
+	wake     chan struct{}
+	once     sync.Once
+}
+
+// live fans the store's change signals out to the open streams: one
+// goroutine waits for the store's Changed, reads the synced seqs of every
+// watched account in one query, and wakes the streams whose account moved.
+type live struct {
+	store  Store
+	mu     sync.Mutex
+	byAcct map[string]map[*Stream]struct{}
+	byCust map[string]int
+	n      int
+	active bool // the watcher goroutine runs
+}
+
+// OpenStream opens a live stream of the customer's account that starts
+// after seq after; a negative after starts after what the history holds
+// now. Authorisation is a read's: another customer's account is not found.
+// A customer holding LiveStreamsPerCustomerMax streams on this replica is
+// rate limited, and a replica holding LiveStreamsMax is unavailable. The
+// caller must Close the stream.
+func (c *Channel) OpenStream(ctx context.Context, customer, account string, after int64) (*Stream, error) {
+	st, err := c.authorize(ctx, customer, account)
+	if err != nil {
+		return nil, err
+	}
+	if after < 0 {
+		after = st.SyncedSeq
+	}
+	s := &Stream{live: &c.live, customer: customer, account: account, wake: make(chan struct{}, 1)}
+	s.after.Store(after)
+	if err := c.live.add(s, c.store); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Account is the stream's account.
+func (s *Stream) Account() string { return s.account }
+
+// Next waits until entries after the last it returned are in the history,
+// and returns up to liveBatchMax of them, oldest first. It returns ctx's
+// error when ctx ends first.
+func (s *Stream) Next(ctx context.Context) ([]banksync.Entry, error) {
+	for {
+		after := s.after.Load()
+		es, err := s.live.store.Statement(ctx, s.account, after, math.MaxInt64, time.Time{}, statementEnd, liveBatchMax)
+		if err != nil {
+			return nil, err
+		}
+		if len(es) > 0 {
+			s.after.Store(es[len(es)-1].Seq)
+			return es, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.wake:
+		}
+	}
+}
+
+// Close ends the stream; it is safe to call more than once.
+func (s *Stream) Close() {
+	s.once.Do(func() { s.live.remove(s) })
+}
+
+func (l *live) add(s *Stream, store Store) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.byCust[s.customer] >= LiveStreamsPerCustomerMax:
+		return banksync.Errorf(banksync.ERATELIMITED, "at most %d live streams at once", LiveStreamsPerCustomerMax)
+	case l.n >= LiveStreamsMax:
+		return banksync.Errorf(banksync.EUNAVAILABLE, "this replica holds as many live streams as it may; try again")
+	}
+	if l.byAcct == nil {
+		l.byAcct, l.byCust, l.store = map[string]map[*Stream]struct{}{}, map[string]int{}, store
+	}
+	if l.byAcct[s.account] == nil {
+		l.byAcct[s.account] = map[*Stream]struct{}{}
+	}
+	l.byAcct[s.account][s] = struct{}{}
+	l.byCust[s.customer]++
+	l.n++
+	if !l.active {
+		l.active = true
+		go l.watch()
+	}
+	return nil
+}
+
+func (l *live) remove(s *Stream) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.byAcct[s.account], s)
+	if len(l.byAcct[s.account]) == 0 {
+		delete(l.byAcct, s.account)
+	}
+	if l.byCust[s.customer]--; l.byCust[s.customer] == 0 {
+		delete(l.byCust, s.customer)
+	}
+	l.n--
+}
+
+// watch runs while streams are open: at each change signal, or every
+// liveCheckEvery, it wakes the streams whose account's history moved past
+// what they returned. A failed read is retried at the next signal or
+// check; the streams meanwhile wait, and lose nothing.
+func (l *live) watch() {
+	check := time.NewTicker(liveCheckEvery)
+	defer check.Stop()
+	for {
+		select {
+		case <-l.store.Changed():
+		case <-check.C:
+		}
+		l.mu.Lock()
+		if l.n == 0 {
+			l.active = false
+			l.mu.Unlock()
+			return
+		}
+		accounts := make([]string, 0, len(l.byAcct))
+		for a := range l.byAcct {
+			accounts = append(accounts, a)
+		}
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), liveCheckEvery)
+		seqs, err := l.store.SyncedSeqs(ctx, accounts)
+		cancel()
+		if err == nil {
+			l.wakeBehind(seqs)
+		}
+		time.Sleep(liveReadsEvery)
+	}
+}
+
+// wakeBehind wakes every stream whose account's synced seq is past what it
+// returned.
+func (l *live) wakeBehind(seqs map[string]int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for account, seq := range seqs {
+		for s := range l.byAcct[account] {
+			if s.after.Load() < seq {
+				select {
+				case s.wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}

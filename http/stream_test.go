@@ -1,0 +1,233 @@
+package http_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"banksync"
+	"banksync/channel"
+)
+
+// sseEvent is one event read from a live stream.
+type sseEvent struct {
+	id    string
+	event string
+	entry banksync.Entry
+	at    time.Time
+}
+
+// openStream opens a live stream at srv's path for customer (the token in
+// the query's access_token when inQuery) with the given headers, and
+// returns its status and, for a 200, its events as they come.
+func openStream(t *testing.T, s *stack, srvURL, customer, path string, inQuery bool, hdr ...string) (int, <-chan sseEvent) {
+	t.Helper()
+	tok, err := s.auth.Issue(customer, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inQuery {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + "access_token=" + url.QueryEscape(tok)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, "GET", srvURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inQuery {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	events := make(chan sseEvent, 100)
+	go func() {
+		defer resp.Body.Close()
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if ev.event != "" {
+					ev.at = time.Now()
+					events <- ev
+				}
+				ev = sseEvent{}
+			case strings.HasPrefix(line, "id: "):
+				ev.id = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "event: "):
+				ev.event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev.entry); err != nil {
+					t.Errorf("event data: %v", err)
+				}
+			}
+		}
+	}()
+	return 200, events
+}
+
+// nextEvents takes n events from events, failing after timeout.
+func nextEvents(t *testing.T, events <-chan sseEvent, n int, timeout time.Duration) []sseEvent {
+	t.Helper()
+	var got []sseEvent
+	deadline := time.After(timeout)
+	for len(got) < n {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("stream ended after %d of %d events", len(got), n)
+			}
+			got = append(got, ev)
+		case <-deadline:
+			t.Fatalf("%d of %d events within %v", len(got), n, timeout)
+		}
+	}
+	return got
+}
+
+func eventSeqs(t *testing.T, evs []sseEvent) []int64 {
+	t.Helper()
+	var seqs []int64
+	for _, ev := range evs {
+		if ev.event != "entry" || ev.id != strconv.FormatInt(ev.entry.Seq, 10) {
+			t.Fatalf("event %+v: want event entry with id its seq", ev)
+		}
+		seqs = append(seqs, ev.entry.Seq)
+	}
+	return seqs
+}
+
+// TestChannelLiveStream: a deposit at core that a sync brings into the
+// history reaches an open stream within a second; a reconnect with
+// Last-Event-ID resumes with nothing missed and nothing twice; the token
+// may come in the query (EventSource sends no header); another customer's
+// account is not found; a customer's streams are bounded.
+func TestChannelLiveStream(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		s := newStack(t, stackOptions{store: kind})
+		s.setup(t, []string{"a1:cust-a", "b1:cust-b"}, "a1=1000", "a1=7")
+		s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil) // the history holds seqs 1 and 2
+
+		st, events := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream", true)
+		if st != 200 {
+			t.Fatalf("open stream = %d", st)
+		}
+		time.Sleep(100 * time.Millisecond) // the stream is registered
+		s.deposit(t, "a1=5", "live-1")
+		synced := time.Now()
+		if st, m := s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil); st != 200 {
+			t.Fatalf("sync = %d %v", st, m)
+		}
+		got := nextEvents(t, events, 1, 5*time.Second)
+		if seqs := eventSeqs(t, got); !slices.Equal(seqs, []int64{3}) || got[0].entry.Amount != 5 {
+			t.Fatalf("stream = %v %+v, want seq 3 of 5", seqs, got[0].entry)
+		}
+		if took := got[0].at.Sub(synced); took > time.Second {
+			t.Errorf("entry reached the stream %v after the sync began, want within 1 s", took)
+		} else {
+			t.Logf("deposit synced to stream in %v", took.Round(time.Millisecond))
+		}
+
+		// Two more while no stream is open; a reconnect from seq 3 gets
+		// exactly them, then what comes next.
+		s.deposit(t, "a1=6", "live-2")
+		s.deposit(t, "a1=8", "live-3")
+		s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil)
+		st, again := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream?after=1", false, "Last-Event-ID", "3")
+		if st != 200 {
+			t.Fatalf("reconnect = %d", st)
+		}
+		if seqs := eventSeqs(t, nextEvents(t, again, 2, 5*time.Second)); !slices.Equal(seqs, []int64{4, 5}) {
+			t.Fatalf("resumed stream = %v, want 4 5", seqs)
+		}
+		s.deposit(t, "a1=9", "live-4")
+		s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil)
+		if seqs := eventSeqs(t, nextEvents(t, again, 1, 5*time.Second)); !slices.Equal(seqs, []int64{6}) {
+			t.Fatalf("stream after resuming = %v, want 6", seqs)
+		}
+
+		// Refusals: each answered before any event.
+		for _, tc := range []struct {
+			name, customer, path string
+			hdr                  []string
+			status               int
+		}{
+			{"another customer's account", "cust-b", "/v1/accounts/a1/stream", nil, 404},
+			{"a missing account", "cust-a", "/v1/accounts/zz/stream", nil, 404},
+			{"Last-Event-ID not a seq", "cust-a", "/v1/accounts/a1/stream", []string{"Last-Event-ID", "x"}, 400},
+			{"after negative", "cust-a", "/v1/accounts/a1/stream?after=-1", nil, 400},
+		} {
+			if st, _ := openStream(t, s, s.srv.URL, tc.customer, tc.path, false, tc.hdr...); st != tc.status {
+				t.Errorf("%s = %d, want %d", tc.name, st, tc.status)
+			}
+		}
+		if st, _, _ := s.do(t, "", "GET", "/v1/accounts/a1/stream?access_token=not-a-token", nil); st != 401 {
+			t.Errorf("a bad token in the query = %d, want 401", st)
+		}
+		if st, _, _ := s.do(t, "", "GET", "/v1/accounts/a1/transactions?access_token=x", nil); st != 401 {
+			t.Errorf("a token in the query of another route = %d, want 401", st)
+		}
+
+		// cust-a holds two streams; three more fit, the sixth is refused.
+		for i := 2; i < channel.LiveStreamsPerCustomerMax; i++ {
+			if st, _ := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream", false); st != 200 {
+				t.Fatalf("stream %d = %d", i+1, st)
+			}
+		}
+		if st, _ := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream", false); st != 429 {
+			t.Errorf("stream %d = %d, want 429", channel.LiveStreamsPerCustomerMax+1, st)
+		}
+	})
+}
+
+// TestChannelLiveStreamAcrossReplicas: on PostgreSQL, an entry another
+// replica applies reaches a stream open on this one, through NOTIFY.
+func TestChannelLiveStreamAcrossReplicas(t *testing.T) {
+	s := newStack(t, stackOptions{store: storePostgres})
+	s.setup(t, []string{"a1:cust-a"}, "a1=1000")
+	other := s.replica(t)
+	s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil)
+	st, events := openStream(t, s, other.URL, "cust-a", "/v1/accounts/a1/stream", true)
+	if st != 200 {
+		t.Fatalf("open stream on the other replica = %d", st)
+	}
+	time.Sleep(100 * time.Millisecond)
+	s.deposit(t, "a1=5", "live-x")
+	synced := time.Now()
+	s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil) // applied by the first replica
+	got := nextEvents(t, events, 1, 5*time.Second)
+	if seqs := eventSeqs(t, got); !slices.Equal(seqs, []int64{2}) {
+		t.Fatalf("stream on the other replica = %v, want 2", seqs)
+	}
+	if took := got[0].at.Sub(synced); took > time.Second {
+		t.Errorf("entry reached the other replica's stream %v after the sync began, want within 1 s", took)
+	} else {
+		t.Logf("across replicas in %v", took.Round(time.Millisecond))
+	}
+}
