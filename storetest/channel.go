@@ -39,6 +39,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"PendingBefore", testChannelPendingBefore},
 		{"ApplyAndHistory", testChannelApplyHistory},
 		{"Statement", testChannelStatement},
+		{"NamesAndMemos", testChannelNames},
 		{"ApplyRejectsWritesNothing", testChannelApplyRejects},
 		{"ApplyRuns", testChannelApplyRuns},
 		{"ApplyRunsPastHoleOnlyWhenAsked", testChannelApplyRunsPastHole},
