@@ -14,7 +14,9 @@ import (
 )
 
 // FuzzValidID: ValidID accepts exactly what the documented pattern does —
-// 1-64 letters, digits or ._:-, starting with a letter or digit.
+// 1-64 letters, digits or ._:-, starting with a letter or digit; and every
+// id is also a depositor's name, unchanged, as senders were ids before
+// names.
 func FuzzValidID(f *testing.F) {
 	for _, s := range []string{"", "a", "acct-1", "-a", ".a", "a.b_c:d-e", "a b", "ü", "a\n", strings.Repeat("x", 64), strings.Repeat("x", 65), "0", "_x"} {
 		f.Add(s)
@@ -23,6 +25,9 @@ func FuzzValidID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := banksync.ValidID(s), pattern.MatchString(s); got != want {
 			t.Fatalf("ValidID(%q) = %v, want %v", s, got, want)
+		}
+		if name, err := banksync.NormalizeSender(s); banksync.ValidID(s) && (err != nil || name != s) {
+			t.Fatalf("id %q as a sender = %q, %v; want it unchanged", s, name, err)
 		}
 	})
 }
@@ -83,7 +88,7 @@ func TestNormalizeSender(t *testing.T) {
 		{"halfwidth hangul filler", "김\uFFA0", "U+FFA0"},
 		{"private use", "kb\uE000", "U+E000"},
 		{"variation selector", "김\uFE0F", "U+FE0F"},
-		{"replacement character", "kb\uFFFD", "U+FFFD"},
+		{"replacement character", "kb\uFFFD", "U+FFFD, the mark of broken UTF-8, at character 3"},
 		{"line separator", "kb\u2028bank", "U+2028"},
 		{"invalid UTF-8", "kb\xffbank", "not valid UTF-8"},
 		{"emoji", "김철수 🎉", `'🎉' (U+1F389) at character 5 is not one of them`},
@@ -159,7 +164,7 @@ func TestNormalizeMemo(t *testing.T) {
 		{"tag character", "\U0001F3F4\U000E0067\U000E007F", "U+E0067"},
 		{"line separator", "a\u2028b", "U+2028"},
 		{"paragraph separator", "a\u2029b", "U+2029"},
-		{"replacement character", "a\uFFFDb", "U+FFFD"},
+		{"replacement character", "a\uFFFDb", "U+FFFD, the mark of broken UTF-8, at character 2"},
 		{"noncharacter", "a\uFFFEb", "U+FFFE"},
 		{"invalid UTF-8", "a\xffb", "not valid UTF-8"},
 	} {

@@ -52,7 +52,7 @@ func NormalizeSender(s string) (string, error) {
 		i++
 		switch {
 		case invisible(r):
-			return "", Errorf(EINVALID, "sender holds %U, a control or invisible character, at character %d", r, i)
+			return "", invisibleError("sender", r, i)
 		case !senderRune(prev, r):
 			return "", Errorf(EINVALID, "sender may hold letters, digits, single spaces and %s only; %q (%U) at character %d is not one of them",
 				strings.Join(strings.Split(senderPunctuation, ""), " "), r, r, i)
@@ -105,7 +105,7 @@ func NormalizeMemo(s string) (string, error) {
 			next = rs[i+1]
 		}
 		if !emojiPart(prev, r, next) {
-			return "", Errorf(EINVALID, "memo holds %U, a control or invisible character, at character %d", r, i+1)
+			return "", invisibleError("memo", r, i+1)
 		}
 	}
 	return s, nil
@@ -123,6 +123,15 @@ func emojiPart(prev, r, next rune) bool {
 		return prev >= 0 && unicode.In(prev, unicode.L, unicode.N, unicode.P, unicode.S)
 	}
 	return false
+}
+
+// invisibleError refuses field for the invisible r, its i-th character.
+func invisibleError(field string, r rune, i int) error {
+	if r == utf8.RuneError {
+		// JSON decoders put U+FFFD where a request's UTF-8 was broken.
+		return Errorf(EINVALID, "%s holds U+FFFD, the mark of broken UTF-8, at character %d", field, i)
+	}
+	return Errorf(EINVALID, "%s holds %U, a control or invisible character, at character %d", field, r, i)
 }
 
 // invisible reports whether r is a character people cannot see or that
