@@ -9,12 +9,9 @@ import (
 	"time"
 )
 
-// Limits on identifiers. Ids are opaque to the ledger but bounded and plain so
-// they are safe in URLs, Kafka keys and logs.
-const (
-	idLengthMax   = 64
-	memoLengthMax = 140
-)
+// idLengthMax limits identifiers. Ids are opaque to the ledger but bounded
+// and plain so they are safe in URLs, Kafka keys and logs.
+const idLengthMax = 64
 
 // AmountMaxDefault is the default largest amount of one transfer or deposit
 // (₩1,000,000,000). Core and channel must agree on the limit, so both
@@ -37,19 +34,6 @@ func ValidID(s string) bool {
 		}
 	}
 	return true
-}
-
-// ValidateMemo refuses memos that are too long or carry control characters.
-func ValidateMemo(memo string) error {
-	if len(memo) > memoLengthMax {
-		return Errorf(EINVALID, "memo is longer than %d bytes", memoLengthMax)
-	}
-	for _, r := range memo {
-		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
-			return Errorf(EINVALID, "memo contains a control or invalid character")
-		}
-	}
-	return nil
 }
 
 // ValidateAmount checks that an amount of whole won is positive and at most

@@ -90,6 +90,10 @@ func addLedgerEventSeeds(f *testing.F) {
 			Amount: math.MaxInt64, BalanceAfter: math.MaxInt64, Counterparty: "payday-employer", TransferID: "payday-t-1",
 			Memo: "월급 <salary> & \"bonus\" \\ 🎉\u2028", BookedAt: banksync.Timestamp(booked)},
 		{AccountID: "Z", Seq: 1, Position: 1, Kind: banksync.KindTransferOut, Amount: math.MinInt64},
+		{AccountID: "a1", Seq: 4, Position: 12, Kind: banksync.KindDeposit, Amount: 3_000_000, BalanceAfter: 3_000_300,
+			Counterparty: "(주)토스 급여", ExternalRef: "toss-2026-03", BookedAt: booked},
+		{AccountID: "a1", Seq: 5, Position: 13, Kind: banksync.KindDeposit, Amount: 1, BalanceAfter: 3_000_301,
+			Counterparty: "김철수", ExternalRef: "kb-9", Memo: strings.Repeat("가", banksync.MemoLengthMax), BookedAt: booked},
 		{AccountID: "a.b_c:d-e", Seq: 3, Position: 9, Kind: "kind-from-the-future", Memo: "tab\there", BookedAt: booked.In(time.FixedZone("", -(23*3600 + 59*60)))},
 	} {
 		value, err := json.Marshal(banksync.EventOf(e))
@@ -139,6 +143,8 @@ func addLedgerEventSeeds(f *testing.F) {
 		head + ",\"memo\":\"\xff\"}",
 		head + ",\"memo\":\"\x01\"}",
 		head + `,"memo":"\u2028<&>"}`,
+		head + `,"counterparty":"\u1100\u1175\u11b7\u110e\u1165\u11af\u1109\u116e","memo":"\u200b\u202e"}`,
+		head + `,"counterparty":"KB국민 홍길동","memo":"🧑\u200d💻"}`,
 	} {
 		f.Add([]byte(value))
 	}

@@ -39,7 +39,8 @@ func ValidIdempotencyKey(key string) bool {
 // coded EFAILED error carries core's reason) or, when core did not answer
 // in time, pending — the reconciler settles it later.
 func (c *Channel) Submit(ctx context.Context, req SubmitRequest) (Transfer, error) {
-	if err := c.validate(req); err != nil {
+	req, err := c.check(req)
+	if err != nil {
 		return Transfer{}, err
 	}
 	if _, err := c.authorize(ctx, req.Customer, req.FromAccount); err != nil {
@@ -134,19 +135,26 @@ func (c *Channel) untracked(ctx context.Context, t Transfer) (Transfer, error) {
 	return t, failedError(t)
 }
 
-func (c *Channel) validate(req SubmitRequest) error {
+// check checks a transfer request and returns it with its memo in NFC, so
+// the memo is hashed for the Idempotency-Key, stored and sent to core in
+// one form however the customer's keyboard composed it.
+func (c *Channel) check(req SubmitRequest) (SubmitRequest, error) {
 	switch {
 	case !ValidIdempotencyKey(req.IdempotencyKey):
-		return banksync.Errorf(banksync.EINVALID, "Idempotency-Key must be 1-%d visible ASCII characters", idempotencyKeyLengthMax)
+		return req, banksync.Errorf(banksync.EINVALID, "Idempotency-Key must be 1-%d visible ASCII characters", idempotencyKeyLengthMax)
 	case !banksync.ValidID(req.FromAccount) || !banksync.ValidID(req.ToAccount):
-		return banksync.Errorf(banksync.EINVALID, "from_account and to_account must be 1-64 letters, digits or ._:-")
+		return req, banksync.Errorf(banksync.EINVALID, "from_account and to_account must be 1-64 letters, digits or ._:-")
 	case req.FromAccount == req.ToAccount:
-		return banksync.Errorf(banksync.ESAMEACCOUNT, "from_account and to_account are the same")
+		return req, banksync.Errorf(banksync.ESAMEACCOUNT, "from_account and to_account are the same")
 	}
 	if err := banksync.ValidateAmount(req.Amount, c.cfg.AmountMax); err != nil {
-		return err
+		return req, err
 	}
-	return banksync.ValidateMemo(req.Memo)
+	var err error
+	if req.Memo, err = banksync.NormalizeMemo(req.Memo); err != nil {
+		return req, err
+	}
+	return req, nil
 }
 
 // failedError is the coded error a failed transfer answers with.

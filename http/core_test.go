@@ -176,6 +176,9 @@ func coreRefusals(t *testing.T, f *coreFixture) {
 	tr := func(fields string) string {
 		return `{"transfer_id":"t1","from_account":"a","to_account":"b","deadline":"` + dl + `"` + fields + `}`
 	}
+	sender := func(value string) string {
+		return `{"external_ref":"kb-2","account_id":"a","amount":5,"sender":` + value + `}`
+	}
 	for _, tc := range []struct {
 		name, method, path, body string
 		status                   int
@@ -206,6 +209,26 @@ func coreRefusals(t *testing.T, f *coreFixture) {
 		{"wrong content type", "POST", "/core/v1/transfers", tr(`,"amount":1`), 415, "unsupported_media_type", []string{"Content-Type", "text/plain"}},
 		{"huge body", "POST", "/core/v1/transfers", `{"memo":"` + strings.Repeat("x", 70<<10) + `"}`, 413, banksync.ETOOLARGE, nil},
 		{"deposit missing sender", "POST", "/core/v1/deposits", `{"external_ref":"kb-2","account_id":"a","amount":5}`, 400, banksync.EINVALID, nil},
+		{"sender empty", "POST", "/core/v1/deposits", sender(`""`), 400, banksync.EINVALID, nil},
+		{"sender 65 characters", "POST", "/core/v1/deposits", sender(`"` + strings.Repeat("김", 65) + `"`), 400, banksync.EINVALID, nil},
+		{"sender zero-width space", "POST", "/core/v1/deposits", sender(`"김\u200b철수"`), 400, banksync.EINVALID, nil},
+		{"sender bidi override", "POST", "/core/v1/deposits", sender(`"kb\u202eknab"`), 400, banksync.EINVALID, nil},
+		{"sender BOM", "POST", "/core/v1/deposits", sender(`"\ufeff김철수"`), 400, banksync.EINVALID, nil},
+		{"sender hangul filler", "POST", "/core/v1/deposits", sender(`"\u3164"`), 400, banksync.EINVALID, nil},
+		{"sender control char", "POST", "/core/v1/deposits", sender(`"kb\u0007"`), 400, banksync.EINVALID, nil},
+		{"sender newline", "POST", "/core/v1/deposits", sender(`"kb\nbank"`), 400, banksync.EINVALID, nil},
+		{"sender leading space", "POST", "/core/v1/deposits", sender(`" 김철수"`), 400, banksync.EINVALID, nil},
+		{"sender double space", "POST", "/core/v1/deposits", sender(`"김  철수"`), 400, banksync.EINVALID, nil},
+		{"sender emoji", "POST", "/core/v1/deposits", sender(`"김철수🎉"`), 400, banksync.EINVALID, nil},
+		{"sender private use", "POST", "/core/v1/deposits", sender(`"kb\ue000"`), 400, banksync.EINVALID, nil},
+		{"sender broken UTF-8", "POST", "/core/v1/deposits", sender("\"kb\xffbank\""), 400, banksync.EINVALID, nil},
+		{"sender lone surrogate", "POST", "/core/v1/deposits", sender(`"kb\ud800"`), 400, banksync.EINVALID, nil},
+		{"sender not a string", "POST", "/core/v1/deposits", sender(`["kb"]`), 400, banksync.EINVALID, nil},
+		{"memo 141 characters", "POST", "/core/v1/transfers", tr(`,"amount":1,"memo":"` + strings.Repeat("가", 141) + `"`), 400, banksync.EINVALID, nil},
+		{"memo zero-width space", "POST", "/core/v1/transfers", tr(`,"amount":1,"memo":"a\u200bb"`), 400, banksync.EINVALID, nil},
+		{"memo bidi override", "POST", "/core/v1/transfers", tr(`,"amount":1,"memo":"rent \u202etxt.exe"`), 400, banksync.EINVALID, nil},
+		{"memo line separator", "POST", "/core/v1/transfers", tr(`,"amount":1,"memo":"a\u2028b"`), 400, banksync.EINVALID, nil},
+		{"memo broken UTF-8", "POST", "/core/v1/transfers", tr(",\"amount\":1,\"memo\":\"a\xffb\""), 400, banksync.EINVALID, nil},
 		{"deposit to missing account", "POST", "/core/v1/deposits", `{"external_ref":"kb-2","account_id":"zz","amount":5,"sender":"kb"}`, 404, banksync.EACCOUNTMISSING, nil},
 		{"deposit ref reused", "POST", "/core/v1/deposits", `{"external_ref":"kb-1","account_id":"a","amount":501,"sender":"kb"}`, 422, banksync.EIDEMPOTENCY, nil},
 		{"account owner taken", "POST", "/core/v1/accounts", `{"owner":"c2","account_id":"a"}`, 409, banksync.EACCOUNTEXISTS, nil},
@@ -330,6 +353,10 @@ func depositsBatchRefusals(t *testing.T, f *coreFixture) {
 		{"string amount", batch(good, `{"external_ref":"kb-2","account_id":"a","amount":"5","sender":"kb"}`), 422, banksync.EINVALIDAMOUNT, "", nil},
 		{"fraction", batch(good, `{"external_ref":"kb-2","account_id":"a","amount":1.5,"sender":"kb"}`), 422, banksync.EINVALIDAMOUNT, "", nil},
 		{"item not an object", batch(good, `1`), 400, banksync.EINVALID, "", nil},
+		{"hidden character in a sender", batch(good, `{"external_ref":"kb-2","account_id":"a","amount":5,"sender":"김\u200b철수"}`), 400, banksync.EINVALID,
+			"deposits[1]: sender holds U+200B, a control or invisible character, at character 2", nil},
+		{"sender too long", batch(`{"external_ref":"kb-2","account_id":"a","amount":5,"sender":"`+strings.Repeat("김", 65)+`"}`, good), 400, banksync.EINVALID,
+			"deposits[0]: sender is 65 characters long; at most 64", nil},
 		{"list not a list", `{"deposits":{}}`, 400, banksync.EINVALID, "", nil},
 		{"unknown item field", batch(`{"external_ref":"kb-1","account_id":"a","amount":5,"sender":"kb","fee":0}`), 400, banksync.EINVALID, "unknown field", nil},
 		{"unknown field", `{"deposits":[` + good + `],"fee":0}`, 400, banksync.EINVALID, "unknown field", nil},

@@ -66,6 +66,18 @@ func FuzzCoreRequests(f *testing.F) {
 		{1, "application/json", deposit(`1e2`) + `{}`},
 		{1, "application/json", `{"external_ref":"kb-2","account_id":"a1","amount":500,"sender":"kb-bank","fee":0}`},
 		{1, "application/json;;", `{"external_ref":"kb-3"}`},
+		{1, "application/json", `{"external_ref":"toss-1","account_id":"a1","amount":5,"sender":"(주)토스 급여"}`},
+		{1, "application/json", `{"external_ref":"toss-2","account_id":"a1","amount":5,"sender":"\u1100\u1175\u11b7\u110e\u1165\u11af\u1109\u116e"}`},
+		{1, "application/json", `{"external_ref":"toss-3","account_id":"a1","amount":5,"sender":"Jose\u0301 O’Brien & Co."}`},
+		{1, "application/json", `{"external_ref":"toss-4","account_id":"a1","amount":5,"sender":"김\u200b철수"}`},
+		{1, "application/json", `{"external_ref":"toss-5","account_id":"a1","amount":5,"sender":"kb\u202eknab"}`},
+		{1, "application/json", `{"external_ref":"toss-6","account_id":"a1","amount":5,"sender":" 김철수"}`},
+		{1, "application/json", `{"external_ref":"toss-7","account_id":"a1","amount":5,"sender":"` + strings.Repeat("김", 64) + `"}`},
+		{1, "application/json", `{"external_ref":"toss-8","account_id":"a1","amount":5,"sender":"` + strings.Repeat("김", 65) + `"}`},
+		{1, "application/json", `{"external_ref":"toss-9","account_id":"a1","amount":5,"sender":"\u3164"}`},
+		{0, "application/json", transfer(`,"amount":1,"memo":"` + strings.Repeat("가", 140) + `"`)},
+		{0, "application/json", transfer(`,"amount":1,"memo":"🧑\u200d💻 ❤\ufe0f caf\u0065\u0301"`)},
+		{0, "application/json", transfer(`,"amount":1,"memo":"a\u200bb\ufeff"`)},
 		{2, "application/json", `{"deposits":[` + deposit(`7`) + `,{"external_ref":"kb-4","account_id":"zz","amount":1,"sender":"kb"}]}`},
 		{2, "application/json", `{"deposits":[{"external_ref":"kb-5","account_id":"a1","amount":1.5,"sender":"kb"}]}`},
 		{2, "application/json", `{"deposits":[{"external_ref":"kb-6"}]}`},
@@ -88,6 +100,7 @@ func FuzzCoreRequests(f *testing.F) {
 		before := core.store.written()
 		rec := serveFuzz(core.api, "POST", p, contentType, body, "Authorization", "Bearer "+token)
 		checkAnswer(t, "POST "+p, rec)
+		checkAnsweredText(t, "POST "+p, rec)
 		if after := core.store.written(); rec.Code >= 400 && after != before {
 			t.Fatalf("POST %s answered %d %s, but the ledger wrote %+v, was %+v", p, rec.Code, rec.Body, after, before)
 		}
@@ -132,6 +145,11 @@ func FuzzChannelTransfer(f *testing.F) {
 		{"k5", "application/json", tr(`,"amount":-0`)},
 		{"k5", "application/json", tr(`,"amount":9223372036854775808`)},
 		{"k5", "application/json", tr(`,"amount":1,"memo":"` + strings.Repeat("m", 141) + `"`)},
+		{"k6", "application/json", tr(`,"amount":1,"memo":"` + strings.Repeat("가", 140) + `"`)},
+		{"k7", "application/json", tr(`,"amount":1,"memo":"` + strings.Repeat("가", 141) + `"`)},
+		{"k8", "application/json", tr(`,"amount":1,"memo":"\u1102\u1161\u11ab 🧑\u200d💻"`)},
+		{"k9", "application/json", tr(`,"amount":1,"memo":"rent \u202etxt.exe"`)},
+		{"k9", "application/json", tr(`,"amount":1,"memo":"\u200b"`)},
 		{"k5", "application/json", tr(`,"amount":1,"fee":0`)},
 		{"k5", "application/json", tr(`,"amount":1`) + `{}`},
 		{"k5", "text/plain", tr(`,"amount":1`)},
@@ -146,6 +164,7 @@ func FuzzChannelTransfer(f *testing.F) {
 		before := core.store.written()
 		rec := serveFuzz(api, "POST", "/v1/transfers", contentType, body, "Authorization", "Bearer "+bearer, "Idempotency-Key", key)
 		checkAnswer(t, "POST /v1/transfers", rec)
+		checkAnsweredText(t, "POST /v1/transfers", rec)
 		// A transfer core refused is recorded there as rejected: only
 		// money, entries and accounts must stay as they were.
 		after := core.store.written()
@@ -259,4 +278,41 @@ func checkAnswer(t *testing.T, call string, rec *httptest.ResponseRecorder) {
 	if e := answer.Error; rec.Code >= 400 && (e == nil || e.Code == nil || *e.Code == "" || e.Message == nil || *e.Message == "") {
 		t.Fatalf("%s answered %d without a coded error: %s", call, rec.Code, rec.Body)
 	}
+}
+
+// checkAnsweredText fails t unless every "counterparty" and "memo" in an
+// answer is text the rules accept as it is: what the server booked was
+// normalised (NFC) and checked, whatever the client sent.
+func checkAnsweredText(t *testing.T, call string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	var answer any
+	if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil {
+		return // checkAnswer reports it
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		case map[string]any:
+			for k, x := range v {
+				s, isText := x.(string)
+				switch {
+				case isText && k == "counterparty":
+					if got, err := banksync.NormalizeSender(s); err != nil || got != s {
+						t.Fatalf("%s answered %d with counterparty %+q, which the name rules make %+q, %v", call, rec.Code, s, got, err)
+					}
+				case isText && k == "memo":
+					if got, err := banksync.NormalizeMemo(s); err != nil || got != s {
+						t.Fatalf("%s answered %d with memo %+q, which the memo rules make %+q, %v", call, rec.Code, s, got, err)
+					}
+				default:
+					walk(x)
+				}
+			}
+		}
+	}
+	walk(answer)
 }

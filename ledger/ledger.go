@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -337,7 +338,8 @@ func (l *Ledger) Entries(ctx context.Context, account string, afterSeq int64, li
 // the same body returns the recorded outcome; with another body,
 // EIDEMPOTENCY.
 func (l *Ledger) Deposit(ctx context.Context, d banksync.DepositRequest) (banksync.DepositOutcome, error) {
-	if err := l.validateDeposit(d); err != nil {
+	d, err := l.checkDeposit(d)
+	if err != nil {
 		return banksync.DepositOutcome{}, err
 	}
 	return l.depositOutcome(ctx, d, l.submit(ctx, depositRequest(d)))
@@ -374,8 +376,10 @@ func (l *Ledger) Deposits(ctx context.Context, ds []banksync.DepositRequest) ([]
 	if len(ds) == 0 || len(ds) > DepositsBatchMax {
 		return nil, banksync.Errorf(banksync.EINVALID, "deposits must hold between 1 and %d deposits", DepositsBatchMax)
 	}
-	for i, d := range ds {
-		if err := l.validateDeposit(d); err != nil {
+	ds = slices.Clone(ds) // normalised below; the caller's slice stays as it was
+	for i := range ds {
+		var err error
+		if ds[i], err = l.checkDeposit(ds[i]); err != nil {
 			return nil, banksync.Errorf(banksync.ErrorCode(err), "deposits[%d]: %s", i, banksync.ErrorMessage(err))
 		}
 	}
@@ -398,18 +402,23 @@ func (l *Ledger) Deposits(ctx context.Context, ds []banksync.DepositRequest) ([]
 	return results, nil
 }
 
-// validateDeposit is the one check of a deposit's fields, for Deposit and
-// Deposits alike.
-func (l *Ledger) validateDeposit(d banksync.DepositRequest) error {
+// checkDeposit is the one check of a deposit's fields, for Deposit and
+// Deposits alike. It returns d with its sender's name in NFC, so the name
+// is stored, hashed and published in one form however the other bank
+// composed it.
+func (l *Ledger) checkDeposit(d banksync.DepositRequest) (banksync.DepositRequest, error) {
 	switch {
 	case !banksync.ValidID(d.ExternalRef):
-		return banksync.Errorf(banksync.EINVALID, "external_ref must be 1-64 letters, digits or ._:-")
+		return d, banksync.Errorf(banksync.EINVALID, "external_ref must be 1-64 letters, digits or ._:-")
 	case !banksync.ValidID(d.AccountID):
-		return banksync.Errorf(banksync.EINVALID, "account_id must be 1-64 letters, digits or ._:-")
-	case !banksync.ValidID(d.Sender):
-		return banksync.Errorf(banksync.EINVALID, "sender must be 1-64 letters, digits or ._:-")
+		return d, banksync.Errorf(banksync.EINVALID, "account_id must be 1-64 letters, digits or ._:-")
 	}
-	return banksync.ValidateAmount(d.Amount, l.cfg.AmountMax)
+	sender, err := banksync.NormalizeSender(d.Sender)
+	if err != nil {
+		return d, err
+	}
+	d.Sender = sender
+	return d, banksync.ValidateAmount(d.Amount, l.cfg.AmountMax)
 }
 
 func depositRequest(d banksync.DepositRequest) *request {
@@ -438,7 +447,8 @@ func (l *Ledger) depositOutcome(ctx context.Context, d banksync.DepositRequest, 
 
 // Transfer executes a transfer at most once per TransferID.
 func (l *Ledger) Transfer(ctx context.Context, t banksync.TransferRequest) (banksync.TransferOutcome, error) {
-	if err := l.validateTransfer(t); err != nil {
+	t, err := l.checkTransfer(t)
+	if err != nil {
 		return banksync.TransferOutcome{}, err
 	}
 	t.Deadline = banksync.Timestamp(t.Deadline)
@@ -450,24 +460,30 @@ func (l *Ledger) Transfer(ctx context.Context, t banksync.TransferRequest) (bank
 	return l.outcome(ctx, res.transfer, res.entries)
 }
 
-func (l *Ledger) validateTransfer(t banksync.TransferRequest) error {
+// checkTransfer checks a transfer's fields and returns t with its memo in
+// NFC, the form that is hashed, stored and published.
+func (l *Ledger) checkTransfer(t banksync.TransferRequest) (banksync.TransferRequest, error) {
 	now := l.cfg.Now()
 	switch {
 	case validTransferID(t.TransferID) != nil:
-		return validTransferID(t.TransferID)
+		return t, validTransferID(t.TransferID)
 	case !banksync.ValidID(t.FromAccount) || !banksync.ValidID(t.ToAccount):
-		return banksync.Errorf(banksync.EINVALID, "from_account and to_account must be 1-64 letters, digits or ._:-")
+		return t, banksync.Errorf(banksync.EINVALID, "from_account and to_account must be 1-64 letters, digits or ._:-")
 	case t.FromAccount == t.ToAccount:
-		return banksync.Errorf(banksync.ESAMEACCOUNT, "from_account and to_account are the same")
+		return t, banksync.Errorf(banksync.ESAMEACCOUNT, "from_account and to_account are the same")
 	case t.Deadline.IsZero():
-		return banksync.Errorf(banksync.EINVALID, "deadline is required")
+		return t, banksync.Errorf(banksync.EINVALID, "deadline is required")
 	case t.Deadline.After(now.Add(l.cfg.DeadlineHorizonMax)):
-		return banksync.Errorf(banksync.EINVALID, "deadline is more than %s ahead", l.cfg.DeadlineHorizonMax)
+		return t, banksync.Errorf(banksync.EINVALID, "deadline is more than %s ahead", l.cfg.DeadlineHorizonMax)
 	}
 	if err := banksync.ValidateAmount(t.Amount, l.cfg.AmountMax); err != nil {
-		return err
+		return t, err
 	}
-	return banksync.ValidateMemo(t.Memo)
+	var err error
+	if t.Memo, err = banksync.NormalizeMemo(t.Memo); err != nil {
+		return t, err
+	}
+	return t, nil
 }
 
 // OutboxBacklog returns how many committed entries the relay has not yet

@@ -43,6 +43,7 @@ func Channel(t *testing.T, h ChannelHarness) {
 		{"ApplyAndHistory", testChannelApplyHistory},
 		{"Statement", testChannelStatement},
 		{"Changed", testChannelChanged},
+		{"NamesAndMemos", testChannelNames},
 		{"ApplyRejectsWritesNothing", testChannelApplyRejects},
 		{"ApplyRuns", testChannelApplyRuns},
 		{"ApplyRunsPastHoleOnlyWhenAsked", testChannelApplyRunsPastHole},

@@ -32,6 +32,7 @@ func Ledger(t *testing.T, h LedgerHarness) {
 	}{
 		{"Accounts", testAccounts},
 		{"Deposits", testDeposits},
+		{"DepositorNames", testDepositorNames},
 		{"TransferCompleted", testTransferCompleted},
 		{"IdempotentReplay", testIdempotentReplay},
 		{"IdempotencyConflict", testIdempotencyConflict},
