@@ -17,6 +17,7 @@ import (
 
 	"banksync"
 	bhttp "banksync/http"
+	"banksync/internal/progress"
 	"banksync/kafka"
 	"banksync/node"
 )
@@ -69,7 +70,7 @@ func Core(ctx context.Context, cfg CoreConfig) ([]CoreResult, error) {
 		runs = append(runs, run{"http baseline (1 tx/request)", true, 1})
 	}
 	var results []CoreResult
-	p := newProgress(cfg.Progress, "bench core: ")
+	p := progress.New(cfg.Progress, "bench core: ")
 	for _, r := range runs {
 		res, err := coreOnce(ctx, cfg, p, r.name, r.http, r.batch)
 		if err != nil {
@@ -87,14 +88,14 @@ func Core(ctx context.Context, cfg CoreConfig) ([]CoreResult, error) {
 
 // coreOnce measures one configuration on a core of its own, telling p
 // what it is doing.
-func coreOnce(ctx context.Context, cfg CoreConfig, p *progress, name string, viaHTTP bool, batchSizeMax int) (CoreResult, error) {
+func coreOnce(ctx context.Context, cfg CoreConfig, p *progress.Progress, name string, viaHTTP bool, batchSizeMax int) (CoreResult, error) {
 	res := CoreResult{Name: name, BatchSizeMax: batchSizeMax}
 	var opened atomic.Int64
 	setup := fmt.Sprintf("%s: setting up a fresh %s database and core with %d funded accounts", name, DBKind(cfg.DB), cfg.Accounts)
 	if batchSizeMax == 1 {
 		setup += ", one transaction each"
 	}
-	endSetup := p.step(setup, func() string { return fmt.Sprintf("%d of %d accounts", opened.Load(), cfg.Accounts) })
+	endSetup := p.Step(setup, func() string { return fmt.Sprintf("%d of %d accounts", opened.Load(), cfg.Accounts) })
 	defer endSetup()
 	dsn, drop, err := scratchDB(ctx, cfg.DB, "core.db")
 	if err != nil {
@@ -133,7 +134,7 @@ func coreOnce(ctx context.Context, cfg CoreConfig, p *progress, name string, via
 		rt := &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}
 		transfer = bhttp.NewCoreClient("http://"+core.Addr(), token, rt).Transfer
 	}
-	endMeasure := p.step(fmt.Sprintf("%s: measuring for %s with %d clients", name, cfg.Duration, cfg.Clients), nil)
+	endMeasure := p.Step(fmt.Sprintf("%s: measuring for %s with %d clients", name, cfg.Duration, cfg.Clients), nil)
 	cpu0 := processCPU()
 	lat, elapsed, err := transferFor(ctx, cfg, ids, transfer)
 	endMeasure()
@@ -147,7 +148,7 @@ func coreOnce(ctx context.Context, cfg CoreConfig, p *progress, name string, via
 	res.Seconds = elapsed.Seconds()
 	res.PerSecond = float64(res.Transfers) / elapsed.Seconds()
 	res.P50ms, res.P99ms, res.P999ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99), percentileMs(lat, 0.999)
-	defer p.step(name+": verifying the ledger", nil)()
+	defer p.Step(name+": verifying the ledger", nil)()
 	res.Verified, err = verifyCore(ctx, cfg.Out, core, startPos, res.Transfers, cfg.Relay)
 	return res, err
 }

@@ -21,6 +21,7 @@ import (
 	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
+	"banksync/internal/progress"
 	"banksync/kafka"
 	"banksync/ledger"
 	"banksync/node"
@@ -66,8 +67,8 @@ type PaydayConfig struct {
 	// verification); nil says nothing.
 	Progress io.Writer
 
-	templates *prefillTemplates // the run's prefilled databases, with Prefill
-	progress  *progress         // Progress's
+	templates *prefillTemplates  // the run's prefilled databases, with Prefill
+	prog      *progress.Progress // Progress's
 }
 
 // PaydayResult is the JSON line the benchmark ends with.
@@ -137,7 +138,7 @@ func Payday(ctx context.Context, cfg PaydayConfig) (PaydayResult, error) {
 	}
 	fmt.Fprintf(cfg.Out, "banksync bench payday: %s to %d accounts%s, db %s, kafka %s, %d partitions, %d lanes, %d CPUs, %s\n",
 		load, cfg.Accounts, prefilled, res.DB, kafkaName, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
-	cfg.progress = newProgress(cfg.Progress, "bench payday: ")
+	cfg.prog = progress.New(cfg.Progress, "bench payday: ")
 	cfg, dropTemplates := withPrefill(cfg)
 	defer dropTemplates()
 	if cfg.Rate > 0 {
@@ -163,9 +164,7 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 		return err
 	}
 	res.CoreDepositsPerS = float64(cfg.Deposits) / took.Seconds()
-	end = rig.step("phase 1: the relay publishes the last of them to Kafka", nil)
 	wait, err := rig.waitPublished(ctx)
-	end()
 	if err != nil {
 		return err
 	}
@@ -193,17 +192,11 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	}
 	res.Verified = verified
 	fmt.Fprintf(cfg.Out, "verification:        %s: %v\n", rig.verifies(), verified)
-	end = rig.step(fmt.Sprintf("history pages: reading %d pages, one at a time", 2*historyPageReads), nil)
-	err = rig.readHistoryPages(ctx, res)
-	end()
-	if err != nil {
+	if err := rig.readHistoryPages(ctx, res); err != nil {
 		return err
 	}
 	if cfg.ChannelBinary != "" {
-		end = rig.step("phase 2 again: a `banksync channel` process drains the events into a fresh database", nil)
-		err := rig.drainByProcess(ctx, res)
-		end()
-		if err != nil {
+		if err := rig.drainByProcess(ctx, res); err != nil {
 			return err
 		}
 	}
@@ -406,19 +399,9 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 	if len(cfg.Kafka.Brokers) > 0 {
 		r.cleanups = append(r.cleanups, func() { deleteTopics(r.core.Conn(), r.topic, kafka.DLQTopicOf(r.topic)) })
 	}
-	start := time.Now()
-	var opened atomic.Int64
-	end := r.step(fmt.Sprintf("setup (%s): opening %d accounts at core", name, cfg.Accounts),
-		func() string { return fmt.Sprintf("%d opened", opened.Load()) })
-	r.ids, err = createAccounts(ctx, r.core.Ledger(), prefillOwner, cfg.Accounts, 0, &opened)
-	end()
-	if err != nil {
+	if err := r.openAccounts(ctx); err != nil {
 		return r, err
 	}
-	if r.prefill != nil && !slices.Equal(r.ids, r.prefill.ids) {
-		return r, errors.New("bench payday: the prefilled accounts are not the payday's")
-	}
-	fmt.Fprintf(cfg.Out, "setup (%s):%*s%9d accounts at core in %.1f s\n", name, 12-len(name), "", cfg.Accounts, time.Since(start).Seconds())
 	r.toCore = &http.Transport{MaxIdleConnsPerHost: paydayConnsMax, MaxConnsPerHost: paydayConnsMax}
 	r.client = bhttp.NewCoreClient("http://"+r.core.Addr(), paydayToken, r.toCore)
 
@@ -440,10 +423,29 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 	return r, nil
 }
 
+// openAccounts opens the run's accounts at core.
+func (r *paydayRig) openAccounts(ctx context.Context) error {
+	start := time.Now()
+	var opened atomic.Int64
+	end := r.step(fmt.Sprintf("setup (%s): opening %d accounts at core", r.name, r.cfg.Accounts),
+		func() string { return fmt.Sprintf("%d opened", opened.Load()) })
+	ids, err := createAccounts(ctx, r.core.Ledger(), prefillOwner, r.cfg.Accounts, 0, &opened)
+	end()
+	if err != nil {
+		return err
+	}
+	if r.prefill != nil && !slices.Equal(ids, r.prefill.ids) {
+		return errors.New("bench payday: the prefilled accounts are not the payday's")
+	}
+	r.ids = ids
+	fmt.Fprintf(r.cfg.Out, "setup (%s):%*s%9d accounts at core in %.1f s\n", r.name, 12-len(r.name), "", r.cfg.Accounts, time.Since(start).Seconds())
+	return nil
+}
+
 // step tells the run's progress that what starts, until end is called;
 // howFar, if set, says how far it got.
 func (r *paydayRig) step(what string, howFar func() string) (end func()) {
-	return r.cfg.progress.step(what, howFar)
+	return r.cfg.prog.Step(what, howFar)
 }
 
 // bookedSoFar says how many deposits core has booked of the run's.
@@ -605,6 +607,7 @@ func (r *paydayRig) offer(ctx context.Context, rate int, d time.Duration) (int64
 // waitPublished waits until the relay has published every committed entry
 // and returns how long that took.
 func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
+	defer r.step("phase 1: the relay publishes the last of them to Kafka", nil)()
 	start := time.Now()
 	for {
 		backlog, err := r.core.Ledger().OutboxBacklog(ctx)
