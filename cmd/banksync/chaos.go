@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"time"
 
@@ -35,6 +36,7 @@ processes on PostgreSQL and Apache Kafka (docs/RELIABILITY.md).`)
 		return err
 	}
 	cfg.Seed = uint64(seed)
+	cfg.Progress = os.Stderr
 	replay := fmt.Sprintf("banksync chaos --seed %d --duration %s --channels %d --customers %d", seed, cfg.Duration, cfg.Channels, cfg.Customers)
 	fmt.Printf("banksync chaos: seed %d, %s, %d channels, %d customers, %s\n", seed, cfg.Duration, cfg.Channels, cfg.Customers, time.Now().UTC().Format(time.RFC3339))
 	rep, err := chaos.Run(ctx, cfg)
