@@ -16,6 +16,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"banksync"
@@ -100,8 +101,9 @@ func copySQLite(from, to string) error {
 }
 
 // createAccounts opens n accounts named prefix-000000… at core, owned by
-// prefix, each with a deposit of fund when fund is positive.
-func createAccounts(ctx context.Context, l *ledger.Ledger, prefix string, n int, fund int64) ([]string, error) {
+// prefix, each with a deposit of fund when fund is positive, counting
+// them in opened (if set) as they are ready.
+func createAccounts(ctx context.Context, l *ledger.Ledger, prefix string, n int, fund int64, opened *atomic.Int64) ([]string, error) {
 	const workers = 64
 	ids := make([]string, n)
 	for i := range ids {
@@ -112,10 +114,12 @@ func createAccounts(ctx context.Context, l *ledger.Ledger, prefix string, n int,
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n && errs[w] == nil; i += workers {
-				if _, _, errs[w] = l.CreateAccount(ctx, ids[i], prefix); errs[w] != nil || fund <= 0 {
-					continue
+				if _, _, errs[w] = l.CreateAccount(ctx, ids[i], prefix); errs[w] == nil && fund > 0 {
+					_, errs[w] = l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "seed-" + ids[i], AccountID: ids[i], Amount: fund, Sender: prefix})
 				}
-				_, errs[w] = l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "seed-" + ids[i], AccountID: ids[i], Amount: fund, Sender: prefix})
+				if errs[w] == nil && opened != nil {
+					opened.Add(1)
+				}
 			}
 		})
 	}

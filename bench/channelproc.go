@@ -29,6 +29,8 @@ const channelProcessStopTimeout = 30 * time.Second
 // past applied records; the time includes the process's start and its
 // joining the group.
 func (rig *paydayRig) drainByProcess(ctx context.Context, res *PaydayResult) error {
+	end := rig.step("phase 2 again: a `banksync channel` process drains the events into a fresh database", nil)
+	defer end()
 	conn := rig.core.Conn()
 	if conn.TLS != nil || conn.SASL != nil {
 		return errors.New("the channel process drain needs plain connections to Kafka")
@@ -81,6 +83,7 @@ func (rig *paydayRig) drainByProcess(ctx context.Context, res *PaydayResult) err
 	if stopErr != nil {
 		return fmt.Errorf("stop the channel process: %w; its output:\n%s", stopErr, log.String())
 	}
+	end()
 	res.ProcessEventsPerS = float64(rig.cfg.Deposits) / took.Seconds()
 	res.ProcessRSSPeakMiB = rssMiB
 	limit := ""

@@ -17,6 +17,7 @@ import (
 
 	"banksync"
 	bhttp "banksync/http"
+	"banksync/internal/progress"
 	"banksync/kafka"
 	"banksync/node"
 )
@@ -31,6 +32,10 @@ type CoreConfig struct {
 	Relay    bool      // also run the outbox relay into an in-process Kafka cluster
 	Log      string    // file core's JSON log goes to; "" logs nothing
 	Out      io.Writer // a line per run; nil prints nothing
+	// Progress receives what the run is doing, a line a step and every
+	// few seconds while one runs (setting up, measuring, verifying);
+	// nil says nothing.
+	Progress io.Writer
 }
 
 // CoreResult is one measured configuration.
@@ -65,8 +70,9 @@ func Core(ctx context.Context, cfg CoreConfig) ([]CoreResult, error) {
 		runs = append(runs, run{"http baseline (1 tx/request)", true, 1})
 	}
 	var results []CoreResult
+	p := progress.New(cfg.Progress, "bench core: ")
 	for _, r := range runs {
-		res, err := coreOnce(ctx, cfg, r.name, r.http, r.batch)
+		res, err := coreOnce(ctx, cfg, p, r.name, r.http, r.batch)
 		if err != nil {
 			return results, fmt.Errorf("%s: %w", r.name, err)
 		}
@@ -80,9 +86,17 @@ func Core(ctx context.Context, cfg CoreConfig) ([]CoreResult, error) {
 	return results, nil
 }
 
-// coreOnce measures one configuration on a core of its own.
-func coreOnce(ctx context.Context, cfg CoreConfig, name string, viaHTTP bool, batchSizeMax int) (CoreResult, error) {
+// coreOnce measures one configuration on a core of its own, telling p
+// what it is doing.
+func coreOnce(ctx context.Context, cfg CoreConfig, p *progress.Progress, name string, viaHTTP bool, batchSizeMax int) (CoreResult, error) {
 	res := CoreResult{Name: name, BatchSizeMax: batchSizeMax}
+	var opened atomic.Int64
+	setup := fmt.Sprintf("%s: setting up a fresh %s database and core with %d funded accounts", name, DBKind(cfg.DB), cfg.Accounts)
+	if batchSizeMax == 1 {
+		setup += ", one transaction each"
+	}
+	endSetup := p.Step(setup, func() string { return fmt.Sprintf("%d of %d accounts", opened.Load(), cfg.Accounts) })
+	defer endSetup()
 	dsn, drop, err := scratchDB(ctx, cfg.DB, "core.db")
 	if err != nil {
 		return res, err
@@ -106,7 +120,7 @@ func coreOnce(ctx context.Context, cfg CoreConfig, name string, viaHTTP bool, ba
 		return res, err
 	}
 	defer core.Close()
-	ids, err := createAccounts(ctx, core.Ledger(), "bench", cfg.Accounts, 1_000_000_000)
+	ids, err := createAccounts(ctx, core.Ledger(), "bench", cfg.Accounts, 1_000_000_000, &opened)
 	if err != nil {
 		return res, fmt.Errorf("setup: %w", err)
 	}
@@ -114,13 +128,16 @@ func coreOnce(ctx context.Context, cfg CoreConfig, name string, viaHTTP bool, ba
 	if err != nil {
 		return res, fmt.Errorf("read core's position before the run: %w", err)
 	}
+	endSetup()
 	transfer := core.Ledger().Transfer
 	if viaHTTP {
 		rt := &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients}
 		transfer = bhttp.NewCoreClient("http://"+core.Addr(), token, rt).Transfer
 	}
+	endMeasure := p.Step(fmt.Sprintf("%s: measuring for %s with %d clients", name, cfg.Duration, cfg.Clients), nil)
 	cpu0 := processCPU()
 	lat, elapsed, err := transferFor(ctx, cfg, ids, transfer)
+	endMeasure()
 	if err != nil {
 		return res, err
 	}
@@ -131,6 +148,7 @@ func coreOnce(ctx context.Context, cfg CoreConfig, name string, viaHTTP bool, ba
 	res.Seconds = elapsed.Seconds()
 	res.PerSecond = float64(res.Transfers) / elapsed.Seconds()
 	res.P50ms, res.P99ms, res.P999ms = percentileMs(lat, 0.50), percentileMs(lat, 0.99), percentileMs(lat, 0.999)
+	defer p.Step(name+": verifying the ledger", nil)()
 	res.Verified, err = verifyCore(ctx, cfg.Out, core, startPos, res.Transfers, cfg.Relay)
 	return res, err
 }

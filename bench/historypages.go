@@ -21,6 +21,8 @@ const (
 // each kind's p50 and p99: what a customer's scroll costs on a table of
 // the size the run left.
 func (rig *paydayRig) readHistoryPages(ctx context.Context, res *PaydayResult) error {
+	end := rig.step(fmt.Sprintf("history pages: reading %d pages, one at a time", 2*historyPageReads), nil)
+	defer end()
 	rng := rand.New(rand.NewPCG(uint64(len(rig.ids)), 18))
 	read := func(deep bool) ([]time.Duration, error) {
 		lat := make([]time.Duration, 0, historyPageReads)
@@ -51,6 +53,7 @@ func (rig *paydayRig) readHistoryPages(ctx context.Context, res *PaydayResult) e
 	if err != nil {
 		return err
 	}
+	end()
 	res.PageNewestP99ms, res.PageDeepP99ms = percentileMs(newest, 0.99), percentileMs(deep, 0.99)
 	fmt.Fprintf(rig.cfg.Out, "history pages:       %d rows in the table; a page of %d, one reader: newest p50 %.2f ms, p99 %.2f ms; at a random depth p50 %.2f ms, p99 %.2f ms\n",
 		rig.historyRows(), historyPageSize, percentileMs(newest, 0.5), res.PageNewestP99ms, percentileMs(deep, 0.5), res.PageDeepP99ms)

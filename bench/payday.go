@@ -21,6 +21,7 @@ import (
 	"banksync"
 	"banksync/channel"
 	bhttp "banksync/http"
+	"banksync/internal/progress"
 	"banksync/kafka"
 	"banksync/ledger"
 	"banksync/node"
@@ -61,8 +62,13 @@ type PaydayConfig struct {
 	// "400MiB"): the soft limit a deployment gives it below its hard one.
 	ChannelMemoryLimit string
 	Out                io.Writer
+	// Progress receives what the run is doing, a line a step and every
+	// few seconds while one runs (setup, each phase, the baseline,
+	// verification); nil says nothing.
+	Progress io.Writer
 
-	templates *prefillTemplates // the run's prefilled databases, with Prefill
+	templates *prefillTemplates  // the run's prefilled databases, with Prefill
+	prog      *progress.Progress // Progress's
 }
 
 // PaydayResult is the JSON line the benchmark ends with.
@@ -132,6 +138,7 @@ func Payday(ctx context.Context, cfg PaydayConfig) (PaydayResult, error) {
 	}
 	fmt.Fprintf(cfg.Out, "banksync bench payday: %s to %d accounts%s, db %s, kafka %s, %d partitions, %d lanes, %d CPUs, %s\n",
 		load, cfg.Accounts, prefilled, res.DB, kafkaName, cfg.Partitions, cfg.Lanes, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	cfg.prog = progress.New(cfg.Progress, "bench payday: ")
 	cfg, dropTemplates := withPrefill(cfg)
 	defer dropTemplates()
 	if cfg.Rate > 0 {
@@ -150,7 +157,9 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	}
 	defer rig.close()
 	res.PrefillRows, res.PrefillSeconds = cfg.Prefill, cfg.templates.seconds()
+	end := rig.step(fmt.Sprintf("phase 1: core books %d deposits from files of %d", cfg.Deposits, cfg.BatchSize), rig.bookedSoFar)
 	took, err := rig.postAll(ctx)
+	end()
 	if err != nil {
 		return err
 	}
@@ -164,7 +173,9 @@ func paydayBurst(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error
 	fmt.Fprintf(cfg.Out, "phase 1, core:       %9d deposits in %6.1f s = %7.0f deposits/s (files of %d, %d uploads at once); all on Kafka after %.1f s\n",
 		cfg.Deposits, took.Seconds(), res.CoreDepositsPerS, cfg.BatchSize, cfg.Clients, published.Seconds())
 
+	end = rig.step(fmt.Sprintf("kafka alone: reading %d records, doing nothing with them", cfg.Deposits), nil)
 	n, kafkaTook, err := consumeOnly(ctx, rig.core.Conn(), rig.topic, int64(cfg.Deposits))
+	end()
 	if err != nil {
 		return err
 	}
@@ -215,6 +226,8 @@ func (rig *paydayRig) drain(ctx context.Context, res *PaydayResult) error {
 		return err
 	}
 	defer stopProfile()
+	end := rig.step(fmt.Sprintf("phase 2: the consumer drains %d events into the history", rig.cfg.Deposits), rig.visibleSoFar)
+	defer end()
 	start := time.Now()
 	stop, err := rig.startConsumer()
 	if err != nil {
@@ -224,6 +237,7 @@ func (rig *paydayRig) drain(ctx context.Context, res *PaydayResult) error {
 		stop()
 		return err
 	}
+	end()
 	drain := time.Since(start)
 	stopProfile()
 	stop()
@@ -246,6 +260,8 @@ func paydayCombined(ctx context.Context, cfg PaydayConfig, res *PaydayResult) er
 		return err
 	}
 	defer rig.close()
+	end := rig.step(fmt.Sprintf("combined: core books %d deposits while the consumer drains them", cfg.Deposits), rig.visibleSoFar)
+	defer end()
 	start := time.Now()
 	if _, err := rig.postAll(ctx); err != nil {
 		return err
@@ -253,6 +269,7 @@ func paydayCombined(ctx context.Context, cfg PaydayConfig, res *PaydayResult) er
 	if err := rig.waitVisible(ctx, int64(cfg.Deposits), 10*time.Minute); err != nil {
 		return err
 	}
+	end()
 	res.CombinedSeconds = time.Since(start).Seconds()
 	stop()
 	lat, coreLat, syncLat := rig.vis.latencies()
@@ -286,6 +303,8 @@ func paydayRate(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error 
 	if err := rig.waitVisible(ctx, 1, time.Minute); err != nil {
 		return err
 	}
+	end := rig.step(fmt.Sprintf("steady rate: offering %d deposits/s for %s", cfg.Rate, cfg.Duration), rig.bookedSoFar)
+	defer end()
 	posted, took, err := rig.offer(ctx, cfg.Rate, cfg.Duration)
 	if err != nil {
 		return err
@@ -293,6 +312,7 @@ func paydayRate(ctx context.Context, cfg PaydayConfig, res *PaydayResult) error 
 	if err := rig.waitVisible(ctx, posted+1, 2*time.Minute); err != nil {
 		return err
 	}
+	end()
 	stop()
 	lat, coreLat, syncLat := rig.vis.latencies()
 	res.OfferedRate, res.AchievedRate = cfg.Rate, float64(posted)/took.Seconds()
@@ -324,7 +344,8 @@ type paydayRig struct {
 	ch       *channel.Channel
 	vis      *visibility
 	ids      []string
-	topic    string // the ledger topic
+	topic    string       // the ledger topic
+	booked   atomic.Int64 // deposits core has booked for postAll and offer
 	cleanups []func()
 	closed   bool
 
@@ -378,14 +399,9 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 	if len(cfg.Kafka.Brokers) > 0 {
 		r.cleanups = append(r.cleanups, func() { deleteTopics(r.core.Conn(), r.topic, kafka.DLQTopicOf(r.topic)) })
 	}
-	start := time.Now()
-	if r.ids, err = createAccounts(ctx, r.core.Ledger(), prefillOwner, cfg.Accounts, 0); err != nil {
+	if err := r.openAccounts(ctx); err != nil {
 		return r, err
 	}
-	if r.prefill != nil && !slices.Equal(r.ids, r.prefill.ids) {
-		return r, errors.New("bench payday: the prefilled accounts are not the payday's")
-	}
-	fmt.Fprintf(cfg.Out, "setup (%s):%*s%9d accounts at core in %.1f s\n", name, 12-len(name), "", cfg.Accounts, time.Since(start).Seconds())
 	r.toCore = &http.Transport{MaxIdleConnsPerHost: paydayConnsMax, MaxConnsPerHost: paydayConnsMax}
 	r.client = bhttp.NewCoreClient("http://"+r.core.Addr(), paydayToken, r.toCore)
 
@@ -405,6 +421,39 @@ func newPaydayRig(ctx context.Context, cfg PaydayConfig, name string) (r *payday
 	r.cleanups = append(r.cleanups, func() { d.Close() })
 	r.ch, r.chStore = d.Channel, d.Store
 	return r, nil
+}
+
+// openAccounts opens the run's accounts at core.
+func (r *paydayRig) openAccounts(ctx context.Context) error {
+	start := time.Now()
+	var opened atomic.Int64
+	end := r.step(fmt.Sprintf("setup (%s): opening %d accounts at core", r.name, r.cfg.Accounts),
+		func() string { return fmt.Sprintf("%d opened", opened.Load()) })
+	ids, err := createAccounts(ctx, r.core.Ledger(), prefillOwner, r.cfg.Accounts, 0, &opened)
+	end()
+	if err != nil {
+		return err
+	}
+	if r.prefill != nil && !slices.Equal(ids, r.prefill.ids) {
+		return errors.New("bench payday: the prefilled accounts are not the payday's")
+	}
+	r.ids = ids
+	fmt.Fprintf(r.cfg.Out, "setup (%s):%*s%9d accounts at core in %.1f s\n", r.name, 12-len(r.name), "", r.cfg.Accounts, time.Since(start).Seconds())
+	return nil
+}
+
+// step tells the run's progress that what starts, until end is called;
+// howFar, if set, says how far it got.
+func (r *paydayRig) step(what string, howFar func() string) (end func()) {
+	return r.cfg.prog.Step(what, howFar)
+}
+
+// bookedSoFar says how many deposits core has booked of the run's.
+func (r *paydayRig) bookedSoFar() string { return fmt.Sprintf("%d booked", r.booked.Load()) }
+
+// visibleSoFar says how many entries the history shows of the run's.
+func (r *paydayRig) visibleSoFar() string {
+	return fmt.Sprintf("%d in the history", r.vis.visible.Load())
 }
 
 // newConsumingRig is a rig whose consumer runs from the start; stop stops
@@ -433,6 +482,9 @@ func (r *paydayRig) openDomain(ctx context.Context, dsn string, wrap func(channe
 // copy of template, or empty if template is "".
 func (r *paydayRig) scratch(ctx context.Context, part, template string) (string, error) {
 	start := time.Now()
+	if template != "" {
+		defer r.step(fmt.Sprintf("copy (%s %s): copying %d prefilled history rows", r.name, part, r.prefill.rows), nil)()
+	}
 	dsn, drop, err := copyScratchDB(ctx, r.cfg.DB, template, part+".db")
 	if err != nil {
 		return "", err
@@ -495,6 +547,7 @@ func (r *paydayRig) postAll(ctx context.Context) (time.Duration, error) {
 					}
 					r.vis.posted(res.Outcome.Entry, postedAt)
 				}
+				r.booked.Add(int64(len(results)))
 			}
 		})
 	}
@@ -544,6 +597,7 @@ func (r *paydayRig) offer(ctx context.Context, rate int, d time.Duration) (int64
 			}
 			r.vis.posted(results[0].Outcome.Entry, due)
 			posted.Add(1)
+			r.booked.Add(1)
 		})
 	}
 	wg.Wait()
@@ -553,6 +607,7 @@ func (r *paydayRig) offer(ctx context.Context, rate int, d time.Duration) (int64
 // waitPublished waits until the relay has published every committed entry
 // and returns how long that took.
 func (r *paydayRig) waitPublished(ctx context.Context) (time.Duration, error) {
+	defer r.step("phase 1: the relay publishes the last of them to Kafka", nil)()
 	start := time.Now()
 	for {
 		backlog, err := r.core.Ledger().OutboxBacklog(ctx)
@@ -613,6 +668,7 @@ const prefillVerifiedAccounts = 500
 // many as core has past the point compared from, plus one: a row core does
 // not have shows as a difference.
 func (r *paydayRig) verify(ctx context.Context) (bool, error) {
+	defer r.step("verifying: reading every account's history and core's ledger", nil)()
 	bad, err := r.differing(ctx)
 	return bad == 0, err
 }
@@ -751,12 +807,17 @@ func (r *paydayRig) naive(ctx context.Context, n int64) (int64, time.Duration, e
 		return 0, 0, err
 	}
 	defer cl.Close()
+	var applied atomic.Int64
+	defer r.step(fmt.Sprintf("baseline: the naive consumer applies %d events one transaction each", n),
+		func() string { return fmt.Sprintf("%d applied", applied.Load()) })()
 	return drain(ctx, cl, n, func(rec *kgo.Record) error {
 		ev, err := banksync.DecodeLedgerEvent(rec.Value)
 		if err != nil {
 			return err
 		}
-		_, err = ch.Apply(ctx, ev.AccountID, []banksync.Entry{ev.Entry()})
+		if _, err = ch.Apply(ctx, ev.AccountID, []banksync.Entry{ev.Entry()}); err == nil {
+			applied.Add(1)
+		}
 		return err
 	})
 }

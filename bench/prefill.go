@@ -345,6 +345,8 @@ func (r *paydayRig) templates(ctx context.Context) (core, ch string, err error) 
 	if ch, err = scratch("template-channel.db"); err != nil {
 		return "", "", err
 	}
+	end := r.step(fmt.Sprintf("prefill: loading %d history rows into core and channel", t.prefill.rows), nil)
+	defer end()
 	coreTook, chTook, err := t.prefill.prefillStores(ctx, core, ch)
 	if err != nil {
 		return "", "", err
@@ -356,6 +358,7 @@ func (r *paydayRig) templates(ctx context.Context) (core, ch string, err error) 
 			}
 		}
 	}
+	end()
 	t.core, t.channel, t.took = core, ch, max(coreTook, chTook)
 	fmt.Fprintf(r.cfg.Out, "prefill:             %9d history rows in %6.1f s = %7.0f rows/s into core and channel at once (core %.1f s, channel %.1f s), %d to %d an account, relay past them; every run starts from a copy\n",
 		t.prefill.rows, t.took.Seconds(), float64(t.prefill.rows)/t.took.Seconds(),

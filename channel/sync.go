@@ -197,6 +197,7 @@ func (c *Channel) applyLocked(ctx context.Context, account string, entries []ban
 func (c *Channel) apply(ctx context.Context, account string, entries []banksync.Entry) (AccountState, error) {
 	toHead := len(entries) == 0
 	var st, first AccountState
+	var progress syncProgress
 	for attempt, pages := 0, 0; ; {
 		var err error
 		if st, _, err = c.store.Account(ctx, account); err != nil {
@@ -214,6 +215,7 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 			if pages++; pages > syncPagesMax {
 				return st, fmt.Errorf("sync %s: more than %d pages behind", account, syncPagesMax)
 			}
+			c.sayProgress(ctx, account, &progress, st, pages)
 			if next, err = c.fill(ctx, account, st.SyncedSeq); err != nil {
 				return st, err
 			}
@@ -238,6 +240,33 @@ func (c *Channel) apply(ctx context.Context, account string, entries []banksync.
 			return st, fmt.Errorf("apply %d entries to %s: %w", len(next), account, err)
 		}
 	}
+}
+
+// syncProgressInterval is how often a sync that reads page after page
+// from core (the first sync of an account with years of history) logs how
+// far it got, so that an operator sees it working rather than hung.
+const syncProgressInterval = 3 * time.Second
+
+// syncProgress is when a sync began reading pages from core and when it
+// last said how far it got.
+type syncProgress struct{ start, said time.Time }
+
+// sayProgress, before page pages of a sync is read from core, logs how far
+// the sync has got once syncProgressInterval has passed since it began or
+// last said so. The clock is read only when pages are read: the sync of
+// one new entry never touches it.
+func (c *Channel) sayProgress(ctx context.Context, account string, p *syncProgress, st AccountState, pages int) {
+	now := c.cfg.Now()
+	if pages == 1 {
+		p.start, p.said = now, now
+		return
+	}
+	if now.Sub(p.said) < syncProgressInterval {
+		return
+	}
+	p.said = now
+	c.cfg.Logger.InfoContext(ctx, "syncing account from core", "account", account, "synced_seq", st.SyncedSeq,
+		"pages", pages-1, "took", now.Sub(p.start))
 }
 
 // fill reads from core a page of the account's entries after synced: the

@@ -3,6 +3,10 @@ package channel_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,5 +109,87 @@ func TestMalformedRunStopsLoudly(t *testing.T) {
 				t.Errorf("alice-1 after the malformed run: %+v, %v; want not marked stale", st, err)
 			}
 		})
+	}
+}
+
+// messages is a slog handler that keeps each record's message and
+// attributes, for tests that check what was logged.
+type messages struct {
+	mu   sync.Mutex
+	logs []string // "msg key=value …"
+}
+
+func (m *messages) Enabled(context.Context, slog.Level) bool { return true }
+
+func (m *messages) Handle(_ context.Context, r slog.Record) error {
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.logs = append(m.logs, line)
+	return nil
+}
+
+func (m *messages) WithAttrs([]slog.Attr) slog.Handler { return m }
+func (m *messages) WithGroup(string) slog.Handler      { return m }
+
+// with returns the lines logged with message msg.
+func (m *messages) with(msg string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, l := range m.logs {
+		if strings.HasPrefix(l, msg+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// slowCore is core whose every page of entries takes a second of the
+// channel's clock.
+type slowCore struct {
+	channel.Core
+	clock *clock
+}
+
+func (c slowCore) Entries(ctx context.Context, account string, afterSeq int64, limit int) ([]banksync.Entry, error) {
+	c.clock.Advance(time.Second)
+	return c.Core.Entries(ctx, account, afterSeq, limit)
+}
+
+// A first sync of a big account, page after page from core, says how far
+// it got every few seconds; a sync of a page or two says nothing.
+func TestLongSyncSaysHowFarItGot(t *testing.T) {
+	ctx := context.Background()
+	log := &messages{}
+	s := newStack(t, channelStores[0].open(t), channel.Config{})
+	t.Cleanup(s.ch.Close)
+	ch := channel.New(s.store, slowCore{s.coreAPI, s.clock}, channel.Config{Deadline: 10 * time.Second, CoreTimeout: time.Second,
+		ReconcileGrace: time.Second, Now: s.clock.Now, Logger: slog.New(log)})
+	t.Cleanup(ch.Close)
+	seed(t, s, 4500, "big")
+	seed(t, s, 10, "small")
+	if _, err := ch.Sync(ctx, "small"); err != nil {
+		t.Fatal(err)
+	}
+	if got := log.with("syncing account from core"); len(got) != 0 {
+		t.Fatalf("a sync of one page logged %q, want nothing", got)
+	}
+	st, err := ch.Sync(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SyncedSeq != 4500 {
+		t.Fatalf("synced through %d, want 4500", st.SyncedSeq)
+	}
+	// Five pages of a second each and the empty one at the head: a line
+	// after the third second.
+	got := log.with("syncing account from core")
+	if want := []string{"syncing account from core account=big synced_seq=3000 pages=3 took=3s"}; !slices.Equal(got, want) {
+		t.Errorf("progress lines %q, want %q", got, want)
 	}
 }

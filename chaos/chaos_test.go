@@ -1,7 +1,10 @@
 package chaos_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,4 +34,48 @@ func TestChaosKeepsThePromises(t *testing.T) {
 			t.Errorf("seed %d broke a promise: %v\nreplay: go run ./cmd/banksync chaos --seed %d --duration 8s", seed, rep.Examples, seed)
 		}
 	}
+}
+
+// TestChaosSaysWhatItIsDoing: a run says each stage as it starts and,
+// while the workload runs, how far it got every few seconds, so a run of
+// minutes is never silent.
+func TestChaosSaysWhatItIsDoing(t *testing.T) {
+	var out lockedBuffer
+	if _, err := chaos.Run(t.Context(), chaos.Config{Seed: 3, Duration: 4 * time.Second, Progress: &out}); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	prev := -1
+	for _, w := range []string{
+		"chaos: starting core, the Kafka cluster and 2 channels\n",
+		"chaos: opening 16 accounts for 8 customers\n",
+		"chaos: running the workload under faults for 4s\n",
+		"chaos: still running the workload under faults for 4s: ",
+		"chaos: the last faults: a crash while the history stalls, an outage at the end\n",
+		"chaos: faults off; waiting for every history to settle (up to 1m0s) and checking every promise\n",
+	} {
+		i := strings.Index(got, w)
+		if i < 0 || i < prev {
+			t.Fatalf("progress lacks %q after the line above it in the list:\n%s", w, got)
+		}
+		prev = i
+	}
+}
+
+// lockedBuffer is a buffer a run's goroutines may write while a test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

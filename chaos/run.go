@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"banksync/channel"
+	"banksync/internal/progress"
 	"banksync/kafka"
 	"banksync/ledger"
 	"banksync/node"
@@ -33,6 +35,11 @@ type Config struct {
 	SettleMax time.Duration
 	Faults    Faults
 	Logger    *slog.Logger
+	// Progress receives what the run is doing, a line as each stage
+	// starts (start, setup, workload under faults, the last faults,
+	// settling and checking) and every few seconds while one runs; nil
+	// says nothing.
+	Progress io.Writer
 
 	// Unsafe switches one protection off, so a test can show the checker
 	// catches the promise it keeps. Never set outside those tests.
@@ -154,6 +161,14 @@ type driver func(s *system) (core bank, replicas []replica, stop func(), err err
 func run(ctx context.Context, cfg Config, drive driver) (*Report, error) {
 	cfg.setDefaults()
 	s := &system{cfg: cfg, stats: newCounters()}
+	// One stage at a time says what the run is doing; the next one, or
+	// the run's end, ends it.
+	p, endStage := progress.New(cfg.Progress, "chaos: "), func() {}
+	defer func() { endStage() }()
+	stage := func(what string, howFar func() string) {
+		endStage()
+		endStage = p.Step(what, howFar)
+	}
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "banksync-chaos-")
@@ -164,6 +179,7 @@ func run(ctx context.Context, cfg Config, drive driver) (*Report, error) {
 		dir = d
 	}
 	s.dir = dir
+	stage(fmt.Sprintf("starting core, the Kafka cluster and %d channels", cfg.Channels), nil)
 	if err := s.start(ctx); err != nil {
 		s.stop()
 		return nil, err
@@ -176,9 +192,11 @@ func run(ctx context.Context, cfg Config, drive driver) (*Report, error) {
 	}
 	defer stopDriver()
 	w := newWorkload(core, replicas, s.stats, cfg.Customers, cfg.Seed)
+	stage(fmt.Sprintf("opening %d accounts for %d customers", len(w.all), cfg.Customers), nil)
 	if err := w.setup(ctx); err != nil {
 		return nil, fmt.Errorf("chaos setup: %w", err)
 	}
+	stage(fmt.Sprintf("running the workload under faults for %s", cfg.Duration), s.stats.sofar)
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	var wg sync.WaitGroup
 	wg.Go(func() { w.run(runCtx) })
@@ -188,9 +206,11 @@ func run(ctx context.Context, cfg Config, drive driver) (*Report, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	stage("the last faults: a crash while the history stalls, an outage at the end", nil)
 	s.crashDuringStall(ctx, w)
 	s.outageAtTheEnd(ctx, w)
 	s.calm()
+	stage(fmt.Sprintf("faults off; waiting for every history to settle (up to %s) and checking every promise", cfg.SettleMax), nil)
 	report := s.check(ctx, w)
 	if ctx.Err() != nil {
 		return nil, ctx.Err() // called off while settling: nothing to report

@@ -57,6 +57,20 @@ func (c *counters) faultN(kind string, n int64) {
 	c.mu.Unlock()
 }
 
+// sofar says how many operations and faults the run has made so far.
+func (c *counters) sofar() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ops, faults int64
+	for _, n := range c.ops {
+		ops += n
+	}
+	for _, n := range c.faults {
+		faults += n
+	}
+	return fmt.Sprintf("%d operations, %d faults injected", ops, faults)
+}
+
 // violation counts a broken promise and keeps its first example.
 func (c *counters) violation(promise, format string, args ...any) {
 	c.mu.Lock()

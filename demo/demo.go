@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -35,7 +36,11 @@ type Config struct {
 	ServiceToken                          string
 	Traffic                               bool
 	Deadline                              time.Duration // how long core may take with a transfer
-	Logger                                *slog.Logger
+	// RateTransfers and RateReads limit each customer's transfers, and
+	// reads and syncs, per second (bursts of twice that), as the channel's
+	// --rate-transfers and --rate-reads do; 0 is no limit.
+	RateTransfers, RateReads float64
+	Logger                   *slog.Logger
 
 	CoreTransport http.RoundTripper                 // the channel's transport to core (tests)
 	WrapStore     func(channel.Store) channel.Store // wraps the history store (tests)
@@ -83,6 +88,14 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 	if err := LoopbackOnly(cfg.Listen); err != nil {
 		return nil, err
 	}
+	for _, r := range []struct {
+		flag string
+		rate float64
+	}{{"--rate-transfers", cfg.RateTransfers}, {"--rate-reads", cfg.RateReads}} {
+		if !(r.rate >= 0) || math.IsInf(r.rate, 1) {
+			return nil, fmt.Errorf("%s %g: want a number a second, 0 (no limit) or more", r.flag, r.rate)
+		}
+	}
 	d = &Demo{cfg: cfg}
 	defer func() {
 		if err != nil {
@@ -100,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 	}
 	d.core, err = node.StartCore(ctx, node.CoreConfig{
 		Listen: cfg.CoreListen, DB: "sqlite:" + filepath.Join(cfg.Data, "core.db"), Partitions: 10,
-		EmbeddedKafka: &kafka.ClusterConfig{Addr: cfg.KafkaListen, DataDir: filepath.Join(cfg.Data, "kafka")}, ServiceToken: d.secrets.ServiceToken,
+		EmbeddedKafka: &kafka.ClusterConfig{Addr: cfg.KafkaListen, AnyPortIfTaken: true, DataDir: filepath.Join(cfg.Data, "kafka")}, ServiceToken: d.secrets.ServiceToken,
 		AmountMax: banksync.AmountMaxDefault, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -116,7 +129,7 @@ func Start(ctx context.Context, cfg Config) (d *Demo, err error) {
 		Listen: cfg.Listen, DB: "sqlite:" + filepath.Join(cfg.Data, "channel.db"), CoreURL: "http://" + d.core.Addr(),
 		ServiceToken: d.secrets.ServiceToken, AdminToken: d.secrets.AdminToken, JWTSecret: d.secrets.JWTSecret,
 		Channel: channel.Config{Deadline: cfg.Deadline, AmountMax: banksync.AmountMaxDefault}, Kafka: d.core.Conn(), Logger: cfg.Logger,
-		RateTransfers: 5, RateReads: 50,
+		RateTransfers: cfg.RateTransfers, RateReads: cfg.RateReads,
 		Demo:          bhttp.NewDemoServer(Customers, func(c string) (string, error) { return d.auth.Issue(c, tokenTTL) }, cfg.Logger),
 		CoreTransport: cfg.CoreTransport, WrapStore: cfg.WrapStore, NoDeadLetterRepair: cfg.NoDeadLetterRepair,
 	})

@@ -159,7 +159,7 @@ func NewConsumer(cfg ConsumerConfig, apply Applier) (*Consumer, error) {
 		kgo.RebalanceTimeout(rebalanceTimeout),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
-		kgo.WithLogger(kgoLogger{cfg.Logger}),
+		kgo.WithLogger(newKgoLogger(cfg.Logger)),
 	)
 	if err != nil {
 		c.lanes.Close()

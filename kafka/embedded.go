@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -23,6 +24,13 @@ type ClusterConfig struct {
 	// it actually bound, so the host must be one clients can dial: not
 	// "0.0.0.0". Empty means "127.0.0.1:0".
 	Addr string
+	// AnyPortIfTaken listens on a free port of Addr's host when Addr's port
+	// is taken, instead of failing; Addrs then says which. For the demo,
+	// whose clients all run in its process and learn the address from
+	// Addrs: a second demo on the machine then starts too. A broker that
+	// other processes are told the address of must not move, so it is off
+	// by default.
+	AnyPortIfTaken bool
 	// DataDir persists the cluster's topics, records, producer state and
 	// group offsets in this directory and reloads them on start. Empty keeps
 	// everything in memory.
@@ -77,7 +85,13 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 		// kfake always asks for 127.0.0.1 with its own port choice; we want
 		// the caller's host:port instead.
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, addr)
+			ln, err := net.Listen(network, addr)
+			if err != nil && cfg.AnyPortIfTaken && errors.Is(err, syscall.EADDRINUSE) {
+				host, _, _ := net.SplitHostPort(addr)
+				log.Info("kafka port taken; listening on a free one", "addr", addr)
+				return net.Listen(network, net.JoinHostPort(host, "0"))
+			}
+			return ln, err
 		}),
 		kfake.DefaultNumPartitions(cfg.Partitions),
 		kfake.WithLogger(kfakeLogger{log}),

@@ -406,6 +406,44 @@ func TestStartClusterListensOnAddr(t *testing.T) {
 	}
 }
 
+// TestStartClusterAnyPortIfTaken: with AnyPortIfTaken, two clusters asked
+// for the same busy port both start, each on a free port of its own on the
+// same host, and say which; the demo relies on it so a second demo on the
+// machine starts.
+func TestStartClusterAnyPortIfTaken(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	seen := map[string]bool{addr: true}
+	for range 2 {
+		c, err := kafka.StartCluster(kafka.ClusterConfig{Addr: addr, AnyPortIfTaken: true, Logger: testLogger()})
+		if err != nil {
+			t.Fatalf("StartCluster on a busy %s with AnyPortIfTaken: %v", addr, err)
+		}
+		t.Cleanup(c.Close)
+		got := c.Addrs()
+		if len(got) != 1 || seen[got[0]] || !strings.HasPrefix(got[0], "127.0.0.1:") {
+			t.Fatalf("Addrs() = %v, want one free 127.0.0.1 port other than %v", got, seen)
+		}
+		seen[got[0]] = true
+		// The broker answers at the address it says.
+		cl, err := kgo.NewClient(kgo.SeedBrokers(got...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), consumeTimeout)
+		err = cl.Ping(ctx)
+		cancel()
+		cl.Close()
+		if err != nil {
+			t.Fatalf("ping %v: %v", got, err)
+		}
+	}
+}
+
 // TestClusterCrashKeepsAcknowledgedRecords copies the DataDir of a running
 // cluster, which is what a kill -9 leaves behind (written, not fsynced, data
 // is in the page cache and reaches the files), and starts a cluster on the

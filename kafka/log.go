@@ -33,17 +33,26 @@ func (k kfakeLogger) Logf(level kfake.LogLevel, format string, args ...any) {
 	k.l.Log(context.Background(), sl, fmt.Sprintf(format, args...))
 }
 
-// kgoLogger sends franz-go's client logs to slog. franz-go asks for the level
-// up front so it can skip building messages nobody will see.
+// kgoLogger sends franz-go's client logs to slog, each line marked
+// client=franz-go. The client logs its own bookkeeping (connections, group
+// joins, assignments, metadata) at its info level, a dozen lines and more at
+// every start that an operator has nothing to do about: those go to slog's
+// debug level, and the client's warnings and errors stay at theirs. So at
+// --log-level info only the client's warnings and errors show; at debug,
+// everything it says.
 type kgoLogger struct{ l *slog.Logger }
 
+func newKgoLogger(l *slog.Logger) kgoLogger {
+	return kgoLogger{orDiscard(l).With("client", "franz-go")}
+}
+
+// Level asks franz-go for no more than slog keeps, as Log maps the
+// levels: its info and debug lines only when slog keeps debug.
 func (k kgoLogger) Level() kgo.LogLevel {
 	ctx := context.Background()
 	switch {
 	case k.l.Enabled(ctx, slog.LevelDebug):
 		return kgo.LogLevelDebug
-	case k.l.Enabled(ctx, slog.LevelInfo):
-		return kgo.LogLevelInfo
 	case k.l.Enabled(ctx, slog.LevelWarn):
 		return kgo.LogLevelWarn
 	case k.l.Enabled(ctx, slog.LevelError):
@@ -59,9 +68,7 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		sl = slog.LevelError
 	case kgo.LogLevelWarn:
 		sl = slog.LevelWarn
-	case kgo.LogLevelInfo:
-		sl = slog.LevelInfo
-	case kgo.LogLevelDebug:
+	case kgo.LogLevelInfo, kgo.LogLevelDebug:
 		sl = slog.LevelDebug
 	default:
 		return

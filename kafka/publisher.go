@@ -115,7 +115,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 		kgo.MaxBufferedBytes(bytesBufferedMax),
 		kgo.RecordDeliveryTimeout(recordDeliveryTimeout),
 		kgo.ProducerLinger(produceLinger),
-		kgo.WithLogger(kgoLogger{log}),
+		kgo.WithLogger(newKgoLogger(log)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("new kafka publisher: %w", err)

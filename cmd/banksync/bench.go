@@ -61,7 +61,7 @@ func benchCore(ctx context.Context, args []string) error {
 	defer stopProfile()
 	fmt.Printf("banksync bench core: %d clients, %s each, %d accounts, db %s, relay %v, log %q, %d CPUs, %s\n",
 		cfg.Clients, cfg.Duration, cfg.Accounts, bench.DBKind(cfg.DB), cfg.Relay, cfg.Log, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
-	cfg.Out = os.Stdout
+	cfg.Out, cfg.Progress = os.Stdout, os.Stderr
 	results, err := bench.Core(ctx, cfg)
 	if err != nil {
 		return err
@@ -155,7 +155,7 @@ func benchPayday(ctx context.Context, args []string) error {
 		defer out.Close()
 		cfg.DrainProfile = out
 	}
-	cfg.Out = os.Stdout
+	cfg.Out, cfg.Progress = os.Stdout, os.Stderr
 	res, err := bench.Payday(ctx, cfg)
 	if err != nil {
 		return err

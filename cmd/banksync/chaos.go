@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"os"
 	"slices"
 	"time"
 
@@ -36,6 +37,7 @@ processes on PostgreSQL and Apache Kafka (docs/RELIABILITY.md).`)
 		return err
 	}
 	cfg.Seed = uint64(seed)
+	cfg.Progress = os.Stderr
 	replay := fmt.Sprintf("banksync chaos --seed %d --duration %s --channels %d --customers %d", seed, cfg.Duration, cfg.Channels, cfg.Customers)
 	fmt.Printf("banksync chaos: seed %d, %s, %d channels, %d customers, %s\n", seed, cfg.Duration, cfg.Channels, cfg.Customers, time.Now().UTC().Format(time.RFC3339))
 	rep, err := chaos.Run(ctx, cfg)

@@ -34,7 +34,7 @@ var commands = map[string]func() command{
 const usage = `banksync keeps a bank app's transaction history in step with the core ledger.
 
 Usage:
-  banksync demo      run core with embedded SQLite and Kafka, in one process
+  banksync demo      run core, the channel and an embedded Kafka cluster in one process, on SQLite
   banksync core      run the core ledger (계정계) API and its outbox relay
   banksync channel   run the channel tier's transfer server (채널계)
   banksync token     print a customer's bearer token for the channel API

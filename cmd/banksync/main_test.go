@@ -55,11 +55,12 @@ type demo struct {
 	brokers    string
 	token      string // core's service token
 	admin      string // the operator API's token
+	welcome    string // what it printed at start
 }
 
 var (
 	coreLine    = regexp.MustCompile(`core API\s+(http://\S+)/core/v1\s+\(service token: (\S+)\)`)
-	kafkaLine   = regexp.MustCompile(`kafka\s+\[(\S+)\]`)
+	kafkaLine   = regexp.MustCompile(`^  kafka\s+(\S+)\s`)
 	channelLine = regexp.MustCompile(`channel API\s+(http://\S+)/v1`)
 	aliceLine   = regexp.MustCompile(`export TOKEN=(\S+)`)
 	opsLine     = regexp.MustCompile(`/ops/#token=(\S+)`)
@@ -86,12 +87,14 @@ func runDemo(t *testing.T, data string, args ...string) *demo {
 		close(lines)
 	}()
 	timeout := time.After(60 * time.Second)
-	for d.coreURL == "" || d.brokers == "" || d.channelURL == "" || d.alice == "" || d.admin == "" {
+	var welcome strings.Builder
+	for !strings.HasPrefix(welcomeLast(welcome.String()), "Press Ctrl-C") {
 		select {
 		case line, ok := <-lines:
 			if !ok {
 				t.Fatalf("demo exited before it was ready; stderr:\n%s", stderr.String())
 			}
+			welcome.WriteString(line + "\n")
 			if m := coreLine.FindStringSubmatch(line); m != nil {
 				d.coreURL, d.token = m[1], m[2]
 			}
@@ -111,11 +114,21 @@ func runDemo(t *testing.T, data string, args ...string) *demo {
 			t.Fatalf("demo did not print its addresses in time; stderr:\n%s", stderr.String())
 		}
 	}
+	d.welcome = welcome.String()
+	if d.coreURL == "" || d.brokers == "" || d.channelURL == "" || d.alice == "" || d.admin == "" {
+		t.Fatalf("demo's welcome lacks an address or a token:\n%s", d.welcome)
+	}
 	go func() {
 		for range lines {
 		}
 	}()
 	return d
+}
+
+// welcomeLast is the last line of s, which ends in a newline.
+func welcomeLast(s string) string {
+	s = strings.TrimSuffix(s, "\n")
+	return s[strings.LastIndex(s, "\n")+1:]
 }
 
 func (d *demo) stop(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 )
 
 // runPayday runs a small `banksync bench payday --json` and returns its
-// last line, decoded.
-func runPayday(t *testing.T, args ...string) map[string]any {
+// last line, decoded, and all it printed.
+func runPayday(t *testing.T, args ...string) (map[string]any, string) {
 	t.Helper()
 	out, err := exec.Command(binary, append([]string{"bench", "payday", "--json"}, args...)...).CombinedOutput()
 	if err != nil {
@@ -21,7 +21,7 @@ func runPayday(t *testing.T, args ...string) map[string]any {
 		t.Fatalf("last line is not JSON: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
-	return res
+	return res, string(out)
 }
 
 // The payday benchmark in miniature: every phase runs, every account's
@@ -29,7 +29,7 @@ func runPayday(t *testing.T, args ...string) map[string]any {
 // figures docs/BENCHMARKS.md quotes, the drain by a channel process of its
 // own included.
 func TestBenchPaydayBurst(t *testing.T) {
-	res := runPayday(t, "--deposits", "3000", "--accounts", "200", "--baseline", "300", "--batch", "500", "--channel-process")
+	res, out := runPayday(t, "--deposits", "3000", "--accounts", "200", "--baseline", "300", "--batch", "500", "--channel-process")
 	if res["verified"] != true || res["events"] != 3000.0 {
 		t.Fatalf("result = %v, want 3000 events verified", res)
 	}
@@ -39,10 +39,28 @@ func TestBenchPaydayBurst(t *testing.T) {
 			t.Errorf("%s = %v, want a positive figure", k, res[k])
 		}
 	}
+	// Each long step says, as it starts, what it does.
+	for _, w := range []string{
+		"bench payday: setup (burst): opening 200 accounts at core",
+		"bench payday: phase 1: core books 3000 deposits from files of 500",
+		"bench payday: kafka alone: reading 3000 records",
+		"bench payday: phase 2: the consumer drains 3000 events into the history",
+		"bench payday: verifying:",
+		"bench payday: phase 2 again: a `banksync channel` process drains",
+		"bench payday: baseline: the naive consumer applies 300 events",
+		"bench payday: combined: core books 3000 deposits while the consumer drains them",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("no progress line %q:\n%s", w, out)
+		}
+	}
 }
 
 func TestBenchPaydayRate(t *testing.T) {
-	res := runPayday(t, "--accounts", "100", "--rate", "300", "--duration", "2s")
+	res, out := runPayday(t, "--accounts", "100", "--rate", "300", "--duration", "2s")
+	if !strings.Contains(out, "bench payday: steady rate: offering 300 deposits/s for 2s\n") {
+		t.Errorf("no progress line for the steady rate:\n%s", out)
+	}
 	if res["verified"] != true || res["events"] != 600.0 || res["mode"] != "rate" {
 		t.Fatalf("result = %v, want 600 deposits at a steady rate, verified", res)
 	}
