@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +26,7 @@ import (
 	"banksync/chaos"
 	"banksync/demo"
 	"banksync/internal/testkit"
+	"banksync/ledger"
 )
 
 // chromiumPath finds Debian's Chromium. Without it the browser tests skip,
@@ -319,6 +322,33 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	b.waitFor("every entry shown", fmt.Sprintf(`document.querySelector('#history li.tx[data-seq="%d"]') !== null`, aliceAt().LastSeq), 20*time.Second)
 	b.shot("09-app-synced")
 
+	// Another bank's deposit, its depositor named in Korean, posted at
+	// core while the app is open: it comes through the relay, Kafka and
+	// the consumer into the history, and the live stream puts it on
+	// screen without a refresh.
+	posted := time.Now()
+	live, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "browser-live", AccountID: "demo-alice", Amount: 77_777, Sender: "김철수"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf(`#history li.tx[data-seq="%d"]`, live.Entry.Seq)
+	b.waitFor("the live deposit on screen", fmt.Sprintf(`document.querySelector('%s') !== null`, row), 20*time.Second)
+	if via := evalJS[string](b, fmt.Sprintf(`document.querySelector('%s').dataset.via || ''`, row)); via != "stream" {
+		t.Errorf("the live deposit came by %q, want the live stream", via)
+	} else {
+		shownAt := evalJS[int64](b, fmt.Sprintf(`Number(document.querySelector('%s').dataset.shownAt)`, row))
+		took := time.UnixMilli(shownAt).Sub(posted)
+		t.Logf("a deposit posted at core was on the app's screen %v later", took.Round(time.Millisecond))
+		if took > 5*time.Second {
+			t.Errorf("the live deposit took %v to show, want well under 5 s", took)
+		}
+	}
+	if name := evalJS[string](b, fmt.Sprintf(`document.querySelector('%s').textContent`, row)); !strings.Contains(name, "김철수") {
+		t.Errorf("the live deposit's row reads %q, want the depositor's name 김철수", name)
+	}
+	b.shot("17-app-live-deposit")
+	checkFilterSearchStatement(t, b, l, live.Entry.Seq)
+
 	// Dave's history store fails: his deposit is retried, then dead-lettered.
 	history.on.Store(true)
 	if _, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "browser-dlq", AccountID: "demo-dave", Amount: 50_000, Sender: "woori"}); err != nil {
@@ -498,4 +528,97 @@ func checkMemoCounter(t *testing.T, b *browser) {
 	}
 	b.shot("07-app-memo-too-long")
 	b.do("clear the memo", input("transfer-memo", ""))
+}
+
+// scrollHistory scrolls the shown history to its end and returns its rows'
+// seqs, top to bottom.
+func scrollHistory(t *testing.T, b *browser, what string) []int64 {
+	t.Helper()
+	err := testkit.WithinEvery(40*time.Second, 200*time.Millisecond, func() error {
+		if evalJS[bool](b, `(() => { const e = document.querySelector('#history-end'); return e !== null && e.offsetParent !== null })()`) {
+			return nil
+		}
+		b.do("scroll", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, document.body.scrollHeight)`))
+		return fmt.Errorf("%d rows", evalJS[int](b, `document.querySelectorAll('#history li.tx').length`))
+	})
+	if err != nil {
+		b.shot("failed-" + what)
+		t.Fatalf("%s: the history never reached its end; %v", what, err)
+	}
+	return evalJS[[]int64](b, `[...document.querySelectorAll('#history li.tx')].map(li => Number(li.dataset.seq))`)
+}
+
+// checkFilterSearchStatement shows alice's money out, then a search for
+// the depositor 김철수, each scrolled to its end against core's ledger (no
+// row twice, none missing), and downloads a statement of today, checked
+// row by row against the ledger.
+func checkFilterSearchStatement(t *testing.T, b *browser, l *ledger.Ledger, liveSeq int64) {
+	t.Helper()
+	ctx := context.Background()
+	all, err := l.Entries(ctx, "demo-alice", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newestFirst := func(keep func(banksync.Entry) bool) []int64 {
+		var seqs []int64
+		for _, e := range slices.Backward(all) {
+			if keep(e) {
+				seqs = append(seqs, e.Seq)
+			}
+		}
+		return seqs
+	}
+	b.do("show money out", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`), chromedp.Evaluate[chromedp.Void](
+		`(() => { const k = document.querySelector('#history-kind'); k.value = 'out'; k.dispatchEvent(new Event('change')) })()`))
+	if got, want := scrollHistory(t, b, "money-out"), newestFirst(func(e banksync.Entry) bool { return e.Amount < 0 }); !slices.Equal(got, want) {
+		t.Errorf("money out shows seqs %v, want %v", got, want)
+	}
+	b.do("top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+	b.shot("18-app-money-out")
+	b.do("search 김철수", chromedp.Evaluate[chromedp.Void](
+		`(() => { const k = document.querySelector('#history-kind'); k.value = ''; k.dispatchEvent(new Event('change'));
+		  const q = document.querySelector('#history-search'); q.value = '김철수'; q.dispatchEvent(new Event('search')) })()`))
+	if got := scrollHistory(t, b, "search"); !slices.Equal(got, []int64{liveSeq}) {
+		t.Errorf("the search for 김철수 shows seqs %v, want [%d]", got, liveSeq)
+	}
+	b.do("top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+	b.shot("19-app-search")
+	b.do("clear the search", chromedp.Evaluate[chromedp.Void](
+		`(() => { const q = document.querySelector('#history-search'); q.value = ''; q.dispatchEvent(new Event('search')) })()`))
+
+	// The statement of this month, downloaded through the form; then the
+	// same file read again in the page and compared with the ledger.
+	b.do("open the statement form", chromedp.Click(chromedp.CSS(`#statement-toggle`)))
+	b.do("download", chromedp.Click(chromedp.CSS(`#statement-download`)))
+	b.waitFor("the statement downloaded", `(document.querySelector('#statement-message')?.textContent || '').startsWith('Downloaded')`, 20*time.Second)
+	b.shot("20-app-statement")
+	csvText, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(async () => {
+		const from = document.querySelector('#statement-from').value, to = document.querySelector('#statement-to').value;
+		const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+		const res = await fetch('/v1/accounts/demo-alice/statement?from=' + from + '&to=' + to + '&tz=' + encodeURIComponent(tz),
+			{ headers: { Authorization: 'Bearer ' + sessionStorage.getItem('banksync.app.token') } });
+		return await res.text();
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("read the statement in the page: %v", err)
+	}
+	rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(csvText, "\uFEFF"))).ReadAll()
+	if err != nil || len(rows) < 2 {
+		t.Fatalf("the statement is %d rows, %v:\n%s", len(rows), err, csvText)
+	}
+	byseq := map[int64]banksync.Entry{}
+	for _, e := range all {
+		byseq[e.Seq] = e
+	}
+	for _, row := range rows[1:] {
+		seq, _ := strconv.ParseInt(row[0], 10, 64)
+		e, ok := byseq[seq]
+		if !ok || row[3] != strconv.FormatInt(e.Amount, 10) || row[4] != strconv.FormatInt(e.BalanceAfter, 10) {
+			t.Errorf("statement row %q does not match the ledger's entry %+v", row, e)
+		}
+	}
+	if msg := evalJS[string](b, `document.querySelector('#statement-message').textContent`); !strings.Contains(msg, fmt.Sprintf(": %d entr", len(rows)-1)) {
+		t.Errorf("the statement form says %q; the file holds %d entries", msg, len(rows)-1)
+	}
+	t.Logf("statement: %d entries, each as in the ledger", len(rows)-1)
 }

@@ -26,8 +26,8 @@ func (demoCommand) Run(ctx context.Context, args []string) error {
 	f.String(&cfg.KafkaListen, "kafka-listen", "BANKSYNC_KAFKA_LISTEN", "127.0.0.1:9092", "address of the embedded Kafka cluster; when its port is taken (another demo), a free port, printed at start")
 	f.String(&cfg.ServiceToken, "service-token", "BANKSYNC_SERVICE_TOKEN", "", "service token (default: one made at the first start and kept under --data)")
 	f.Bool(&cfg.Traffic, "traffic", "BANKSYNC_DEMO_TRAFFIC", false, "add steady synthetic traffic: deposits from other banks, transfers between demo customers")
-	f.Float64(&cfg.RateTransfers, "rate-transfers", "BANKSYNC_RATE_TRANSFERS", 5, "transfers a customer may send per second (bursts of twice that); 0 is no limit")
-	f.Float64(&cfg.RateReads, "rate-reads", "BANKSYNC_RATE_READS", 50, "reads and syncs a customer may make per second (bursts of twice that); 0 is no limit")
+	f.Float64(&cfg.RateTransfers, "rate-transfers", "BANKSYNC_RATE_TRANSFERS", 5, "transfers a customer may send per second (bursts of twice that); 0 is no limit").within(0, ratePerSecondMax)
+	f.Float64(&cfg.RateReads, "rate-reads", "BANKSYNC_RATE_READS", 50, "reads and syncs a customer may make per second (bursts of twice that); 0 is no limit").within(0, ratePerSecondMax)
 	if err := f.parse(args); err != nil {
 		return err
 	}

@@ -66,13 +66,3 @@ func TestTwoDemosAtOnce(t *testing.T) {
 		}
 	}
 }
-
-// TestDemoRefusesANegativeRate: a rate limit below zero is refused at
-// start, naming the flag, rather than read as no limit.
-func TestDemoRefusesANegativeRate(t *testing.T) {
-	t.Parallel()
-	for _, flag := range []string{"--rate-transfers", "--rate-reads"} {
-		failStart(t, []string{flag + " -1", "0 (no limit) or more"},
-			"demo", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--core-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", flag, "-1")
-	}
-}

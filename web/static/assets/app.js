@@ -116,6 +116,7 @@ const state = {
   syncErrorAt: 0,
   refreshError: null,
   refreshErrorText: '', // refreshError in the customer's words
+  filter: { kind: '', q: '' }, // the history's filter: kind '' | 'in' | 'out', q the search text
 };
 
 let demoPromise = null;
@@ -145,6 +146,15 @@ function start() {
   $('transfer-form').addEventListener('input', onTransferInput);
   $('transfer-retry').addEventListener('click', onRetry);
   $('transfer-toggle').addEventListener('click', () => openTransfer(!$('transfer-toggle').classList.contains('open')));
+  $('history-kind').addEventListener('change', applyFilter);
+  let searchTimer = null;
+  $('history-search').addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(applyFilter, 300);
+  });
+  $('history-search').addEventListener('search', applyFilter);
+  $('statement-toggle').addEventListener('click', toggleStatement);
+  $('statement-form').addEventListener('submit', onStatementSubmit);
   $('history-retry').addEventListener('click', () => {
     if (!state.history) return;
     state.history.olderError = null;
@@ -257,6 +267,7 @@ function signIn(token, name) {
 
 function signOut(message) {
   state.epoch++;
+  closeLiveStream();
   state.token = null;
   session.remove(TOKEN_KEY);
   session.remove(NAME_KEY);
@@ -320,6 +331,7 @@ async function refreshOnce(epoch) {
     // A history chosen meanwhile (first sign-in, a click) has not been read yet.
     if (state.history && !state.history.loadedFirst) await loadNewest();
     if (epoch !== state.epoch) return;
+    ensureLiveStream();
     state.refreshError = null;
     state.checkedAt = Date.now();
     renderAccounts();
@@ -334,6 +346,54 @@ async function refreshOnce(epoch) {
     renderAccounts();
   }
   renderSyncState();
+}
+
+// ---------------------------------------------------------------- live
+
+let live = null; // { source, account, token, history }
+
+/**
+ * ensureLiveStream keeps one Server-Sent Events stream open for the shown
+ * history, so a new entry appears as soon as the channel has it, without
+ * waiting for the next refresh. It starts after the newest entry shown; the
+ * browser reconnects by itself with Last-Event-ID, and a stream the server
+ * closed for good (a 4xx, such as an expired token) is opened again here at
+ * the next refresh.
+ */
+function ensureLiveStream() {
+  const hs = state.history;
+  if (!hs || !hs.loadedFirst || !state.token || typeof EventSource === 'undefined') return;
+  if (live && live.history === hs && live.token === state.token && live.source.readyState !== EventSource.CLOSED) return;
+  closeLiveStream();
+  const path = '/v1/accounts/' + encodeURIComponent(hs.account) + '/stream?after=' + hs.maxSeq +
+    '&access_token=' + encodeURIComponent(state.token);
+  const source = new EventSource(path);
+  live = { source, account: hs.account, token: state.token, history: hs };
+  source.addEventListener('entry', (ev) => {
+    if (state.history !== hs) return;
+    let e;
+    try {
+      e = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (!e || !Number.isSafeInteger(e.seq)) return;
+    const a = state.accounts.get(hs.account);
+    if (a) mergeAccount({ ...a, balance: e.balance_after, synced_through_seq: e.seq });
+    if (!matchesFilter(e)) return;
+    insertEntries(hs, [e], true);
+    const li = hs.rows.get(e.seq);
+    if (li && !li.dataset.via) {
+      li.dataset.via = 'stream';
+      li.dataset.shownAt = String(Date.now());
+    }
+    renderHistoryFooter();
+  });
+}
+
+function closeLiveStream() {
+  live?.source.close();
+  live = null;
 }
 
 // ---------------------------------------------------------------- accounts
@@ -510,7 +570,100 @@ async function doSync() {
 function pagePath(account, cursor) {
   let p = '/v1/accounts/' + encodeURIComponent(account) + '/transactions?limit=' + PAGE_SIZE;
   if (cursor) p += '&cursor=' + encodeURIComponent(cursor);
+  if (state.filter.kind) p += '&kind=' + state.filter.kind;
+  if (state.filter.q) p += '&q=' + encodeURIComponent(state.filter.q);
   return p;
+}
+
+function filtered() {
+  return !!(state.filter.kind || state.filter.q);
+}
+
+/**
+ * matchesFilter tells whether an entry belongs in the filtered list, by the
+ * server's rule: the sign of the amount, and the search text in the
+ * counterparty or the memo, case folded, in NFC.
+ */
+function matchesFilter(e) {
+  const f = state.filter;
+  if ((f.kind === 'in' && e.amount < 0) || (f.kind === 'out' && e.amount > 0)) return false;
+  if (!f.q) return true;
+  const fold = (v) => String(v || '').normalize('NFC').toLowerCase();
+  const q = fold(f.q);
+  return fold(e.counterparty).includes(q) || fold(e.memo).includes(q);
+}
+
+/** applyFilter reads the filter and search boxes and starts the list over. */
+function applyFilter() {
+  const next = { kind: $('history-kind').value, q: $('history-search').value.trim() };
+  if (next.kind === state.filter.kind && next.q === state.filter.q) return;
+  state.filter = next;
+  if (state.selected === null) return;
+  closeLiveStream();
+  state.history = newHistory(state.selected);
+  $('history').replaceChildren();
+  renderHistoryFooter();
+  refresh();
+}
+
+// ---------------------------------------------------------------- statement
+
+function toggleStatement() {
+  const form = $('statement-form');
+  const open = form.hidden;
+  form.hidden = !open;
+  $('statement-toggle').setAttribute('aria-expanded', open ? 'true' : 'false');
+  if (open && !$('statement-from').value) {
+    const today = new Date();
+    const iso = (d) => d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0');
+    $('statement-from').value = iso(new Date(today.getFullYear(), today.getMonth(), 1));
+    $('statement-to').value = iso(today);
+  }
+}
+
+/**
+ * onStatementSubmit downloads the statement (거래내역서) of the chosen days
+ * as CSV, in the browser's time zone: fetched with the token in its header,
+ * then saved through a link to the file.
+ */
+async function onStatementSubmit(ev) {
+  ev.preventDefault();
+  const account = state.selected;
+  if (account === null || !state.token) return;
+  const msg = $('statement-message');
+  const from = $('statement-from').value;
+  const to = $('statement-to').value;
+  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  const path = '/v1/accounts/' + encodeURIComponent(account) + '/statement?from=' + encodeURIComponent(from) +
+    '&to=' + encodeURIComponent(to) + '&tz=' + encodeURIComponent(tz);
+  showNotice(msg, 'Preparing your statement…');
+  try {
+    const res = await fetch(path, { headers: { Authorization: 'Bearer ' + state.token }, cache: 'no-store' });
+    if (!res.ok) {
+      let data = null;
+      try {
+        data = await res.json();
+      } catch {
+        data = null;
+      }
+      const err = new ApiError(res.status, data?.error?.code || 'error', data?.error?.message || '', data);
+      if (handleAuth(err)) return;
+      showNotice(msg, customerMessage(err, 'preparing the statement'));
+      return;
+    }
+    const blob = await res.blob();
+    const name = (res.headers.get('Content-Disposition') || '').match(/filename="([^"]+)"/)?.[1] || 'statement.csv';
+    const link = h('a', { href: URL.createObjectURL(blob), download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+    const rows = (await blob.text()).split('\n').filter((l) => l.trim()).length - 1;
+    msg.dataset.synced = res.headers.get('Banksync-Synced-Through-Seq') || '';
+    showNotice(msg, 'Downloaded ' + name + ': ' + rows + (rows === 1 ? ' entry.' : ' entries.'));
+  } catch (err) {
+    showNotice(msg, customerMessage(err, 'preparing the statement'));
+  }
 }
 
 async function fetchPage(account, cursor) {
@@ -551,7 +704,10 @@ async function loadNewest() {
   let cursor = page.nextCursor;
   let pages = 1;
   const lowest = () => collected.reduce((m, e) => Math.min(m, e.seq), Infinity);
-  while (collected.length && lowest() > hs.maxSeq + 1 && cursor) {
+  // A filtered list has gaps between its seqs: there the pages are
+  // followed down to the newest entry shown, not to the one after it.
+  const reached = () => lowest() <= hs.maxSeq + (filtered() ? 0 : 1);
+  while (collected.length && !reached() && cursor) {
     if (pages >= GAP_PAGES_MAX) {
       // Too far behind to stitch: start the list over from the top.
       const fresh = newHistory(hs.account);
@@ -717,7 +873,8 @@ function renderHistoryFooter() {
   setText($('history-error-text'), err ? 'Could not load older entries. ' + err : '');
   const end = $('history-end');
   end.hidden = !(loaded && !hs.nextCursor);
-  setText(end, loaded && hs.rows.size === 0 ? 'No transactions yet · Beginning of history' : 'Beginning of history');
+  const none = filtered() ? 'No matching transactions · Beginning of history' : 'No transactions yet · Beginning of history';
+  setText(end, loaded && hs.rows.size === 0 ? none : 'Beginning of history');
 }
 
 // ---------------------------------------------------------------- pending transfers
