@@ -196,26 +196,36 @@ func (c *Channel) historyPage(ctx context.Context, cs Cursors, account string, b
 		}
 		return entries, "", nil
 	}
-	examined, err := c.store.History(ctx, account, before, c.cfg.HistoryScanMax)
-	if err != nil {
-		return nil, "", fmt.Errorf("read history: %w", err)
-	}
+	// Read in growing chunks, so a page that fills early reads little.
 	var matches []banksync.Entry
-	for _, e := range examined {
-		if !f.match(e) {
-			continue
+	examined, chunk := 0, 4*(limit+1)
+	for {
+		chunk = min(chunk, c.cfg.HistoryScanMax-examined)
+		es, err := c.store.History(ctx, account, before, chunk)
+		if err != nil {
+			return nil, "", fmt.Errorf("read history: %w", err)
 		}
-		if len(matches) == limit {
-			// A match beyond this page: the next starts below the last shown.
-			return matches, cs.encode(account, matches[limit-1].Seq), nil
+		for _, e := range es {
+			if !f.match(e) {
+				continue
+			}
+			if len(matches) == limit {
+				// A match beyond this page: the next starts below the last shown.
+				return matches, cs.encode(account, matches[limit-1].Seq), nil
+			}
+			matches = append(matches, e)
 		}
-		matches = append(matches, e)
+		examined += len(es)
+		switch {
+		case len(es) < chunk:
+			return matches, "", nil // the beginning of the history
+		case examined == c.cfg.HistoryScanMax:
+			// Older entries may follow what this page examined.
+			return matches, cs.encode(account, es[len(es)-1].Seq), nil
+		}
+		before = es[len(es)-1].Seq
+		chunk *= 4
 	}
-	if len(examined) == c.cfg.HistoryScanMax {
-		// Older entries may follow what this page examined.
-		return matches, cs.encode(account, examined[len(examined)-1].Seq), nil
-	}
-	return matches, "", nil
 }
 
 // ManualSync is the app's 불러오기 button: sync the customer's account with
