@@ -434,6 +434,18 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	b.waitFor("the long memo's row", fmt.Sprintf(`document.querySelector('#history li.tx[data-seq="%d"]') !== null`, want), 20*time.Second)
 	checkPlainApp(t, b, want, longMemo)
 	b.screen("15-app-phone")
+	// Money out, the search box and the statement form fit a phone.
+	b.do("money out on a phone", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`), chromedp.Evaluate[chromedp.Void](
+		`(() => { const k = document.querySelector('#history-kind'); k.value = 'out'; k.dispatchEvent(new Event('change')) })()`),
+		chromedp.Click(chromedp.CSS(`#statement-toggle`)))
+	b.waitFor("money out on a phone", `document.querySelectorAll('#history li.tx').length > 0 && [...document.querySelectorAll('#history li.tx .amount, #history li.tx')].every(li => !li.textContent.includes('+₩'))`, 20*time.Second)
+	if w := evalJS[bool](b, `document.documentElement.scrollWidth <= window.innerWidth`); !w {
+		t.Errorf("with the filter and the statement form open, the app is wider than a phone's window")
+	}
+	b.do("scroll to the tools", chromedp.Evaluate[chromedp.Void](`document.querySelector('.history-tools').scrollIntoView({ block: 'center' })`))
+	b.screen("21-app-phone-money-out-statement")
+	b.do("all again", chromedp.Evaluate[chromedp.Void](
+		`(() => { const k = document.querySelector('#history-kind'); k.value = ''; k.dispatchEvent(new Event('change')); document.querySelector('#statement-toggle').click() })()`))
 	b.do("open the send form", chromedp.Click(chromedp.CSS(`#transfer-toggle`)))
 	if got := evalJS[string](b, `(() => { const r = document.querySelector('#transfer-submit').getBoundingClientRect(); return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight ? 'on screen' : JSON.stringify(r) })()`); got != "on screen" {
 		t.Errorf("on a phone, the opened send form's Send button is at %s, not on screen", got)
