@@ -1,37 +1,19 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"banksync/internal/testkit"
 )
-
-// lockedBuffer is a buffer a run's goroutines may write while a test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestCoreSaysWhatItSetsUp: bench core, in miniature, says it sets up each
 // run (the baseline's too) before its results, and then what it measures
 // and verifies.
 func TestCoreSaysWhatItSetsUp(t *testing.T) {
-	var out lockedBuffer
+	var out testkit.SyncBuffer
 	results, err := Core(context.Background(), CoreConfig{DB: "sqlite", Clients: 2, Duration: 50 * time.Millisecond, Accounts: 20,
 		Baseline: true, Out: &out, Progress: &out})
 	if err != nil {

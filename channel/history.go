@@ -37,7 +37,7 @@ const (
 )
 
 // HistoryFilter narrows a scroll of the history: by direction, and by text
-// found in the counterparty or the memo (case folded, Unicode NFC). The zero
+// found in the counterparty or the memo (in lower case, Unicode NFC). The zero
 // filter is the whole history.
 type HistoryFilter struct {
 	Direction string
@@ -59,7 +59,7 @@ func (f HistoryFilter) check() (HistoryFilter, error) {
 	return f, nil
 }
 
-// fold is s as search compares it: NFC, case folded.
+// fold is s as search compares it: NFC, lower case.
 func fold(s string) string { return strings.ToLower(norm.NFC.String(s)) }
 
 func (f HistoryFilter) all() bool { return f.Direction == DirectionAll && f.Text == "" }

@@ -2,6 +2,8 @@ package channel
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -17,16 +19,20 @@ const (
 	LiveStreamsPerCustomerMax = 5
 	// LiveStreamsMax is how many live streams one replica holds open.
 	LiveStreamsMax = 1000
-	// liveCheckEvery re-reads the watched accounts even without a signal
+	// liveCheckInterval re-reads the watched accounts even without a signal
 	// from the store, so that a lost notification delays a stream, never
 	// stalls it.
-	liveCheckEvery = 5 * time.Second
-	// liveReadsEvery spaces the watcher's reads of synced seqs: in a burst
+	liveCheckInterval = 5 * time.Second
+	// liveReadsInterval spaces the watcher's reads of synced seqs: in a burst
 	// of commits it reads at most this often.
-	liveReadsEvery = 50 * time.Millisecond
+	liveReadsInterval = 50 * time.Millisecond
 	// liveBatchMax is how many entries one read of a stream returns.
 	liveBatchMax = 100
 )
+
+// ErrStreamsStopped ends a stream's Next when the channel stops its live
+// streams for a shutdown; the client reconnects to another replica.
+var ErrStreamsStopped = errors.New("live streams stopped: the channel is shutting down")
 
 // statementEnd is past every booking time: a stream reads its entries
 // through Statement with no time bounds.
@@ -48,8 +54,11 @@ type Stream struct {
 // goroutine waits for the store's Changed, reads the synced seqs of every
 // watched account in one query, and wakes the streams whose account moved.
 type live struct {
-	store  Store
-	mu     sync.Mutex
+	store   Store
+	log     *slog.Logger
+	stop    chan struct{} // closed by StopStreams
+	stopped bool
+	mu      sync.Mutex
 	byAcct map[string]map[*Stream]struct{}
 	byCust map[string]int
 	n      int
@@ -67,12 +76,16 @@ func (c *Channel) OpenStream(ctx context.Context, customer, account string, afte
 	if err != nil {
 		return nil, err
 	}
-	if after < 0 {
+	switch {
+	case after < 0:
 		after = st.SyncedSeq
+	case after > st.SyncedSeq:
+		// The history only grows: a seq past it was never sent.
+		return nil, banksync.Errorf(banksync.EINVALID, "the history holds entries through seq %d; a stream cannot start after seq %d", st.SyncedSeq, after)
 	}
 	s := &Stream{live: &c.live, customer: customer, account: account, wake: make(chan struct{}, 1)}
 	s.after.Store(after)
-	if err := c.live.add(s, c.store); err != nil {
+	if err := c.live.add(s, c.store, c.cfg.Logger); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -98,8 +111,25 @@ func (s *Stream) Next(ctx context.Context) ([]banksync.Entry, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-s.live.stop:
+			return nil, ErrStreamsStopped
 		case <-s.wake:
 		}
+	}
+}
+
+// StopStreams ends every open live stream and refuses new ones, so a
+// stopping replica's HTTP server is not held by them; their clients
+// reconnect to another replica and resume where they were.
+func (c *Channel) StopStreams() {
+	c.live.mu.Lock()
+	defer c.live.mu.Unlock()
+	if c.live.stop == nil {
+		c.live.stop = make(chan struct{})
+	}
+	if !c.live.stopped {
+		c.live.stopped = true
+		close(c.live.stop)
 	}
 }
 
@@ -108,17 +138,22 @@ func (s *Stream) Close() {
 	s.once.Do(func() { s.live.remove(s) })
 }
 
-func (l *live) add(s *Stream, store Store) error {
+func (l *live) add(s *Stream, store Store, log *slog.Logger) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
+	case l.stopped:
+		return banksync.Errorf(banksync.EUNAVAILABLE, "this replica is shutting down; try again")
 	case l.byCust[s.customer] >= LiveStreamsPerCustomerMax:
 		return banksync.Errorf(banksync.ERATELIMITED, "at most %d live streams at once", LiveStreamsPerCustomerMax)
 	case l.n >= LiveStreamsMax:
 		return banksync.Errorf(banksync.EUNAVAILABLE, "this replica holds as many live streams as it may; try again")
 	}
 	if l.byAcct == nil {
-		l.byAcct, l.byCust, l.store = map[string]map[*Stream]struct{}{}, map[string]int{}, store
+		l.byAcct, l.byCust, l.store, l.log = map[string]map[*Stream]struct{}{}, map[string]int{}, store, log
+	}
+	if l.stop == nil {
+		l.stop = make(chan struct{})
 	}
 	if l.byAcct[s.account] == nil {
 		l.byAcct[s.account] = map[*Stream]struct{}{}
@@ -147,11 +182,11 @@ func (l *live) remove(s *Stream) {
 }
 
 // watch runs while streams are open: at each change signal, or every
-// liveCheckEvery, it wakes the streams whose account's history moved past
+// liveCheckInterval, it wakes the streams whose account's history moved past
 // what they returned. A failed read is retried at the next signal or
 // check; the streams meanwhile wait, and lose nothing.
 func (l *live) watch() {
-	check := time.NewTicker(liveCheckEvery)
+	check := time.NewTicker(liveCheckInterval)
 	defer check.Stop()
 	for {
 		select {
@@ -169,13 +204,17 @@ func (l *live) watch() {
 			accounts = append(accounts, a)
 		}
 		l.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), liveCheckEvery)
+		ctx, cancel := context.WithTimeout(context.Background(), liveCheckInterval)
 		seqs, err := l.store.SyncedSeqs(ctx, accounts)
 		cancel()
-		if err == nil {
+		if err != nil {
+			// The streams wait and lose nothing; the next signal or
+			// check reads again.
+			l.log.Warn("live streams: reading synced seqs failed", "accounts", len(accounts), "err", err)
+		} else {
 			l.wakeBehind(seqs)
 		}
-		time.Sleep(liveReadsEvery)
+		time.Sleep(liveReadsInterval)
 	}
 }
 

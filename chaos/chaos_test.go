@@ -1,14 +1,13 @@
 package chaos_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"banksync/chaos"
+	"banksync/internal/testkit"
 )
 
 // A short chaos pass over two seeds: every fault kind injected at least
@@ -40,7 +39,7 @@ func TestChaosKeepsThePromises(t *testing.T) {
 // while the workload runs, how far it got every few seconds, so a run of
 // minutes is never silent.
 func TestChaosSaysWhatItIsDoing(t *testing.T) {
-	var out lockedBuffer
+	var out testkit.SyncBuffer
 	if _, err := chaos.Run(t.Context(), chaos.Config{Seed: 3, Duration: 4 * time.Second, Progress: &out}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,22 +59,4 @@ func TestChaosSaysWhatItIsDoing(t *testing.T) {
 		}
 		prev = i
 	}
-}
-
-// lockedBuffer is a buffer a run's goroutines may write while a test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -209,7 +209,7 @@ func (s *ChannelServer) Route(r *http.Request) string {
 // the token moved into one and out of the URL, which the logs and handlers
 // then never see. Every other request is returned as it came.
 func streamToken(r *http.Request) *http.Request {
-	if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/stream") || r.Header.Get("Authorization") != "" {
+	if r.Method != http.MethodGet || !isStreamPath(r.URL.Path) || r.Header.Get("Authorization") != "" {
 		return r
 	}
 	q := r.URL.Query()
@@ -222,4 +222,15 @@ func streamToken(r *http.Request) *http.Request {
 	r.URL.RawQuery = q.Encode()
 	r.Header.Set("Authorization", "Bearer "+tokens[0])
 	return r
+}
+
+// isStreamPath reports whether path is /v1/accounts/{id}/stream, the one
+// route that takes its token in the query.
+func isStreamPath(path string) bool {
+	id, ok := strings.CutPrefix(path, "/v1/accounts/")
+	if !ok {
+		return false
+	}
+	id, ok = strings.CutSuffix(id, "/stream")
+	return ok && id != "" && !strings.Contains(id, "/")
 }

@@ -50,7 +50,9 @@ func (s *ChannelServer) statement(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			// The status is sent: end the response unfinished, so the
 			// client sees a failed download, never a short statement.
-			s.log.ErrorContext(r.Context(), "statement failed while streaming", "account", account, "err", err)
+			if r.Context().Err() == nil { // not the client leaving
+				s.log.ErrorContext(r.Context(), "statement failed while streaming", "account", account, "err", err)
+			}
 			out.Flush()
 			panic(http.ErrAbortHandler)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"banksync"
+	"banksync/channel"
 )
 
 // Live stream timings.
@@ -75,6 +76,8 @@ func (s *ChannelServer) stream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			continue
+		case errors.Is(err, channel.ErrStreamsStopped):
+			return // the client reconnects to another replica
 		case err != nil:
 			s.log.ErrorContext(r.Context(), "live stream failed", "account", account, "err", err)
 			return

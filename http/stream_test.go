@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"banksync"
 	"banksync/channel"
+	"banksync/internal/testkit"
 )
 
 // sseEvent is one event read from a live stream.
@@ -138,7 +140,6 @@ func TestChannelLiveStream(t *testing.T) {
 		if st != 200 {
 			t.Fatalf("open stream = %d", st)
 		}
-		time.Sleep(100 * time.Millisecond) // the stream is registered
 		s.deposit(t, "a1=5", "live-1")
 		synced := time.Now()
 		if st, m := s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil); st != 200 {
@@ -182,6 +183,8 @@ func TestChannelLiveStream(t *testing.T) {
 			{"a missing account", "cust-a", "/v1/accounts/zz/stream", nil, 404},
 			{"Last-Event-ID not a seq", "cust-a", "/v1/accounts/a1/stream", []string{"Last-Event-ID", "x"}, 400},
 			{"after negative", "cust-a", "/v1/accounts/a1/stream?after=-1", nil, 400},
+			{"after beyond the history", "cust-a", "/v1/accounts/a1/stream?after=7", nil, 400},
+			{"Last-Event-ID beyond the history", "cust-a", "/v1/accounts/a1/stream", []string{"Last-Event-ID", "1000000000000"}, 400},
 		} {
 			if st, _ := openStream(t, s, s.srv.URL, tc.customer, tc.path, false, tc.hdr...); st != tc.status {
 				t.Errorf("%s = %d, want %d", tc.name, st, tc.status)
@@ -190,8 +193,14 @@ func TestChannelLiveStream(t *testing.T) {
 		if st, _, _ := s.do(t, "", "GET", "/v1/accounts/a1/stream?access_token=not-a-token", nil); st != 401 {
 			t.Errorf("a bad token in the query = %d, want 401", st)
 		}
-		if st, _, _ := s.do(t, "", "GET", "/v1/accounts/a1/transactions?access_token=x", nil); st != 401 {
-			t.Errorf("a token in the query of another route = %d, want 401", st)
+		tok, err := s.auth.Issue("cust-a", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/v1/accounts/a1/transactions", "/v1/transfers/stream", "/v1/accounts/a1/x/stream", "/v1/accounts/a1/stream/"} {
+			if st, _, _ := s.do(t, "", "GET", path+"?access_token="+tok, nil); st != 401 {
+				t.Errorf("a good token in the query of %s = %d, want 401: only the stream route takes one", path, st)
+			}
 		}
 
 		// cust-a holds two streams; three more fit, the sixth is refused.
@@ -203,7 +212,61 @@ func TestChannelLiveStream(t *testing.T) {
 		if st, _ := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream", false); st != 429 {
 			t.Errorf("stream %d = %d, want 429", channel.LiveStreamsPerCustomerMax+1, st)
 		}
+
+		// A shutdown's StopStreams ends the open streams and refuses new
+		// ones: their clients go to another replica.
+		s.ch.StopStreams()
+		if st, _ := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream", false); st != 503 {
+			t.Errorf("a stream after StopStreams = %d, want 503", st)
+		}
+		ended := time.After(5 * time.Second)
+		for open := true; open; {
+			select {
+			case _, open = <-again:
+			case <-ended:
+				t.Fatal("an open stream did not end within 5 s of StopStreams")
+			}
+		}
 	})
+}
+
+// TestChannelLiveStreamSlots: a stream whose client leaves gives its slot
+// back.
+func TestChannelLiveStreamSlots(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	s.setup(t, []string{"a1:cust-a"}, "a1=1000")
+	tok, err := s.auth.Issue("cust-a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cancels []context.CancelFunc
+	for range channel.LiveStreamsPerCustomerMax {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.srv.URL+"/v1/accounts/a1/stream", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("open a stream: %v %v", resp, err)
+		}
+		defer resp.Body.Close()
+	}
+	if st, _ := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream", false); st != 429 {
+		t.Fatalf("one stream too many = %d, want 429", st)
+	}
+	cancels[0]() // the client leaves
+	testkit.Eventually(t, 5*time.Second, "the slot given back", func() error {
+		if st, _ := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream", false); st != 200 {
+			return fmt.Errorf("a new stream = %d", st)
+		}
+		return nil
+	})
+	if st, _ := openStream(t, s, s.srv.URL, "cust-a", "/v1/accounts/a1/stream", true); st != 429 {
+		t.Fatalf("all slots taken again, a new stream = %d, want 429", st)
+	}
+	for _, c := range cancels[1:] {
+		c()
+	}
 }
 
 // TestChannelLiveStreamAcrossReplicas: on PostgreSQL, an entry another
@@ -217,7 +280,6 @@ func TestChannelLiveStreamAcrossReplicas(t *testing.T) {
 	if st != 200 {
 		t.Fatalf("open stream on the other replica = %d", st)
 	}
-	time.Sleep(100 * time.Millisecond)
 	s.deposit(t, "a1=5", "live-x")
 	synced := time.Now()
 	s.call(t, "cust-a", "POST", "/v1/accounts/a1/sync", nil) // applied by the first replica

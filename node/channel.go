@@ -316,6 +316,9 @@ func (n *Channel) Close() error {
 	if n.consumer != nil {
 		consumer = append(consumer, n.consumer.close)
 	}
+	if n.ch != nil {
+		n.ch.StopStreams() // else open streams hold the servers' shutdown
+	}
 	errs := []error{n.halt(false, consumer...)}
 	if n.deadLetters != nil {
 		n.deadLetters.Close()

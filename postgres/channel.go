@@ -42,6 +42,9 @@ const historyNotifyChannel = "banksync_history"
 // listenerRetry is how long the listener waits before it connects again.
 const listenerRetry = time.Second
 
+// notifyTimeout bounds Apply's notification after its commit.
+const notifyTimeout = 5 * time.Second
+
 // Constraint names the store recognises in unique violations.
 const (
 	idempotencyConstraint = "channel_transfers_idempotency"
@@ -128,6 +131,9 @@ func (s *ChannelStore) listenOnce(ctx context.Context) {
 // notification delays a live stream until the next one or its own
 // periodic check, never loses an entry.
 func (s *ChannelStore) notifyChanged(ctx context.Context) {
+	// Sent even when the caller's ctx ends right after the commit.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+	defer cancel()
 	s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, historyNotifyChannel)
 }
 

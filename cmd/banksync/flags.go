@@ -161,7 +161,8 @@ type ranged interface{ accepts() string }
 func defineNumber[T numberKind](f *flags, p *T, name, env string, def T, usage, kind string, parse func(string) (T, error)) *number[T] {
 	f.env[name] = env
 	*p = def
-	n := &number[T]{p: p, kind: kind, parse: parse, max: largest[T]()}
+	_, largest := bounds[T]()
+	n := &number[T]{p: p, kind: kind, parse: parse, max: largest}
 	f.Var(n, name, usage)
 	return n
 }
@@ -193,10 +194,11 @@ func (n *number[T]) String() string {
 }
 
 func (n *number[T]) accepts() string {
+	smallest, largest := bounds[T]()
 	switch {
-	case n.min == smallest[T]() && n.max == largest[T]():
+	case n.min == smallest && n.max == largest:
 		return n.kind
-	case n.max == largest[T]():
+	case n.max == largest:
 		return fmt.Sprintf("%s, at least %s", n.kind, format(n.min))
 	}
 	return fmt.Sprintf("%s, from %s to %s", n.kind, format(n.min), format(n.max))
@@ -211,36 +213,19 @@ func parseInt(s string) (int, error) {
 
 func parseInt64(s string) (int64, error) { return strconv.ParseInt(s, 0, 64) }
 
-// smallest and largest are T's ends: a range up to one has no end there
-// but the type's.
-func smallest[T numberKind]() T {
-	var v T
-	switch p := any(&v).(type) {
+// bounds are T's ends: a range up to one has no end there but the type's.
+func bounds[T numberKind]() (lo, hi T) {
+	switch p := any(&lo).(type) {
 	case *int:
-		*p = math.MinInt
+		*p, *any(&hi).(*int) = math.MinInt, math.MaxInt
 	case *int64:
-		*p = math.MinInt64
+		*p, *any(&hi).(*int64) = math.MinInt64, math.MaxInt64
 	case *float64:
-		*p = -math.MaxFloat64
+		*p, *any(&hi).(*float64) = -math.MaxFloat64, math.MaxFloat64
 	case *time.Duration:
-		*p = math.MinInt64
+		*p, *any(&hi).(*time.Duration) = math.MinInt64, math.MaxInt64
 	}
-	return v
-}
-
-func largest[T numberKind]() T {
-	var v T
-	switch p := any(&v).(type) {
-	case *int:
-		*p = math.MaxInt
-	case *int64:
-		*p = math.MaxInt64
-	case *float64:
-		*p = math.MaxFloat64
-	case *time.Duration:
-		*p = math.MaxInt64
-	}
-	return v
+	return lo, hi
 }
 
 func isNaN[T numberKind](v T) bool {

@@ -1,35 +1,17 @@
 package progress
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"banksync/internal/testkit"
 )
-
-// lockedBuffer is a buffer a run's goroutines may write while a test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestProgressSaysWhatIsStillRunning: a step says it starts, then, while
 // it runs, how far it got every interval; once ended it says no more.
 func TestProgressSaysWhatIsStillRunning(t *testing.T) {
-	var out lockedBuffer
+	var out testkit.SyncBuffer
 	p := New(&out, "bench test: ")
 	p.interval = time.Millisecond
 	end := p.Step("opening 10 accounts", func() string { return "4 opened" })

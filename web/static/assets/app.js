@@ -365,7 +365,11 @@ function ensureLiveStream() {
   if (!hs || !hs.loadedFirst || !state.token || typeof EventSource === 'undefined') return;
   if (live && live.history === hs && live.token === state.token && live.source.readyState !== EventSource.CLOSED) return;
   closeLiveStream();
-  const path = '/v1/accounts/' + encodeURIComponent(hs.account) + '/stream?after=' + hs.maxSeq +
+  // A filtered list's newest row may be far below the history's newest
+  // entry: start from whichever is later, so nothing old is sent again.
+  const account = state.accounts.get(hs.account);
+  const after = Math.max(hs.maxSeq, Number(account?.synced_through_seq) || 0);
+  const path = '/v1/accounts/' + encodeURIComponent(hs.account) + '/stream?after=' + after +
     '&access_token=' + encodeURIComponent(state.token);
   const source = new EventSource(path);
   live = { source, account: hs.account, token: state.token, history: hs };
