@@ -59,10 +59,10 @@ type live struct {
 	stop    chan struct{} // closed by StopStreams
 	stopped bool
 	mu      sync.Mutex
-	byAcct map[string]map[*Stream]struct{}
-	byCust map[string]int
-	n      int
-	active bool // the watcher goroutine runs
+	byAcct  map[string]map[*Stream]struct{}
+	byCust  map[string]int
+	n       int
+	active  bool // the watcher goroutine runs
 }
 
 // OpenStream opens a live stream of the customer's account that starts
