@@ -13,6 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"banksync"
 )
@@ -98,6 +101,10 @@ type ConsumerConfig struct {
 	// 0 takes the default, a negative value stops them at once.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// Tracer, set, gives each record that carries a traceparent a span,
+	// a child of the request that wrote its entry at core, from its lane
+	// taking it to its apply; nil traces nothing.
+	Tracer trace.Tracer
 
 	// UnsafeCommitBeforeApply completes each record as soon as it is
 	// dispatched, so offsets are committed past records not yet applied
@@ -209,6 +216,30 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// traceApply starts a span for each record of recs that carries a
+// traceparent, as that trace's child, and returns what ends them.
+func (c *Consumer) traceApply(recs []*kgo.Record, events map[*kgo.Record]banksync.LedgerEvent) func() {
+	var spans []trace.Span
+	for _, r := range recs {
+		for _, h := range r.Headers {
+			if h.Key != banksync.HeaderTraceParent {
+				continue
+			}
+			parent := propagation.TraceContext{}.Extract(context.Background(),
+				propagation.MapCarrier{banksync.HeaderTraceParent: string(h.Value)})
+			_, span := c.cfg.Tracer.Start(parent, "banksync.channel.apply", trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(attribute.String("banksync.account", events[r].AccountID), attribute.Int64("banksync.seq", events[r].Seq),
+					attribute.Int("messaging.kafka.partition", int(r.Partition)), attribute.Int64("messaging.kafka.offset", r.Offset)))
+			spans = append(spans, span)
+		}
+	}
+	return func() {
+		for _, s := range spans {
+			s.End()
+		}
+	}
+}
+
 // handleBatch applies one lane's records: all their accounts in one
 // ApplyBatch, so many records share a database transaction. An account
 // whose entries did not all apply goes record by record through handle's
@@ -235,6 +266,9 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) {
 		}
 		groups[ev.AccountID] = append(groups[ev.AccountID], r)
 		events[r] = ev
+	}
+	if c.cfg.Tracer != nil {
+		defer c.traceApply(recs, events)()
 	}
 	entries := make([][]banksync.Entry, len(accounts))
 	for i, a := range accounts {

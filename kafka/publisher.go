@@ -239,6 +239,9 @@ func (p *Publisher) Publish(ctx context.Context, entries []banksync.Entry) error
 				{Key: HeaderEventID, Value: []byte(strconv.FormatInt(e.Position, 10))},
 			},
 		}
+		if tp := banksync.EntryTraceParent(ctx, e.Position); tp != "" {
+			records[i].Headers = append(records[i].Headers, kgo.RecordHeader{Key: banksync.HeaderTraceParent, Value: []byte(tp)})
+		}
 	}
 
 	var (

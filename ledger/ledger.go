@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"banksync"
 )
 
@@ -44,6 +46,9 @@ type Config struct {
 	Now                func() time.Time
 	Logger             *slog.Logger
 	Observer           Observer // told of each commit, for metrics; nil observes nothing
+	// Tracer, set, traces each request from its queueing to its commit;
+	// nil traces nothing.
+	Tracer trace.Tracer
 }
 
 // Observer is told what the writer commits. Its methods must be quick.
@@ -85,6 +90,7 @@ type Ledger struct {
 
 	queue     chan *request
 	committed chan struct{} // a token after each commit that wrote entries
+	traces    traceParents  // traced requests' entries, for the relay
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -169,6 +175,11 @@ type result struct {
 // submit queues r for the writer and waits for its outcome. A caller that
 // gives up (ctx done) may leave r executed; the transfer id tells.
 func (l *Ledger) submit(ctx context.Context, r *request) result {
+	if l.cfg.Tracer != nil {
+		var span trace.Span
+		ctx, span = l.cfg.Tracer.Start(ctx, "banksync.ledger.commit")
+		defer span.End()
+	}
 	if err := l.enqueue(ctx, r); err != nil {
 		return result{err: err}
 	}

@@ -34,6 +34,12 @@ type RelayConfig struct {
 	// Published, when set, is told of each round published: how many
 	// entries, and how long the oldest of them waited since it was booked.
 	Published func(entries int, lag time.Duration)
+	// Traces, when set, gives the traceparents of traced requests'
+	// entries, which the publisher puts in their records (the Ledger).
+	Traces interface {
+		TraceParents(entries []banksync.Entry) map[int64]string
+		ForgetTraceParents(entries []banksync.Entry)
+	}
 }
 
 // Relay is the outbox relay: it publishes committed entries in commit order
@@ -102,8 +108,15 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 	if err != nil || len(entries) == 0 {
 		return 0, err
 	}
-	if err := r.pub.Publish(ctx, entries); err != nil {
+	pctx := ctx
+	if r.cfg.Traces != nil {
+		pctx = banksync.WithEntryTraces(ctx, r.cfg.Traces.TraceParents(entries))
+	}
+	if err := r.pub.Publish(pctx, entries); err != nil {
 		return 0, fmt.Errorf("publish %d entries after position %d: %w", len(entries), pos, err)
+	}
+	if r.cfg.Traces != nil {
+		r.cfg.Traces.ForgetTraceParents(entries)
 	}
 	last := entries[len(entries)-1].Position
 	if err := r.store.SetRelayPosition(ctx, last); err != nil {

@@ -109,6 +109,9 @@ func (l *Ledger) commitBatch(batch []*request) {
 			if l.cfg.Observer != nil {
 				l.cfg.Observer.Committed(len(batch), len(s.out.Entries), time.Since(start))
 			}
+			for i, r := range batch {
+				l.traces.put(r.logCtx, results[i].entries)
+			}
 			if s.position != l.lastPosition {
 				l.lastPosition = s.position
 				select {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"banksync/channel"
 	bhttp "banksync/http"
@@ -56,6 +57,11 @@ type ChannelConfig struct {
 	// largest amount, the clock; its Logger and Observer are set here.
 	Channel channel.Config
 	Logger  *slog.Logger
+
+	// Tracing, set, traces each customer request on into core, and each
+	// applied record that carries a trace from core (OTLPTracing); nil
+	// traces nothing.
+	Tracing trace.TracerProvider
 
 	// Demo, when set, serves the demo's own endpoints under /demo/.
 	Demo http.Handler
@@ -120,7 +126,7 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 			return n, err
 		}
 		cc := cfg.Consumer
-		cc.Conn, cc.Logger = conn, cfg.Logger
+		cc.Conn, cc.Logger, cc.Tracer = conn, cfg.Logger, tracer(cfg.Tracing, "banksync/kafka")
 		// The repair, the admin API and the gauge read the topic the
 		// consumer writes its letters to.
 		cc.DLQTopic = cmp.Or(cc.DLQTopic, kafka.DLQTopicOf(cc.Topic))
@@ -185,7 +191,8 @@ func (n *Channel) serve(cfg ChannelConfig, reg *prometheus.Registry, checks map[
 		TransferLimit: perSecond(cfg.RateTransfers), ReadLimit: perSecond(cfg.RateReads),
 	})
 	root.Handle("/", api)
-	n.api, err = serve(&n.wg, "channel", cfg.Listen, root, muxRoute(root, api, adminAPI), nil, httpMetrics, cfg.Logger)
+	route := muxRoute(root, api, adminAPI)
+	n.api, err = serve(&n.wg, "channel", cfg.Listen, traced(cfg.Tracing, root, route), route, nil, httpMetrics, cfg.Logger)
 	return err
 }
 
@@ -220,7 +227,7 @@ func OpenDomain(ctx context.Context, cfg ChannelConfig) (*Domain, error) {
 	if cfg.WrapStore != nil {
 		d.Store = cfg.WrapStore(store)
 	}
-	d.core = bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, coreTransport)
+	d.core = bhttp.NewCoreClient(strings.TrimSuffix(cfg.CoreURL, "/"), cfg.ServiceToken, tracedTransport(cfg.Tracing, coreTransport))
 	domain := cfg.Channel
 	domain.Logger = cfg.Logger
 	d.Channel = channel.New(d.Store, d.core, domain)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	bhttp "banksync/http"
 	"banksync/kafka"
 	"banksync/ledger"
@@ -43,6 +45,10 @@ type CoreConfig struct {
 	// WrapPublisher, set, wraps what the relay publishes through: the
 	// in-process chaos run's publisher of undecodable events.
 	WrapPublisher func(ledger.Publisher) ledger.Publisher
+	// Tracing, set, traces each request through the ledger's commit and
+	// puts its traceparent in the entries' Kafka records (OTLPTracing);
+	// nil traces nothing.
+	Tracing trace.TracerProvider
 }
 
 // Core is a running core: store, ledger, relay and HTTP server.
@@ -80,7 +86,7 @@ func StartCore(ctx context.Context, cfg CoreConfig) (n *Core, err error) {
 	reg := metrics.NewRegistry()
 	m := metrics.NewLedger(reg, func(ctx context.Context) (int64, error) { return n.ledger.OutboxBacklog(ctx) })
 	n.ledger, err = ledger.Open(ctx, n.store, ledger.Config{AmountMax: cfg.AmountMax, BatchSizeMax: cfg.BatchSizeMax, Logger: cfg.Logger, Observer: m,
-		Now: cfg.Now})
+		Now: cfg.Now, Tracer: tracer(cfg.Tracing, "banksync/ledger")})
 	if err != nil {
 		return n, err
 	}
@@ -112,7 +118,8 @@ func StartCore(ctx context.Context, cfg CoreConfig) (n *Core, err error) {
 	root := probes(http.NewServeMux())
 	root.Handle("/openapi.yaml", bhttp.CoreOpenAPI()) // any method: it answers 405 itself
 	root.Handle("/", api)
-	if n.api, err = serve(&n.wg, "core", cfg.Listen, root, muxRoute(root, api), tlsCfg, httpMetrics, cfg.Logger); err != nil {
+	route := muxRoute(root, api)
+	if n.api, err = serve(&n.wg, "core", cfg.Listen, traced(cfg.Tracing, root, route), route, tlsCfg, httpMetrics, cfg.Logger); err != nil {
 		return n, err
 	}
 	return n, nil
@@ -150,7 +157,11 @@ func (n *Core) startRelay(ctx, runCtx context.Context, cfg CoreConfig, m *metric
 	if cfg.WrapPublisher != nil {
 		pub = cfg.WrapPublisher(pub)
 	}
-	n.relay = ledger.NewRelay(n.store, pub, ledger.RelayConfig{Wake: n.ledger.Committed(), Logger: cfg.Logger, Published: m.Published})
+	rc := ledger.RelayConfig{Wake: n.ledger.Committed(), Logger: cfg.Logger, Published: m.Published}
+	if cfg.Tracing != nil {
+		rc.Traces = n.ledger
+	}
+	n.relay = ledger.NewRelay(n.store, pub, rc)
 	n.wg.Go(func() { n.relay.Run(runCtx) })
 	return nil
 }

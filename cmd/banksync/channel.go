@@ -48,6 +48,7 @@ func (channelCommand) Run(ctx context.Context, args []string) (err error) {
 	f.Int64(&cfg.Channel.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest transfer, in won (as core's)").within(1, math.MaxInt64)
 	kafkaSec := f.kafkaSecurityFlags()
 	logger := f.logFlags("json")
+	tracing := f.tracingFlags()
 	chaosSw := f.chaosFlags()
 	if err := f.parse(args); err != nil {
 		return err
@@ -68,6 +69,12 @@ func (channelCommand) Run(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	cfg.Logger = log
+	tp, stopTracing, err := tracing(ctx, "banksync-channel")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	cfg.Tracing = tp
 	replica, err := node.StartChannel(ctx, cfg)
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 	f.Int64(&c.cfg.AmountMax, "amount-max", "BANKSYNC_AMOUNT_MAX", banksync.AmountMaxDefault, "largest amount of one transfer or deposit, in won").within(1, math.MaxInt64)
 	kafkaSec := f.kafkaSecurityFlags()
 	logger := f.logFlags("json")
+	tracing := f.tracingFlags()
 	chaosSw := f.chaosFlags()
 	if err := f.parse(args); err != nil {
 		return err
@@ -60,6 +61,12 @@ func (c *coreCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	c.cfg.Logger = log
+	tp, stopTracing, err := tracing(ctx, "banksync-core")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	c.cfg.Tracing = tp
 	core, err := node.StartCore(ctx, c.cfg)
 	if err != nil {
 		return err
