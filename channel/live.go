@@ -2,6 +2,10 @@ package channel
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"math"
@@ -233,4 +237,60 @@ func (l *live) wakeBehind(seqs map[string]int64) {
 			}
 		}
 	}
+}
+
+// StreamTicket returns a ticket for the customer's live stream of account,
+// and when it expires; authorised as a read.
+func (c *Channel) StreamTicket(ctx context.Context, cs Cursors, customer, account string) (string, time.Time, error) {
+	if _, err := c.authorize(ctx, customer, account); err != nil {
+		return "", time.Time{}, err
+	}
+	exp := c.cfg.Now().Add(StreamTicketTTL).Truncate(time.Second)
+	return cs.StreamTicket(customer, account, exp), exp, nil
+}
+
+// StreamTicketTTL is how long a stream ticket opens a stream for. A stream
+// opened with it runs on (at most its lifetime); a reconnect after the
+// ticket expired needs a new one.
+const StreamTicketTTL = 5 * time.Minute
+
+// StreamTicket returns a ticket that lets customer open a live stream of
+// account until exp: what an EventSource, which cannot send a header,
+// carries in its URL instead of the customer's bearer token. It is signed
+// with the cursor key, so any replica takes it, and it opens nothing else.
+func (cs Cursors) StreamTicket(customer, account string, exp time.Time) string {
+	payload := binary.BigEndian.AppendUint64(nil, uint64(exp.Unix()))
+	payload = append(payload, customer...)
+	return base64.RawURLEncoding.EncodeToString(append(payload, cs.ticketMAC(account, payload)...))
+}
+
+// CheckStreamTicket returns the customer a ticket was made for, if it is
+// one of StreamTicket's for account and has not expired at now.
+func (cs Cursors) CheckStreamTicket(ticket, account string, now time.Time) (string, error) {
+	bad := banksync.Errorf(banksync.EUNAUTHORIZED, "the stream ticket is not valid for this account, or has expired")
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(ticket)
+	if err != nil || len(raw) <= 8+cursorMACLength {
+		return "", bad
+	}
+	payload, mac := raw[:len(raw)-cursorMACLength], raw[len(raw)-cursorMACLength:]
+	if !hmac.Equal(mac, cs.ticketMAC(account, payload)) {
+		return "", bad
+	}
+	if !now.Before(time.Unix(int64(binary.BigEndian.Uint64(payload[:8])), 0)) {
+		return "", bad
+	}
+	customer := string(payload[8:])
+	if !banksync.ValidID(customer) {
+		return "", bad
+	}
+	return customer, nil
+}
+
+func (cs Cursors) ticketMAC(account string, payload []byte) []byte {
+	m := hmac.New(sha256.New, cs.key)
+	m.Write([]byte("stream ticket\x00"))
+	m.Write([]byte(account))
+	m.Write([]byte{0})
+	m.Write(payload)
+	return m.Sum(nil)[:cursorMACLength]
 }

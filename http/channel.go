@@ -49,6 +49,7 @@ func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServ
 	s.mux.HandleFunc("GET /v1/accounts/{id}/transactions", s.history)
 	s.mux.HandleFunc("GET /v1/accounts/{id}/statement", s.statement)
 	s.mux.HandleFunc("GET /v1/accounts/{id}/stream", s.stream)
+	s.mux.HandleFunc("POST /v1/accounts/{id}/stream-ticket", s.streamTicket)
 	s.mux.HandleFunc("POST /v1/accounts/{id}/sync", s.sync)
 	s.mux.HandleFunc("/", NoRoute(s.mux, s.log))
 	return s
@@ -57,8 +58,7 @@ func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServ
 // ServeHTTP authenticates the customer, takes the request from their
 // budget, then routes.
 func (s *ChannelServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r = streamToken(r)
-	customer, err := s.auth.Authenticate(r)
+	customer, err := s.authenticate(r)
 	if err != nil {
 		s.log.DebugContext(r.Context(), "customer not authenticated", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("WWW-Authenticate", "Bearer")
@@ -203,34 +203,41 @@ func (s *ChannelServer) Route(r *http.Request) string {
 	return pattern
 }
 
-// streamToken lets a live stream carry its bearer token in the query's
-// access_token, since a browser's EventSource cannot set a header: for GET
-// /v1/accounts/{id}/stream with no Authorization header, it returns r with
-// the token moved into one and out of the URL, which the logs and handlers
-// then never see. Every other request is returned as it came.
-func streamToken(r *http.Request) *http.Request {
-	if r.Method != http.MethodGet || !isStreamPath(r.URL.Path) || r.Header.Get("Authorization") != "" {
-		return r
+// authenticate returns the customer a request is from: its bearer token's
+// subject, or, for GET /v1/accounts/{id}/stream with no Authorization
+// header, the customer its ticket query parameter was made for (an
+// EventSource cannot send a header, and a bearer token in a URL would land
+// in every proxy's access log).
+func (s *ChannelServer) authenticate(r *http.Request) (string, error) {
+	account, stream := streamAccount(r.URL.Path)
+	if tickets := r.URL.Query()["ticket"]; stream && r.Method == http.MethodGet && len(tickets) == 1 && r.Header.Get("Authorization") == "" {
+		return s.cursors.CheckStreamTicket(tickets[0], account, time.Now())
 	}
-	q := r.URL.Query()
-	tokens := q["access_token"]
-	if len(tokens) != 1 {
-		return r
-	}
-	r = r.Clone(r.Context())
-	q.Del("access_token")
-	r.URL.RawQuery = q.Encode()
-	r.Header.Set("Authorization", "Bearer "+tokens[0])
-	return r
+	return s.auth.Authenticate(r)
 }
 
-// isStreamPath reports whether path is /v1/accounts/{id}/stream, the one
-// route that takes its token in the query.
-func isStreamPath(path string) bool {
+// streamAccount returns the account of a /v1/accounts/{id}/stream path.
+func streamAccount(path string) (string, bool) {
 	id, ok := strings.CutPrefix(path, "/v1/accounts/")
 	if !ok {
-		return false
+		return "", false
 	}
 	id, ok = strings.CutSuffix(id, "/stream")
-	return ok && id != "" && !strings.Contains(id, "/")
+	return id, ok && id != "" && !strings.Contains(id, "/")
+}
+
+// streamTicket answers POST /v1/accounts/{id}/stream-ticket with a ticket
+// that opens the account's live stream: {"ticket", "expires_at"}.
+func (s *ChannelServer) streamTicket(w http.ResponseWriter, r *http.Request) {
+	account := r.PathValue("id")
+	addLog(r.Context(), LogAccount, account)
+	ticket, exp, err := s.ch.StreamTicket(r.Context(), s.cursors, customerOf(r), account)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Ticket    string    `json:"ticket"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}{ticket, exp.UTC()})
 }

@@ -592,6 +592,8 @@ func TestChannelBOLA(t *testing.T) {
 				{"transactions with cursor", "GET", "/v1/accounts/" + acct + "/transactions?limit=1&cursor=" + aCursor, nil},
 				{"sync", "POST", "/v1/accounts/" + acct + "/sync", nil},
 				{"statement", "GET", "/v1/accounts/" + acct + "/statement?from=2020-01-01&to=2099-12-31", nil},
+				{"stream ticket", "POST", "/v1/accounts/" + acct + "/stream-ticket", nil},
+				{"stream", "GET", "/v1/accounts/" + acct + "/stream", nil},
 				{"transfer from it", "POST", "/v1/transfers", map[string]any{"from_account": acct, "to_account": "b1", "amount": 1}},
 			}
 		}

@@ -770,6 +770,8 @@ func TestOpenAPIChannel(t *testing.T) {
 		c("GET", "/v1/accounts/a1/statement?from=2026-02-01&to=2026-01-31", "", 400, banksync.EINVALID),
 		c("GET", "/v1/accounts/a1/statement?to=2026-01-31", "", 400, banksync.EINVALID).refused(),
 		c("GET", "/v1/accounts/b1/stream", "", 404, banksync.ENOTFOUND),
+		c("POST", "/v1/accounts/a1/stream-ticket", "", 200, ""),
+		c("POST", "/v1/accounts/b1/stream-ticket", "", 404, banksync.ENOTFOUND),
 		c("GET", "/v1/accounts/a1/stream?after=x", "", 400, banksync.EINVALID).refused(),
 		c("GET", "/v1/accounts/a1/transactions?limit=0", "", 400, banksync.EINVALID).refused(),
 		c("GET", "/v1/accounts/a1/transactions?limit=abc", "", 400, banksync.EINVALID).refused(),

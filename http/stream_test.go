@@ -26,21 +26,28 @@ type sseEvent struct {
 	at    time.Time
 }
 
-// openStream opens a live stream at srv's path for customer (the token in
-// the query's access_token when inQuery) with the given headers, and
-// returns its status and, for a 200, its events as they come.
-func openStream(t *testing.T, s *stack, srvURL, customer, path string, inQuery bool, hdr ...string) (int, <-chan sseEvent) {
+// openStream opens a live stream at srv's path for customer (with a
+// stream ticket in the query, as an EventSource does, when byTicket; else
+// with the bearer token in its header) and the given headers, and returns
+// its status and, for a 200, its events as they come.
+func openStream(t *testing.T, s *stack, srvURL, customer, path string, byTicket bool, hdr ...string) (int, <-chan sseEvent) {
 	t.Helper()
 	tok, err := s.auth.Issue(customer, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inQuery {
+	inQuery := byTicket
+	if byTicket {
+		account := strings.TrimSuffix(strings.TrimPrefix(strings.SplitN(path, "?", 2)[0], "/v1/accounts/"), "/stream")
+		st, m := s.call(t, customer, "POST", "/v1/accounts/"+account+"/stream-ticket", nil)
+		if st != 200 {
+			return st, nil
+		}
 		sep := "?"
 		if strings.Contains(path, "?") {
 			sep = "&"
 		}
-		path += sep + "access_token=" + url.QueryEscape(tok)
+		path += sep + "ticket=" + url.QueryEscape(m["ticket"].(string))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -190,17 +197,30 @@ func TestChannelLiveStream(t *testing.T) {
 				t.Errorf("%s = %d, want %d", tc.name, st, tc.status)
 			}
 		}
-		if st, _, _ := s.do(t, "", "GET", "/v1/accounts/a1/stream?access_token=not-a-token", nil); st != 401 {
-			t.Errorf("a bad token in the query = %d, want 401", st)
-		}
+		// Tickets: made for one customer's one account, for a while; the
+		// bearer token itself is never taken from a URL.
 		tok, err := s.auth.Issue("cust-a", time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, path := range []string{"/v1/accounts/a1/transactions", "/v1/transfers/stream", "/v1/accounts/a1/x/stream", "/v1/accounts/a1/stream/"} {
-			if st, _, _ := s.do(t, "", "GET", path+"?access_token="+tok, nil); st != 401 {
-				t.Errorf("a good token in the query of %s = %d, want 401: only the stream route takes one", path, st)
+		cs := channel.NewCursors([]byte("test cursor secret"))
+		good := cs.StreamTicket("cust-a", "a1", time.Now().Add(time.Minute))
+		for _, tc := range []struct{ name, path string }{
+			{"a bearer token in the query", "/v1/accounts/a1/stream?access_token=" + tok},
+			{"not a ticket", "/v1/accounts/a1/stream?ticket=not-a-ticket"},
+			{"another account's ticket", "/v1/accounts/b1/stream?ticket=" + good},
+			{"an expired ticket", "/v1/accounts/a1/stream?ticket=" + cs.StreamTicket("cust-a", "a1", time.Now().Add(-time.Second))},
+			{"a ticket signed with another key", "/v1/accounts/a1/stream?ticket=" + channel.NewCursors([]byte("x")).StreamTicket("cust-a", "a1", time.Now().Add(time.Minute))},
+			{"a ticket twice", "/v1/accounts/a1/stream?ticket=" + good + "&ticket=" + good},
+			{"a ticket on another route", "/v1/accounts/a1/transactions?ticket=" + good},
+			{"a ticket on a look-alike route", "/v1/accounts/a1/x/stream?ticket=" + good},
+		} {
+			if st, _, _ := s.do(t, "", "GET", tc.path, nil); st != 401 {
+				t.Errorf("%s = %d, want 401", tc.name, st)
 			}
+		}
+		if st, _, _ := s.do(t, "cust-b", "POST", "/v1/accounts/a1/stream-ticket", nil); st != 404 {
+			t.Errorf("a ticket for another customer's account = %d, want 404", st)
 		}
 
 		// cust-a holds two streams; three more fit, the sixth is refused.

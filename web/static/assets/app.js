@@ -350,53 +350,66 @@ async function refreshOnce(epoch) {
 
 // ---------------------------------------------------------------- live
 
-let live = null; // { source, account, token, history }
+let live = null; // { opening, source, account, token, history }
 
 /**
  * ensureLiveStream keeps one Server-Sent Events stream open for the shown
  * history, so a new entry appears as soon as the channel has it, without
  * waiting for the next refresh. It starts after the newest entry shown; the
  * browser reconnects by itself with Last-Event-ID, and a stream the server
- * closed for good (a 4xx, such as an expired token) is opened again here at
- * the next refresh.
+ * closed for good (a 4xx, such as an expired ticket) is opened again here,
+ * with a new ticket, at the next refresh.
  */
 function ensureLiveStream() {
   const hs = state.history;
   if (!hs || !hs.loadedFirst || !state.token || typeof EventSource === 'undefined') return;
-  if (live && live.history === hs && live.token === state.token && live.source.readyState !== EventSource.CLOSED) return;
+  if (live && live.history === hs && live.token === state.token && (live.opening || live.source.readyState !== EventSource.CLOSED)) return;
   closeLiveStream();
-  // A filtered list's newest row may be far below the history's newest
-  // entry: start from whichever is later, so nothing old is sent again.
-  const account = state.accounts.get(hs.account);
-  const after = Math.max(hs.maxSeq, Number(account?.synced_through_seq) || 0);
-  const path = '/v1/accounts/' + encodeURIComponent(hs.account) + '/stream?after=' + after +
-    '&access_token=' + encodeURIComponent(state.token);
-  const source = new EventSource(path);
-  live = { source, account: hs.account, token: state.token, history: hs };
-  source.addEventListener('entry', (ev) => {
-    if (state.history !== hs) return;
-    let e;
-    try {
-      e = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    if (!e || !Number.isSafeInteger(e.seq)) return;
-    const a = state.accounts.get(hs.account);
-    if (a) mergeAccount({ ...a, balance: e.balance_after, synced_through_seq: e.seq });
-    if (!matchesFilter(e)) return;
-    insertEntries(hs, [e], true);
-    const li = hs.rows.get(e.seq);
-    if (li && !li.dataset.via) {
-      li.dataset.via = 'stream';
-      li.dataset.shownAt = String(Date.now());
-    }
-    renderHistoryFooter();
+  const token = state.token;
+  const opening = { opening: true, account: hs.account, token, history: hs, source: null };
+  live = opening;
+  // The stream's URL carries a short ticket for this account, never the
+  // bearer token: URLs end up in logs.
+  api('/v1/accounts/' + encodeURIComponent(hs.account) + '/stream-ticket', { method: 'POST', token }).then(({ data }) => {
+    if (live !== opening || !data || typeof data.ticket !== 'string') return;
+    // A filtered list's newest row may be far below the history's newest
+    // entry: start from whichever is later, so nothing old is sent again.
+    const account = state.accounts.get(hs.account);
+    const after = Math.max(hs.maxSeq, Number(account?.synced_through_seq) || 0);
+    const source = new EventSource('/v1/accounts/' + encodeURIComponent(hs.account) + '/stream?after=' + after +
+      '&ticket=' + encodeURIComponent(data.ticket));
+    live = { opening: false, account: hs.account, token, history: hs, source };
+    source.addEventListener('entry', (ev) => onLiveEntry(hs, ev));
+  }).catch((err) => {
+    if (live === opening) live = null; // tried again at the next refresh
+    handleAuth(err);
   });
 }
 
+/** onLiveEntry puts an entry the live stream brought into the list. */
+function onLiveEntry(hs, ev) {
+  if (state.history !== hs) return;
+  let e;
+  try {
+    e = JSON.parse(ev.data);
+  } catch {
+    return;
+  }
+  if (!e || !Number.isSafeInteger(e.seq)) return;
+  const a = state.accounts.get(hs.account);
+  if (a) mergeAccount({ ...a, balance: e.balance_after, synced_through_seq: e.seq });
+  if (!matchesFilter(e)) return;
+  insertEntries(hs, [e], true);
+  const li = hs.rows.get(e.seq);
+  if (li && !li.dataset.via) {
+    li.dataset.via = 'stream';
+    li.dataset.shownAt = String(Date.now());
+  }
+  renderHistoryFooter();
+}
+
 function closeLiveStream() {
-  live?.source.close();
+  live?.source?.close();
   live = null;
 }
 
