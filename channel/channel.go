@@ -150,7 +150,8 @@ type Channel struct {
 	applied   meter       // history entries written, for the operations view
 	decisions decisionLog // the reconciler's recent decisions
 
-	live live // the open live streams (live.go)
+	live   live        // the open live streams (live.go)
+	traces entryTraces // applied entries' traces, for their live push (live.go)
 }
 
 // New returns a Channel over store and core.

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"banksync"
 )
 
@@ -293,4 +295,51 @@ func (cs Cursors) ticketMAC(account string, payload []byte) []byte {
 	m.Write([]byte{0})
 	m.Write(payload)
 	return m.Sum(nil)[:cursorMACLength]
+}
+
+// tracesMax bounds how many applied entries' traces the channel keeps for
+// their live push; the oldest are forgotten first.
+const tracesMax = 65_536
+
+// entryTraces remembers the trace each applied entry came with, by account
+// and seq, so its live push joins that trace.
+type entryTraces struct {
+	mu    sync.Mutex
+	by    map[entryKey]trace.SpanContext
+	order []entryKey
+}
+
+type entryKey struct {
+	account string
+	seq     int64
+}
+
+// NoteTrace remembers that the entry account/seq was applied within the
+// trace of sc (the consumer's apply span), for its live push.
+func (c *Channel) NoteTrace(account string, seq int64, sc trace.SpanContext) {
+	if !sc.IsValid() {
+		return
+	}
+	t := &c.traces
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.by == nil {
+		t.by = make(map[entryKey]trace.SpanContext)
+	}
+	k := entryKey{account, seq}
+	t.by[k] = sc
+	t.order = append(t.order, k)
+	for len(t.order) > tracesMax {
+		delete(t.by, t.order[0])
+		t.order = t.order[1:]
+	}
+}
+
+// TraceOf is the trace the entry account/seq was applied within, if the
+// channel remembers one.
+func (c *Channel) TraceOf(account string, seq int64) (trace.SpanContext, bool) {
+	c.traces.mu.Lock()
+	defer c.traces.mu.Unlock()
+	sc, ok := c.traces.by[entryKey{account, seq}]
+	return sc, ok
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"banksync"
 	"banksync/channel"
 )
@@ -20,6 +22,9 @@ type ChannelServerConfig struct {
 	// Per-customer budgets, per replica: transfers (POST /v1/transfers),
 	// and everything else (reads and syncs). Zero is no limit.
 	TransferLimit, ReadLimit RateLimit
+	// Tracer, set, gives each live push of an entry that was applied
+	// within a trace a span in that trace; nil traces nothing.
+	Tracer trace.Tracer
 }
 
 // ChannelServer serves the customer-facing API of the channel tier. Every
@@ -34,6 +39,7 @@ type ChannelServer struct {
 	mux       *http.ServeMux
 	transfers *limiter
 	reads     *limiter
+	tracer    trace.Tracer
 }
 
 // NewChannelServer returns the customer API over ch.
@@ -42,7 +48,7 @@ func NewChannelServer(ch *channel.Channel, cfg ChannelServerConfig) *ChannelServ
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &ChannelServer{ch: ch, auth: cfg.Auth, cursors: cfg.Cursors, log: cfg.Logger, mux: http.NewServeMux(),
-		transfers: newLimiter(cfg.TransferLimit), reads: newLimiter(cfg.ReadLimit)}
+		transfers: newLimiter(cfg.TransferLimit), reads: newLimiter(cfg.ReadLimit), tracer: cfg.Tracer}
 	s.mux.HandleFunc("POST /v1/transfers", s.submit)
 	s.mux.HandleFunc("GET /v1/transfers/{id}", s.transfer)
 	s.mux.HandleFunc("GET /v1/accounts", s.accounts)

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"banksync"
 	"banksync/channel"
 )
@@ -87,7 +90,10 @@ func (s *ChannelServer) stream(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return
 			}
-			if send("id: %d\nevent: entry\ndata: %s\n\n", e.Seq, data) != nil {
+			end := s.tracePush(e)
+			err = send("id: %d\nevent: entry\ndata: %s\n\n", e.Seq, data)
+			end()
+			if err != nil {
 				return
 			}
 		}
@@ -113,4 +119,20 @@ func streamStart(r *http.Request) (int64, error) {
 		return 0, banksync.Errorf(banksync.EINVALID, "%s must be a seq, a whole number of 0 or more", name)
 	}
 	return n, nil
+}
+
+// tracePush starts the span of e's live push, in the trace e was applied
+// within, if the channel traces and remembers it; it returns what ends it.
+func (s *ChannelServer) tracePush(e banksync.Entry) func() {
+	if s.tracer == nil {
+		return func() {}
+	}
+	sc, ok := s.ch.TraceOf(e.AccountID, e.Seq)
+	if !ok {
+		return func() {}
+	}
+	_, span := s.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), sc), "banksync.channel.push",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("banksync.account", e.AccountID), attribute.Int64("banksync.seq", e.Seq)))
+	return func() { span.End() }
 }

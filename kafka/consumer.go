@@ -105,6 +105,10 @@ type ConsumerConfig struct {
 	// a child of the request that wrote its entry at core, from its lane
 	// taking it to its apply; nil traces nothing.
 	Tracer trace.Tracer
+	// Traced, set with Tracer, is told of each traced record's entry and
+	// its apply span as the span starts, before the entry can be pushed to
+	// a live stream: the channel's live push joins that trace.
+	Traced func(account string, seq int64, span trace.SpanContext)
 
 	// UnsafeCommitBeforeApply completes each record as soon as it is
 	// dispatched, so offsets are committed past records not yet applied
@@ -230,6 +234,9 @@ func (c *Consumer) traceApply(recs []*kgo.Record, events map[*kgo.Record]banksyn
 			_, span := c.cfg.Tracer.Start(parent, "banksync.channel.apply", trace.WithSpanKind(trace.SpanKindConsumer),
 				trace.WithAttributes(attribute.String("banksync.account", events[r].AccountID), attribute.Int64("banksync.seq", events[r].Seq),
 					attribute.Int("messaging.kafka.partition", int(r.Partition)), attribute.Int64("messaging.kafka.offset", r.Offset)))
+			if c.cfg.Traced != nil {
+				c.cfg.Traced(events[r].AccountID, events[r].Seq, span.SpanContext())
+			}
 			spans = append(spans, span)
 		}
 	}

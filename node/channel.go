@@ -127,6 +127,9 @@ func StartChannel(ctx context.Context, cfg ChannelConfig) (n *Channel, err error
 		}
 		cc := cfg.Consumer
 		cc.Conn, cc.Logger, cc.Tracer = conn, cfg.Logger, tracer(cfg.Tracing, "banksync/kafka")
+		if cc.Tracer != nil {
+			cc.Traced = n.ch.NoteTrace
+		}
 		// The repair, the admin API and the gauge read the topic the
 		// consumer writes its letters to.
 		cc.DLQTopic = cmp.Or(cc.DLQTopic, kafka.DLQTopicOf(cc.Topic))
@@ -188,7 +191,7 @@ func (n *Channel) serve(cfg ChannelConfig, reg *prometheus.Registry, checks map[
 	}
 	api := bhttp.NewChannelServer(n.ch, bhttp.ChannelServerConfig{
 		Auth: auth, Cursors: n.cursors, Logger: cfg.Logger,
-		TransferLimit: perSecond(cfg.RateTransfers), ReadLimit: perSecond(cfg.RateReads),
+		TransferLimit: perSecond(cfg.RateTransfers), ReadLimit: perSecond(cfg.RateReads), Tracer: tracer(cfg.Tracing, "banksync/http"),
 	})
 	root.Handle("/", api)
 	route := muxRoute(root, api, adminAPI)

@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,7 +28,8 @@ import (
 // transfer makes one trace that runs through the channel's API, its call
 // to core, core's API and ledger commit, and, through the traceparent in
 // the Kafka records the relay publishes, to the consumer's apply of both
-// entries into the history. A deposit no traced caller made is a trace of
+// entries into the history and the live push of the credit to the open
+// stream of the account it went to. A deposit no traced caller made is a trace of
 // its own, from its commit to its apply.
 func TestOneTraceFromTheAppToTheHistory(t *testing.T) {
 	spans := tracetest.NewInMemoryExporter()
@@ -62,6 +66,26 @@ func TestOneTraceFromTheAppToTheHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// a2's live stream is open, as an app would hold it.
+	treq, _ := http.NewRequest("POST", "http://"+n.Addr()+"/v1/accounts/a2/stream-ticket", nil)
+	treq.Header.Set("Authorization", "Bearer "+tok)
+	tresp, err := http.DefaultClient.Do(treq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ticket struct{ Ticket string }
+	json.NewDecoder(tresp.Body).Decode(&ticket)
+	tresp.Body.Close()
+	sctx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	sreq, _ := http.NewRequestWithContext(sctx, "GET", "http://"+n.Addr()+"/v1/accounts/a2/stream?after=0&ticket="+url.QueryEscape(ticket.Ticket), nil)
+	stream, err := http.DefaultClient.Do(sreq)
+	if err != nil || stream.StatusCode != 200 {
+		t.Fatalf("open a2's stream: %v %v", stream, err)
+	}
+	defer stream.Body.Close()
+	go io.Copy(io.Discard, stream.Body)
+
 	req, _ := http.NewRequest("POST", "http://"+n.Addr()+"/v1/transfers", strings.NewReader(`{"from_account":"a1","to_account":"a2","amount":10}`))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
@@ -93,13 +117,13 @@ func TestOneTraceFromTheAppToTheHistory(t *testing.T) {
 				id = s.SpanContext.TraceID()
 			}
 		}
-		if got := names(); strings.Count(strings.Join(got, ","), "banksync.channel.apply") < 2 {
+		if got := names(); strings.Count(strings.Join(got, ","), "banksync.channel.apply") < 2 || !slices.Contains(got, "banksync.channel.push") {
 			return fmt.Errorf("spans of the trace so far: %q", got)
 		}
 		return nil
 	})
 	got := names()
-	for _, want := range []string{"POST /v1/transfers", "POST /core/v1/transfers", "banksync.ledger.commit", "banksync.channel.apply"} {
+	for _, want := range []string{"POST /v1/transfers", "POST /core/v1/transfers", "banksync.ledger.commit", "banksync.channel.apply", "banksync.channel.push"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("the transfer's trace lacks %q: %q", want, got)
 		}
