@@ -83,24 +83,32 @@ func BenchmarkHistoryKeysetOffset(b *testing.B, s channel.Store, offset OffsetPa
 	}
 
 	b.Run("Keyset", func(b *testing.B) {
-		benchmarkHistoryPages(b, func(before int64) ([]banksync.Entry, error) {
+		benchmarkHistoryPages(b, HistoryPageSize, func(before int64) ([]banksync.Entry, error) {
 			return s.History(ctx, HistoryBigAccount, before, HistoryPageSize)
 		})
 	})
 	b.Run("Offset", func(b *testing.B) {
-		benchmarkHistoryPages(b, func(before int64) ([]banksync.Entry, error) {
+		benchmarkHistoryPages(b, HistoryPageSize, func(before int64) ([]banksync.Entry, error) {
 			return offset(ctx, HistoryBigAccount, HistoryBigEntries-before+1, HistoryPageSize)
+		})
+	})
+	// What a filtered page that matches nothing reads: the most it may
+	// examine, channel.HistoryScanMaxDefault entries below its cursor.
+	b.Run("FilteredScan", func(b *testing.B) {
+		benchmarkHistoryPages(b, channel.HistoryScanMaxDefault, func(before int64) ([]banksync.Entry, error) {
+			return s.History(ctx, HistoryBigAccount, before, channel.HistoryScanMaxDefault)
 		})
 	})
 }
 
-// benchmarkHistoryPages reads b.N pages before seqs drawn uniformly from
-// 21..1,000,000 (every one a full page), the same draws for every reader.
-func benchmarkHistoryPages(b *testing.B, read func(before int64) ([]banksync.Entry, error)) {
+// benchmarkHistoryPages reads b.N pages of size entries before seqs drawn
+// uniformly from size+1..1,000,000 (every one a full page), the same draws
+// for every reader.
+func benchmarkHistoryPages(b *testing.B, size int, read func(before int64) ([]banksync.Entry, error)) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	befores := make([]int64, b.N)
 	for i := range befores {
-		befores[i] = HistoryPageSize + 1 + rng.Int64N(HistoryBigEntries-HistoryPageSize)
+		befores[i] = int64(size) + 1 + rng.Int64N(HistoryBigEntries-int64(size))
 	}
 	took := make([]time.Duration, b.N)
 	b.ResetTimer()
@@ -111,9 +119,9 @@ func benchmarkHistoryPages(b *testing.B, read func(before int64) ([]banksync.Ent
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(es) != HistoryPageSize || es[0].Seq != befores[i]-1 {
+		if len(es) != size || es[0].Seq != befores[i]-1 {
 			b.Fatalf("page before %d: %d entries from seq %d, want %d from %d",
-				befores[i], len(es), firstSeq(es), HistoryPageSize, befores[i]-1)
+				befores[i], len(es), firstSeq(es), size, befores[i]-1)
 		}
 	}
 	b.StopTimer()
