@@ -289,7 +289,7 @@ func (p *prefill) prefillStores(ctx context.Context, coreDSN, chDSN string) (cor
 		defer core.Close()
 	}
 	if chDSN != "" {
-		if ch, err = node.OpenChannelStore(ctx, chDSN); err != nil {
+		if ch, err = node.OpenChannelStore(ctx, chDSN, nil); err != nil {
 			return 0, 0, err
 		}
 		defer ch.Close()

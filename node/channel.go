@@ -222,7 +222,7 @@ func OpenDomain(ctx context.Context, cfg ChannelConfig) (*Domain, error) {
 			return nil, err
 		}
 	}
-	store, err := OpenChannelStore(ctx, cfg.DB)
+	store, err := OpenChannelStore(ctx, cfg.DB, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

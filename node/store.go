@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -44,11 +45,11 @@ func OpenLedgerStore(ctx context.Context, dsn string) (ledger.Store, error) {
 }
 
 // OpenChannelStore opens the channel database named by dsn: sqlite:PATH or
-// postgres://….
-func OpenChannelStore(ctx context.Context, dsn string) (channel.Store, error) {
+// postgres://…; log, if not nil, hears the PostgreSQL store's listener.
+func OpenChannelStore(ctx context.Context, dsn string, log *slog.Logger) (channel.Store, error) {
 	return openStore("channel", dsn,
 		func(path string) (channel.Store, error) { return sqlite.OpenChannel(ctx, path) },
-		func() (channel.Store, error) { return postgres.OpenChannel(ctx, dsn) })
+		func() (channel.Store, error) { return postgres.OpenChannel(ctx, dsn, postgres.WithLogger(log)) })
 }
 
 // openStore opens the what database named by dsn with the SQLite or the

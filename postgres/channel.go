@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ type ChannelStore struct {
 	changed      chan struct{}
 	stopListener context.CancelFunc
 	listenerDone chan struct{}
+	log          *slog.Logger
 }
 
 // historyNotifyChannel is the PostgreSQL notification channel every
@@ -39,8 +41,12 @@ type ChannelStore struct {
 // learn of entries another replica applied.
 const historyNotifyChannel = "banksync_history"
 
-// listenerRetry is how long the listener waits before it connects again.
-const listenerRetry = time.Second
+// The listener waits listenerRetryMin before it connects again, doubling
+// up to listenerRetryMax while it keeps failing.
+const (
+	listenerRetryMin = time.Second
+	listenerRetryMax = 30 * time.Second
+)
 
 // notifyTimeout bounds Apply's notification after its commit.
 const notifyTimeout = 5 * time.Second
@@ -52,10 +58,10 @@ const (
 	uniqueViolation       = "23505"
 )
 
-// OpenChannel connects to dsn and migrates the channel schema. No option
-// changes the channel store yet; they are accepted as OpenLedger's are.
+// OpenChannel connects to dsn and migrates the channel schema. WithLogger
+// names where the listener of history changes tells of its failures.
 func OpenChannel(ctx context.Context, dsn string, opts ...Option) (*ChannelStore, error) {
-	newOptions(opts)
+	o := newOptions(opts)
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open channel store: %w", err)
@@ -69,7 +75,7 @@ func OpenChannel(ctx context.Context, dsn string, opts ...Option) (*ChannelStore
 		return nil, fmt.Errorf("open channel store: %w", err)
 	}
 	lctx, stop := context.WithCancel(context.Background())
-	s := &ChannelStore{pool: pool, changed: make(chan struct{}, 1), stopListener: stop, listenerDone: make(chan struct{})}
+	s := &ChannelStore{pool: pool, changed: make(chan struct{}, 1), stopListener: stop, listenerDone: make(chan struct{}), log: o.logger}
 	go s.listen(lctx)
 	return s, nil
 }
@@ -97,30 +103,46 @@ func (s *ChannelStore) signalChanged() {
 // historyNotifyChannel until ctx ends, and connects again after a failure.
 // Each time it starts listening it signals Changed too, since commits made
 // while it was not listening told no one.
+// A failure is logged: while the listener is down, live streams on this
+// replica see other replicas' entries only at their periodic check (behind
+// a pooler in transaction mode, such as PgBouncer's, LISTEN cannot work at
+// all: point the channel at the database itself).
 func (s *ChannelStore) listen(ctx context.Context) {
 	defer close(s.listenerDone)
+	wait := listenerRetryMin
 	for ctx.Err() == nil {
-		s.listenOnce(ctx)
+		listened, err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if listened {
+			wait = listenerRetryMin // it worked for a while: start over
+		}
+		s.log.Warn("listening for history changes failed; live streams fall back to their periodic check until it listens again",
+			"channel", historyNotifyChannel, "retry_in", wait, "err", err)
 		select {
 		case <-ctx.Done():
-		case <-time.After(listenerRetry):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, listenerRetryMax)
 	}
 }
 
-func (s *ChannelStore) listenOnce(ctx context.Context) {
+// listenOnce listens until a failure, and says whether it got as far as
+// listening.
+func (s *ChannelStore) listenOnce(ctx context.Context) (bool, error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return
+		return false, err
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+historyNotifyChannel); err != nil {
-		return
+		return false, err
 	}
 	s.signalChanged()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return
+			return true, err
 		}
 		s.signalChanged()
 	}
