@@ -446,6 +446,22 @@ func TestBrowserAppAndOperations(t *testing.T) {
 	b.screen("21-app-phone-money-out-statement")
 	b.do("all again", chromedp.Evaluate[chromedp.Void](
 		`(() => { const k = document.querySelector('#history-kind'); k.value = ''; k.dispatchEvent(new Event('change')); document.querySelector('#statement-toggle').click() })()`))
+	// A live deposit on a phone, then a search for its depositor.
+	b.waitFor("the history again on a phone", `document.querySelectorAll('#history li.tx').length > 0`, 20*time.Second)
+	phoneLive, err := l.Deposit(ctx, banksync.DepositRequest{ExternalRef: "browser-live-phone", AccountID: "demo-alice", Amount: 55_555, Sender: "(주)토스 급여"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	phoneRow := fmt.Sprintf(`#history li.tx[data-seq="%d"]`, phoneLive.Entry.Seq)
+	b.waitFor("the live deposit on a phone", fmt.Sprintf(`document.querySelector('%s')?.dataset.via === 'stream'`, phoneRow), 20*time.Second)
+	b.do("to the top", chromedp.Evaluate[chromedp.Void](`document.querySelector('.history-tools').scrollIntoView({ block: 'center' })`))
+	b.screen("22-app-phone-live-deposit")
+	b.do("search on a phone", chromedp.Evaluate[chromedp.Void](
+		`(() => { const q = document.querySelector('#history-search'); q.value = '토스 급여'; q.dispatchEvent(new Event('search')) })()`))
+	b.waitFor("the search on a phone", fmt.Sprintf(`document.querySelectorAll('#history li.tx').length === 1 && document.querySelector('%s') !== null`, phoneRow), 20*time.Second)
+	b.screen("23-app-phone-search")
+	b.do("clear the search on a phone", chromedp.Evaluate[chromedp.Void](
+		`(() => { const q = document.querySelector('#history-search'); q.value = ''; q.dispatchEvent(new Event('search')) })()`))
 	b.do("open the send form", chromedp.Click(chromedp.CSS(`#transfer-toggle`)))
 	if got := evalJS[string](b, `(() => { const r = document.querySelector('#transfer-submit').getBoundingClientRect(); return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight ? 'on screen' : JSON.stringify(r) })()`); got != "on screen" {
 		t.Errorf("on a phone, the opened send form's Send button is at %s, not on screen", got)
