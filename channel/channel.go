@@ -157,7 +157,7 @@ type Channel struct {
 // New returns a Channel over store and core.
 func New(store Store, core Core, cfg Config) *Channel {
 	cfg.setDefaults()
-	c := &Channel{store: store, core: core, cfg: cfg, seed: maphash.MakeSeed()}
+	c := &Channel{store: store, core: core, cfg: cfg, seed: maphash.MakeSeed(), live: newLive(store, cfg.Logger)}
 	for i := range c.locks {
 		c.locks[i] = make(chan struct{}, 1)
 	}

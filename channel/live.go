@@ -91,14 +91,11 @@ func (c *Channel) OpenStream(ctx context.Context, customer, account string, afte
 	}
 	s := &Stream{live: &c.live, customer: customer, account: account, wake: make(chan struct{}, 1)}
 	s.after.Store(after)
-	if err := c.live.add(s, c.store, c.cfg.Logger); err != nil {
+	if err := c.live.add(s); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
-
-// Account is the stream's account.
-func (s *Stream) Account() string { return s.account }
 
 // Next waits until entries after the last it returned are in the history,
 // and returns up to liveBatchMax of them, oldest first. It returns ctx's
@@ -130,9 +127,6 @@ func (s *Stream) Next(ctx context.Context) ([]banksync.Entry, error) {
 func (c *Channel) StopStreams() {
 	c.live.mu.Lock()
 	defer c.live.mu.Unlock()
-	if c.live.stop == nil {
-		c.live.stop = make(chan struct{})
-	}
 	if !c.live.stopped {
 		c.live.stopped = true
 		close(c.live.stop)
@@ -144,7 +138,13 @@ func (s *Stream) Close() {
 	s.once.Do(func() { s.live.remove(s) })
 }
 
-func (l *live) add(s *Stream, store Store, log *slog.Logger) error {
+// newLive returns the live streams' hub over store, with none open.
+func newLive(store Store, log *slog.Logger) live {
+	return live{store: store, log: log, stop: make(chan struct{}),
+		byAcct: map[string]map[*Stream]struct{}{}, byCust: map[string]int{}}
+}
+
+func (l *live) add(s *Stream) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -154,12 +154,6 @@ func (l *live) add(s *Stream, store Store, log *slog.Logger) error {
 		return banksync.Errorf(banksync.ERATELIMITED, "at most %d live streams at once", LiveStreamsPerCustomerMax)
 	case l.n >= LiveStreamsMax:
 		return banksync.Errorf(banksync.EUNAVAILABLE, "this replica holds as many live streams as it may; try again")
-	}
-	if l.byAcct == nil {
-		l.byAcct, l.byCust, l.store, l.log = map[string]map[*Stream]struct{}{}, map[string]int{}, store, log
-	}
-	if l.stop == nil {
-		l.stop = make(chan struct{})
 	}
 	if l.byAcct[s.account] == nil {
 		l.byAcct[s.account] = map[*Stream]struct{}{}
