@@ -20,8 +20,8 @@ import (
 // runs build on node.
 var rooms = map[string][]string{
 	"banksync":                              nil,
-	"banksync/ledger":                       {"banksync"},
-	"banksync/channel":                      {"banksync"},
+	"banksync/ledger":                       {"banksync", "banksync/internal/recent"},
+	"banksync/channel":                      {"banksync", "banksync/internal/recent"},
 	"banksync/kafka":                        {"banksync"},
 	"banksync/sqlite":                       {"banksync", "banksync/channel", "banksync/ledger"},
 	"banksync/postgres":                     {"banksync", "banksync/channel", "banksync/ledger"},
@@ -38,6 +38,7 @@ var rooms = map[string][]string{
 	"banksync/storetest":                    {"banksync", "banksync/channel", "banksync/ledger"},
 	"banksync/internal/testkit":             nil,
 	"banksync/internal/progress":            nil,
+	"banksync/internal/recent":              nil,
 	"banksync/kafka/kafkatest":              nil,
 	"banksync/postgres/pgtest":              {"banksync/postgres"},
 	"banksync/scripts/kafka-broker/cluster": {"banksync/kafka/kafkatest"},

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"banksync"
+	"banksync/internal/recent"
 )
 
 // Live-stream bounds.
@@ -296,11 +297,11 @@ func (cs Cursors) ticketMAC(account string, payload []byte) []byte {
 const tracesMax = 65_536
 
 // entryTraces remembers the trace each applied entry came with, by account
-// and seq, so its live push joins that trace.
+// and seq, so its live push joins that trace. The zero value is ready to
+// use.
 type entryTraces struct {
-	mu    sync.Mutex
-	by    map[entryKey]trace.SpanContext
-	order []entryKey
+	mu sync.Mutex
+	by *recent.Map[entryKey, trace.SpanContext]
 }
 
 type entryKey struct {
@@ -318,15 +319,9 @@ func (c *Channel) NoteTrace(account string, seq int64, sc trace.SpanContext) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.by == nil {
-		t.by = make(map[entryKey]trace.SpanContext)
+		t.by = recent.New[entryKey, trace.SpanContext](tracesMax)
 	}
-	k := entryKey{account, seq}
-	t.by[k] = sc
-	t.order = append(t.order, k)
-	for len(t.order) > tracesMax {
-		delete(t.by, t.order[0])
-		t.order = t.order[1:]
-	}
+	t.by.Put(entryKey{account, seq}, sc)
 }
 
 // TraceOf is the trace the entry account/seq was applied within, if the
@@ -334,6 +329,8 @@ func (c *Channel) NoteTrace(account string, seq int64, sc trace.SpanContext) {
 func (c *Channel) TraceOf(account string, seq int64) (trace.SpanContext, bool) {
 	c.traces.mu.Lock()
 	defer c.traces.mu.Unlock()
-	sc, ok := c.traces.by[entryKey{account, seq}]
-	return sc, ok
+	if c.traces.by == nil {
+		return trace.SpanContext{}, false
+	}
+	return c.traces.by.Get(entryKey{account, seq})
 }

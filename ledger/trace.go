@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"banksync"
+	"banksync/internal/recent"
 )
 
 // traceParentsMax bounds how many entries' traceparents wait for the
@@ -19,11 +20,10 @@ const traceParentsMax = 65_536
 // traceparent of the request that wrote them, so that the relay can put it
 // in their Kafka records and a trace runs on into the consumer. Only
 // requests that are traced leave one; entries published after a restart
-// go without.
+// go without. The zero value is ready to use.
 type traceParents struct {
 	mu    sync.Mutex
-	byPos map[int64]string
-	order []int64 // positions in the order put, for forgetting the oldest
+	byPos *recent.Map[int64, string]
 }
 
 // put records ctx's trace for entries, if ctx is traced.
@@ -40,15 +40,10 @@ func (t *traceParents) put(ctx context.Context, entries []banksync.Entry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byPos == nil {
-		t.byPos = make(map[int64]string)
+		t.byPos = recent.New[int64, string](traceParentsMax)
 	}
 	for _, e := range entries {
-		t.byPos[e.Position] = tp
-		t.order = append(t.order, e.Position)
-	}
-	for len(t.order) > traceParentsMax {
-		delete(t.byPos, t.order[0])
-		t.order = t.order[1:]
+		t.byPos.Put(e.Position, tp)
 	}
 }
 
@@ -57,20 +52,17 @@ func (t *traceParents) put(ctx context.Context, entries []banksync.Entry) {
 func (t *traceParents) get(entries []banksync.Entry, forget bool) map[int64]string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.byPos) == 0 {
+	if t.byPos == nil || t.byPos.Len() == 0 {
 		return nil
 	}
 	out := make(map[int64]string)
 	for _, e := range entries {
-		if tp, ok := t.byPos[e.Position]; ok {
+		if tp, ok := t.byPos.Get(e.Position); ok {
 			out[e.Position] = tp
 			if forget {
-				delete(t.byPos, e.Position)
+				t.byPos.Delete(e.Position)
 			}
 		}
-	}
-	if len(t.byPos) == 0 {
-		t.order = t.order[:0]
 	}
 	return out
 }
